@@ -1,0 +1,198 @@
+// The TAP1 wire vocabulary in one place: packet layout, packet types, field names, spec constants and the
+// tunable limits with their defaults. Everything that crosses the wire is named here; PROTOCOL.md explains it.
+
+/** ASCII "TAP1", the first four bytes of every packet. */
+export const MAGIC = Buffer.from('TAP1', 'ascii');
+
+/**
+ * Packet layout (all integers big-endian):
+ *
+ *   offset  bytes  field
+ *   0       4      magic "TAP1"
+ *   4       4      size: the number of bytes after this field (CRC + sequence + type + payload)
+ *   8       4      CRC-32 (IEEE, zlib.crc32) of every byte after the CRC field
+ *   12      4      sequence number, 0..32767, per direction
+ *   16      1      packet type
+ *   17      ...    payload (for encrypted types: ciphertext followed by a 16-byte AEAD tag)
+ */
+export const MAGIC_OFFSET = 0;
+export const SIZE_OFFSET = 4;
+export const CRC_OFFSET = 8;
+export const SEQUENCE_OFFSET = 12;
+export const TYPE_OFFSET = 16;
+export const HEADER_BYTES = 17;
+/** Bytes counted by the size field that are not payload: CRC (4) + sequence (4) + type (1). */
+export const SIZE_OVERHEAD_BYTES = 9;
+
+/** Sequence numbers run 0..32767 and then start again at 0. */
+export const SEQUENCE_MODULUS = 32768;
+
+/** AEAD tag length of both ciphers. */
+export const AEAD_TAG_BYTES = 16;
+/** AEAD nonce: 4 zero bytes followed by the 64-bit per-direction record counter. */
+export const AEAD_NONCE_BYTES = 12;
+/** Symmetric key length of both ciphers. */
+export const SESSION_KEY_BYTES = 32;
+
+/** Binary prefix of a StreamData payload: the 4-byte stream id; the rest is raw stream bytes. */
+export const STREAM_ID_BYTES = 4;
+export const MAX_STREAM_ID = 0xffff_ffff;
+
+/**
+ * Packet types. Below 10: plaintext hello. 10: the signed session-key exchange. 20 and up: encrypted with
+ * the negotiated keys. 99 is the error packet: plaintext while no key exists yet, encrypted afterwards.
+ * A reply to a request carries the request's type.
+ */
+export enum PacketType {
+  /** Both sides, plaintext: protocol version, algorithm lists, nonce, limits (and the host key, from the daemon). */
+  Hello = 1,
+  /** Both sides: ephemeral X25519 key, long-term public key, signature over the transcript. */
+  KeyExchange = 10,
+  /** Client asks the daemon to run something; the daemon's reply says whether it did. */
+  Start = 20,
+  /** The sender switches its sending direction to the next key (a one-way ratchet); no reply. */
+  Rekey = 21,
+  /** Keepalive; the reply repeats the type with reply=1. */
+  Ping = 22,
+  /** Orderly end of the connection: the sender will send nothing more. */
+  Goodbye = 23,
+  /** Opens a stream: stream id and purpose. */
+  StreamOpen = 30,
+  /** Binary payload: 4-byte stream id, then raw bytes. Consumes send window. */
+  StreamData = 31,
+  /** Returns receive window credit for one stream. */
+  StreamWindow = 32,
+  /** The sender will write no more bytes to that stream (half close). */
+  StreamEof = 33,
+  /** The sender drops the stream: it will neither send nor read any more (abort, or final close). */
+  StreamClose = 34,
+  /** Client forwards a signal to the running command. */
+  Signal = 40,
+  /** Daemon reports how the command ended: exit code or signal. */
+  Exit = 41,
+  /** A fatal or request-level error: a stable code and a message. */
+  Error = 99,
+}
+
+/** The first type that is always encrypted. */
+export const FIRST_ENCRYPTED_TYPE = 20;
+
+export function isKnownPacketType(type: number): type is PacketType {
+  return PacketType[type] !== undefined;
+}
+
+/** Field names used in name/value payloads. One place, so both ends spell them alike. */
+export const Field = {
+  // Hello
+  protocol: 'protocol',
+  software: 'software',
+  nonce: 'nonce',
+  kex: 'kex',
+  ciphers: 'ciphers',
+  signatures: 'signatures',
+  cipher: 'cipher',
+  hostKey: 'hostkey',
+  maxPacketBytes: 'max-packet-bytes',
+  initialWindowBytes: 'initial-window-bytes',
+  // KeyExchange
+  ephemeral: 'ephemeral',
+  identity: 'identity',
+  recipient: 'recipient',
+  signature: 'signature',
+  // Start
+  kind: 'kind',
+  arg: 'arg',
+  stdin: 'stdin',
+  stdout: 'stdout',
+  stderr: 'stderr',
+  status: 'status',
+  // Streams
+  stream: 'stream',
+  purpose: 'purpose',
+  credit: 'credit',
+  // Signal and Exit
+  signal: 'signal',
+  code: 'code',
+  coreDumped: 'core-dumped',
+  // Ping
+  reply: 'reply',
+  // Error
+  message: 'message',
+} as const;
+
+/** What a Start packet asks for. */
+export enum StartKind {
+  Exec = 'exec',
+}
+
+/** The status field of a Start reply. */
+export enum StartStatus {
+  Started = 'started',
+  Refused = 'refused',
+}
+
+/** Version string carried in Hello. */
+export const PROTOCOL_VERSION = 'TAP1/1';
+
+/** Algorithms, in order of preference. */
+export const KEX_ALGORITHMS = ['x25519'] as const;
+export const CIPHER_ALGORITHMS = ['aes-256-gcm', 'chacha20-poly1305'] as const;
+export const SIGNATURE_ALGORITHMS = ['ssh-ed25519', 'rsa-pss-sha256'] as const;
+export type CipherAlgorithm = (typeof CIPHER_ALGORITHMS)[number];
+export type SignatureAlgorithm = (typeof SIGNATURE_ALGORITHMS)[number];
+
+/** Random bytes in each Hello nonce. */
+export const HELLO_NONCE_BYTES = 32;
+/** Smallest RSA modulus accepted for identity keys. */
+export const MIN_RSA_BITS = 3072;
+
+/**
+ * Cipher safety limits (spec constants, not tunables). A sender ratchets its key (Rekey packet) after
+ * REKEY_AFTER_BYTES or REKEY_AFTER_RECORDS under one key; a receiver refuses a key that has sealed more than
+ * REJECT_AFTER_BYTES or REJECT_AFTER_RECORDS. The record limit keeps AES-GCM's per-key invocation count
+ * far below 2^32 and the byte limit keeps the number of AES blocks under one key below 2^32 (64 GiB).
+ */
+export const REKEY_AFTER_BYTES = 2 ** 32;
+export const REKEY_AFTER_RECORDS = 2 ** 24;
+export const REJECT_AFTER_BYTES = 2 ** 36 - 2 ** 30;
+export const REJECT_AFTER_RECORDS = 2 ** 28;
+
+/** Default TCP port of netplumbd. */
+export const DEFAULT_PORT = 7020;
+
+/** Tunable limits, each with its unit in its name. One default each; validated once at start-up. */
+export interface Limits {
+  /** Largest packet accepted (the size field plus 8), checked from the header before the body is read. */
+  maxPacketBytes: number;
+  /** Largest StreamData payload a sender puts in one packet. */
+  maxDataPayloadBytes: number;
+  /** Time from TCP accept (or connect) until the key exchange has completed. */
+  handshakeTimeoutMs: number;
+  /** Connections the daemon serves at once; more are closed at accept. */
+  maxConnections: number;
+  /** Connections still in the handshake at once; more are closed at accept. */
+  maxUnauthenticatedConnections: number;
+  /** Streams open at once on one connection. */
+  maxStreamsPerConnection: number;
+  /** Receive window each stream starts with, per direction. */
+  initialWindowBytes: number;
+  /** A connection from which nothing was received for this long is closed. */
+  idleTimeoutMs: number;
+  /** A side that has sent nothing for this long sends a Ping. */
+  keepaliveIntervalMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxPacketBytes: 1024 * 1024,
+  maxDataPayloadBytes: 64 * 1024,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 4096,
+  maxUnauthenticatedConnections: 64,
+  maxStreamsPerConnection: 256,
+  initialWindowBytes: 2 * 1024 * 1024,
+  idleTimeoutMs: 90_000,
+  keepaliveIntervalMs: 30_000,
+});
+
+/** Room a StreamData packet needs beyond its stream bytes. */
+export const DATA_PACKET_OVERHEAD_BYTES = HEADER_BYTES + STREAM_ID_BYTES + AEAD_TAG_BYTES;

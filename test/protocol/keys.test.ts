@@ -1,0 +1,378 @@
+// Tests for protocol/keys: generation, signatures, OpenSSH public lines and PEM/OpenSSH private keys, with
+// ssh-keygen as the reference for formats and fingerprints. Keys are made at test time in a temp directory.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { constants, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ErrorCode } from '../../protocol/errors.js';
+import {
+  encodePrivateKeyPem,
+  fingerprintOfBlob,
+  formatPublicKeyLine,
+  generateIdentity,
+  loadPrivateIdentity,
+  parsePrivateKeyPem,
+  parsePublicKeyLine,
+  publicIdentityFromKey,
+  signTranscript,
+  verifyTranscript,
+  writeIdentityFiles,
+  type PrivateIdentity,
+} from '../../protocol/keys.js';
+
+const SSH_KEYGEN = '/usr/bin/ssh-keygen';
+if (!existsSync(SSH_KEYGEN)) {
+  throw new Error(`${SSH_KEYGEN} is missing: install openssh-client (apt-get install openssh-client)`);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'netplumb-keys-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let counter = 0;
+function freshPath(name: string): string {
+  counter += 1;
+  return join(dir, `${name}-${counter}`);
+}
+
+/** Runs ssh-keygen to make a key pair without passphrase; returns the private key path. */
+function sshKeygen(type: string, extra: string[] = [], comment = 'made by ssh-keygen'): string {
+  const path = freshPath(`ssh-${type}`);
+  execFileSync(SSH_KEYGEN, ['-q', '-t', type, '-N', '', '-C', comment, '-f', path, ...extra]);
+  return path;
+}
+
+/** The SHA256 fingerprint ssh-keygen -lf prints for a file. */
+function sshFingerprint(path: string): string {
+  const output = execFileSync(SSH_KEYGEN, ['-lf', path], { encoding: 'utf8' });
+  const fingerprint = output.split(' ')[1] ?? '';
+  assert.match(fingerprint, /^SHA256:/, `unexpected ssh-keygen output: ${output}`);
+  return fingerprint;
+}
+
+function withCode(code: string): (error: unknown) => boolean {
+  return (error) => {
+    assert.equal((error as { code?: unknown }).code, code);
+    return true;
+  };
+}
+
+function lineWithBlob(type: string, blob: Buffer): string {
+  return `${type} ${blob.toString('base64')}`;
+}
+
+function sshString(data: Buffer | string): Buffer {
+  const body = typeof data === 'string' ? Buffer.from(data) : data;
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  return Buffer.concat([length, body]);
+}
+
+const data = Buffer.from('a handshake transcript');
+let ed25519: PrivateIdentity;
+let rsa: PrivateIdentity;
+before(() => {
+  ed25519 = generateIdentity('ed25519', 'ed key');
+  rsa = generateIdentity('rsa', 'rsa key');
+});
+
+describe('key generation and signatures', () => {
+  test('an Ed25519 identity verifies its own signature', () => {
+    assert.equal(ed25519.publicIdentity.signatureAlgorithm, 'ssh-ed25519');
+    assert.ok(verifyTranscript(ed25519.publicIdentity, data, signTranscript(ed25519, data)));
+  });
+
+  test('an RSA identity of 3072 bits verifies its own signature', () => {
+    assert.equal(rsa.publicIdentity.signatureAlgorithm, 'rsa-pss-sha256');
+    assert.equal(rsa.publicIdentity.key.asymmetricKeyDetails?.modulusLength, 3072);
+    assert.ok(verifyTranscript(rsa.publicIdentity, data, signTranscript(rsa, data)));
+  });
+
+  test('an RSA signature is RSA-PSS over SHA-256 with a 32-byte salt', () => {
+    const signature = signTranscript(rsa, data);
+    const key = rsa.publicIdentity.key;
+    assert.ok(verify('sha256', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature));
+    assert.ok(!verify('sha256', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 20 }, signature));
+  });
+
+  for (const algorithm of ['ed25519', 'rsa'] as const) {
+    test(`a ${algorithm} signature with one flipped byte fails verification`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      const signature = signTranscript(id, data);
+      signature[signature.length >> 1] = (signature[signature.length >> 1] ?? 0) ^ 0x01;
+      assert.equal(verifyTranscript(id.publicIdentity, data, signature), false);
+    });
+
+    test(`a ${algorithm} signature fails verification under another key of the same type`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      const other = generateIdentity(algorithm, 'other');
+      assert.equal(verifyTranscript(other.publicIdentity, data, signTranscript(id, data)), false);
+    });
+
+    test(`a ${algorithm} signature fails verification over changed data`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      assert.equal(verifyTranscript(id.publicIdentity, Buffer.from('other data'), signTranscript(id, data)), false);
+    });
+
+    test(`a malformed ${algorithm} signature returns false instead of throwing`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      assert.equal(verifyTranscript(id.publicIdentity, data, Buffer.alloc(0)), false);
+      assert.equal(verifyTranscript(id.publicIdentity, data, Buffer.alloc(7, 1)), false);
+      assert.equal(verifyTranscript(id.publicIdentity, data, Buffer.alloc(1000, 1)), false);
+    });
+  }
+
+  test('a signature by an RSA key fails verification under an Ed25519 key', () => {
+    assert.equal(verifyTranscript(ed25519.publicIdentity, data, signTranscript(rsa, data)), false);
+  });
+
+  test('generating an RSA key below 3072 bits is refused', () => {
+    assert.throws(() => generateIdentity('rsa', '', 2048), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a comment with a line break is refused', () => {
+    assert.throws(() => generateIdentity('ed25519', 'two\nlines'), withCode(ErrorCode.KeyFormat));
+    assert.throws(() => formatPublicKeyLine(ed25519.publicIdentity, 'a\rb'), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('the identity of a private KeyObject is that of its public half', () => {
+    const fromPrivate = publicIdentityFromKey(ed25519.privateKey, '');
+    assert.equal(fromPrivate.key.type, 'public');
+    assert.deepEqual(fromPrivate.blob, ed25519.publicIdentity.blob);
+  });
+
+  test('a key type other than Ed25519 or RSA is refused', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    assert.throws(() => publicIdentityFromKey(publicKey, ''), withCode(ErrorCode.KeyFormat));
+  });
+});
+
+describe('public key lines', () => {
+  for (const algorithm of ['ed25519', 'rsa'] as const) {
+    test(`a ${algorithm} public line survives format and parse unchanged`, () => {
+      const id = (algorithm === 'rsa' ? rsa : ed25519).publicIdentity;
+      const parsed = parsePublicKeyLine(formatPublicKeyLine(id, 'comment with  spaces'));
+      assert.deepEqual(parsed.blob, id.blob);
+      assert.equal(parsed.algorithm, algorithm);
+      assert.equal(parsed.fingerprint, id.fingerprint);
+      assert.equal(parsed.line, id.line);
+      assert.equal(parsed.comment, 'comment with  spaces');
+    });
+  }
+
+  test('a line without a comment parses with an empty comment', () => {
+    const parsed = parsePublicKeyLine(ed25519.publicIdentity.line);
+    assert.equal(parsed.comment, '');
+    assert.equal(formatPublicKeyLine(parsed), ed25519.publicIdentity.line);
+  });
+
+  test('the blob starts with the OpenSSH key type string', () => {
+    assert.deepEqual(ed25519.publicIdentity.blob.subarray(0, 15), sshString('ssh-ed25519'));
+    assert.equal(ed25519.publicIdentity.blob.length, 4 + 11 + 4 + 32);
+    assert.deepEqual(rsa.publicIdentity.blob.subarray(0, 11), sshString('ssh-rsa'));
+  });
+
+  test('a fingerprint is SHA256: and unpadded base64', () => {
+    const fingerprint = fingerprintOfBlob(ed25519.publicIdentity.blob);
+    assert.match(fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
+    assert.equal(fingerprint, ed25519.publicIdentity.fingerprint);
+  });
+
+  for (const [type, extra] of [
+    ['ed25519', []],
+    ['rsa', ['-b', '3072']],
+  ] as const) {
+    test(`an ssh-keygen ${type} public key line parses with its comment and fingerprint`, () => {
+      const path = sshKeygen(type, [...extra], 'user@example host');
+      const parsed = parsePublicKeyLine(readFileSync(`${path}.pub`, 'utf8'));
+      assert.equal(parsed.comment, 'user@example host');
+      assert.equal(parsed.fingerprint, sshFingerprint(`${path}.pub`));
+    });
+  }
+
+  test('an ssh-keygen RSA key of 2048 bits is refused', () => {
+    const path = sshKeygen('rsa', ['-b', '2048']);
+    assert.throws(() => parsePublicKeyLine(readFileSync(`${path}.pub`, 'utf8')), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('an unknown key type is refused', () => {
+    const path = sshKeygen('ecdsa');
+    assert.throws(() => parsePublicKeyLine(readFileSync(`${path}.pub`, 'utf8')), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('key data that is not base64 is refused', () => {
+    const [type, base64] = ed25519.publicIdentity.line.split(' ');
+    assert.throws(() => parsePublicKeyLine(`${type} ${base64?.slice(0, 10)}!${base64?.slice(11)}`), withCode(ErrorCode.KeyFormat));
+    assert.throws(() => parsePublicKeyLine(`${type} ${base64?.slice(0, -1)}`), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a line whose type differs from the type inside the blob is refused', () => {
+    assert.throws(() => parsePublicKeyLine(lineWithBlob('ssh-rsa', ed25519.publicIdentity.blob)), withCode(ErrorCode.KeyFormat));
+    assert.throws(() => parsePublicKeyLine(lineWithBlob('ssh-ed25519', rsa.publicIdentity.blob)), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a truncated blob is refused', () => {
+    for (const id of [ed25519, rsa]) {
+      const blob = id.publicIdentity.blob;
+      for (const cut of [2, 10, blob.length - 1]) {
+        assert.throws(() => parsePublicKeyLine(lineWithBlob(id.publicIdentity.line.split(' ')[0] ?? '', blob.subarray(0, cut))), withCode(ErrorCode.KeyFormat));
+      }
+    }
+  });
+
+  test('a blob with trailing bytes is refused', () => {
+    const blob = Buffer.concat([ed25519.publicIdentity.blob, Buffer.from([0])]);
+    assert.throws(() => parsePublicKeyLine(lineWithBlob('ssh-ed25519', blob)), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('an Ed25519 key of the wrong length is refused', () => {
+    const blob = Buffer.concat([sshString('ssh-ed25519'), sshString(Buffer.alloc(31, 7))]);
+    assert.throws(() => parsePublicKeyLine(lineWithBlob('ssh-ed25519', blob)), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('an RSA blob with a needless leading zero in the modulus is refused', () => {
+    const jwk = rsa.publicIdentity.key.export({ format: 'jwk' });
+    const n = Buffer.from(jwk.n ?? '', 'base64url');
+    const e = Buffer.from(jwk.e ?? '', 'base64url');
+    const blob = Buffer.concat([sshString('ssh-rsa'), sshString(e), sshString(Buffer.concat([Buffer.alloc(2), n]))]);
+    assert.throws(() => parsePublicKeyLine(lineWithBlob('ssh-rsa', blob)), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a line with only a type is refused', () => {
+    assert.throws(() => parsePublicKeyLine('ssh-ed25519'), withCode(ErrorCode.KeyFormat));
+    assert.throws(() => parsePublicKeyLine(''), withCode(ErrorCode.KeyFormat));
+  });
+});
+
+describe('private keys', () => {
+  for (const algorithm of ['ed25519', 'rsa'] as const) {
+    test(`a ${algorithm} private key survives PEM encoding and parsing`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      const pem = encodePrivateKeyPem(id);
+      assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n/);
+      const parsed = parsePrivateKeyPem(pem, 'back');
+      assert.deepEqual(parsed.publicIdentity.blob, id.publicIdentity.blob);
+      assert.equal(parsed.publicIdentity.comment, 'back');
+      assert.ok(verifyTranscript(id.publicIdentity, data, signTranscript(parsed, data)));
+    });
+  }
+
+  test('text that is not a private key is refused', () => {
+    assert.throws(() => parsePrivateKeyPem('hello'), withCode(ErrorCode.KeyFormat));
+    const publicPem = createPublicKey(ed25519.privateKey).export({ type: 'spki', format: 'pem' }).toString();
+    assert.throws(() => parsePrivateKeyPem(publicPem), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a PEM RSA private key of 2048 bits is refused', () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    assert.throws(() => parsePrivateKeyPem(pem), withCode(ErrorCode.KeyFormat));
+  });
+
+  for (const [type, extra] of [
+    ['ed25519', []],
+    ['rsa', ['-b', '3072']],
+  ] as const) {
+    test(`an unencrypted OpenSSH ${type} private key from ssh-keygen loads and matches its public key`, () => {
+      const path = sshKeygen(type, [...extra], 'from pub file');
+      const id = loadPrivateIdentity(path);
+      assert.equal(id.publicIdentity.fingerprint, sshFingerprint(`${path}.pub`));
+      assert.equal(id.publicIdentity.comment, 'from pub file');
+      const pinned = parsePublicKeyLine(readFileSync(`${path}.pub`, 'utf8'));
+      assert.ok(verifyTranscript(pinned, data, signTranscript(id, data)));
+    });
+  }
+
+  test('an OpenSSH private key without a .pub file takes the comment stored inside it', () => {
+    const path = sshKeygen('ed25519', [], 'stored inside');
+    rmSync(`${path}.pub`);
+    assert.equal(loadPrivateIdentity(path).publicIdentity.comment, 'stored inside');
+  });
+
+  test('an OpenSSH private key with a passphrase is refused', () => {
+    const path = freshPath('encrypted');
+    execFileSync(SSH_KEYGEN, ['-q', '-t', 'ed25519', '-N', 'secret', '-f', path]);
+    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a damaged OpenSSH private key is refused', () => {
+    const path = sshKeygen('ed25519');
+    const lines = readFileSync(path, 'utf8').split('\n');
+    lines[2] = `${(lines[2] ?? '').slice(0, 20)}${(lines[2] ?? '').slice(28)}`;
+    writeFileSync(path, lines.join('\n'));
+    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a private key file readable by others is refused', () => {
+    const path = freshPath('open');
+    writeIdentityFiles(path, ed25519, 'c');
+    chmodSync(path, 0o644);
+    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a private key file readable by its group is refused', () => {
+    const path = freshPath('group');
+    writeIdentityFiles(path, ed25519, 'c');
+    chmodSync(path, 0o640);
+    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
+  });
+
+  test('a missing private key file is a configuration error', () => {
+    assert.throws(() => loadPrivateIdentity(join(dir, 'does-not-exist')), withCode(ErrorCode.Config));
+  });
+
+  test('a private key written by writeIdentityFiles loads with the comment from its .pub file', () => {
+    const path = freshPath('ours');
+    writeIdentityFiles(path, rsa, 'ours comment');
+    const loaded = loadPrivateIdentity(path);
+    assert.deepEqual(loaded.publicIdentity.blob, rsa.publicIdentity.blob);
+    assert.equal(loaded.publicIdentity.comment, 'ours comment');
+  });
+});
+
+describe('writeIdentityFiles', () => {
+  for (const algorithm of ['ed25519', 'rsa'] as const) {
+    test(`the fingerprint of a written ${algorithm} key matches ssh-keygen -lf`, () => {
+      const id = algorithm === 'rsa' ? rsa : ed25519;
+      const path = freshPath(`written-${algorithm}`);
+      writeIdentityFiles(path, id, 'written');
+      assert.equal(sshFingerprint(`${path}.pub`), id.publicIdentity.fingerprint);
+    });
+  }
+
+  test('the public file holds one line: type, base64 and comment', () => {
+    const path = freshPath('line');
+    writeIdentityFiles(path, ed25519, 'me@here');
+    assert.equal(readFileSync(`${path}.pub`, 'utf8'), `${ed25519.publicIdentity.line} me@here\n`);
+  });
+
+  test('the private key is created 0600 and the public key 0644, even under umask 000', () => {
+    const path = freshPath('modes');
+    const previous = process.umask(0);
+    try {
+      writeIdentityFiles(path, ed25519, 'c');
+    } finally {
+      process.umask(previous);
+    }
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.equal(statSync(`${path}.pub`).mode & 0o777, 0o644);
+  });
+
+  test('an existing private key file is not overwritten', () => {
+    const path = freshPath('exists');
+    writeFileSync(path, 'keep me', { mode: 0o600 });
+    assert.throws(() => writeIdentityFiles(path, ed25519, 'c'), withCode(ErrorCode.Config));
+    assert.equal(readFileSync(path, 'utf8'), 'keep me');
+    assert.equal(existsSync(`${path}.pub`), false);
+  });
+
+  test('an existing public key file is not overwritten and no private key is left behind', () => {
+    const path = freshPath('pub-exists');
+    writeFileSync(`${path}.pub`, 'keep me');
+    assert.throws(() => writeIdentityFiles(path, ed25519, 'c'), withCode(ErrorCode.Config));
+    assert.equal(readFileSync(`${path}.pub`, 'utf8'), 'keep me');
+    assert.equal(existsSync(path), false);
+  });
+});
