@@ -21,7 +21,7 @@ export interface Frame {
   readonly type: number;
   readonly payload: readonly Buffer[];
   readonly payloadBytes: number;
-  /** Header bytes 4..17 (size, CRC, sequence, type), which the AEAD binds as associated data. */
+  /** The 17 header bytes; the AEAD binds size, sequence and type from them as associated data. */
   readonly header: Buffer;
 }
 
@@ -176,7 +176,7 @@ export class FrameReader {
       type: header.readUInt8(TYPE_OFFSET),
       payload,
       payloadBytes: this.payloadBytes,
-      header: header.subarray(SIZE_OFFSET),
+      header,
     });
   }
 

@@ -1,0 +1,165 @@
+// netplumbd's configuration: defaults, the config file (`name value` lines, the same names as the long options)
+// and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
+
+import { readFileSync } from 'node:fs';
+import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/netplumb/netplumbd.conf';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface DaemonConfig {
+  listen: ListenAddress;
+  hostKeyFile: string;
+  clientsFile: string;
+  spoolDir: string;
+  stdio: boolean;
+  foreground: boolean;
+  limits: Limits;
+  /** After SIGTERM, how long running sessions may go on before their processes are ended. */
+  shutdownGraceMs: number;
+  /** After a session's processes got SIGTERM, how long until SIGKILL. */
+  killGraceMs: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+}
+
+export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
+  listen: { host: '0.0.0.0', port: DEFAULT_PORT },
+  hostKeyFile: '/etc/netplumb/host_key',
+  clientsFile: '/etc/netplumb/authorized_clients',
+  spoolDir: '/var/lib/tapioca/tmp',
+  stdio: false,
+  foreground: false,
+  limits: { ...DEFAULT_LIMITS },
+  shutdownGraceMs: 10_000,
+  killGraceMs: 2_000,
+  logLevel: 'info',
+});
+
+/** Settings as strings, by option name, from the config file or the command line. */
+export type RawSettings = ReadonlyMap<string, string>;
+
+/** Limit names as written in the config file and on the command line. */
+const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
+  'max-packet-bytes': 'maxPacketBytes',
+  'max-data-payload-bytes': 'maxDataPayloadBytes',
+  'handshake-timeout-ms': 'handshakeTimeoutMs',
+  'max-connections': 'maxConnections',
+  'max-unauthenticated': 'maxUnauthenticatedConnections',
+  'max-streams': 'maxStreamsPerConnection',
+  'initial-window-bytes': 'initialWindowBytes',
+  'idle-timeout-ms': 'idleTimeoutMs',
+  'keepalive-interval-ms': 'keepaliveIntervalMs',
+};
+
+/** Every setting name the config file accepts. */
+export const SETTING_NAMES: readonly string[] = [
+  'listen',
+  'hostkey',
+  'clients',
+  'spool',
+  'shutdown-grace-ms',
+  'kill-grace-ms',
+  'log-level',
+  ...Object.keys(LIMIT_SETTINGS),
+];
+
+/** Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass). */
+export function parseConfigFile(text: string, source: string): Map<string, string> {
+  const settings = new Map<string, string>();
+  text.split('\n').forEach((rawLine, index) => {
+    const line = rawLine.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const match = /^([a-z][a-z0-9-]*)\s+(.+)$/.exec(line);
+    if (match === null) throw new ConfigError(ErrorCode.Config, `${source}:${index + 1}: expected "name value"`);
+    const [, name, value] = match as unknown as [string, string, string];
+    if (!SETTING_NAMES.includes(name)) throw new ConfigError(ErrorCode.Config, `${source}:${index + 1}: unknown setting ${name}`);
+    settings.set(name, value.trim());
+  });
+  return settings;
+}
+
+export function readConfigFile(path: string): Map<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(ErrorCode.Config, `cannot read config file ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return parseConfigFile(text, path);
+}
+
+/** HOST:PORT, [v6]:PORT or HOST alone (default port). Port 0 asks for a free port. */
+export function parseListenAddress(value: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(value);
+  if (match === null) throw new ConfigError(ErrorCode.Config, `bad listen address ${value}: expected HOST:PORT`);
+  const host = match[1] ?? match[2] ?? '';
+  const port = match[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+  if (port > 65535) throw new ConfigError(ErrorCode.Config, `bad port in ${value}`);
+  return { host, port };
+}
+
+function positiveInt(name: string, value: string): number {
+  if (!/^[1-9][0-9]{0,12}$/.test(value)) throw new ConfigError(ErrorCode.Config, `${name} must be a positive integer, got ${value}`);
+  return Number(value);
+}
+
+/** Builds the validated configuration: defaults, then file settings, then command-line settings. */
+export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings, flags: { stdio: boolean; foreground: boolean }): DaemonConfig {
+  const settings = new Map([...fileSettings, ...cliSettings]);
+  const config: DaemonConfig = { ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits }, ...flags };
+  for (const [name, value] of settings) {
+    switch (name) {
+      case 'listen':
+        config.listen = parseListenAddress(value);
+        break;
+      case 'hostkey':
+        config.hostKeyFile = value;
+        break;
+      case 'clients':
+        config.clientsFile = value;
+        break;
+      case 'spool':
+        config.spoolDir = value;
+        break;
+      case 'shutdown-grace-ms':
+        config.shutdownGraceMs = positiveInt(name, value);
+        break;
+      case 'kill-grace-ms':
+        config.killGraceMs = positiveInt(name, value);
+        break;
+      case 'log-level':
+        if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {
+          throw new ConfigError(ErrorCode.Config, `log-level must be error, warn, info or debug`);
+        }
+        config.logLevel = value;
+        break;
+      default: {
+        const limit = LIMIT_SETTINGS[name];
+        if (limit === undefined) throw new ConfigError(ErrorCode.Config, `unknown setting ${name}`);
+        config.limits[limit] = positiveInt(name, value);
+      }
+    }
+  }
+  validateLimits(config.limits);
+  return config;
+}
+
+/** Rejects limits that cannot work together. */
+export function validateLimits(limits: Limits): void {
+  if (limits.maxPacketBytes < 4096) throw new ConfigError(ErrorCode.Config, 'max-packet-bytes must be at least 4096');
+  if (limits.maxDataPayloadBytes + 64 > limits.maxPacketBytes) {
+    throw new ConfigError(ErrorCode.Config, 'max-data-payload-bytes must leave 64 bytes of room in max-packet-bytes');
+  }
+  if (limits.initialWindowBytes < 4096) throw new ConfigError(ErrorCode.Config, 'initial-window-bytes must be at least 4096');
+  if (limits.maxUnauthenticatedConnections > limits.maxConnections) {
+    throw new ConfigError(ErrorCode.Config, 'max-unauthenticated cannot exceed max-connections');
+  }
+  if (limits.keepaliveIntervalMs >= limits.idleTimeoutMs) {
+    throw new ConfigError(ErrorCode.Config, 'keepalive-interval-ms must be shorter than idle-timeout-ms');
+  }
+}

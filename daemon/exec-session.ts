@@ -1,0 +1,262 @@
+// One client's session on the daemon: turns a Start request into a process in its own process group, joins its
+// stdin, stdout and stderr to the streams the client opened, forwards signals and reports how it ended.
+// It never touches wire bytes. When the connection goes, the whole process group goes with it.
+//
+//   Waiting --Start--> Spawning --spawned--> Running --exit + outputs drained--> Exited
+//      \                   \--spawn failed (reply refused)--> Waiting
+//       \__________________________ connection closed ____________________________--> Closed
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { userInfo } from 'node:os';
+import { finished } from 'node:stream/promises';
+import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
+import type { FieldList } from '../protocol/fields.js';
+import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
+import {
+  decodeSignal,
+  decodeStartRequest,
+  encodeExit,
+  encodeStartReply,
+  type ExecRequest,
+  type ExitStatus,
+} from '../protocol/session.js';
+import { PacketType, StartStatus } from '../protocol/wire.js';
+import type { Logger } from './log.js';
+
+const enum State {
+  Waiting,
+  Spawning,
+  Running,
+  Exited,
+  Closed,
+}
+
+export interface ExecSessionOptions {
+  killGraceMs: number;
+}
+
+/** The environment every command starts with; nothing of the daemon's own environment leaks through. */
+export function minimalEnvironment(): Record<string, string> {
+  const user = userInfo();
+  return {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: user.homedir,
+    USER: user.username,
+    LOGNAME: user.username,
+    SHELL: user.shell ?? '/bin/sh',
+    LANG: 'C.UTF-8',
+  };
+}
+
+export class ExecSession implements SessionHandler {
+  private state = State.Waiting;
+  private mux: Mux | undefined;
+  private readonly pendingStreams = new Map<number, MuxStream>();
+  private groupId: number | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+  private resolveDone: () => void = () => undefined;
+  /** Settles once the connection has closed and no process of the session is left. */
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly options: ExecSessionOptions,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+  }
+
+  attach(mux: Mux): void {
+    this.mux = mux;
+  }
+
+  get running(): boolean {
+    return this.state === State.Spawning || this.state === State.Running;
+  }
+
+  streamOpened(stream: MuxStream): void {
+    this.pendingStreams.set(stream.id, stream);
+    stream.on('error', () => undefined);
+  }
+
+  packet(type: PacketType, fields: FieldList): void {
+    switch (type) {
+      case PacketType.Start:
+        this.start(fields);
+        return;
+      case PacketType.Signal:
+        this.forwardSignal(fields);
+        return;
+      default:
+        throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by the daemon`);
+    }
+  }
+
+  closed(error: NetplumbError | undefined): void {
+    const wasRunning = this.running;
+    this.state = State.Closed;
+    for (const stream of this.pendingStreams.values()) stream.destroy();
+    this.pendingStreams.clear();
+    if (error !== undefined) this.log.info('connection closed', { code: error.code, reason: error.message });
+    this.endProcessGroup(wasRunning ? 'connection closed while the command ran' : undefined);
+  }
+
+  /** SIGTERM to the process group now, SIGKILL after the grace period if anything is left. */
+  endProcessGroup(reason: string | undefined): void {
+    const group = this.groupId;
+    if (group === undefined || !groupAlive(group)) {
+      this.resolveDone();
+      return;
+    }
+    if (reason !== undefined) this.log.info('ending process group', { pgid: group, reason });
+    signalGroup(group, 'SIGTERM');
+    const deadline = Date.now() + this.options.killGraceMs;
+    clearInterval(this.killTimer);
+    this.killTimer = setInterval(() => {
+      if (!groupAlive(group)) {
+        clearInterval(this.killTimer);
+        this.resolveDone();
+      } else if (Date.now() >= deadline) {
+        signalGroup(group, 'SIGKILL');
+      }
+    }, 50);
+  }
+
+  private start(fields: FieldList): void {
+    let request: ExecRequest;
+    let streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream };
+    try {
+      if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
+      request = decodeStartRequest(fields);
+      streams = {
+        stdin: this.claimStream(request.stdin),
+        stdout: this.claimStream(request.stdout),
+        stderr: this.claimStream(request.stderr),
+      };
+    } catch (error) {
+      this.refuse(asNetplumbError(error));
+      return;
+    }
+    this.state = State.Spawning;
+    const [program, ...args] = request.argv as [string, ...string[]];
+    const child = spawn(program, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+      env: minimalEnvironment(),
+      cwd: userInfo().homedir,
+    });
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      if (this.state !== State.Spawning) {
+        this.log.warn('process error', { error: error.message });
+        return;
+      }
+      this.state = State.Waiting;
+      for (const stream of Object.values(streams)) stream.destroy();
+      this.refuse(spawnError(program, error));
+    });
+    child.once('spawn', () => this.spawned(child, request, streams));
+  }
+
+  private spawned(child: ChildProcess, request: ExecRequest, streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream }): void {
+    if (this.state !== State.Spawning) {
+      // The connection went while the process was starting.
+      this.groupId = child.pid;
+      this.endProcessGroup('connection closed during start');
+      return;
+    }
+    this.state = State.Running;
+    this.groupId = child.pid;
+    this.log.info('command started', { pid: child.pid, argv: request.argv });
+    this.mux?.connection.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
+    const { stdin, stdout, stderr } = streams;
+    // The daemon never writes to the command's stdin stream nor reads its output streams: say so at once.
+    stdin.end();
+    stdout.resume();
+    stderr.resume();
+    const childIn = child.stdin as NonNullable<ChildProcess['stdin']>;
+    const childOut = child.stdout as NonNullable<ChildProcess['stdout']>;
+    const childErr = child.stderr as NonNullable<ChildProcess['stderr']>;
+    // A command that stops reading (or exits) drops the client's stdin stream, so the client stops sending.
+    childIn.on('error', () => stdin.destroy());
+    stdin.on('error', () => childIn.destroy());
+    stdin.pipe(childIn);
+    for (const [source, sink] of [
+      [childOut, stdout],
+      [childErr, stderr],
+    ] as const) {
+      source.pipe(sink);
+      // The client dropped this output: the command's next write fails (EPIPE or SIGPIPE), as with a local pipe.
+      sink.on('close', () => {
+        if (!sink.writableFinished) source.destroy();
+      });
+      sink.on('error', () => source.destroy());
+    }
+    const outputsDone = Promise.all([settled(stdout), settled(stderr)]);
+    child.once('exit', (code, signal) => {
+      const status: ExitStatus = signal !== null ? { signal } : { code: code ?? 0 };
+      void outputsDone.then(() => this.exited(status, stdin));
+    });
+  }
+
+  private exited(status: ExitStatus, stdin: MuxStream): void {
+    if (this.state !== State.Running) return;
+    this.state = State.Exited;
+    this.log.info('command ended', status);
+    if (!stdin.destroyed) stdin.destroy();
+    this.mux?.connection.sendFields(PacketType.Exit, encodeExit(status));
+  }
+
+  private forwardSignal(fields: FieldList): void {
+    const signal = decodeSignal(fields);
+    if (this.state !== State.Running || this.groupId === undefined) return;
+    this.log.info('forwarding signal', { signal, pgid: this.groupId });
+    signalGroup(this.groupId, signal);
+  }
+
+  private claimStream(id: number): MuxStream {
+    const stream = this.pendingStreams.get(id);
+    if (stream === undefined) throw new RequestError(ErrorCode.BadRequest, `stream ${id} was not opened`);
+    this.pendingStreams.delete(id);
+    return stream;
+  }
+
+  private refuse(error: NetplumbError): void {
+    this.log.info('start refused', { code: error.code, reason: error.message });
+    this.mux?.connection.sendFields(
+      PacketType.Start,
+      encodeStartReply({ status: StartStatus.Refused, code: error.code, message: error.message }),
+    );
+  }
+}
+
+function spawnError(program: string, error: NodeJS.ErrnoException): RequestError {
+  if (error.code === 'ENOENT') return new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
+  if (error.code === 'EACCES') return new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
+  return new RequestError(ErrorCode.SpawnFailed, `cannot run ${program}: ${error.message}`);
+}
+
+/** Resolves when a stream has finished or was destroyed, whichever comes first; never rejects. */
+function settled(stream: MuxStream): Promise<void> {
+  return finished(stream, { readable: false }).then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+function signalGroup(group: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-group, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+function groupAlive(group: number): boolean {
+  try {
+    process.kill(-group, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// netplumbd: parses the command line and the config file, starts the daemon, and turns signals into shutdown.
+// All behaviour lives in server.ts; this file only wires parts together and owns the process exit status.
+
+import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { Duplex } from 'node:stream';
+import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES } from './config.js';
+import { createLogger } from './log.js';
+import { Daemon } from './server.js';
+import { asNetplumbError } from '../protocol/errors.js';
+import { normaliseLongOptions } from '../protocol/options.js';
+
+const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
+const FLAGS = ['foreground', 'stdio'];
+
+function parseArguments(argv: readonly string[]): { settings: Map<string, string>; configFile: string | undefined; flags: { stdio: boolean; foreground: boolean } } {
+  const program = new Command('netplumbd')
+    .description('netplumb daemon: runs commands for authorized clients over the TAP1 protocol')
+    .option('--config <file>', `config file (default ${DEFAULT_CONFIG_FILE})`)
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)')
+    .option('--hostkey <file>', 'host private key')
+    .option('--clients <file>', 'authorized clients file')
+    .option('--spool <dir>', 'spool directory for recipes')
+    .option('--foreground', 'stay in the foreground (the daemon never forks; accepted for compatibility)')
+    .option('--stdio', 'serve one connection on stdin/stdout')
+    .allowExcessArguments(false)
+    .exitOverride();
+  for (const name of SETTING_NAMES) {
+    if (!['listen', 'hostkey', 'clients', 'spool'].includes(name)) program.option(`--${name} <value>`);
+  }
+  program.parse(normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS }), { from: 'user' });
+  const options = program.opts<Record<string, string | boolean | undefined>>();
+  const settings = new Map<string, string>();
+  for (const name of SETTING_NAMES) {
+    const key = name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+    const value = options[key];
+    if (typeof value === 'string') settings.set(name, value);
+  }
+  const config = options['config'];
+  return {
+    settings,
+    configFile: typeof config === 'string' ? config : undefined,
+    flags: { stdio: options['stdio'] === true, foreground: options['foreground'] === true },
+  };
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseArguments>;
+  try {
+    parsed = parseArguments(process.argv.slice(2));
+  } catch (error) {
+    const exitCode = (error as { exitCode?: number }).exitCode;
+    return exitCode === 0 ? 0 : 2;
+  }
+  const configFile = parsed.configFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  const config = buildConfig(configFile === undefined ? new Map() : readConfigFile(configFile), parsed.settings, parsed.flags);
+  const log = createLogger(config.logLevel);
+  const daemon = new Daemon(config, log);
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void daemon.shutdown().then(resolve);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  process.on('SIGHUP', () => log.info('SIGHUP ignored: reloading comes with gluepots'));
+  if (config.stdio) {
+    const transport = Duplex.from({ readable: process.stdin, writable: process.stdout });
+    await daemon.serveOne(transport, 'stdio');
+    return 0;
+  }
+  const address = await daemon.listen();
+  const shown = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  process.stderr.write(`listening on ${shown}\n`);
+  await stopped;
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const failure = asNetplumbError(error);
+    process.stderr.write(`netplumbd: ${failure.message} (${failure.code})\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,177 @@
+// The daemon proper: loads the host key and the authorized clients, accepts connections (TCP or one on stdio),
+// enforces the connection limits at accept, and gives each authenticated client its own session.
+// Shutdown: stop accepting, let sessions run for the grace period, then end their process groups.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { AuthorizedClients, loadAuthorizedClients } from './authorized-clients.js';
+import type { DaemonConfig, ListenAddress } from './config.js';
+import { ExecSession } from './exec-session.js';
+import type { Logger } from './log.js';
+import { SecureConnection, type ServerTrust } from '../protocol/connection.js';
+import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError } from '../protocol/errors.js';
+import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
+import { Mux } from '../protocol/mux.js';
+
+interface LiveConnection {
+  transport: Duplex;
+  session: ExecSession | undefined;
+  connection: SecureConnection | undefined;
+}
+
+export class Daemon {
+  private server: Server | undefined;
+  private readonly live = new Set<LiveConnection>();
+  private handshaking = 0;
+  private stopping = false;
+  private shutdownDone: Promise<void> | undefined;
+  private readonly hostKey: PrivateIdentity;
+  private clients: AuthorizedClients;
+
+  constructor(
+    readonly config: DaemonConfig,
+    private readonly log: Logger,
+  ) {
+    this.hostKey = loadPrivateIdentity(config.hostKeyFile);
+    this.clients = this.loadClients();
+    log.info('host key loaded', { fingerprint: this.hostKey.publicIdentity.fingerprint });
+  }
+
+  private loadClients(): AuthorizedClients {
+    const file = loadAuthorizedClients(this.config.clientsFile);
+    for (const error of file.errors) this.log.warn('authorized clients: line ignored', { code: error.code, reason: error.message });
+    if (file.clients.length === 0) this.log.warn('no authorized clients: every connection will be refused', { file: this.config.clientsFile });
+    return new AuthorizedClients(file.clients);
+  }
+
+  /** Listens on the configured address; resolves with the address actually bound (port 0 picks one). */
+  listen(): Promise<ListenAddress> {
+    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (error) => reject(new ConfigError(ErrorCode.Config, `cannot listen on ${this.config.listen.host}:${this.config.listen.port}: ${error.message}`, { cause: error })));
+      server.listen({ host: this.config.listen.host, port: this.config.listen.port }, () => {
+        const address = server.address();
+        if (address === null || typeof address === 'string') {
+          reject(new ConfigError(ErrorCode.Config, 'listening socket has no address'));
+          return;
+        }
+        server.on('error', (error) => this.log.error('listener error', { error: error.message }));
+        resolve({ host: address.address, port: address.port });
+      });
+    });
+  }
+
+  /** Serves exactly one connection over the given streams (stdin/stdout under inetd or systemd Accept=yes). */
+  async serveOne(transport: Duplex, peer: string): Promise<void> {
+    const live = this.serve(transport, peer);
+    await new Promise<void>((resolve) => transport.once('close', () => resolve()));
+    await live.session?.done;
+  }
+
+  private accept(socket: Socket): void {
+    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    if (this.live.size >= this.config.limits.maxConnections) {
+      this.log.warn('connection refused', { peer, code: ErrorCode.TooManyConnections });
+      socket.destroy();
+      return;
+    }
+    if (this.handshaking >= this.config.limits.maxUnauthenticatedConnections) {
+      this.log.warn('connection refused', { peer, code: ErrorCode.TooManyConnections, reason: 'too many unauthenticated connections' });
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    this.serve(socket, peer);
+  }
+
+  private serve(transport: Duplex, peer: string): LiveConnection {
+    const live: LiveConnection = { transport, session: undefined, connection: undefined };
+    this.live.add(live);
+    this.handshaking++;
+    transport.once('close', () => {
+      this.live.delete(live);
+    });
+    transport.on('error', () => undefined);
+    const log = this.log.child({ peer });
+    const trust: ServerTrust = {
+      hostKey: this.hostKey,
+      authorize: (client: PublicIdentity) => {
+        if (this.clients.find(client) === undefined) {
+          log.warn('client not authorized', { fingerprint: client.fingerprint });
+          throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
+        }
+      },
+    };
+    SecureConnection.accept(transport, trust, { limits: this.config.limits }).then(
+      (connection) => {
+        this.handshaking--;
+        live.connection = connection;
+        const clientLog = log.child({ client: connection.peer.peer.fingerprint });
+        clientLog.info('client authenticated', { cipher: connection.peer.cipher });
+        const session = new ExecSession(clientLog, { killGraceMs: this.config.killGraceMs });
+        live.session = session;
+        const mux = new Mux(
+          connection,
+          {
+            side: 'daemon',
+            maxStreams: this.config.limits.maxStreamsPerConnection,
+            initialWindowBytes: this.config.limits.initialWindowBytes,
+            maxDataPayloadBytes: this.config.limits.maxDataPayloadBytes,
+          },
+          session,
+        );
+        session.attach(mux);
+        connection.attach(mux);
+        if (this.stopping) connection.close();
+      },
+      (error: unknown) => {
+        this.handshaking--;
+        const failure = asNetplumbError(error);
+        log.warn('handshake failed', { code: failure.code, reason: failure.message });
+      },
+    );
+    return live;
+  }
+
+  /**
+   * Stops accepting; sessions may finish within shutdownGraceMs; then their process groups are ended and the
+   * connections closed. Resolves when nothing is left.
+   */
+  shutdown(): Promise<void> {
+    this.shutdownDone ??= this.stop();
+    return this.shutdownDone;
+  }
+
+  private async stop(): Promise<void> {
+    this.stopping = true;
+    this.log.info('shutting down', { connections: this.live.size, graceMs: this.config.shutdownGraceMs });
+    const closed = new Promise<void>((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
+    if (!(await this.sessionsIdle(this.config.shutdownGraceMs))) {
+      for (const live of this.live) if (live.session?.running === true) live.session.endProcessGroup('daemon shutting down');
+      await this.sessionsIdle(this.config.killGraceMs + 1000);
+    }
+    const sessions = [...this.live].map((live) => live.session?.done);
+    for (const live of this.live) {
+      if (live.connection === undefined) live.transport.destroy();
+      else live.connection.fail(new LimitError(ErrorCode.ShuttingDown, 'daemon shutting down'), true);
+    }
+    await Promise.all(sessions);
+    await closed;
+    this.log.info('stopped');
+  }
+
+  /** Waits until no session has a running command, for at most limitMs; says whether that happened. */
+  private async sessionsIdle(limitMs: number): Promise<boolean> {
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      if ([...this.live].every((live) => live.session?.running !== true)) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// plumb's connection to a daemon: TCP connect, the handshake with this user's identity, and the host-key
+// decision against known_hosts (pinned: go on; unknown: refuse unless -accept-new; changed: refuse loudly).
+
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
+import { ConnectionError, ErrorCode, HandshakeError } from '../protocol/errors.js';
+import type { PrivateIdentity, PublicIdentity } from '../protocol/keys.js';
+import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
+import type { Target } from './paths.js';
+
+export interface ConnectOptions {
+  identity: PrivateIdentity;
+  knownHostsFile: string;
+  acceptNew: boolean;
+  connectTimeoutMs: number;
+  /** Says what happens (with -v) and warns about what the user should know (new host key recorded). */
+  note: (line: string) => void;
+  connection?: ConnectionOptions;
+}
+
+export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect({ host: target.host, port: target.port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectionError(ErrorCode.ConnectFailed, `cannot connect to ${target.host} port ${target.port}: timed out`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new ConnectionError(ErrorCode.ConnectFailed, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
+    });
+  });
+}
+
+/** The host-key decision, as the handshake's verifyHostKey callback. */
+export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'knownHostsFile' | 'acceptNew' | 'note'>) {
+  return (hostKey: PublicIdentity): void => {
+    const name = hostKeyName(target.host, target.port);
+    const result = checkHostKey(options.knownHostsFile, target.host, target.port, hostKey);
+    for (const warning of result.warnings) options.note(`warning: ${warning}`);
+    switch (result.status) {
+      case 'match':
+        return;
+      case 'unknown':
+        if (options.acceptNew) {
+          addHostKey(options.knownHostsFile, target.host, target.port, hostKey);
+          options.note(`Permanently added ${name} (${hostKey.fingerprint}) to ${options.knownHostsFile}.`);
+          return;
+        }
+        throw new HandshakeError(
+          ErrorCode.HostKeyUnknown,
+          `host key of ${name} is not known: fingerprint ${hostKey.fingerprint}; ` +
+            `if that is the daemon's key (netplumb-keygen prints it), run again with -accept-new to record it`,
+        );
+      case 'changed':
+        throw new HandshakeError(
+          ErrorCode.HostKeyChanged,
+          `HOST KEY OF ${name} HAS CHANGED: it now presents ${hostKey.fingerprint}, but ${options.knownHostsFile}:${result.line} ` +
+            `pins ${result.pinned.fingerprint}. Someone may be intercepting the connection. Not connecting. ` +
+            `If the daemon's key was replaced on purpose, remove that line.`,
+        );
+    }
+  };
+}
+
+/** Connects and authenticates; the returned connection is open and ready for a Mux. */
+export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
+  const socket = await openSocket(target, options.connectTimeoutMs);
+  options.note(`connected to ${target.host} port ${target.port}`);
+  const connection = await SecureConnection.connect(
+    socket,
+    { identity: options.identity, verifyHostKey: hostKeyVerifier(target, options) },
+    options.connection ?? {},
+  );
+  options.note(`authenticated; host key ${connection.peer.peer.fingerprint}, cipher ${connection.peer.cipher}`);
+  return connection;
+}

@@ -1,0 +1,203 @@
+// Runs one remote command over an open connection: opens the stdin, stdout and stderr streams, sends Start,
+// bridges the local stdio, forwards signals, and resolves with plumb's exit status (the remote command's;
+// 128+N for signal N; 255 for connection and protocol failures).
+
+import { constants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import type { SecureConnection } from '../protocol/connection.js';
+import { ConnectionError, ErrorCode, NetplumbError, PacketError, RequestError, isErrorCode } from '../protocol/errors.js';
+import type { FieldList } from '../protocol/fields.js';
+import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
+import {
+  decodeExit,
+  decodeStartReply,
+  encodeExecRequest,
+  encodeSignal,
+  type ExitStatus,
+  type ForwardableSignal,
+  type StartReply,
+} from '../protocol/session.js';
+import { Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+
+/** plumb's status for anything that is not the remote command's own ending. */
+export const EXIT_PLUMB_FAILURE = 255;
+/** As a shell reports them, so scripts can tell a missing command from one that failed. */
+export const EXIT_COMMAND_NOT_FOUND = 127;
+export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
+
+/** How long plumb waits for the daemon's Goodbye after the command ended. */
+const GOODBYE_WAIT_MS = 1000;
+
+export interface LocalStdio {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+export function exitStatusCode(status: ExitStatus): number {
+  if ('code' in status) return status.code;
+  const number = (constants.signals as Record<string, number | undefined>)[status.signal];
+  return number === undefined ? EXIT_PLUMB_FAILURE : 128 + number;
+}
+
+/** The client's session handler: collects the Start reply, the Exit status, and how the connection ended. */
+class RemoteCommand implements SessionHandler {
+  readonly startReply: Promise<StartReply>;
+  readonly exit: Promise<ExitStatus>;
+  readonly connectionClosed: Promise<NetplumbError | undefined>;
+  private resolveStart: (reply: StartReply) => void = () => undefined;
+  private resolveExit: (status: ExitStatus) => void = () => undefined;
+  private resolveClosed: (error: NetplumbError | undefined) => void = () => undefined;
+  private startAnswered = false;
+
+  constructor() {
+    this.startReply = new Promise((resolve) => (this.resolveStart = resolve));
+    this.exit = new Promise((resolve) => (this.resolveExit = resolve));
+    this.connectionClosed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  packet(type: PacketType, fields: FieldList): void {
+    switch (type) {
+      case PacketType.Start:
+        if (this.startAnswered) throw new PacketError(ErrorCode.UnexpectedPacket, 'second Start reply');
+        this.startAnswered = true;
+        this.resolveStart(decodeStartReply(fields, isErrorCode));
+        return;
+      case PacketType.Exit:
+        if (!this.startAnswered) throw new PacketError(ErrorCode.UnexpectedPacket, 'Exit before Start reply');
+        this.resolveExit(decodeExit(fields));
+        return;
+      default:
+        throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by plumb`);
+    }
+  }
+
+  streamOpened(stream: MuxStream): void {
+    // Nothing the daemon may open yet: refuse it.
+    stream.destroy();
+  }
+
+  closed(error: NetplumbError | undefined): void {
+    this.resolveClosed(error);
+  }
+}
+
+export interface RunOptions {
+  argv: string[];
+  stdio: LocalStdio;
+  /** Signals plumb forwards; the third SIGINT gives up on the remote command and ends plumb. */
+  signals: NodeJS.EventEmitter;
+  maxStreams: number;
+  initialWindowBytes: number;
+  maxDataPayloadBytes: number;
+}
+
+/** Resolves with the exit status plumb should end with; throws NetplumbError for connection-level failures. */
+export async function runRemoteCommand(connection: SecureConnection, options: RunOptions): Promise<number> {
+  const remote = new RemoteCommand();
+  const mux = new Mux(
+    connection,
+    {
+      side: 'client',
+      maxStreams: options.maxStreams,
+      initialWindowBytes: options.initialWindowBytes,
+      maxDataPayloadBytes: options.maxDataPayloadBytes,
+    },
+    remote,
+  );
+  connection.attach(mux);
+  const stdin = mux.openStream([[Field.purpose, 'stdin']]);
+  const stdout = mux.openStream([[Field.purpose, 'stdout']]);
+  const stderr = mux.openStream([[Field.purpose, 'stderr']]);
+  // Stream errors only echo the connection's failure, which `lost` below reports once.
+  for (const stream of [stdin, stdout, stderr]) stream.on('error', () => undefined);
+  connection.sendFields(
+    PacketType.Start,
+    encodeExecRequest({ kind: StartKind.Exec, argv: options.argv, stdin: stdin.id, stdout: stdout.id, stderr: stderr.id }),
+  );
+  // plumb only reads from stdout and stderr and only writes to stdin: say so at once.
+  stdout.end();
+  stderr.end();
+
+  const lost = remote.connectionClosed.then((error) => {
+    throw error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed before the command ended');
+  });
+  const reply = await Promise.race([remote.startReply, lost]);
+  if (reply.status === StartStatus.Refused) {
+    connection.close();
+    throw new RequestError(reply.code, reply.message);
+  }
+
+  const { stdio } = options;
+  const outputs = Promise.all([deliver(stdout, stdio.stdout), deliver(stderr, stdio.stderr)]);
+  const forwarding = forwardInput(stdio.stdin, stdin);
+  const stopSignals = forwardSignals(options.signals, connection, () => connection.fail(new ConnectionError(ErrorCode.ConnectionLost, 'interrupted')));
+  try {
+    const [status] = await Promise.race([Promise.all([remote.exit, outputs]), lost]);
+    connection.close();
+    // Wait for the daemon's Goodbye, so neither side sees a reset; a daemon that does not answer is not waited for.
+    await Promise.race([remote.connectionClosed, new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
+    return exitStatusCode(status);
+  } finally {
+    stopSignals();
+    forwarding.stop();
+  }
+}
+
+/** Copies a remote output stream to a local one; a local reader that went away drops the remote stream. */
+function deliver(source: MuxStream, sink: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const onSinkError = (): void => {
+      source.unpipe(sink);
+      source.destroy();
+      resolve();
+    };
+    sink.on('error', onSinkError);
+    source.on('error', () => resolve());
+    source.on('end', () => {
+      sink.off('error', onSinkError);
+      resolve();
+    });
+    source.pipe(sink, { end: false });
+  });
+}
+
+/** Feeds local stdin to the remote command until EOF, or until the remote side drops its stdin. */
+function forwardInput(local: Readable, remote: MuxStream): { stop: () => void } {
+  const stop = (): void => {
+    local.unpipe(remote);
+    local.pause();
+    if (isDestroyable(local)) local.destroy();
+  };
+  remote.on('error', stop);
+  remote.on('close', () => {
+    if (!remote.writableFinished) stop();
+  });
+  local.on('error', () => remote.end());
+  local.pipe(remote);
+  return { stop };
+}
+
+function isDestroyable(stream: Readable): boolean {
+  // process.stdin as a TTY or pipe keeps the event loop alive until destroyed.
+  return typeof stream.destroy === 'function';
+}
+
+function forwardSignals(signals: NodeJS.EventEmitter, connection: SecureConnection, abort: () => void): () => void {
+  const names: ForwardableSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  let interrupts = 0;
+  const handlers = names.map((name) => {
+    const handler = (): void => {
+      if (name === 'SIGINT' && ++interrupts >= 3) {
+        abort();
+        return;
+      }
+      connection.sendFields(PacketType.Signal, encodeSignal(name));
+    };
+    signals.on(name, handler);
+    return [name, handler] as const;
+  });
+  return () => {
+    for (const [name, handler] of handlers) signals.off(name, handler);
+  };
+}

@@ -1,0 +1,386 @@
+// Streams over one SecureConnection: ids, per-direction flow-control windows, EOF apart from close, and a fair
+// round-robin scheduler. It knows stream packets only; every other packet goes to the session's handler.
+// Clients open odd stream ids, daemons even ones; ids are never reused within a connection.
+//
+// Per direction:  open --EOF--> ended        A stream is done when both directions have ended or either side
+//                   \--Close--> dropped      sent StreamClose; then it is forgotten and later packets ignored.
+
+import { Duplex } from 'node:stream';
+import type { ConnectionHandler, SecureConnection } from './connection.js';
+import { ConnectionError, ErrorCode, LimitError, NetplumbError, PacketError, RemoteError, asNetplumbError, isErrorCode } from './errors.js';
+import { decodeFields, type Entry, type FieldList } from './fields.js';
+import { joinPayload } from './frame.js';
+import { Field, MAX_STREAM_ID, PacketType, STREAM_ID_BYTES } from './wire.js';
+
+/** Gets the packets the mux does not own, and streams the peer opens. */
+export interface SessionHandler {
+  packet(type: PacketType, fields: FieldList): void;
+  /** A peer-opened stream; the fields are those of its StreamOpen (purpose and the like). */
+  streamOpened(stream: MuxStream, fields: FieldList): void;
+  closed(error: NetplumbError | undefined): void;
+}
+
+export type Side = 'client' | 'daemon';
+
+interface PendingWrite {
+  chunk: Buffer;
+  offset: number;
+  done: (error?: Error | null) => void;
+}
+
+/** Returned by a stream's scheduler turn. */
+const enum Turn {
+  /** Sent a packet and has more to send. */
+  More,
+  /** Nothing to send, or no window credit: waits for a write or a Window packet. */
+  Idle,
+}
+
+/** Readable high-water mark of a stream: bytes pushed here are already credited back to the sender. */
+const STREAM_READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * One stream, as a Node Duplex. Writes are sent as StreamData within the peer's window; end() sends StreamEof;
+ * destroy() sends StreamClose. Reading returns window credit as the consumer takes the bytes.
+ */
+export class MuxStream extends Duplex {
+  readonly idBytes: Buffer;
+  private sendCredit: number;
+  private readonly sendQueue: PendingWrite[] = [];
+  private finalCallback: ((error?: Error | null) => void) | undefined;
+  private eofSent = false;
+  private eofReceived = false;
+  private closeSent = false;
+  private readonly receiveQueue: Buffer[] = [];
+  private receiveWindow: number;
+  private consumedSinceCredit = 0;
+  private readWanted = false;
+  private endPushed = false;
+
+  constructor(
+    private readonly mux: Mux,
+    readonly id: number,
+    peerWindowBytes: number,
+    private readonly ownWindowBytes: number,
+  ) {
+    super({ readableHighWaterMark: STREAM_READ_BUFFER_BYTES, writableHighWaterMark: STREAM_READ_BUFFER_BYTES, allowHalfOpen: true });
+    this.idBytes = Buffer.alloc(STREAM_ID_BYTES);
+    this.idBytes.writeUInt32BE(id, 0);
+    this.sendCredit = peerWindowBytes;
+    this.receiveWindow = ownWindowBytes;
+  }
+
+  /** Bytes received but not yet taken by the reader (bounded by the window). */
+  get queuedReceiveBytes(): number {
+    let total = 0;
+    for (const piece of this.receiveQueue) total += piece.length;
+    return total;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.closeSent) {
+      done(new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
+      return;
+    }
+    this.sendQueue.push({ chunk, offset: 0, done });
+    this.mux.schedule(this);
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.finalCallback = done;
+    this.mux.schedule(this);
+  }
+
+  override _read(): void {
+    this.readWanted = true;
+    this.flushReceived();
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    for (const pending of this.sendQueue.splice(0)) pending.done(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
+    this.receiveQueue.length = 0;
+    if (!this.closeSent) {
+      this.closeSent = true;
+      this.mux.streamDropped(this, true);
+    }
+    done(error);
+  }
+
+  /** One scheduler turn: at most one packet. */
+  sendTurn(maxPayloadBytes: number): Turn {
+    const head = this.sendQueue[0];
+    if (head !== undefined) {
+      const length = Math.min(head.chunk.length - head.offset, this.sendCredit, maxPayloadBytes);
+      if (length === 0) return Turn.Idle;
+      const piece = head.offset === 0 && length === head.chunk.length ? head.chunk : head.chunk.subarray(head.offset, head.offset + length);
+      this.mux.connection.send(PacketType.StreamData, [this.idBytes, piece]);
+      this.sendCredit -= length;
+      head.offset += length;
+      if (head.offset === head.chunk.length) {
+        this.sendQueue.shift();
+        head.done();
+      }
+      return this.sendQueue.length > 0 || this.finalCallback !== undefined ? Turn.More : Turn.Idle;
+    }
+    if (this.finalCallback !== undefined && !this.eofSent) {
+      this.eofSent = true;
+      this.mux.connection.sendFields(PacketType.StreamEof, [[Field.stream, String(this.id)]]);
+      const done = this.finalCallback;
+      this.finalCallback = undefined;
+      done();
+      this.mux.maybeForget(this);
+    }
+    return Turn.Idle;
+  }
+
+  /** True while the scheduler should give this stream turns. */
+  get wantsTurn(): boolean {
+    if (this.sendQueue.length > 0) return this.sendCredit > 0;
+    return this.finalCallback !== undefined && !this.eofSent;
+  }
+
+  get finished(): boolean {
+    return (this.eofSent && this.eofReceived) || this.closeSent;
+  }
+
+  /** Stream bytes from a StreamData packet; more than the window allows fails the connection. */
+  receiveData(pieces: readonly Buffer[], length: number): void {
+    if (this.eofReceived) throw new PacketError(ErrorCode.UnexpectedPacket, `data after EOF on stream ${this.id}`);
+    if (length > this.receiveWindow) throw new LimitError(ErrorCode.WindowExceeded, `stream ${this.id} exceeded its window`);
+    this.receiveWindow -= length;
+    for (const piece of pieces) if (piece.length > 0) this.receiveQueue.push(piece);
+    this.flushReceived();
+  }
+
+  receiveCredit(bytes: number): void {
+    this.sendCredit += bytes;
+    if (this.wantsTurn) this.mux.schedule(this);
+  }
+
+  receiveEof(): void {
+    if (this.eofReceived) throw new PacketError(ErrorCode.UnexpectedPacket, `second EOF on stream ${this.id}`);
+    this.eofReceived = true;
+    this.flushReceived();
+    this.mux.maybeForget(this);
+  }
+
+  /** The peer dropped the stream: nothing more is sent or delivered. A code says why it refused the stream. */
+  receiveClose(code: string | undefined): void {
+    this.closeSent = true;
+    this.eofReceived = true;
+    this.mux.streamDropped(this, false);
+    if (code === undefined) this.destroy();
+    else this.destroy(new RemoteError(isErrorCode(code) ? code : ErrorCode.Internal, `peer refused stream ${this.id}`));
+  }
+
+  private flushReceived(): void {
+    while (this.readWanted && this.receiveQueue.length > 0) {
+      const piece = this.receiveQueue.shift() as Buffer;
+      this.consumedSinceCredit += piece.length;
+      this.readWanted = this.push(piece);
+    }
+    if (this.consumedSinceCredit > 0 && this.consumedSinceCredit >= this.ownWindowBytes / 2 && !this.eofReceived) {
+      this.receiveWindow += this.consumedSinceCredit;
+      this.mux.connection.sendFields(PacketType.StreamWindow, [
+        [Field.stream, String(this.id)],
+        [Field.credit, String(this.consumedSinceCredit)],
+      ]);
+      this.consumedSinceCredit = 0;
+    }
+    if (this.eofReceived && this.receiveQueue.length === 0 && !this.endPushed) {
+      this.endPushed = true;
+      this.push(null);
+    }
+  }
+}
+
+export interface MuxOptions {
+  side: Side;
+  maxStreams: number;
+  /** Window this side grants each stream it receives on. */
+  initialWindowBytes: number;
+  /** Largest StreamData payload this side sends. */
+  maxDataPayloadBytes: number;
+}
+
+/** The stream layer of one connection. Attach it with connection.attach(mux). */
+export class Mux implements ConnectionHandler {
+  private readonly streams = new Map<number, MuxStream>();
+  private readonly ready = new Set<MuxStream>();
+  private nextOwnId: number;
+  private highestPeerId = 0;
+  private pumping = false;
+  private closedError: NetplumbError | undefined;
+  private isClosed = false;
+  private readonly maxPayloadBytes: number;
+
+  constructor(
+    readonly connection: SecureConnection,
+    private readonly options: MuxOptions,
+    private readonly session: SessionHandler,
+  ) {
+    this.nextOwnId = options.side === 'client' ? 1 : 2;
+    const peerMax = connection.peerLimits.maxPacketBytes - 64;
+    this.maxPayloadBytes = Math.max(1, Math.min(options.maxDataPayloadBytes, peerMax));
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  get isConnectionClosed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Opens a stream towards the peer, announcing it with the given fields (purpose and the like). */
+  openStream(fields: readonly Entry[] = []): MuxStream {
+    if (this.isClosed) throw this.closedError ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
+    if (this.streams.size >= this.options.maxStreams) throw new LimitError(ErrorCode.TooManyStreams, 'too many streams');
+    const id = this.nextOwnId;
+    if (id > MAX_STREAM_ID) throw new LimitError(ErrorCode.TooManyStreams, 'stream ids exhausted');
+    this.nextOwnId += 2;
+    const stream = this.createStream(id);
+    this.connection.sendFields(PacketType.StreamOpen, [[Field.stream, String(id)], ...fields]);
+    return stream;
+  }
+
+  /** Lets a stream take part in scheduling; sends at once when the connection can take it. */
+  schedule(stream: MuxStream): void {
+    if (!stream.wantsTurn) return;
+    this.ready.add(stream);
+    this.pump();
+  }
+
+  /** Round robin: one packet per ready stream per round, while the transport takes more. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    this.connection.cork();
+    try {
+      while (this.ready.size > 0 && this.connection.writable) {
+        for (const stream of [...this.ready]) {
+          this.ready.delete(stream);
+          if (stream.sendTurn(this.maxPayloadBytes) === Turn.More && stream.wantsTurn) this.ready.add(stream);
+          if (!this.connection.writable) break;
+        }
+      }
+    } finally {
+      this.connection.uncork();
+      this.pumping = false;
+    }
+  }
+
+  drain(): void {
+    this.pump();
+  }
+
+  packet(type: PacketType, payload: readonly Buffer[], payloadBytes: number): void {
+    switch (type) {
+      case PacketType.StreamData:
+        this.data(payload, payloadBytes);
+        return;
+      case PacketType.StreamOpen:
+        this.peerOpened(decodeFields(joinPayload(payload, payloadBytes)));
+        return;
+      case PacketType.StreamWindow: {
+        const fields = decodeFields(joinPayload(payload, payloadBytes));
+        const stream = this.lookup(fields.requireInt(Field.stream, 1, MAX_STREAM_ID));
+        stream?.receiveCredit(fields.requireInt(Field.credit, 1, 2 ** 31));
+        return;
+      }
+      case PacketType.StreamEof: {
+        const fields = decodeFields(joinPayload(payload, payloadBytes));
+        this.lookup(fields.requireInt(Field.stream, 1, MAX_STREAM_ID))?.receiveEof();
+        return;
+      }
+      case PacketType.StreamClose: {
+        const fields = decodeFields(joinPayload(payload, payloadBytes));
+        this.lookup(fields.requireInt(Field.stream, 1, MAX_STREAM_ID))?.receiveClose(fields.optional(Field.code));
+        return;
+      }
+      default:
+        this.session.packet(type, decodeFields(joinPayload(payload, payloadBytes)));
+    }
+  }
+
+  closed(error: NetplumbError | undefined): void {
+    this.isClosed = true;
+    this.closedError = error;
+    const failure = error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
+    for (const stream of [...this.streams.values()]) {
+      this.streams.delete(stream.id);
+      stream.destroy(stream.finished ? undefined : failure);
+    }
+    this.session.closed(error);
+  }
+
+  /** Called when a stream was destroyed locally (sendClose) or has been dropped by the peer. */
+  streamDropped(stream: MuxStream, sendClose: boolean): void {
+    if (!this.streams.has(stream.id)) return;
+    this.streams.delete(stream.id);
+    this.ready.delete(stream);
+    if (sendClose && !this.isClosed) {
+      try {
+        this.connection.sendFields(PacketType.StreamClose, [[Field.stream, String(stream.id)]]);
+      } catch (error) {
+        this.connection.fail(asNetplumbError(error));
+      }
+    }
+  }
+
+  /** Forgets a stream whose both directions have ended. */
+  maybeForget(stream: MuxStream): void {
+    if (stream.finished) {
+      this.streams.delete(stream.id);
+      this.ready.delete(stream);
+    }
+  }
+
+  private createStream(id: number): MuxStream {
+    const stream = new MuxStream(this, id, this.connection.peerLimits.initialWindowBytes, this.options.initialWindowBytes);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  private peerOpened(fields: FieldList): void {
+    const id = fields.requireInt(Field.stream, 1, MAX_STREAM_ID);
+    const peerParity = this.options.side === 'client' ? 0 : 1;
+    if (id % 2 !== peerParity || id <= this.highestPeerId) {
+      throw new PacketError(ErrorCode.UnexpectedPacket, `peer opened stream ${id} out of order`);
+    }
+    this.highestPeerId = id;
+    if (this.streams.size >= this.options.maxStreams) {
+      this.connection.sendFields(PacketType.StreamClose, [
+        [Field.stream, String(id)],
+        [Field.code, ErrorCode.TooManyStreams],
+      ]);
+      return;
+    }
+    this.session.streamOpened(this.createStream(id), fields);
+  }
+
+  private data(payload: readonly Buffer[], payloadBytes: number): void {
+    if (payloadBytes < STREAM_ID_BYTES) throw new PacketError(ErrorCode.BadFields, 'stream data without stream id');
+    let pieces = payload;
+    if ((pieces[0]?.length ?? 0) < STREAM_ID_BYTES) pieces = [joinPayload(payload, payloadBytes)];
+    const first = pieces[0] as Buffer;
+    const id = first.readUInt32BE(0);
+    const stream = this.lookup(id);
+    if (stream === undefined) return;
+    const rest = [first.subarray(STREAM_ID_BYTES), ...pieces.slice(1)];
+    stream.receiveData(rest, payloadBytes - STREAM_ID_BYTES);
+  }
+
+  /**
+   * A live stream, or undefined for one that existed and is gone (late packets after a close are ignored);
+   * an id that never existed is a protocol error.
+   */
+  private lookup(id: number): MuxStream | undefined {
+    const stream = this.streams.get(id);
+    if (stream !== undefined) return stream;
+    const ownParity = this.options.side === 'client' ? 1 : 0;
+    const seen = id % 2 === ownParity ? id < this.nextOwnId : id <= this.highestPeerId;
+    if (!seen) throw new PacketError(ErrorCode.UnexpectedPacket, `packet for unknown stream ${id}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,49 @@
+// Command-line spelling shared by netplumb's commands: the original design writes long options with one dash
+// (`-recipe=file`); commander only knows `--recipe`. normaliseLongOptions rewrites the known ones before parsing
+// and stops at the first word that is not an option, so a remote command's own flags pass through untouched.
+
+export interface LongOptionSpec {
+  /** Long option names without dashes, e.g. 'identity'. */
+  withValue: readonly string[];
+  /** Long flags without dashes, e.g. 'accept-new'. */
+  flags: readonly string[];
+  /** Short options that take a value in the next word (e.g. 'p' for -p 2222), so the scan can skip it. */
+  shortWithValue?: readonly string[];
+}
+
+/**
+ * Rewrites `-name=value`, `-name value` and `-flag` of known long options to `--name=value` / `--flag`.
+ * Options may stand between the first positionalsBeforeStop positional words (plumb's machine) and the next
+ * one; they are moved in front of those words. Scanning ends at `--` or at the positional word after those
+ * (the remote command), and every word from there on is returned unchanged.
+ */
+export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSpec, positionalsBeforeStop = 0): string[] {
+  const out: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--') return [...out, ...positionals, ...argv.slice(i)];
+    const match = /^--?([a-z][a-z0-9-]*)(?:=(.*))?$/s.exec(word);
+    const name = match?.[1];
+    if (match !== null && name !== undefined && spec.withValue.includes(name)) {
+      const inline = match[2];
+      if (inline !== undefined) out.push(`--${name}=${inline}`);
+      else if (i + 1 < argv.length) out.push(`--${name}=${argv[++i] as string}`);
+      else out.push(`--${name}`);
+      continue;
+    }
+    if (match !== null && name !== undefined && match[2] === undefined && spec.flags.includes(name)) {
+      out.push(`--${name}`);
+      continue;
+    }
+    if (word.startsWith('-') && word.length > 1) {
+      out.push(word);
+      const short = /^-([a-zA-Z])$/.exec(word)?.[1];
+      if (short !== undefined && spec.shortWithValue?.includes(short) && i + 1 < argv.length) out.push(argv[++i] as string);
+      continue;
+    }
+    if (positionals.length >= positionalsBeforeStop) return [...out, ...positionals, ...argv.slice(i)];
+    positionals.push(word);
+  }
+  return [...out, ...positionals];
+}
