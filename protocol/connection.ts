@@ -182,7 +182,14 @@ export class SecureConnection {
   attach(handler: ConnectionHandler): void {
     this.handler = handler;
     this.transport.resume();
-    while (this.early.length > 0 && this.state === State.Open) this.deliver(this.early.shift() as Frame);
+    try {
+      while (this.early.length > 0 && this.state === State.Open) this.deliver(this.early.shift() as Frame);
+    } catch (error) {
+      // As in receive(): a bad early packet fails the connection (which reports closed()), not the caller.
+      const failure = asNetplumbError(error);
+      this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
+      return;
+    }
     if (this.state === State.Closed) handler.closed(this.closeError);
   }
 
@@ -335,7 +342,10 @@ export class SecureConnection {
       return;
     }
     if (this.handler === undefined) {
-      this.early.push(this.open(frame));
+      const opened = this.open(frame);
+      // The packets after a Rekey are opened now, not at attach, so the ratchet must move now too.
+      if (opened.type === PacketType.Rekey) (this.opener as PacketOpener).rekey();
+      else this.early.push(opened);
       this.transport.pause();
       return;
     }

@@ -106,7 +106,7 @@ export class FrameReader {
 
   /** True while the reader holds part of a packet (a close now means a truncated packet). */
   get midPacket(): boolean {
-    return this.bufferedBytes > 0;
+    return this.bufferedBytes > 0 || this.state === ReaderState.Payload;
   }
 
   push(chunk: Buffer): void {
