@@ -13,7 +13,8 @@ import {
   type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
-import { closeSync, existsSync, fchmodSync, fstatSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ConfigError, ErrorCode } from './errors.js';
 import { MIN_RSA_BITS, type SignatureAlgorithm } from './wire.js';
 
@@ -480,8 +481,9 @@ function createExclusive(path: string, data: string, mode: number): void {
 }
 
 /**
- * Writes PATH (PKCS#8 PEM, created 0600 so it is never readable by others) and PATH.pub (0644, one line). Refuses
- * with ConfigError(Config) when either exists; never leaves a private key without its public file.
+ * Writes PATH (PKCS#8 PEM, created 0600 so it is never readable by others) and PATH.pub (0644, one line), making
+ * PATH's directory (0700) when missing. Refuses with ConfigError(Config) when either file exists; never leaves a
+ * private key without its public file.
  */
 export function writeIdentityFiles(path: string, id: PrivateIdentity, comment: string): void {
   const publicPath = `${path}.pub`;
@@ -489,6 +491,8 @@ export function writeIdentityFiles(path: string, id: PrivateIdentity, comment: s
   for (const existing of [path, publicPath]) {
     if (existsSync(existing)) throw new ConfigError(ErrorCode.Config, `${existing} already exists; refusing to overwrite it`);
   }
+  // Like ssh-keygen with ~/.ssh: a missing directory (~/.netplumb on a fresh account) is made, private to its owner.
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   createExclusive(path, encodePrivateKeyPem(id), 0o600);
   try {
     createExclusive(publicPath, publicLine, 0o644);

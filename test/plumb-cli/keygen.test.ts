@@ -56,6 +56,14 @@ describe('netplumb-keygen', () => {
     assert.deepEqual(loadPrivateIdentity(path).publicIdentity.blob, pub.blob);
   });
 
+  test('makes a missing key directory, private to its owner', () => {
+    const path = join(freshPath(), 'fresh-home', 'identity');
+    const result = keygen(['-f', path]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(statSync(dirname(path)).mode & 0o777, 0o700);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+  });
+
   test('prints where both files went and the fingerprint ssh-keygen -lf agrees with', () => {
     const path = freshPath();
     const result = keygen(['--file', path, '--comment', 'two words']);
