@@ -6,8 +6,11 @@
 //      \                   \--spawn failed (reply refused)--> Waiting
 //       \__________________________ connection closed ____________________________--> Closed
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { userInfo } from 'node:os';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsConstants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -138,14 +141,29 @@ export class ExecSession implements SessionHandler {
       this.refuse(asNetplumbError(error));
       return;
     }
-    this.state = State.Spawning;
     const [program, ...args] = request.argv as [string, ...string[]];
-    const child = spawn(program, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-      env: minimalEnvironment(),
-      cwd: userInfo().homedir,
-    });
+    let outputs: OutputPipes;
+    try {
+      outputs = outputPipes();
+    } catch (error) {
+      for (const stream of Object.values(streams)) stream.destroy();
+      this.refuse(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }));
+      return;
+    }
+    this.state = State.Spawning;
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, {
+        stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
+        detached: true,
+        env: minimalEnvironment(),
+        cwd: userInfo().homedir,
+      });
+    } finally {
+      // The command has its own copies now; the daemon's must go, or the readers never see EOF.
+      closeSync(outputs.writers.stdout);
+      closeSync(outputs.writers.stderr);
+    }
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (this.state !== State.Spawning) {
         this.log.warn('process error', { error: error.message });
@@ -153,14 +171,23 @@ export class ExecSession implements SessionHandler {
       }
       this.state = State.Waiting;
       for (const stream of Object.values(streams)) stream.destroy();
+      outputs.stdout.destroy();
+      outputs.stderr.destroy();
       this.refuse(spawnError(program, error));
     });
-    child.once('spawn', () => this.spawned(child, request, streams));
+    child.once('spawn', () => this.spawned(child, request, streams, outputs));
   }
 
-  private spawned(child: ChildProcess, request: ExecRequest, streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream }): void {
+  private spawned(
+    child: ChildProcess,
+    request: ExecRequest,
+    streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream },
+    outputs: OutputPipes,
+  ): void {
     if (this.state !== State.Spawning) {
       // The connection went while the process was starting.
+      outputs.stdout.destroy();
+      outputs.stderr.destroy();
       this.groupId = child.pid;
       this.endProcessGroup('connection closed during start');
       return;
@@ -175,8 +202,8 @@ export class ExecSession implements SessionHandler {
     stdout.resume();
     stderr.resume();
     const childIn = child.stdin as NonNullable<ChildProcess['stdin']>;
-    const childOut = child.stdout as NonNullable<ChildProcess['stdout']>;
-    const childErr = child.stderr as NonNullable<ChildProcess['stderr']>;
+    const childOut = outputs.stdout;
+    const childErr = outputs.stderr;
     // A command that stops reading (or exits) drops the client's stdin stream, so the client stops sending.
     childIn.on('error', () => stdin.destroy());
     stdin.on('error', () => childIn.destroy());
@@ -228,6 +255,41 @@ export class ExecSession implements SessionHandler {
       encodeStartReply({ status: StartStatus.Refused, code: error.code, message: error.message }),
     );
   }
+}
+
+/** The reading ends of the command's stdout and stderr pipes, and the writing ends the command gets. */
+interface OutputPipes {
+  stdout: Socket;
+  stderr: Socket;
+  writers: { stdout: number; stderr: number };
+}
+
+/**
+ * Real pipes for the command's stdout and stderr. child_process 'pipe' gives socketpairs, and a writer whose
+ * reader closed a socket with unread data gets ECONNRESET instead of EPIPE/SIGPIPE: `yes` would complain and
+ * exit 1 where a local pipe ends it quietly by SIGPIPE. Node cannot make an anonymous pipe, so two FIFOs are made
+ * in a private directory, opened (the reader first, so opening the writer does not block) and unlinked at once.
+ */
+function outputPipes(): OutputPipes {
+  const dir = mkdtempSync(join(tmpdir(), 'netplumbd-pipes-'));
+  const fds: number[] = [];
+  try {
+    const paths = [join(dir, 'stdout'), join(dir, 'stderr')] as const;
+    execFileSync('mkfifo', ['-m', '600', ...paths], { stdio: 'ignore' });
+    for (const path of paths) fds.push(openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK));
+    for (const path of paths) fds.push(openSync(path, fsConstants.O_WRONLY));
+  } catch (error) {
+    for (const fd of fds) closeSync(fd);
+    throw error;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const [outRead, errRead, outWrite, errWrite] = fds as [number, number, number, number];
+  return {
+    stdout: new Socket({ fd: outRead, readable: true, writable: false }),
+    stderr: new Socket({ fd: errRead, readable: true, writable: false }),
+    writers: { stdout: outWrite, stderr: errWrite },
+  };
 }
 
 function spawnError(program: string, error: NodeJS.ErrnoException): RequestError {

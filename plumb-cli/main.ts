@@ -97,13 +97,39 @@ function failureExitCode(error: NetplumbError): number {
   return EXIT_PLUMB_FAILURE;
 }
 
+/**
+ * process.exit drops whatever a pipe has not taken yet: wait until stdout and stderr have written everything
+ * (or failed, e.g. EPIPE), then exit. A write callback runs only after all earlier writes are done.
+ */
+function exitWhenFlushed(code: number): void {
+  let pending = 2;
+  const flushed = (): void => {
+    if (--pending === 0) process.exit(code);
+  };
+  for (const stream of [process.stdout, process.stderr]) {
+    if (stream.destroyed || stream.writableEnded) {
+      flushed();
+      continue;
+    }
+    let done = false;
+    const once = (): void => {
+      if (done) return;
+      done = true;
+      flushed();
+    };
+    // A reader that went away makes the write fail (EPIPE): that also counts as done, never as a crash.
+    stream.on('error', once);
+    stream.write('', once);
+  }
+}
+
 main().then(
   (code) => {
-    process.exit(code);
+    exitWhenFlushed(code);
   },
   (error: unknown) => {
     const failure = asNetplumbError(error);
     process.stderr.write(`plumb: ${failure.message} (${failure.code})\n`);
-    process.exit(failureExitCode(failure));
+    exitWhenFlushed(failureExitCode(failure));
   },
 );
