@@ -7,7 +7,7 @@
 //       \__________________________ connection closed ____________________________--> Closed
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsConstants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
   encodeStartReply,
   type ExecRequest,
   type ExitStatus,
+  type ForwardableSignal,
 } from '../protocol/session.js';
 import { PacketType, StartStatus } from '../protocol/wire.js';
 import type { Logger } from './log.js';
@@ -157,7 +158,7 @@ export class ExecSession implements SessionHandler {
         stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
         detached: true,
         env: minimalEnvironment(),
-        cwd: userInfo().homedir,
+        cwd: workingDirectory(),
       });
     } finally {
       // The command has its own copies now; the daemon's must go, or the readers never see EOF.
@@ -234,8 +235,16 @@ export class ExecSession implements SessionHandler {
     this.mux?.connection.sendFields(PacketType.Exit, encodeExit(status));
   }
 
+  /** A signal the daemon does not forward is a refused request, logged; the connection stays up. */
   private forwardSignal(fields: FieldList): void {
-    const signal = decodeSignal(fields);
+    let signal: ForwardableSignal;
+    try {
+      signal = decodeSignal(fields);
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      this.log.warn('signal refused', { code: error.code, reason: error.message });
+      return;
+    }
     if (this.state !== State.Running || this.groupId === undefined) return;
     this.log.info('forwarding signal', { signal, pgid: this.groupId });
     signalGroup(this.groupId, signal);
@@ -255,6 +264,15 @@ export class ExecSession implements SessionHandler {
       encodeStartReply({ status: StartStatus.Refused, code: error.code, message: error.message }),
     );
   }
+}
+
+/**
+ * The daemon user's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
+ * would read as "command not found".
+ */
+function workingDirectory(): string {
+  const home = userInfo().homedir;
+  return existsSync(home) ? home : '/';
 }
 
 /** The reading ends of the command's stdout and stderr pipes, and the writing ends the command gets. */

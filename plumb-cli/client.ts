@@ -37,9 +37,13 @@ export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
   });
 }
 
-/** The host-key decision, as the handshake's verifyHostKey callback. */
+/**
+ * The host-key decision, as the handshake's verifyHostKey callback. A new key accepted with -accept-new is only
+ * recorded by pinAccepted(), once the daemon has proven (by its signature) that it holds the private key.
+ */
 export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'knownHostsFile' | 'acceptNew' | 'note'>) {
-  return (hostKey: PublicIdentity): void => {
+  let accepted: PublicIdentity | undefined;
+  const verify = (hostKey: PublicIdentity): void => {
     const name = hostKeyName(target.host, target.port);
     const result = checkHostKey(options.knownHostsFile, target.host, target.port, hostKey);
     for (const warning of result.warnings) options.note(`warning: ${warning}`);
@@ -48,14 +52,13 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
         return;
       case 'unknown':
         if (options.acceptNew) {
-          addHostKey(options.knownHostsFile, target.host, target.port, hostKey);
-          options.note(`Permanently added ${name} (${hostKey.fingerprint}) to ${options.knownHostsFile}.`);
+          accepted = hostKey;
           return;
         }
         throw new HandshakeError(
           ErrorCode.HostKeyUnknown,
           `host key of ${name} is not known: fingerprint ${hostKey.fingerprint}; ` +
-            `if that is the daemon's key (netplumb-keygen prints it), run again with -accept-new to record it`,
+            `check it against the daemon's (ssh-keygen -lf /etc/netplumb/host_key.pub on that host), then run again with -accept-new to record it`,
         );
       case 'changed':
         throw new HandshakeError(
@@ -66,17 +69,21 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
         );
     }
   };
+  const pinAccepted = (): void => {
+    if (accepted === undefined) return;
+    addHostKey(options.knownHostsFile, target.host, target.port, accepted);
+    options.note(`Permanently added ${hostKeyName(target.host, target.port)} (${accepted.fingerprint}) to ${options.knownHostsFile}.`);
+  };
+  return { verify, pinAccepted };
 }
 
 /** Connects and authenticates; the returned connection is open and ready for a Mux. */
 export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const socket = await openSocket(target, options.connectTimeoutMs);
   options.note(`connected to ${target.host} port ${target.port}`);
-  const connection = await SecureConnection.connect(
-    socket,
-    { identity: options.identity, verifyHostKey: hostKeyVerifier(target, options) },
-    options.connection ?? {},
-  );
+  const hostKeys = hostKeyVerifier(target, options);
+  const connection = await SecureConnection.connect(socket, { identity: options.identity, verifyHostKey: hostKeys.verify }, options.connection ?? {});
+  hostKeys.pinAccepted();
   options.note(`authenticated; host key ${connection.peer.peer.fingerprint}, cipher ${connection.peer.cipher}`);
   return connection;
 }

@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { SecureConnection } from '../protocol/connection.js';
 import { ConnectionError, ErrorCode, NetplumbError, PacketError, RequestError, isErrorCode } from '../protocol/errors.js';
-import type { FieldList } from '../protocol/fields.js';
+import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import {
   decodeExit,
@@ -24,6 +24,9 @@ export const EXIT_PLUMB_FAILURE = 255;
 /** As a shell reports them, so scripts can tell a missing command from one that failed. */
 export const EXIT_COMMAND_NOT_FOUND = 127;
 export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
+
+/** Header and tag around a sealed payload. */
+const START_PACKET_OVERHEAD_BYTES = 64;
 
 /** How long plumb waits for the daemon's Goodbye after the command ended. */
 const GOODBYE_WAIT_MS = 1000;
@@ -111,10 +114,14 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const stderr = mux.openStream([[Field.purpose, 'stderr']]);
   // Stream errors only echo the connection's failure, which `lost` below reports once.
   for (const stream of [stdin, stdout, stderr]) stream.on('error', () => undefined);
-  connection.sendFields(
-    PacketType.Start,
+  const start = encodeFields(
     encodeExecRequest({ kind: StartKind.Exec, argv: options.argv, stdin: stdin.id, stdout: stdout.id, stderr: stderr.id }),
   );
+  if (start.length + START_PACKET_OVERHEAD_BYTES > connection.peerLimits.maxPacketBytes) {
+    connection.close();
+    throw new NetplumbError(ErrorCode.Usage, `command line of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
+  }
+  connection.send(PacketType.Start, start);
   // plumb only reads from stdout and stderr and only writes to stdin: say so at once.
   stdout.end();
   stderr.end();

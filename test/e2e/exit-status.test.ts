@@ -71,3 +71,10 @@ test('keeps serving after a command that was not found', { timeout: TIMEOUT_MS }
   assert.equal(next.code, 4, next.stderr);
   assert.ok(np.daemon.running);
 });
+
+test('a command line larger than the daemon accepts in one packet is refused locally with NP_USAGE', { timeout: 120_000 }, async (t) => {
+  const np = await startNetplumb(t, { daemonArgs: ['-max-packet-bytes=65536', '-max-data-payload-bytes=32768'] });
+  const result = await np.plumb(['echo', 'x'.repeat(100_000)]);
+  assert.equal(result.code, 255);
+  assert.equal(reportedCode(result.stderr), ErrorCode.Usage, result.stderr);
+});

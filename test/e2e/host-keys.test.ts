@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
 import { generateIdentity } from '../../protocol/keys.js';
 import { addHostKey } from '../../plumb-cli/known-hosts.js';
-import { delay, reportedCode, startNetplumb } from '../helpers/daemon.js';
+import { delay, reportedCode, startNetplumb, writeKeyPair } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
 
@@ -65,3 +65,12 @@ for (const acceptNew of [false, true]) {
     assert.ok(!np.daemon.log().includes(np.client.fingerprint), 'the client must not have authenticated');
   });
 }
+
+test('-accept-new pins nothing when the handshake fails before the daemon has proven its key', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  const stranger = writeKeyPair(np.dir, 'stranger');
+  const result = await np.plumb(['true'], { acceptNew: true, identity: stranger.privateFile });
+  assert.equal(result.code, 255);
+  assert.equal(reportedCode(result.stderr), ErrorCode.NotAuthorized, result.stderr);
+  assert.equal(existsSync(join(np.home, 'known_hosts')), false, 'an unproven host key must not be pinned');
+});
