@@ -43,8 +43,8 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
 /** Settings as strings, by option name, from the config file or the command line. */
 export type RawSettings = ReadonlyMap<string, string>;
 
-/** Limit names as written in the config file and on the command line. */
-const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
+/** Limit names as written in the config file and on the command line, with the Limits field each sets. */
+export const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
   'max-packet-bytes': 'maxPacketBytes',
   'max-data-payload-bytes': 'maxDataPayloadBytes',
   'handshake-timeout-ms': 'handshakeTimeoutMs',

@@ -7,9 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_CONFIG, SETTING_NAMES } from '../../daemon/config.js';
+import { DEFAULT_CONFIG, LIMIT_SETTINGS, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../../protocol/wire.js';
+import { DEFAULT_LIMITS, DEFAULT_PORT} from '../../protocol/wire.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
@@ -104,17 +104,6 @@ function paragraphOf(text: string, name: string): string | undefined {
   return body.join(' ').replace(/\s+/g, ' ');
 }
 
-const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
-  'max-packet-bytes': 'maxPacketBytes',
-  'max-data-payload-bytes': 'maxDataPayloadBytes',
-  'handshake-timeout-ms': 'handshakeTimeoutMs',
-  'max-connections': 'maxConnections',
-  'max-unauthenticated': 'maxUnauthenticatedConnections',
-  'max-streams': 'maxStreamsPerConnection',
-  'initial-window-bytes': 'initialWindowBytes',
-  'idle-timeout-ms': 'idleTimeoutMs',
-  'keepalive-interval-ms': 'keepaliveIntervalMs',
-};
 
 /** The default of a config setting as the page must print it after "Default:". */
 function settingDefault(name: string): string {
