@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG, LIMIT_SETTINGS, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { DEFAULT_LIMITS, DEFAULT_PORT} from '../../protocol/wire.js';
+import { DEFAULT_LIMITS, DEFAULT_PORT } from '../../protocol/wire.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
