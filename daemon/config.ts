@@ -149,8 +149,19 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
   return config;
 }
 
+/** The longest delay a Node timer holds; a longer one fires after 1 ms (with only a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Rejects limits that cannot work together. */
 export function validateLimits(limits: Limits): void {
+  const timers: [string, number][] = [
+    ['handshake-timeout-ms', limits.handshakeTimeoutMs],
+    ['idle-timeout-ms', limits.idleTimeoutMs],
+    ['keepalive-interval-ms', limits.keepaliveIntervalMs],
+  ];
+  for (const [name, ms] of timers) {
+    if (ms > MAX_TIMER_MS) throw new ConfigError(ErrorCode.Config, `${name} must be at most ${MAX_TIMER_MS}`);
+  }
   if (limits.maxPacketBytes < 4096) throw new ConfigError(ErrorCode.Config, 'max-packet-bytes must be at least 4096');
   if (limits.maxDataPayloadBytes + 64 > limits.maxPacketBytes) {
     throw new ConfigError(ErrorCode.Config, 'max-data-payload-bytes must leave 64 bytes of room in max-packet-bytes');

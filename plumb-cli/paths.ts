@@ -56,9 +56,19 @@ export function readHostAliases(file: string): Map<string, string> {
   return aliases;
 }
 
-/** Resolves the machine argument; an explicit -port wins over any port in the argument or alias. */
+/**
+ * Resolves the machine argument: an alias, `alias:port` (the alias's host at that port), or host[:port]. An
+ * explicit -port wins over any port in the argument or alias.
+ */
 export function resolveTarget(machine: string, aliasesFile: string, portOverride: number | undefined): Target {
-  const alias = readHostAliases(aliasesFile).get(machine);
-  const { host, port } = parseHostPort(alias ?? machine, DEFAULT_PORT);
-  return { name: machine, host, port: portOverride ?? port };
+  const aliases = readHostAliases(aliasesFile);
+  const alias = aliases.get(machine);
+  if (alias !== undefined) {
+    const { host, port } = parseHostPort(alias, DEFAULT_PORT);
+    return { name: machine, host, port: portOverride ?? port };
+  }
+  const typed = parseHostPort(machine, DEFAULT_PORT);
+  const aliasOfHost = aliases.get(typed.host);
+  const host = aliasOfHost === undefined ? typed.host : parseHostPort(aliasOfHost, DEFAULT_PORT).host;
+  return { name: machine, host, port: portOverride ?? typed.port };
 }
