@@ -28,7 +28,7 @@ export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
 /** Header and tag around a sealed payload. */
 const START_PACKET_OVERHEAD_BYTES = 64;
 
-/** How long plumb waits for the daemon's Goodbye after the command ended. */
+/** How long plumb waits for its Goodbye to be written after the command ended. */
 const GOODBYE_WAIT_MS = 1000;
 
 export interface LocalStdio {
@@ -141,9 +141,9 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const stopSignals = forwardSignals(options.signals, connection, () => connection.fail(new ConnectionError(ErrorCode.ConnectionLost, 'interrupted')));
   try {
     const [status] = await Promise.race([Promise.all([remote.exit, outputs]), lost]);
-    connection.close();
-    // Wait for the daemon's Goodbye, so neither side sees a reset; a daemon that does not answer is not waited for.
-    await Promise.race([remote.connectionClosed, new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
+    // The command has ended and all its output is here: once our Goodbye is out, plumb may exit without waiting
+    // for the daemon's answer (the daemon takes a reset after a Goodbye as a clean close).
+    await Promise.race([connection.close(), new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
     return exitStatusCode(status);
   } finally {
     stopSignals();

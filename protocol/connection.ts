@@ -100,6 +100,7 @@ export class SecureConnection {
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private goodbyeSent = false;
+  private goodbyeReceived = false;
   private closeError: NetplumbError | undefined;
   private handshakeDone: { resolve: (info: PeerInfo) => void; reject: (error: NetplumbError) => void } | undefined;
   private readonly onFrame: (frame: Frame) => void;
@@ -220,12 +221,22 @@ export class SecureConnection {
     this.transport.uncork();
   }
 
-  /** Orderly close: says Goodbye, ends the transport once written, and reports closed() when it is gone. */
-  close(): void {
-    if (this.state !== State.Open) return;
-    this.sendGoodbye();
-    this.state = State.Closing;
-    this.transport.end();
+  /**
+   * Orderly close: says Goodbye and ends the transport; reports closed() when it is gone. Resolves once the
+   * Goodbye has been handed to the operating system, which is all a peer about to exit must wait for.
+   */
+  close(): Promise<void> {
+    const flushed = new Promise<void>((resolve) => {
+      if (this.transport.writableFinished || this.transport.destroyed) resolve();
+      this.transport.once('finish', resolve);
+      this.transport.once('close', resolve);
+    });
+    if (this.state === State.Open) {
+      this.sendGoodbye();
+      this.state = State.Closing;
+      this.transport.end();
+    }
+    return flushed;
   }
 
   /** Ends the connection at once. A RemoteError-worthy code is sent to the peer when keys allow it. */
@@ -265,7 +276,9 @@ export class SecureConnection {
       this.transport.on('end', () => this.transportEnded());
       this.transport.on('close', () => this.transportEnded());
       this.transport.on('error', (error: Error) => {
-        this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
+        // After the peer's Goodbye it has said all it will: a reset while we answer it is no failure.
+        if (this.goodbyeReceived) this.finish(undefined);
+        else this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
       });
       this.transport.on('drain', () => this.drained());
       try {
@@ -374,6 +387,7 @@ export class SecureConnection {
         return;
       }
       case PacketType.Goodbye:
+        this.goodbyeReceived = true;
         this.sendGoodbye();
         this.state = State.Closing;
         this.transport.end();

@@ -78,3 +78,13 @@ test('a command line larger than the daemon accepts in one packet is refused loc
   assert.equal(result.code, 255);
   assert.equal(reportedCode(result.stderr), ErrorCode.Usage, result.stderr);
 });
+
+test('ordinary runs end without the daemon logging a lost connection', { timeout: 120_000 }, async (t) => {
+  const np = await startNetplumb(t);
+  for (let run = 0; run < 5; run++) {
+    const result = await np.plumb(['true']);
+    assert.equal(result.code, 0, result.stderr);
+  }
+  await np.plumb(['echo', 'last']);
+  assert.ok(!np.daemon.log().includes(ErrorCode.ConnectionLost), np.daemon.log());
+});
