@@ -8,7 +8,7 @@ import { Duplex } from 'node:stream';
 import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES } from './config.js';
 import { createLogger } from './log.js';
 import { Daemon } from './server.js';
-import { asNetplumbError } from '../protocol/errors.js';
+import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../protocol/options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
@@ -25,7 +25,10 @@ function parseArguments(argv: readonly string[]): { settings: Map<string, string
     .option('--foreground', 'stay in the foreground (the daemon never forks; accepted for compatibility)')
     .option('--stdio', 'serve one connection on stdin/stdout')
     .allowExcessArguments(false)
-    .exitOverride();
+    .exitOverride()
+    .configureOutput({
+      outputError: (text, write) => write(`netplumbd: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
+    });
   for (const name of SETTING_NAMES) {
     if (!['listen', 'hostkey', 'clients', 'spool'].includes(name)) program.option(`--${name} <value>`);
   }

@@ -37,7 +37,11 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .argument('<command...>', 'the command and its arguments, run as an argv (no shell)')
     .passThroughOptions()
     .exitOverride()
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+    .configureOutput({
+      writeErr: (text) => process.stderr.write(text),
+      // One line in plumb's own format, like every other failure it reports.
+      outputError: (text, write) => write(`plumb: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
+    });
   program.parse(normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, shortWithValue: ['i', 'p'] }, 1), { from: 'user' });
   const options = program.opts<{ identity?: string; knownHosts?: string; acceptNew?: boolean; port?: string; verbose?: boolean }>();
   const [machine, command] = program.processedArgs as [string, string[]];

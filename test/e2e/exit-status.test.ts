@@ -6,7 +6,8 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { reportedCode, startNetplumb } from '../helpers/daemon.js';
+import { spawnSync } from 'node:child_process';
+import { BIN, reportedCode, startNetplumb } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
 
@@ -87,4 +88,13 @@ test('ordinary runs end without the daemon logging a lost connection', { timeout
   }
   await np.plumb(['echo', 'last']);
   assert.ok(!np.daemon.log().includes(ErrorCode.ConnectionLost), np.daemon.log());
+});
+
+test('an unknown option is one plumb line with NP_USAGE and exit 255, as is one for netplumbd with exit 2', { timeout: 60_000 }, async () => {
+  const plumb = spawnSync(process.execPath, [BIN.plumb, '-no-such-option', '127.0.0.1', 'true'], { encoding: 'utf8' });
+  assert.equal(plumb.status, 255);
+  assert.match(plumb.stderr, /^plumb: .+ \(NP_USAGE\)\n$/);
+  const daemon = spawnSync(process.execPath, [BIN.netplumbd, '--no-such-option'], { encoding: 'utf8' });
+  assert.equal(daemon.status, 2);
+  assert.match(daemon.stderr, /^netplumbd: .+ \(NP_USAGE\)\n$/);
 });
