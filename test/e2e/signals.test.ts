@@ -75,3 +75,16 @@ test('the third SIGINT ends plumb when the remote command ignores them, and the 
   await waitUntil('the remote command to be gone', () => processesWithMarker(marker).length === 0, 15_000);
   assert.ok(np.daemon.running);
 });
+
+test('when plumb is killed outright, the daemon ends the remote command with its whole process group', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  const marker = uniqueMarker('plumb-killed');
+  killMarkedAtCleanup(t, marker);
+  const run = np.spawnPlumb(['sh', '-c', `sh -c 'sleep 300; : ${marker}-background' & echo ready; sleep 300; : ${marker}`], { stdin: 'open' });
+  await run.waitForStdout(/ready\n/);
+  await waitUntil('the command and its background job to run', () => processesWithMarker(marker).length >= 3, 15_000); // plumb, the command, its background job
+  run.child.kill('SIGKILL');
+  await run.result;
+  await waitUntil('the remote process group to be gone', () => processesWithMarker(marker).length === 0, 15_000);
+  assert.ok(np.daemon.running);
+});
