@@ -59,6 +59,8 @@ export class ExecSession implements SessionHandler {
   private groupId: number | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private resolveDone: () => void = () => undefined;
+  /** How the connection ended: undefined after an orderly Goodbye. */
+  closeError: NetplumbError | undefined;
   /** Settles once the connection has closed and no process of the session is left. */
   readonly done: Promise<void>;
 
@@ -98,6 +100,7 @@ export class ExecSession implements SessionHandler {
   }
 
   closed(error: NetplumbError | undefined): void {
+    this.closeError = error;
     const wasRunning = this.running;
     this.state = State.Closed;
     for (const stream of this.pendingStreams.values()) stream.destroy();

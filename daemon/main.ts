@@ -70,8 +70,8 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => log.info('SIGHUP ignored: reloading comes with gluepots'));
   if (config.stdio) {
     const transport = Duplex.from({ readable: process.stdin, writable: process.stdout });
-    await daemon.serveOne(transport, 'stdio');
-    return 0;
+    const failure = await daemon.serveOne(transport, 'stdio');
+    return failure === undefined ? 0 : 1;
   }
   const address = await daemon.listen();
   const shown = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;

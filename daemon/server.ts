@@ -9,7 +9,7 @@ import type { DaemonConfig, ListenAddress } from './config.js';
 import { ExecSession } from './exec-session.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type ServerTrust } from '../protocol/connection.js';
-import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError } from '../protocol/errors.js';
+import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
 
@@ -17,6 +17,8 @@ interface LiveConnection {
   transport: Duplex;
   session: ExecSession | undefined;
   connection: SecureConnection | undefined;
+  /** Why the handshake failed, if it did. */
+  failure: NetplumbError | undefined;
 }
 
 export class Daemon {
@@ -63,10 +65,12 @@ export class Daemon {
   }
 
   /** Serves exactly one connection over the given streams (stdin/stdout under inetd or systemd Accept=yes). */
-  async serveOne(transport: Duplex, peer: string): Promise<void> {
+  /** Resolves with how the connection failed, or undefined when it ended in order. */
+  async serveOne(transport: Duplex, peer: string): Promise<NetplumbError | undefined> {
     const live = this.serve(transport, peer);
     await new Promise<void>((resolve) => transport.once('close', () => resolve()));
     await live.session?.done;
+    return live.failure ?? live.session?.closeError;
   }
 
   private accept(socket: Socket): void {
@@ -90,7 +94,7 @@ export class Daemon {
   }
 
   private serve(transport: Duplex, peer: string): LiveConnection {
-    const live: LiveConnection = { transport, session: undefined, connection: undefined };
+    const live: LiveConnection = { transport, session: undefined, connection: undefined, failure: undefined };
     this.live.add(live);
     this.handshaking++;
     transport.once('close', () => {
@@ -132,6 +136,7 @@ export class Daemon {
       (error: unknown) => {
         this.handshaking--;
         const failure = asNetplumbError(error);
+        live.failure = failure;
         log.warn('handshake failed', { code: failure.code, reason: failure.message });
       },
     );

@@ -113,11 +113,11 @@ test('an unauthorized client is refused over stdio and that netplumbd exits', { 
   assert.equal(reportedCode(result.stderr), ErrorCode.NotAuthorized, result.stderr);
   const [daemon] = bridge.daemons;
   assert.ok(daemon !== undefined);
-  await daemon.exited;
+  assert.equal((await daemon.exited).code, 1, 'a refused connection is a failed one');
   assert.ok(daemon.log().includes(stranger.fingerprint), daemon.log());
 });
 
-test('netplumbd -stdio given garbage ends without serving anything', { timeout: TIMEOUT_MS }, async (t) => {
+test('netplumbd -stdio given garbage ends with exit status 1 without serving anything', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
   const configFile = join(np.dir, 'garbage.conf');
   writeFileSync(configFile, '# empty\n');
@@ -134,6 +134,7 @@ test('netplumbd -stdio given garbage ends without serving anything', { timeout: 
   child.stdin.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await waitUntil('netplumbd -stdio to exit', () => !daemon.running, 15_000);
   assert.equal(Buffer.concat(output).includes('HTTP'), false);
+  assert.equal((await daemon.exited).code, 1);
 });
 
 test('netplumbd -stdio ends a stalled handshake after handshake-timeout-ms while stdin stays open', { timeout: TIMEOUT_MS }, async (t) => {
