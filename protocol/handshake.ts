@@ -144,6 +144,31 @@ function unsignedPart(fields: FieldList): Buffer {
   return encodeFields(fields.without(Field.signature).entries);
 }
 
+/**
+ * What both halves keep: the transcript so far, this side's ephemeral key, the chosen cipher, the peer's
+ * announced limits, and a state that each step checks before it runs (any other order fails for good).
+ */
+abstract class HandshakeSide<State extends number> {
+  protected clientHello: Buffer = Buffer.alloc(0);
+  protected serverHello: Buffer = Buffer.alloc(0);
+  protected clientKeyExchange: Buffer = Buffer.alloc(0);
+  protected readonly ephemeral = newEphemeral();
+  protected cipher: CipherAlgorithm = CIPHER_ALGORITHMS[0];
+  protected limitsOfPeer = { peerMaxPacketBytes: 0, peerInitialWindowBytes: 0 };
+
+  protected constructor(
+    protected state: State,
+    private readonly failedState: State,
+  ) {}
+
+  protected expect(state: State, step: string): void {
+    if (this.state !== state) {
+      this.state = this.failedState;
+      throw new HandshakeError(ErrorCode.UnexpectedPacket, `${step} out of order`);
+    }
+  }
+}
+
 const enum ClientState {
   Initial,
   HelloSent,
@@ -154,21 +179,16 @@ const enum ClientState {
 }
 
 /** The client's half of the exchange. Call the methods in the order of the diagram; any other order throws. */
-export class ClientHandshake {
-  private state = ClientState.Initial;
-  private clientHello: Buffer = Buffer.alloc(0);
-  private serverHello: Buffer = Buffer.alloc(0);
-  private clientKeyExchange: Buffer = Buffer.alloc(0);
-  private readonly ephemeral = newEphemeral();
-  private cipher: CipherAlgorithm = CIPHER_ALGORITHMS[0];
+export class ClientHandshake extends HandshakeSide<ClientState> {
   private hostKey: PublicIdentity | undefined;
-  private limitsOfPeer = { peerMaxPacketBytes: 0, peerInitialWindowBytes: 0 };
 
   constructor(
     private readonly identity: PrivateIdentity,
     private readonly limits: AnnouncedLimits,
     private readonly ciphers: readonly CipherAlgorithm[] = CIPHER_ALGORITHMS,
-  ) {}
+  ) {
+    super(ClientState.Initial, ClientState.Failed);
+  }
 
   createHello(): Buffer {
     this.expect(ClientState.Initial, 'hello');
@@ -239,12 +259,6 @@ export class ClientHandshake {
     return { cipher: this.cipher, sessionId, ...deriveKeys(secret, sessionId), ...this.limitsOfPeer };
   }
 
-  private expect(state: ClientState, step: string): void {
-    if (this.state !== state) {
-      this.state = ClientState.Failed;
-      throw new HandshakeError(ErrorCode.UnexpectedPacket, `${step} out of order`);
-    }
-  }
 }
 
 const enum ServerState {
@@ -256,22 +270,17 @@ const enum ServerState {
 }
 
 /** The daemon's half of the exchange. */
-export class ServerHandshake {
-  private state = ServerState.Initial;
-  private clientHello: Buffer = Buffer.alloc(0);
-  private serverHello: Buffer = Buffer.alloc(0);
-  private clientKeyExchange: Buffer = Buffer.alloc(0);
-  private readonly ephemeral = newEphemeral();
-  private cipher: CipherAlgorithm = CIPHER_ALGORITHMS[0];
+export class ServerHandshake extends HandshakeSide<ServerState> {
   private client: PublicIdentity | undefined;
   private clientEphemeral = '';
-  private limitsOfPeer = { peerMaxPacketBytes: 0, peerInitialWindowBytes: 0 };
 
   constructor(
     private readonly hostKey: PrivateIdentity,
     private readonly limits: AnnouncedLimits,
     private readonly ciphers: readonly CipherAlgorithm[] = CIPHER_ALGORITHMS,
-  ) {}
+  ) {
+    super(ServerState.Initial, ServerState.Failed);
+  }
 
   /** Checks the client's Hello, picks the cipher (the client's first choice that the daemon allows), and answers. */
   consumeHelloAndReply(payload: Buffer): Buffer {
@@ -340,12 +349,5 @@ export class ServerHandshake {
     const sessionId = transcriptHash([this.clientHello, this.serverHello, this.clientKeyExchange, payload]);
     this.state = ServerState.Done;
     return { payload, keys: { cipher: this.cipher, sessionId, ...deriveKeys(secret, sessionId), ...this.limitsOfPeer } };
-  }
-
-  private expect(state: ServerState, step: string): void {
-    if (this.state !== state) {
-      this.state = ServerState.Failed;
-      throw new HandshakeError(ErrorCode.UnexpectedPacket, `${step} out of order`);
-    }
   }
 }
