@@ -258,7 +258,6 @@ export class ClientHandshake extends HandshakeSide<ClientState> {
     this.state = ClientState.Done;
     return { cipher: this.cipher, sessionId, ...deriveKeys(secret, sessionId), ...this.limitsOfPeer };
   }
-
 }
 
 const enum ServerState {
