@@ -6,11 +6,12 @@
 //      \                   \--spawn failed (reply refused)--> Waiting
 //       \__________________________ connection closed ____________________________--> Closed
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -145,16 +146,30 @@ export class ExecSession implements SessionHandler {
       this.refuse(asNetplumbError(error));
       return;
     }
-    const [program, ...args] = request.argv as [string, ...string[]];
-    let outputs: OutputPipes;
-    try {
-      outputs = outputPipes();
-    } catch (error) {
-      for (const stream of Object.values(streams)) stream.destroy();
-      this.refuse(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }));
+    const [program] = request.argv as [string, ...string[]];
+    // Spawning from here on, so a second Start is refused while the pipes are being made.
+    this.state = State.Spawning;
+    outputPipes().then(
+      (outputs) => this.spawnWithPipes(request, streams, outputs),
+      (error: unknown) => {
+        if (this.state !== State.Spawning) return;
+        this.state = State.Waiting;
+        for (const stream of Object.values(streams)) stream.destroy();
+        this.refuse(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }));
+      },
+    );
+  }
+
+  private spawnWithPipes(request: ExecRequest, streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream }, outputs: OutputPipes): void {
+    if (this.state !== State.Spawning) {
+      // The connection went while the pipes were being made.
+      closeSync(outputs.writers.stdout);
+      closeSync(outputs.writers.stderr);
+      outputs.stdout.destroy();
+      outputs.stderr.destroy();
       return;
     }
-    this.state = State.Spawning;
+    const [program, ...args] = request.argv as [string, ...string[]];
     let child: ChildProcess;
     try {
       child = spawn(program, args, {
@@ -269,6 +284,8 @@ export class ExecSession implements SessionHandler {
   }
 }
 
+const execFileAsync = promisify(execFile);
+
 /**
  * The daemon user's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
  * would read as "command not found".
@@ -291,12 +308,13 @@ interface OutputPipes {
  * exit 1 where a local pipe ends it quietly by SIGPIPE. Node cannot make an anonymous pipe, so two FIFOs are made
  * in a private directory, opened (the reader first, so opening the writer does not block) and unlinked at once.
  */
-function outputPipes(): OutputPipes {
+async function outputPipes(): Promise<OutputPipes> {
   const dir = mkdtempSync(join(tmpdir(), 'netplumbd-pipes-'));
   const fds: number[] = [];
   try {
     const paths = [join(dir, 'stdout'), join(dir, 'stderr')] as const;
-    execFileSync('mkfifo', ['-m', '600', ...paths], { stdio: 'ignore' });
+    // Asynchronous, so other connections are served while mkfifo runs.
+    await execFileAsync('mkfifo', ['-m', '600', ...paths]);
     for (const path of paths) fds.push(openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK));
     for (const path of paths) fds.push(openSync(path, fsConstants.O_WRONLY));
   } catch (error) {
