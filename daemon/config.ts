@@ -25,6 +25,8 @@ export interface DaemonConfig {
   /** After a session's processes got SIGTERM, how long until SIGKILL. */
   killGraceMs: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Names of variables a client may export (`-export`); a trailing `*` matches any rest. Others are refused. */
+  acceptEnv: string[];
 }
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
@@ -38,6 +40,7 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   shutdownGraceMs: 10_000,
   killGraceMs: 2_000,
   logLevel: 'info',
+  acceptEnv: ['LANG', 'LC_*', 'TZ'],
 });
 
 /** Settings as strings, by option name, from the config file or the command line. */
@@ -65,6 +68,7 @@ export const SETTING_NAMES: readonly string[] = [
   'shutdown-grace-ms',
   'kill-grace-ms',
   'log-level',
+  'accept-env',
   ...Object.keys(LIMIT_SETTINGS),
 ];
 
@@ -132,6 +136,9 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
       case 'kill-grace-ms':
         config.killGraceMs = positiveInt(name, value);
         break;
+      case 'accept-env':
+        config.acceptEnv = parseAcceptEnv(value);
+        break;
       case 'log-level':
         if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {
           throw new ConfigError(ErrorCode.Config, `log-level must be error, warn, info or debug`);
@@ -147,6 +154,21 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
   }
   validateLimits(config.limits);
   return config;
+}
+
+/** `NAME,PREFIX*,...` (commas or spaces); `none` accepts nothing. */
+export function parseAcceptEnv(value: string): string[] {
+  const patterns = value.split(/[\s,]+/).filter((word) => word !== '');
+  if (patterns.length === 1 && patterns[0] === 'none') return [];
+  for (const pattern of patterns) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/.test(pattern)) throw new ConfigError(ErrorCode.Config, `accept-env: bad name or pattern ${pattern}`);
+  }
+  return patterns;
+}
+
+/** True when a variable name is matched by one of the accept-env patterns. */
+export function envAccepted(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((pattern) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern));
 }
 
 /** The longest delay a Node timer holds; a longer one fires after 1 ms (with only a warning). */

@@ -1,6 +1,7 @@
-// One client's session on the daemon: turns a Start request into a process in its own process group, joins its
-// stdin, stdout and stderr to the streams the client opened, forwards signals and reports how it ended.
-// It never touches wire bytes. When the connection goes, the whole process group goes with it.
+// One client's session on the daemon: turns a Start request into a process in its own process group (or a
+// recipe's processes, through recipes/execute.ts), joins stdin, stdout and stderr to the streams the client opened,
+// forwards signals and reports how it ended. It never touches wire bytes. When the connection goes, every process
+// of the session goes with it.
 //
 //   Waiting --Start--> Spawning --spawned--> Running --exit + outputs drained--> Exited
 //      \                   \--spawn failed (reply refused)--> Waiting
@@ -16,16 +17,26 @@ import { finished } from 'node:stream/promises';
 import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
+import type { RecipePlan } from '../recipes/plan.js';
 import {
   decodeSignal,
   decodeStartRequest,
   encodeExit,
+  encodeStageEnd,
   encodeStartReply,
   type ExecRequest,
+  type ExportedEnv,
+  type RecipeRequest,
+  type StageEnd,
   type ExitStatus,
   type ForwardableSignal,
 } from '../protocol/session.js';
-import { PacketType, StartStatus } from '../protocol/wire.js';
+import { PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { checkRecipe } from '../recipes/check.js';
+import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
+import { RecipeError } from '../recipes/errors.js';
+import { envAccepted } from './config.js';
+import { DaemonEndpoints } from './endpoints.js';
 import type { Logger } from './log.js';
 
 const enum State {
@@ -38,6 +49,10 @@ const enum State {
 
 export interface ExecSessionOptions {
   killGraceMs: number;
+  /** Where a recipe's relative file names and named pipes live; its commands run there. */
+  spoolDir: string;
+  /** Patterns of the variable names a client may export (accept-env). */
+  acceptEnv: readonly string[];
 }
 
 /** The environment every command starts with; nothing of the daemon's own environment leaks through. */
@@ -53,11 +68,25 @@ export function minimalEnvironment(): Record<string, string> {
   };
 }
 
+/**
+ * The minimal environment, NETPLUMB_SPOOL (where relative named pipes and sockets live), and the client's exported
+ * variables (already accepted) on top.
+ */
+function commandEnvironment(exported: ExportedEnv, spoolDir: string): Record<string, string> {
+  const env: Record<string, string> = { ...minimalEnvironment(), NETPLUMB_SPOOL: spoolDir };
+  for (const [name, value] of exported) env[name] = value;
+  return env;
+}
+
 export class ExecSession implements SessionHandler {
   private state = State.Waiting;
   private mux: Mux | undefined;
   private readonly pendingStreams = new Map<number, MuxStream>();
   private groupId: number | undefined;
+  private recipeRun: RecipeRun | undefined;
+  private endpoints: DaemonEndpoints | undefined;
+  /** True while named pipes, sockets or a recipe's pipes are being made: the end of that step decides what happens next. */
+  private preparing = false;
   private killTimer: NodeJS.Timeout | undefined;
   private resolveDone: () => void = () => undefined;
   /** How the connection ended: undefined after an orderly Goodbye. */
@@ -82,9 +111,11 @@ export class ExecSession implements SessionHandler {
     return this.state === State.Spawning || this.state === State.Running;
   }
 
-  streamOpened(stream: MuxStream): void {
-    this.pendingStreams.set(stream.id, stream);
+  streamOpened(stream: MuxStream, fields: FieldList): void {
     stream.on('error', () => undefined);
+    // Rounds of an -infifo and connections to a -local-socket's service, once the command runs.
+    if (this.state === State.Running && this.endpoints?.route(stream, fields) === true) return;
+    this.pendingStreams.set(stream.id, stream);
   }
 
   packet(type: PacketType, fields: FieldList): void {
@@ -104,14 +135,20 @@ export class ExecSession implements SessionHandler {
     this.closeError = error;
     const wasRunning = this.running;
     this.state = State.Closed;
+    this.endpoints?.close();
     for (const stream of this.pendingStreams.values()) stream.destroy();
     this.pendingStreams.clear();
     if (error !== undefined) this.log.info('connection closed', { code: error.code, reason: error.message });
     this.endProcessGroup(wasRunning ? 'connection closed while the command ran' : undefined);
   }
 
-  /** SIGTERM to the process group now, SIGKILL after the grace period if anything is left. */
+  /** SIGTERM to the process group (a recipe's: groups) now, SIGKILL after the grace period if anything is left. */
   endProcessGroup(reason: string | undefined): void {
+    if (this.preparing) return;
+    if (this.recipeRun !== undefined) {
+      void this.recipeRun.abort(reason ?? 'session ended').then(() => this.resolveDone());
+      return;
+    }
     const group = this.groupId;
     if (group === undefined || !groupAlive(group)) {
       this.resolveDone();
@@ -132,11 +169,15 @@ export class ExecSession implements SessionHandler {
   }
 
   private start(fields: FieldList): void {
-    let request: ExecRequest;
-    let streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream };
+    let request: ExecRequest | RecipeRequest;
+    let streams: SessionStreams;
     try {
       if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
       request = decodeStartRequest(fields);
+      const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, this.options.acceptEnv));
+      if (refused.length > 0) {
+        throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
+      }
       streams = {
         stdin: this.claimStream(request.stdin),
         stdout: this.claimStream(request.stdout),
@@ -146,21 +187,115 @@ export class ExecSession implements SessionHandler {
       this.refuse(asNetplumbError(error));
       return;
     }
-    const [program] = request.argv as [string, ...string[]];
-    // Spawning from here on, so a second Start is refused while the pipes are being made.
+    let plan: RecipePlan | undefined;
+    if (request.kind === StartKind.Recipe) {
+      try {
+        plan = checkRecipe(request.text, { sourceName: request.source, spoolDir: this.options.spoolDir });
+      } catch (error) {
+        for (const stream of Object.values(streams)) stream.destroy();
+        if (error instanceof RecipeError) this.refuse(new RequestError(error.code, error.render(), { cause: error }));
+        else this.refuse(asNetplumbError(error));
+        return;
+      }
+    }
+    // Spawning from here on, so a second Start is refused while pipes and sockets are being made.
     this.state = State.Spawning;
+    this.preparing = true;
+    DaemonEndpoints.prepare(request.endpoints, this.options.spoolDir, this.mux as Mux, this.log).then(
+      (endpoints) => {
+        this.preparing = false;
+        this.endpoints = endpoints;
+        if (this.state !== State.Spawning) {
+          endpoints.close();
+          this.resolveDone();
+        } else if (request.kind === StartKind.Recipe) {
+          this.startRecipe(request, plan as RecipePlan, streams);
+        } else {
+          this.startExec(request, streams);
+        }
+      },
+      (error: unknown) => this.preparationFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  /** Pipes, sockets or a process could not be made: the Start is refused and the session waits for another. */
+  private preparationFailed(error: NetplumbError, streams: SessionStreams): void {
+    this.preparing = false;
+    this.endpoints?.close();
+    this.endpoints = undefined;
+    for (const stream of Object.values(streams)) stream.destroy();
+    if (this.state !== State.Spawning) {
+      this.resolveDone();
+      return;
+    }
+    this.state = State.Waiting;
+    this.refuse(error);
+  }
+
+  private startExec(request: ExecRequest, streams: SessionStreams): void {
+    const [program] = request.argv as [string, ...string[]];
     outputPipes().then(
       (outputs) => this.spawnWithPipes(request, streams, outputs),
       (error: unknown) => {
         if (this.state !== State.Spawning) return;
-        this.state = State.Waiting;
-        for (const stream of Object.values(streams)) stream.destroy();
-        this.refuse(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }));
+        this.preparationFailed(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }), streams);
       },
     );
   }
 
-  private spawnWithPipes(request: ExecRequest, streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream }, outputs: OutputPipes): void {
+  /**
+   * Readies all pipes of a recipe (checked again by start(): the client's check is never trusted), then runs it.
+   * Each command's end goes out as a StageEnd as it happens; Exit carries the recipe's status.
+   */
+  private startRecipe(request: RecipeRequest, plan: RecipePlan, streams: SessionStreams): void {
+    this.preparing = true;
+    const recipeLog = this.log.child({ recipe: request.source });
+    prepareRecipe(plan, {
+      env: commandEnvironment(request.env, this.options.spoolDir),
+      killGraceMs: this.options.killGraceMs,
+      onStageEnd: (end) => this.stageEnded(recipeLog, end),
+    }).then(
+      (run) => {
+        this.preparing = false;
+        this.recipeRun = run;
+        if (this.state !== State.Spawning) {
+          // The connection went while the pipes were being made.
+          void run.abort('connection closed during start').then(() => this.resolveDone());
+          return;
+        }
+        this.state = State.Running;
+        recipeLog.info('recipe started', { commands: plan.stages.length, spool: plan.spoolDir });
+        this.mux?.connection.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
+        const { stdin, stdout, stderr } = streams;
+        // The daemon never writes to the stdin stream nor reads the output streams; a recipe that does not read
+        // plumb's stdin drops it at once, so plumb stops sending.
+        stdin.end();
+        if (!plan.readsPlumbStdin) stdin.destroy();
+        stdout.resume();
+        stderr.resume();
+        run.start({ stdin, stdout, stderr });
+        void run.outcome.then((outcome) => this.recipeEnded(recipeLog, outcome, stdin));
+      },
+      (error: unknown) => this.preparationFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  private stageEnded(log: Logger, end: StageEnd): void {
+    const { status } = end;
+    // `message` would become the log line's own text: the reason goes under its own key.
+    const how = 'error' in status ? { code: status.code, error: status.error, reason: status.message } : status;
+    log.info('recipe command ended', { stage: end.stage, name: end.name, ...how });
+    if (this.state === State.Running) this.mux?.connection.sendFields(PacketType.StageEnd, encodeStageEnd(end));
+  }
+
+  private recipeEnded(log: Logger, outcome: RecipeOutcome, stdin: MuxStream): void {
+    if (outcome.abortedBecause !== undefined) log.info('recipe aborted', { reason: outcome.abortedBecause, ...outcome.status });
+    else log.info('recipe ended', outcome.status);
+    this.exited(outcome.status, stdin);
+    if (this.state === State.Closed) this.resolveDone();
+  }
+
+  private spawnWithPipes(request: ExecRequest, streams: SessionStreams, outputs: OutputPipes): void {
     if (this.state !== State.Spawning) {
       // The connection went while the pipes were being made.
       closeSync(outputs.writers.stdout);
@@ -175,7 +310,7 @@ export class ExecSession implements SessionHandler {
       child = spawn(program, args, {
         stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
         detached: true,
-        env: minimalEnvironment(),
+        env: commandEnvironment(request.env, this.options.spoolDir),
         cwd: workingDirectory(),
       });
     } finally {
@@ -188,11 +323,9 @@ export class ExecSession implements SessionHandler {
         this.log.warn('process error', { error: error.message });
         return;
       }
-      this.state = State.Waiting;
-      for (const stream of Object.values(streams)) stream.destroy();
       outputs.stdout.destroy();
       outputs.stderr.destroy();
-      this.refuse(spawnError(program, error));
+      this.preparationFailed(spawnError(program, error), streams);
     });
     child.once('spawn', () => this.spawned(child, request, streams, outputs));
   }
@@ -200,7 +333,7 @@ export class ExecSession implements SessionHandler {
   private spawned(
     child: ChildProcess,
     request: ExecRequest,
-    streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream },
+    streams: SessionStreams,
     outputs: OutputPipes,
   ): void {
     if (this.state !== State.Spawning) {
@@ -245,12 +378,17 @@ export class ExecSession implements SessionHandler {
     });
   }
 
+  /** The command (or recipe) has ended and its output is out: once its out-FIFOs are flushed too, Exit goes. */
   private exited(status: ExitStatus, stdin: MuxStream): void {
     if (this.state !== State.Running) return;
-    this.state = State.Exited;
-    this.log.info('command ended', status);
-    if (!stdin.destroyed) stdin.destroy();
-    this.mux?.connection.sendFields(PacketType.Exit, encodeExit(status));
+    void (this.endpoints?.flush() ?? Promise.resolve()).then(() => {
+      if (this.state !== State.Running) return;
+      this.state = State.Exited;
+      this.endpoints?.close();
+      if (this.recipeRun === undefined) this.log.info('command ended', status);
+      if (!stdin.destroyed) stdin.destroy();
+      this.mux?.connection.sendFields(PacketType.Exit, encodeExit(status));
+    });
   }
 
   /** A signal the daemon does not forward is a refused request, logged; the connection stays up. */
@@ -263,7 +401,13 @@ export class ExecSession implements SessionHandler {
       this.log.warn('signal refused', { code: error.code, reason: error.message });
       return;
     }
-    if (this.state !== State.Running || this.groupId === undefined) return;
+    if (this.state !== State.Running) return;
+    if (this.recipeRun !== undefined) {
+      this.log.info('forwarding signal to the recipe', { signal });
+      this.recipeRun.signal(signal);
+      return;
+    }
+    if (this.groupId === undefined) return;
     this.log.info('forwarding signal', { signal, pgid: this.groupId });
     signalGroup(this.groupId, signal);
   }
@@ -285,6 +429,13 @@ export class ExecSession implements SessionHandler {
 }
 
 const execFileAsync = promisify(execFile);
+
+/** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
+interface SessionStreams {
+  stdin: MuxStream;
+  stdout: MuxStream;
+  stderr: MuxStream;
+}
 
 /**
  * The daemon user's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which

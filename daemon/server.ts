@@ -117,7 +117,7 @@ export class Daemon {
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
-        const session = new ExecSession(clientLog, { killGraceMs: this.config.killGraceMs });
+        const session = new ExecSession(clientLog, { killGraceMs: this.config.killGraceMs, spoolDir: this.config.spoolDir, acceptEnv: this.config.acceptEnv });
         live.session = session;
         const mux = new Mux(
           connection,

@@ -3,17 +3,33 @@
 // reads arguments, wires the parts together and turns the outcome into the exit status and one line on stderr.
 
 import { Command, CommanderError } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadPrivateIdentity } from '../protocol/keys.js';
 import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../protocol/options.js';
-import { DEFAULT_LIMITS } from '../protocol/wire.js';
+import { ENV_NAME_PATTERN } from '../protocol/session.js';
+import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
+import { checkRecipe, DEFAULT_SPOOL_DIR } from '../recipes/check.js';
+import { RecipeError } from '../recipes/errors.js';
+import { formatPlan, type RecipePlan } from '../recipes/plan.js';
+import type { SecureConnection } from '../protocol/connection.js';
 import { connectToDaemon } from './client.js';
+import { ClientEndpoints, parseSocketOption, type EndpointOptions } from './endpoints.js';
 import { clientPaths, resolveTarget } from './paths.js';
-import { EXIT_COMMAND_NOT_EXECUTABLE, EXIT_COMMAND_NOT_FOUND, EXIT_PLUMB_FAILURE, runRemoteCommand } from './run.js';
+import { RecipeReport } from './recipe-report.js';
+import { EXIT_COMMAND_NOT_EXECUTABLE, EXIT_COMMAND_NOT_FOUND, EXIT_PLUMB_FAILURE, EXIT_RECIPE_REFUSED, runRemoteCommand, type RemoteJob } from './run.js';
 
 interface PlumbArguments {
-  machine: string;
+  machine: string | undefined;
   command: string[];
+  recipe: string | undefined;
+  check: boolean;
+  /** true: the JSON report on stderr; a string: into that file. */
+  json: boolean | string;
+  spool: string | undefined;
+  /** Variable names from every -export, in order, without repeats. */
+  exports: string[];
+  endpoints: EndpointOptions;
   identity: string | undefined;
   knownHosts: string | undefined;
   acceptNew: boolean;
@@ -21,20 +37,30 @@ interface PlumbArguments {
   verbose: boolean;
 }
 
-const VALUE_OPTIONS = ['identity', 'known-hosts', 'port'];
-const FLAGS = ['accept-new', 'verbose'];
+const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket'];
+const FLAGS = ['accept-new', 'verbose', 'check'];
+const OPTIONAL_VALUE_OPTIONS = ['json'];
 
 function parseArguments(argv: readonly string[]): PlumbArguments {
   const program = new Command('plumb')
-    .usage('[options] machine[:port] command [args...]')
-    .description('Run a command on another machine through its netplumbd, encrypted and mutually authenticated.')
+    .usage('[options] machine[:port] command [args...]\n       plumb [options] machine[:port] -recipe=FILE\n       plumb -check -recipe=FILE')
+    .description('Run a command or a recipe on another machine through its netplumbd, encrypted and mutually authenticated.')
     .option('-i, --identity <file>', 'private key to authenticate with (default $NETPLUMB_HOME/identity)')
     .option('--known-hosts <file>', 'pinned daemon host keys (default $NETPLUMB_HOME/known_hosts)')
     .option('--accept-new', 'record the host key of a machine not seen before, then connect')
     .option('-p, --port <port>', 'daemon port')
+    .option('--recipe <file>', 'run the recipe in FILE on the machine instead of a command')
+    .option('--check', 'check the recipe locally and print its plan; nothing runs and no machine is needed')
+    .option('--spool <dir>', `with --check: the spool directory names are resolved against (default ${DEFAULT_SPOOL_DIR})`)
+    .option('--json [file]', "with --recipe: write a JSON report of every command's end to FILE (default: stderr)")
+    .option('--export <names>', 'set these variables of this environment for the remote command(s) (NAME[,NAME...]; repeatable)', collect, [])
+    .option('--infifo <path>', 'named pipe the remote command reads; filled with what is written into PATH here (repeatable)', collect, [])
+    .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
+    .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
+    .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
     .option('-v, --verbose', 'say what plumb does, on stderr')
-    .argument('<machine>', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
-    .argument('<command...>', 'the command and its arguments, run as an argv (no shell)')
+    .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
+    .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
     .passThroughOptions()
     .exitOverride()
     .configureOutput({
@@ -42,9 +68,25 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
       // One line in plumb's own format, like every other failure it reports.
       outputError: (text, write) => write(`plumb: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
     });
-  program.parse(normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, shortWithValue: ['i', 'p'] }, 1), { from: 'user' });
-  const options = program.opts<{ identity?: string; knownHosts?: string; acceptNew?: boolean; port?: string; verbose?: boolean }>();
-  const [machine, command] = program.processedArgs as [string, string[]];
+  const normalised = normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, optionalValue: OPTIONAL_VALUE_OPTIONS, shortWithValue: ['i', 'p'] }, 1);
+  program.parse(normalised, { from: 'user' });
+  const options = program.opts<{
+    identity?: string;
+    knownHosts?: string;
+    acceptNew?: boolean;
+    port?: string;
+    recipe?: string;
+    check?: boolean;
+    spool?: string;
+    json?: boolean | string;
+    export: string[];
+    infifo: string[];
+    outfifo: string[];
+    socket: string[];
+    localSocket: string[];
+    verbose?: boolean;
+  }>();
+  const [machine, command] = program.processedArgs as [string | undefined, string[]];
   let port: number | undefined;
   if (options.port !== undefined) {
     if (!/^[1-9][0-9]{0,4}$/.test(options.port) || Number(options.port) > 65535) {
@@ -52,15 +94,69 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     }
     port = Number(options.port);
   }
+  const check = options.check === true;
+  if (check && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-check needs -recipe=FILE');
+  if (!check && machine === undefined) throw new NetplumbError(ErrorCode.Usage, 'missing machine');
+  if (options.recipe !== undefined && command.length > 0) throw new NetplumbError(ErrorCode.Usage, '-recipe=FILE runs the recipe; no command may follow the machine');
+  if (!check && options.recipe === undefined && command.length === 0) throw new NetplumbError(ErrorCode.Usage, 'missing command');
+  if (options.json !== undefined && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-json reports on a recipe: use it with -recipe=FILE');
+  if (options.spool !== undefined && !check) throw new NetplumbError(ErrorCode.Usage, "-spool is for -check; a daemon uses its own spool directory");
   return {
     machine,
     command,
+    recipe: options.recipe,
+    check,
+    json: options.json ?? false,
+    spool: options.spool,
+    exports: exportedNames(options.export),
+    endpoints: {
+      inFifos: options.infifo,
+      outFifos: options.outfifo,
+      sockets: options.socket.map((value) => parseSocketOption(value, 'socket')),
+      localSockets: options.localSocket.map((value) => parseSocketOption(value, 'local-socket')),
+    },
     identity: options.identity,
     knownHosts: options.knownHosts,
     acceptNew: options.acceptNew === true,
     port,
     verbose: options.verbose === true,
   };
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** The names of all -export options, checked, in order, each once. */
+function exportedNames(values: readonly string[]): string[] {
+  const names: string[] = [];
+  for (const name of values.flatMap((value) => value.split(','))) {
+    if (!ENV_NAME_PATTERN.test(name)) throw new NetplumbError(ErrorCode.Usage, `-export: ${JSON.stringify(name)} is not a variable name`);
+    if (!names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+/** The exported variables with their values here; a variable that is not set is an error, never left out silently. */
+function exportedEnv(names: readonly string[]): [string, string][] {
+  return names.map((name) => {
+    const value = process.env[name];
+    if (value === undefined) throw new NetplumbError(ErrorCode.Usage, `-export: ${name} is not set in this environment`);
+    return [name, value];
+  });
+}
+
+/** Reads and checks a recipe file; the daemon checks it again, but a refusal here needs no connection. */
+function loadRecipe(file: string, spoolDir: string): { text: string; plan: RecipePlan } {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    throw new NetplumbError(ErrorCode.Usage, `cannot read recipe ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  // Checked as bytes, so that what is not UTF-8 is reported with its place; once it passed, the text is exact.
+  const plan = checkRecipe(bytes, { sourceName: file, spoolDir });
+  return { text: bytes.toString('utf8'), plan };
 }
 
 async function main(): Promise<number> {
@@ -71,31 +167,80 @@ async function main(): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_PLUMB_FAILURE;
     throw error;
   }
+  let job: RemoteJob = { kind: StartKind.Exec, argv: args.command };
+  const env = exportedEnv(args.exports);
+  let report: RecipeReport | undefined;
+  if (args.recipe !== undefined) {
+    const { text, plan } = loadRecipe(args.recipe, args.spool ?? DEFAULT_SPOOL_DIR);
+    if (args.check) {
+      process.stdout.write(formatPlan(plan));
+      return 0;
+    }
+    job = { kind: StartKind.Recipe, text, source: args.recipe };
+    report = new RecipeReport(args.recipe, args.machine as string, plan);
+  }
+  const endpoints = await ClientEndpoints.prepare(args.endpoints);
+  try {
+    const connection = await connect(args);
+    const runOptions = {
+      job,
+      env,
+      endpoints,
+      stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+      signals: process,
+      maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
+      initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+      maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+    };
+    if (report === undefined) return await runRemoteCommand(connection, runOptions);
+    const recipeReport = report;
+    const status = await runRemoteCommand(connection, {
+      ...runOptions,
+      onStageEnd: (end) => {
+        const line = recipeReport.stageEnded(end);
+        if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
+      },
+    });
+    recipeReport.finished(status);
+    return status;
+  } catch (error) {
+    report?.failed(asNetplumbError(error));
+    throw error;
+  } finally {
+    endpoints.close();
+    if (report !== undefined && args.json !== false) writeJsonReport(report, args.json);
+  }
+}
+
+/** Connects to the machine's daemon and authenticates both ends. */
+function connect(args: PlumbArguments): Promise<SecureConnection> {
   const paths = clientPaths();
   const note = (line: string): void => {
     if (args.verbose) process.stderr.write(`plumb: ${line}\n`);
   };
-  const target = resolveTarget(args.machine, paths.hosts, args.port);
+  const target = resolveTarget(args.machine as string, paths.hosts, args.port);
   const identity = loadPrivateIdentity(args.identity ?? paths.identity);
-  const connection = await connectToDaemon(target, {
+  return connectToDaemon(target, {
     identity,
     knownHostsFile: args.knownHosts ?? paths.knownHosts,
     acceptNew: args.acceptNew,
     connectTimeoutMs: 10_000,
     note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? process.stderr.write(`plumb: ${line}\n`) : note(line)),
   });
-  return runRemoteCommand(connection, {
-    argv: args.command,
-    stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-    signals: process,
-    maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
-    initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
-    maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
-  });
 }
+
+function writeJsonReport(report: RecipeReport, destination: true | string): void {
+  const text = `${JSON.stringify(report.toJSON())}\n`;
+  if (destination === true) process.stderr.write(text);
+  else writeFileSync(destination, text, { mode: 0o600 });
+}
+
+/** Codes with which a daemon refuses a recipe before anything of it ran. */
+const RECIPE_REFUSALS = new Set<string>([ErrorCode.RecipeSyntax, ErrorCode.RecipeInvalid, ErrorCode.RecipeTooLarge, ErrorCode.RecipeSetup]);
 
 /** The exit status for a failure before or around the remote command. */
 function failureExitCode(error: NetplumbError): number {
+  if (error instanceof RecipeError || RECIPE_REFUSALS.has(error.code)) return EXIT_RECIPE_REFUSED;
   if (error.code === ErrorCode.CommandNotFound) return EXIT_COMMAND_NOT_FOUND;
   if (error.code === ErrorCode.CommandNotExecutable) return EXIT_COMMAND_NOT_EXECUTABLE;
   return EXIT_PLUMB_FAILURE;
@@ -133,7 +278,9 @@ main().then(
   },
   (error: unknown) => {
     const failure = asNetplumbError(error);
-    process.stderr.write(`plumb: ${failure.message} (${failure.code})\n`);
+    // A recipe error names its place and shows it under a caret: its own lines, then the code.
+    const message = failure instanceof RecipeError ? failure.render() : failure.message;
+    process.stderr.write(`plumb: ${message} (${failure.code})\n`);
     exitWhenFlushed(failureExitCode(failure));
   },
 );

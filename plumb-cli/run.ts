@@ -1,6 +1,6 @@
-// Runs one remote command over an open connection: opens the stdin, stdout and stderr streams, sends Start,
-// bridges the local stdio, forwards signals, and resolves with plumb's exit status (the remote command's;
-// 128+N for signal N; 255 for connection and protocol failures).
+// Runs one remote command or recipe over an open connection: opens the stdin, stdout and stderr streams, sends
+// Start, bridges the local stdio, forwards signals, passes on each recipe command's end, and resolves with plumb's
+// exit status (the remote command's or recipe's; 128+N for signal N; 255 for connection and protocol failures).
 
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
@@ -10,20 +10,27 @@ import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import {
   decodeExit,
+  decodeStageEnd,
   decodeStartReply,
-  encodeExecRequest,
   encodeSignal,
+  encodeStartRequest,
+  NO_ENDPOINTS,
   type ExitStatus,
+  type ExportedEnv,
   type ForwardableSignal,
+  type StageEnd,
   type StartReply,
 } from '../protocol/session.js';
 import { Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import type { ClientEndpoints } from './endpoints.js';
 
 /** plumb's status for anything that is not the remote command's own ending. */
 export const EXIT_PLUMB_FAILURE = 255;
 /** As a shell reports them, so scripts can tell a missing command from one that failed. */
 export const EXIT_COMMAND_NOT_FOUND = 127;
 export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
+/** The recipe was refused by the check, locally or by the daemon, before anything of it ran (as `sh` says 2). */
+export const EXIT_RECIPE_REFUSED = 2;
 
 /** Header and tag around a sealed payload. */
 const START_PACKET_OVERHEAD_BYTES = 64;
@@ -43,7 +50,7 @@ export function exitStatusCode(status: ExitStatus): number {
   return number === undefined ? EXIT_PLUMB_FAILURE : 128 + number;
 }
 
-/** The client's session handler: collects the Start reply, the Exit status, and how the connection ended. */
+/** The client's session handler: collects the Start reply, the stage ends and Exit status, and how the connection ended. */
 class RemoteCommand implements SessionHandler {
   readonly startReply: Promise<StartReply>;
   readonly exit: Promise<ExitStatus>;
@@ -52,8 +59,12 @@ class RemoteCommand implements SessionHandler {
   private resolveExit: (status: ExitStatus) => void = () => undefined;
   private resolveClosed: (error: NetplumbError | undefined) => void = () => undefined;
   private startAnswered = false;
+  private exitSeen = false;
 
-  constructor() {
+  constructor(
+    private readonly onStageEnd: ((end: StageEnd) => void) | undefined,
+    private readonly endpoints: ClientEndpoints | undefined,
+  ) {
     this.startReply = new Promise((resolve) => (this.resolveStart = resolve));
     this.exit = new Promise((resolve) => (this.resolveExit = resolve));
     this.connectionClosed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -68,15 +79,23 @@ class RemoteCommand implements SessionHandler {
         return;
       case PacketType.Exit:
         if (!this.startAnswered) throw new PacketError(ErrorCode.UnexpectedPacket, 'Exit before Start reply');
+        this.exitSeen = true;
         this.resolveExit(decodeExit(fields));
+        return;
+      case PacketType.StageEnd:
+        if (this.onStageEnd === undefined || !this.startAnswered || this.exitSeen) {
+          throw new PacketError(ErrorCode.UnexpectedPacket, 'StageEnd outside a running recipe');
+        }
+        this.onStageEnd(decodeStageEnd(fields, isErrorCode));
         return;
       default:
         throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by plumb`);
     }
   }
 
-  streamOpened(stream: MuxStream): void {
-    // Nothing the daemon may open yet: refuse it.
+  streamOpened(stream: MuxStream, fields: FieldList): void {
+    // Rounds of an -outfifo and connections on a -socket; anything else the daemon opens is refused.
+    if (this.endpoints?.route(stream, fields) === true) return;
     stream.destroy();
   }
 
@@ -85,8 +104,17 @@ class RemoteCommand implements SessionHandler {
   }
 }
 
+/** What plumb asks the daemon to run. */
+export type RemoteJob = { kind: StartKind.Exec; argv: string[] } | { kind: StartKind.Recipe; text: string; source: string };
+
 export interface RunOptions {
-  argv: string[];
+  job: RemoteJob;
+  /** Variables set for the remote command(s), from -export. */
+  env?: ExportedEnv;
+  /** Named pipes and sockets replicated for the command (-infifo, -outfifo, -socket, -local-socket). */
+  endpoints?: ClientEndpoints;
+  /** Called for each recipe command's end as the daemon reports it. */
+  onStageEnd?: (end: StageEnd) => void;
   stdio: LocalStdio;
   /** Signals plumb forwards; the third SIGINT gives up on the remote command and ends plumb. */
   signals: NodeJS.EventEmitter;
@@ -97,7 +125,8 @@ export interface RunOptions {
 
 /** Resolves with the exit status plumb should end with; throws NetplumbError for connection-level failures. */
 export async function runRemoteCommand(connection: SecureConnection, options: RunOptions): Promise<number> {
-  const remote = new RemoteCommand();
+  const { endpoints } = options;
+  const remote = new RemoteCommand(options.job.kind === StartKind.Recipe ? (options.onStageEnd ?? (() => undefined)) : undefined, endpoints);
   const mux = new Mux(
     connection,
     {
@@ -114,12 +143,12 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const stderr = mux.openStream([[Field.purpose, 'stderr']]);
   // Stream errors only echo the connection's failure, which `lost` below reports once.
   for (const stream of [stdin, stdout, stderr]) stream.on('error', () => undefined);
-  const start = encodeFields(
-    encodeExecRequest({ kind: StartKind.Exec, argv: options.argv, stdin: stdin.id, stdout: stdout.id, stderr: stderr.id }),
-  );
+  const streams = { stdin: stdin.id, stdout: stdout.id, stderr: stderr.id };
+  const start = encodeFields(encodeStartRequest({ ...options.job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
   if (start.length + START_PACKET_OVERHEAD_BYTES > connection.peerLimits.maxPacketBytes) {
     connection.close();
-    throw new NetplumbError(ErrorCode.Usage, `command line of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
+    const what = options.job.kind === StartKind.Exec ? 'command line' : 'recipe';
+    throw new NetplumbError(ErrorCode.Usage, `${what} of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
   }
   connection.send(PacketType.Start, start);
   // plumb only reads from stdout and stderr and only writes to stdin: say so at once.
@@ -135,12 +164,21 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
     throw new RequestError(reply.code, reply.message);
   }
 
+  try {
+    await endpoints?.start(mux);
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
   const { stdio } = options;
   const outputs = Promise.all([deliver(stdout, stdio.stdout), deliver(stderr, stdio.stderr)]);
   const forwarding = forwardInput(stdio.stdin, stdin);
   const stopSignals = forwardSignals(options.signals, connection, () => connection.fail(new ConnectionError(ErrorCode.ConnectionLost, 'interrupted')));
   try {
     const [status] = await Promise.race([Promise.all([remote.exit, outputs]), lost]);
+    // What the command wrote into its out-FIFOs reaches the local readers before plumb goes (they may come late).
+    await Promise.race([endpoints?.delivered(), lost]);
+    endpoints?.close();
     // The command has ended and all its output is here: once our Goodbye is out, plumb may exit without waiting
     // for the daemon's answer (the daemon takes a reset after a Goodbye as a clean close).
     await Promise.race([connection.close(), new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);

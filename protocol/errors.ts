@@ -33,11 +33,20 @@ export const ErrorCode = {
   CommandNotFound: 'NP_COMMAND_NOT_FOUND',
   CommandNotExecutable: 'NP_COMMAND_NOT_EXECUTABLE',
   SpawnFailed: 'NP_SPAWN_FAILED',
+  EnvRefused: 'NP_ENV_REFUSED',
+  // Replicated named pipes and sockets.
+  Endpoint: 'NP_ENDPOINT',
+  // Running recipes (the language's own codes are below).
+  RecipeSetup: 'NP_RECIPE_SETUP',
   // Local configuration and usage.
   KeyFormat: 'NP_KEY_FORMAT',
   Config: 'NP_CONFIG',
   Usage: 'NP_USAGE',
   Internal: 'NP_INTERNAL',
+  // Recipes (checked whole before anything runs; see netplumb-recipe.5).
+  RecipeSyntax: 'NP_RECIPE_SYNTAX',
+  RecipeInvalid: 'NP_RECIPE_INVALID',
+  RecipeTooLarge: 'NP_RECIPE_TOO_LARGE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -7,6 +7,8 @@ export interface LongOptionSpec {
   withValue: readonly string[];
   /** Long flags without dashes, e.g. 'accept-new'. */
   flags: readonly string[];
+  /** Long options whose value is optional and only ever written inline (`-json` or `-json=FILE`). */
+  optionalValue?: readonly string[];
   /** Short options that take a value in the next word (e.g. 'p' for -p 2222), so the scan can skip it. */
   shortWithValue?: readonly string[];
 }
@@ -30,6 +32,10 @@ export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSp
       if (inline !== undefined) out.push(`--${name}=${inline}`);
       else if (i + 1 < argv.length) out.push(`--${name}=${argv[++i] as string}`);
       else out.push(`--${name}`);
+      continue;
+    }
+    if (match !== null && name !== undefined && spec.optionalValue?.includes(name)) {
+      out.push(match[2] === undefined ? `--${name}` : `--${name}=${match[2]}`);
       continue;
     }
     if (match !== null && name !== undefined && match[2] === undefined && spec.flags.includes(name)) {

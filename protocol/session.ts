@@ -1,4 +1,4 @@
-// Encoders and decoders of the session packets both ends share: Start (request and reply), Exit and Signal.
+// Encoders and decoders of the session packets both ends share: Start (request and reply), Exit, StageEnd and Signal.
 // Decoders validate every field, so the daemon and the client each get typed values or NP_BAD_REQUEST.
 
 import { ErrorCode, RequestError } from './errors.js';
@@ -12,37 +12,137 @@ export type ForwardableSignal = (typeof FORWARDABLE_SIGNALS)[number];
 /** Longest argv accepted in a Start request, in words. */
 export const MAX_ARGV_WORDS = 4096;
 
+/** Environment variables the client exports to the command(s), in the order given; names are unique. */
+export type ExportedEnv = readonly (readonly [name: string, value: string])[];
+
+/** Most variables one Start may export. */
+export const MAX_EXPORTED_VARIABLES = 256;
+
+/** What an environment variable's name must look like to be exported (as POSIX shells accept them). */
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Named pipes and sockets replicated for a Start, as paths on the daemon's host (relative ones: in its spool). */
+export interface Endpoints {
+  /** FIFOs the command reads; the client sends one stream per round. */
+  inFifos: string[];
+  /** FIFOs the command writes; the daemon sends one stream per round. */
+  outFifos: string[];
+  /** Sockets the daemon listens on; each connection goes to the client as a stream. */
+  listenSockets: string[];
+  /** Sockets of services on the daemon's host; each stream the client opens for one becomes a connection. */
+  connectSockets: string[];
+}
+
+export const NO_ENDPOINTS: Readonly<Endpoints> = Object.freeze({ inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] });
+
+/** Most named pipes and sockets one Start may replicate, all kinds together. */
+export const MAX_ENDPOINTS = 64;
+
+/** Longest endpoint path in a Start, in bytes. */
+export const MAX_ENDPOINT_PATH_BYTES = 4096;
+
 export interface ExecRequest {
   kind: StartKind.Exec;
   argv: string[];
+  env: ExportedEnv;
+  endpoints: Endpoints;
   stdin: number;
   stdout: number;
   stderr: number;
 }
 
-export function encodeExecRequest(request: ExecRequest): Entry[] {
+/** A recipe's text as the user wrote it; the daemon parses and checks it itself. */
+export interface RecipeRequest {
+  kind: StartKind.Recipe;
+  text: string;
+  env: ExportedEnv;
+  endpoints: Endpoints;
+  /** The file name error messages cite (the client's name for the recipe). */
+  source: string;
+  stdin: number;
+  stdout: number;
+  stderr: number;
+}
+
+export type StartRequest = ExecRequest | RecipeRequest;
+
+/** Longest recipe file name carried in a Start request, in bytes. */
+export const MAX_SOURCE_NAME_BYTES = 1024;
+
+function streamEntries(request: StartRequest): Entry[] {
   return [
-    [Field.kind, request.kind],
-    ...request.argv.map((word): Entry => [Field.arg, word]),
+    ...request.env.map(([name, value]): Entry => [Field.env, `${name}=${value}`]),
+    ...request.endpoints.inFifos.map((path): Entry => [Field.infifo, path]),
+    ...request.endpoints.outFifos.map((path): Entry => [Field.outfifo, path]),
+    ...request.endpoints.listenSockets.map((path): Entry => [Field.listenSocket, path]),
+    ...request.endpoints.connectSockets.map((path): Entry => [Field.connectSocket, path]),
     [Field.stdin, String(request.stdin)],
     [Field.stdout, String(request.stdout)],
     [Field.stderr, String(request.stderr)],
   ];
 }
 
-export function decodeStartRequest(fields: FieldList): ExecRequest {
+export function encodeStartRequest(request: StartRequest): Entry[] {
+  switch (request.kind) {
+    case StartKind.Exec:
+      return [[Field.kind, request.kind], ...request.argv.map((word): Entry => [Field.arg, word]), ...streamEntries(request)];
+    case StartKind.Recipe:
+      return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...streamEntries(request)];
+  }
+}
+
+export function decodeStartRequest(fields: FieldList): StartRequest {
   const kind = fields.require(Field.kind);
-  if (kind !== StartKind.Exec) throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
-  const argv = fields.all(Field.arg);
-  if (argv.length === 0 || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
-  if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
-  return {
-    kind,
-    argv,
+  const streams = {
     stdin: fields.requireInt(Field.stdin, 1, MAX_STREAM_ID),
     stdout: fields.requireInt(Field.stdout, 1, MAX_STREAM_ID),
     stderr: fields.requireInt(Field.stderr, 1, MAX_STREAM_ID),
+    env: decodeEnv(fields.all(Field.env)),
+    endpoints: decodeEndpoints(fields),
   };
+  switch (kind) {
+    case StartKind.Exec: {
+      const argv = fields.all(Field.arg);
+      if (argv.length === 0 || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
+      if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
+      return { kind, argv, ...streams };
+    }
+    case StartKind.Recipe: {
+      const source = fields.require(Field.source);
+      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad recipe source name');
+      return { kind, text: fields.require(Field.recipe), source, ...streams };
+    }
+    default:
+      throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
+  }
+}
+
+function decodeEndpoints(fields: FieldList): Endpoints {
+  const endpoints: Endpoints = {
+    inFifos: fields.all(Field.infifo),
+    outFifos: fields.all(Field.outfifo),
+    listenSockets: fields.all(Field.listenSocket),
+    connectSockets: fields.all(Field.connectSocket),
+  };
+  const paths = Object.values(endpoints).flat();
+  if (paths.length > MAX_ENDPOINTS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ENDPOINTS} named pipes and sockets`);
+  for (const path of paths) {
+    if (path === '' || Buffer.byteLength(path) > MAX_ENDPOINT_PATH_BYTES) throw new RequestError(ErrorCode.BadRequest, 'empty or over-long endpoint path');
+  }
+  return endpoints;
+}
+
+function decodeEnv(entries: readonly string[]): ExportedEnv {
+  if (entries.length > MAX_EXPORTED_VARIABLES) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_EXPORTED_VARIABLES} exported variables`);
+  const seen = new Set<string>();
+  return entries.map((entry) => {
+    const equals = entry.indexOf('=');
+    const name = equals < 0 ? entry : entry.slice(0, equals);
+    if (equals < 0 || !ENV_NAME_PATTERN.test(name)) throw new RequestError(ErrorCode.BadRequest, `malformed exported variable ${JSON.stringify(name)}`);
+    if (seen.has(name)) throw new RequestError(ErrorCode.BadRequest, `variable ${name} exported twice`);
+    seen.add(name);
+    return [name, entry.slice(equals + 1)] as const;
+  });
 }
 
 export type StartReply = { status: StartStatus.Started } | { status: StartStatus.Refused; code: ErrorCode; message: string };
@@ -78,6 +178,46 @@ export function decodeExit(fields: FieldList): ExitStatus {
     return { signal };
   }
   return { code: fields.requireInt(Field.code, 0, 255) };
+}
+
+/** How one recipe command ended: like ExitStatus, or it never started (error says why; code is the shell's 126/127/1). */
+export type StageStatus = ExitStatus | { error: ErrorCode; message: string; code: number };
+
+/** One recipe command's end, as the daemon reports it while the recipe runs. */
+export interface StageEnd {
+  /** 0-based position in the recipe. */
+  stage: number;
+  /** The command's label, or `line N`. */
+  name: string;
+  /** 1-based line of the recipe where the command starts. */
+  line: number;
+  status: StageStatus;
+}
+
+/** Longest stage name in a StageEnd, in bytes (labels are short; `line N` shorter). */
+const MAX_STAGE_NAME_BYTES = 256;
+
+export function encodeStageEnd(end: StageEnd): Entry[] {
+  const entries: Entry[] = [
+    [Field.stage, String(end.stage)],
+    [Field.name, end.name],
+    [Field.line, String(end.line)],
+  ];
+  const { status } = end;
+  if ('error' in status) entries.push([Field.code, String(status.code)], [Field.error, status.error], [Field.message, status.message]);
+  else entries.push(...encodeExit(status));
+  return entries;
+}
+
+export function decodeStageEnd(fields: FieldList, isCode: (value: string) => value is ErrorCode): StageEnd {
+  const name = fields.require(Field.name);
+  if (name === '' || Buffer.byteLength(name) > MAX_STAGE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad stage name');
+  const error = fields.optional(Field.error);
+  const status: StageStatus =
+    error === undefined
+      ? decodeExit(fields)
+      : { error: isCode(error) ? error : ErrorCode.Internal, message: fields.require(Field.message), code: fields.requireInt(Field.code, 1, 255) };
+  return { stage: fields.requireInt(Field.stage, 0, 2 ** 31), name, line: fields.requireInt(Field.line, 1, 2 ** 31), status };
 }
 
 export function encodeSignal(signal: ForwardableSignal): Entry[] {

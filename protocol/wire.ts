@@ -68,8 +68,10 @@ export enum PacketType {
   StreamClose = 34,
   /** Client forwards a signal to the running command. */
   Signal = 40,
-  /** Daemon reports how the command ended: exit code or signal. */
+  /** Daemon reports how the command ended: exit code or signal. For a recipe, the status of the whole recipe. */
   Exit = 41,
+  /** Daemon reports how one command of a recipe ended, as it happens: stage, name, line, and code, signal or error. */
+  StageEnd = 42,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -110,6 +112,22 @@ export const Field = {
   stream: 'stream',
   purpose: 'purpose',
   credit: 'credit',
+  // Start: exported environment variables, `NAME=VALUE` each
+  env: 'env',
+  // Start: replicated named pipes and sockets (paths on the daemon's host), in order; StreamOpen names one by index
+  infifo: 'infifo',
+  outfifo: 'outfifo',
+  listenSocket: 'listen-socket',
+  connectSocket: 'connect-socket',
+  endpoint: 'endpoint',
+  round: 'round',
+  // Start of a recipe, and StageEnd
+  recipe: 'recipe',
+  source: 'source',
+  stage: 'stage',
+  name: 'name',
+  line: 'line',
+  error: 'error',
   // Signal and Exit
   signal: 'signal',
   code: 'code',
@@ -120,9 +138,24 @@ export const Field = {
   message: 'message',
 } as const;
 
+/** The purpose of a stream beyond the three of a Start: each names its endpoint by index in the Start's list. */
+export enum StreamPurpose {
+  /** Client to daemon: one round of an -infifo (the bytes local writers put into the FIFO). */
+  InFifo = 'infifo',
+  /** Daemon to client: one round of an -outfifo. */
+  OutFifo = 'outfifo',
+  /** Daemon to client: a connection accepted on a listen-socket, for the client's local service. */
+  ListenSocket = 'listen-socket',
+  /** Client to daemon: a connection accepted by plumb, for the service at a connect-socket. */
+  ConnectSocket = 'connect-socket',
+}
+
 /** What a Start packet asks for. */
 export enum StartKind {
+  /** One command, run as an argv. */
   Exec = 'exec',
+  /** A recipe (recipes/): its text, checked again by the daemon. */
+  Recipe = 'recipe',
 }
 
 /** The status field of a Start reply. */

@@ -1,6 +1,7 @@
 // `npm run bench`: netplumb beside its peers in one run on this machine (see ../shared/BENCHMARKS.md):
 // download and round-trip throughput, `plumb host true` latency and 50 concurrent runs, plain Node TCP, and
-// OpenSSH (aes128-gcm) where a private sshd can be started on loopback. Prints medians and ratios; never a test.
+// OpenSSH (aes128-gcm) where a private sshd can be started on loopback; a three-stage recipe beside the same
+// pipeline run by sh -c on the daemon's host. Prints medians and ratios; never a test.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ const sshHelper = resolve(repoDir, '..', 'shared', 'bench', 'openssh-loopback.sh
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const BULK = process.env['BENCH_BULK'] ?? '2G';
 const BULK_BYTES = parseSize(BULK);
+const RECIPE_BULK = process.env['BENCH_RECIPE_BULK'] ?? '1G';
 const LATENCY_RUNS = Number(process.env['BENCH_LATENCY_RUNS'] ?? 15);
 const CONCURRENT = 50;
 
@@ -70,7 +72,7 @@ interface Row {
 }
 
 function startDaemon(home: string): Promise<{ port: number; stop: () => Promise<void> }> {
-  const daemon = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, '-log-level=warn'], {
+  const daemon = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, '-log-level=warn'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return new Promise((resolvePort, reject) => {
@@ -142,6 +144,13 @@ async function main(): Promise<void> {
     const concurrent = median(await Promise.all([0].map(() => timeConcurrent(`${plumb} true`, CONCURRENT, env))));
     const sshConcurrent = ssh === undefined ? undefined : await timeConcurrent(`${ssh} anchor true`, CONCURRENT, env);
     rows.push({ metric: `${CONCURRENT} concurrent \`plumb host true\``, netplumb: concurrent, peer: 'the same with ssh', peerValue: sshConcurrent, unit: 'ms', target: '<= 0.8x' });
+
+    // A recipe of three stages moving RECIPE_BULK on the daemon's host, beside the same pipeline run by sh -c there.
+    const recipeFile = join(home, 'three-stages.rcp');
+    writeFileSync(recipeFile, `# bench: ${RECIPE_BULK} through three stages\nhead -c ${RECIPE_BULK} /dev/zero |\ncat |\nwc -c\n`);
+    const recipe = median(measure(`${plumb} -recipe=${recipeFile}`));
+    const shellPipeline = median(measure(`${plumb} sh -c 'head -c ${RECIPE_BULK} /dev/zero | cat | wc -c'`));
+    rows.push({ metric: `recipe, ${RECIPE_BULK} through 3 stages (wall)`, netplumb: recipe, peer: 'the same pipeline by sh -c there', peerValue: shellPipeline, unit: 'ms', target: '<= 1.25x' });
 
     const nodeFloor = median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${process.execPath} -e 0`, env)));
     process.stdout.write('\n| metric | netplumb | peer | peer value | ratio | target |\n| --- | ---: | --- | ---: | ---: | --- |\n');

@@ -1,0 +1,300 @@
+// Named pipes replicated over mux streams, the same way at both ends. A FIFO's life is a series of rounds: a round
+// starts when the first writer opens it and ends when the last writer closes it (the reader's EOF). Each round
+// travels as one stream: FifoSource reads rounds from a local FIFO and sends each as a new stream; FifoSink writes
+// each stream it is given, in order, as one round into a local FIFO, opening it only once a reader is there.
+// Backpressure is the stream's window: a sink with no reader takes nothing, so the far writer is held back.
+
+import { closeSync, constants as fs, lstatSync, openSync, unlinkSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { promisify } from 'node:util';
+import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+
+const execFileAsync = promisify(execFile);
+
+/** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
+export const FIFO_READER_POLL_MS = 20;
+
+/** A named pipe or socket path that cannot be used: missing directory, wrong file type, permission, length. */
+export class EndpointError extends NetplumbError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Endpoint, message, options);
+  }
+}
+
+/**
+ * Makes sure a FIFO exists at path: an existing FIFO is used as it is; a missing one is created with mode 0600 and
+ * `created` says so (the caller removes what it created, and only that). Anything else at path is refused.
+ */
+export async function ensureFifo(path: string): Promise<{ created: boolean }> {
+  try {
+    const stat = lstatSync(path);
+    if (!stat.isFIFO()) throw new EndpointError(`${path} exists and is not a named pipe`);
+    return { created: false };
+  } catch (error) {
+    if (error instanceof EndpointError) throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new EndpointError(`cannot use ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    await execFileAsync('mkfifo', ['-m', '600', path]);
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim().replace(/^mkfifo: /, '');
+    throw new EndpointError(`cannot make named pipe ${path}: ${stderr !== '' ? stderr : (error as Error).message}`, { cause: error });
+  }
+  return { created: true };
+}
+
+/** Removes a FIFO this side created; one that is already gone is fine. */
+export function removeFifo(path: string): void {
+  try {
+    if (lstatSync(path).isFIFO()) unlinkSync(path);
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Reads rounds from a local FIFO; each round becomes a stream from openStream(), ended (EOF) when the round ends.
+ * A round's stream is opened at its first byte (or at its EOF, for a writer that wrote nothing), so an idle FIFO
+ * costs no stream.
+ */
+export class FifoSource {
+  private socket: Socket | undefined;
+  private stream: Duplex | undefined;
+  private stopped = false;
+  private roundsDone = 0;
+  private roundEnded: (() => void) | undefined;
+  /** Set by finish(): the round that ends next is the last, and an empty one is not sent. */
+  private finishing: (() => void) | undefined;
+
+  constructor(
+    readonly path: string,
+    private readonly openStream: (round: number) => Duplex,
+    private readonly onError: (error: EndpointError) => void,
+  ) {}
+
+  start(): void {
+    this.nextRound();
+  }
+
+  /** True while a round's bytes are on their way (its stream is open and not yet ended). */
+  get inRound(): boolean {
+    return this.stream !== undefined;
+  }
+
+  /** Resolves when no round is in progress (at once when none is). */
+  idle(): Promise<void> {
+    if (this.stream === undefined) return Promise.resolve();
+    return new Promise((resolve) => (this.roundEnded = resolve));
+  }
+
+  /**
+   * Ends the source once everything written so far has been sent: opens the FIFO for writing and closes it at once,
+   * so the reader sees the end of what is buffered, or of the round a writer that is still there holds open.
+   * Resolves when that round's stream has ended (no stream is sent for a round without bytes).
+   */
+  finish(): Promise<void> {
+    if (this.stopped || this.socket === undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.finishing = resolve;
+      try {
+        closeSync(openSync(this.path, fs.O_WRONLY | fs.O_NONBLOCK));
+      } catch {
+        // Our own reader is gone: nothing more can come.
+        this.stop();
+      }
+    });
+  }
+
+  /** Stops reading; a round in progress is cut off (its stream destroyed). */
+  stop(): void {
+    this.stopped = true;
+    this.settleFinish();
+    this.socket?.destroy();
+    this.socket = undefined;
+    this.stream?.destroy();
+    this.endRound();
+  }
+
+  private nextRound(): void {
+    if (this.stopped) return;
+    let fd: number;
+    try {
+      // Non-blocking, so no thread waits in open(); a reader opened this way sees EOF only after a writer came and went.
+      fd = openSync(this.path, fs.O_RDONLY | fs.O_NONBLOCK);
+    } catch (error) {
+      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${(error as Error).message}`, { cause: error }));
+      return;
+    }
+    const socket = new Socket({ fd, readable: true, writable: false });
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      const stream = this.roundStream();
+      if (!stream.write(chunk)) {
+        socket.pause();
+        stream.once('drain', () => socket.resume());
+      }
+    });
+    socket.on('end', () => {
+      if (this.finishing === undefined || this.stream !== undefined) this.roundStream().end();
+      socket.destroy();
+      this.socket = undefined;
+      this.endRound();
+      if (this.finishing !== undefined) {
+        this.stopped = true;
+        this.settleFinish();
+        return;
+      }
+      this.nextRound();
+    });
+    socket.on('error', (error) => {
+      this.stream?.destroy();
+      this.endRound();
+      if (!this.stopped) this.onError(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));
+    });
+  }
+
+  private settleFinish(): void {
+    const resolve = this.finishing;
+    this.finishing = undefined;
+    resolve?.();
+  }
+
+  private roundStream(): Duplex {
+    if (this.stream !== undefined) return this.stream;
+    const stream = this.openStream(this.roundsDone);
+    this.stream = stream;
+    stream.on('error', () => undefined);
+    // The far side dropped the round (its reader went away): stop taking bytes, so the local writer gets EPIPE.
+    stream.on('close', () => {
+      if (this.stream === stream && !stream.writableFinished) {
+        this.socket?.destroy();
+        this.socket = undefined;
+        this.endRound();
+        this.nextRound();
+      }
+    });
+    return stream;
+  }
+
+  private endRound(): void {
+    if (this.stream !== undefined) this.roundsDone++;
+    this.stream = undefined;
+    const ended = this.roundEnded;
+    this.roundEnded = undefined;
+    ended?.();
+  }
+}
+
+/**
+ * Writes streams into a local FIFO, one round per stream, in the order they were given. A round waits until some
+ * process has the FIFO open for reading; until then its stream is not read, so the far writer is held back.
+ */
+export class FifoSink {
+  private readonly queue: Duplex[] = [];
+  private writing = false;
+  private stopped = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private current: { stream: Duplex; socket: Socket | undefined } | undefined;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly path: string,
+    private readonly onError: (error: EndpointError) => void,
+  ) {}
+
+  /** Queues a round. */
+  add(stream: Duplex): void {
+    if (this.stopped) {
+      stream.destroy();
+      return;
+    }
+    stream.on('error', () => undefined);
+    this.queue.push(stream);
+    this.pump();
+  }
+
+  /** Resolves once every queued round has been written (at once when none is). */
+  idle(): Promise<void> {
+    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Gives up: the round being written and every queued one are dropped. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.pollTimer);
+    this.current?.socket?.destroy();
+    this.current?.stream.destroy();
+    for (const stream of this.queue.splice(0)) stream.destroy();
+    this.current = undefined;
+    this.writing = false;
+    this.settleIdle();
+  }
+
+  private pump(): void {
+    if (this.writing || this.stopped) return;
+    const stream = this.queue.shift();
+    if (stream === undefined) {
+      this.settleIdle();
+      return;
+    }
+    this.writing = true;
+    this.current = { stream, socket: undefined };
+    this.openWhenRead(stream);
+  }
+
+  private openWhenRead(stream: Duplex): void {
+    if (this.stopped) return;
+    let fd: number;
+    try {
+      fd = openSync(this.path, fs.O_WRONLY | fs.O_NONBLOCK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENXIO') {
+        // Nobody reads the FIFO yet; a stream that was dropped meanwhile needs no reader any more.
+        if (stream.destroyed) {
+          this.roundDone();
+          return;
+        }
+        this.pollTimer = setTimeout(() => this.openWhenRead(stream), FIFO_READER_POLL_MS);
+        return;
+      }
+      stream.destroy();
+      this.roundDone();
+      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${(error as Error).message}`, { cause: error }));
+      return;
+    }
+    const socket = new Socket({ fd, readable: false, writable: true });
+    if (this.current !== undefined) this.current.socket = socket;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      this.roundDone();
+    };
+    socket.on('error', () => {
+      // The local reader went away (EPIPE): drop the round, so the far writer is stopped too.
+      stream.unpipe(socket);
+      stream.destroy();
+      socket.destroy();
+      finish();
+    });
+    socket.on('close', finish);
+    stream.on('close', () => {
+      if (!stream.readableEnded) socket.destroy();
+    });
+    stream.pipe(socket);
+  }
+
+  private roundDone(): void {
+    this.current = undefined;
+    this.writing = false;
+    this.pump();
+  }
+
+  private settleIdle(): void {
+    if (this.writing || this.queue.length > 0) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}

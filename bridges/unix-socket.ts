@@ -1,0 +1,149 @@
+// Unix-domain sockets replicated over mux streams, the same way at both ends. SocketListener listens on a path and
+// sends every connection made to it as its own stream; connectStream() joins such a stream to a new connection to
+// the service's socket at the other end. Half-close travels both ways (a socket's end() is the stream's EOF and the
+// reverse); a close or failure on either side drops the other.
+
+import { lstatSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { EndpointError } from './fifo.js';
+
+/** Longest socket path Linux takes (sun_path is 108 bytes with the NUL); Node would cut a longer one silently. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Mode of the socket files a listener creates: only the owner may connect. */
+export const SOCKET_FILE_MODE = 0o600;
+
+/** Refuses a path the kernel would truncate. */
+export function checkSocketPath(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new EndpointError(`socket path ${path} is ${bytes} bytes, longer than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows`);
+  }
+}
+
+/**
+ * Clears the way for a listener: nothing there is fine; a socket file nobody listens on (left by a killed process)
+ * is removed; a live socket or any other file is refused.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new EndpointError(`cannot use ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!isSocket) throw new EndpointError(`${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new EndpointError(`${path} is in use: another process listens on it`);
+  unlinkSync(path);
+}
+
+/** Joins a local socket and a stream both ways, keeping half-closes apart; resolves when both are done. */
+export function joinSocketAndStream(socket: Socket, stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    let closed = 0;
+    const oneClosed = (): void => {
+      if (++closed === 2) resolve();
+    };
+    socket.on('error', () => stream.destroy());
+    stream.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      // A socket that closed without its stream having ended both ways was cut off: drop the stream too.
+      if (!stream.writableEnded || !stream.readableEnded) stream.destroy();
+      oneClosed();
+    });
+    stream.on('close', () => {
+      if (!socket.writableEnded || !socket.readableEnded) socket.destroy();
+      oneClosed();
+    });
+    socket.pipe(stream);
+    stream.pipe(socket);
+  });
+}
+
+/** Listens on a Unix socket path; every accepted connection goes to the far side as a new stream. */
+export class SocketListener {
+  private server: Server | undefined;
+  private readonly connections = new Set<Socket>();
+  private created = false;
+
+  constructor(
+    readonly path: string,
+    private readonly openStream: () => Duplex,
+  ) {}
+
+  /** Creates the socket file (mode 0600, stale file removed first); resolves once it accepts connections. */
+  async listen(): Promise<void> {
+    checkSocketPath(this.path);
+    await removeStaleSocket(this.path);
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.accepted(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(new EndpointError(`cannot listen on ${this.path}: ${error.message}`, { cause: error })));
+      // The umask decides the socket file's mode at bind(): set it around listen so the file is never more open.
+      const previous = process.umask(0o777 & ~SOCKET_FILE_MODE);
+      try {
+        server.listen(this.path, () => resolve());
+      } finally {
+        process.umask(previous);
+      }
+    });
+    this.created = true;
+  }
+
+  /** Stops listening, drops every forwarded connection and removes the socket file it created. */
+  close(): void {
+    this.server?.close();
+    for (const socket of this.connections) socket.destroy();
+    this.connections.clear();
+    if (this.created) {
+      this.created = false;
+      try {
+        if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  private accepted(socket: Socket): void {
+    this.connections.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('close', () => this.connections.delete(socket));
+    let stream: Duplex;
+    try {
+      stream = this.openStream();
+    } catch {
+      // No more streams on this connection (the limit): refuse this one connection only.
+      socket.destroy();
+      return;
+    }
+    void joinSocketAndStream(socket, stream);
+  }
+}
+
+/** Connects a stream from the far side to the service listening on path; a service that is not there drops it. */
+export function connectStream(path: string, stream: Duplex, onError: (error: EndpointError) => void): void {
+  stream.on('error', () => undefined);
+  const socket = connect({ path, allowHalfOpen: true });
+  let connected = false;
+  // Nothing goes to the service before it accepted; the stream's bytes wait in its window meanwhile.
+  socket.once('connect', () => {
+    connected = true;
+    void joinSocketAndStream(socket, stream);
+  });
+  socket.once('error', (error) => {
+    if (connected) return;
+    stream.destroy();
+    onError(new EndpointError(`cannot connect to ${path}: ${error.message}`, { cause: error }));
+  });
+}

@@ -1,0 +1,114 @@
+// The daemon's end of a session's replicated named pipes and sockets: makes the FIFOs the command will use (in the
+// spool directory for relative paths), listens on its listen-sockets, and joins each round or connection to a
+// stream. Everything it created is removed when the session ends.
+
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join, normalize } from 'node:path';
+import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
+import { checkSocketPath, connectStream, SocketListener } from '../bridges/unix-socket.js';
+import type { FieldList } from '../protocol/fields.js';
+import type { Mux, MuxStream } from '../protocol/mux.js';
+import type { Endpoints } from '../protocol/session.js';
+import { Field, StreamPurpose } from '../protocol/wire.js';
+import type { Logger } from './log.js';
+
+/**
+ * A path of the daemon's host as a client named it: absolute as it is; relative inside the spool directory, which it
+ * may never leave (a `..` component is refused).
+ */
+export function resolveDaemonPath(path: string, spoolDir: string): string {
+  if (path.includes('\0')) throw new EndpointError('a path may not contain NUL');
+  if (isAbsolute(path)) return normalize(path);
+  if (path.split('/').includes('..')) throw new EndpointError(`${path}: a relative path may not leave the spool directory (..)`);
+  return join(spoolDir, path);
+}
+
+export class DaemonEndpoints {
+  private readonly createdFifos: string[] = [];
+  private readonly sources: FifoSource[] = [];
+  private readonly sinks: FifoSink[] = [];
+  private readonly listeners: SocketListener[] = [];
+  private connectPaths: string[] = [];
+  private closed = false;
+
+  private constructor(private readonly log: Logger) {}
+
+  /**
+   * Makes every FIFO and listening socket before the command starts, so the command finds them in place.
+   * Throws EndpointError (NP_ENDPOINT) naming the path that cannot be used; nothing is left behind then.
+   */
+  static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger): Promise<DaemonEndpoints> {
+    const self = new DaemonEndpoints(log);
+    try {
+      const resolve = (path: string): string => resolveDaemonPath(path, spoolDir);
+      const inFifos = endpoints.inFifos.map(resolve);
+      const outFifos = endpoints.outFifos.map(resolve);
+      const listenSockets = endpoints.listenSockets.map(resolve);
+      self.connectPaths = endpoints.connectSockets.map(resolve);
+      for (const path of [...listenSockets, ...self.connectPaths]) checkSocketPath(path);
+      if ([...inFifos, ...outFifos, ...listenSockets].some((path) => path.startsWith(`${spoolDir}/`))) {
+        mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+      }
+      for (const path of [...inFifos, ...outFifos]) {
+        if ((await ensureFifo(path)).created) self.createdFifos.push(path);
+      }
+      const failed = (error: EndpointError): void => {
+        log.warn('named pipe failed', { code: error.code, reason: error.message });
+      };
+      inFifos.forEach((path) => self.sinks.push(new FifoSink(path, failed)));
+      outFifos.forEach((path, index) => {
+        const source = new FifoSource(
+          path,
+          (round) => mux.openStream([[Field.purpose, StreamPurpose.OutFifo], [Field.endpoint, String(index)], [Field.round, String(round)]]),
+          failed,
+        );
+        self.sources.push(source);
+        source.start();
+      });
+      for (const [index, path] of listenSockets.entries()) {
+        const listener = new SocketListener(path, () => mux.openStream([[Field.purpose, StreamPurpose.ListenSocket], [Field.endpoint, String(index)]]));
+        self.listeners.push(listener);
+        await listener.listen();
+      }
+      return self;
+    } catch (error) {
+      self.close();
+      throw error;
+    }
+  }
+
+  /** Takes a stream the client opened for an endpoint; false when it is not one of ours. */
+  route(stream: MuxStream, fields: FieldList): boolean {
+    const purpose = fields.optional(Field.purpose);
+    if (purpose !== StreamPurpose.InFifo && purpose !== StreamPurpose.ConnectSocket) return false;
+    const index = fields.requireInt(Field.endpoint, 0, 1 << 20);
+    if (purpose === StreamPurpose.InFifo) {
+      const sink = this.sinks[index];
+      if (sink === undefined || this.closed) stream.destroy();
+      else sink.add(stream);
+      return true;
+    }
+    const path = this.connectPaths[index];
+    if (path === undefined || this.closed) stream.destroy();
+    else connectStream(path, stream, (error) => this.log.info('socket connection refused', { code: error.code, reason: error.message }));
+    return true;
+  }
+
+  /**
+   * Everything the command wrote into its out-FIFOs, on its way: each FIFO gets a writer that opens and closes at
+   * once, so the reader sees the end of what is buffered (or of the round a longer-lived writer still holds).
+   */
+  async flush(): Promise<void> {
+    await Promise.all(this.sources.map((source) => source.finish()));
+  }
+
+  /** Stops every bridge, drops their streams and removes the FIFOs and socket files this session created. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const source of this.sources) source.stop();
+    for (const sink of this.sinks) sink.stop();
+    for (const listener of this.listeners) listener.close();
+    for (const path of this.createdFifos) removeFifo(path);
+  }
+}

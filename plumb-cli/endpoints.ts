@@ -1,0 +1,140 @@
+// plumb's end of the replicated named pipes and sockets: parses -infifo, -outfifo, -socket and -local-socket,
+// makes the local FIFOs (removing only those it made), and joins each round or connection to a stream once the
+// remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
+
+import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
+import { checkSocketPath, connectStream, SocketListener } from '../bridges/unix-socket.js';
+import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import type { FieldList } from '../protocol/fields.js';
+import type { Mux, MuxStream } from '../protocol/mux.js';
+import type { Endpoints } from '../protocol/session.js';
+import { Field, StreamPurpose } from '../protocol/wire.js';
+
+/** One replicated socket: the path on the daemon's host and the one here. */
+export interface SocketPair {
+  remote: string;
+  local: string;
+}
+
+/** What the command line asked to replicate, with local paths as given (relative to plumb's working directory). */
+export interface EndpointOptions {
+  inFifos: string[];
+  outFifos: string[];
+  /** -socket: the daemon listens on remote; connections reach the service on local. */
+  sockets: SocketPair[];
+  /** -local-socket: plumb listens on local; connections reach the service on remote. */
+  localSockets: SocketPair[];
+}
+
+export const NO_ENDPOINT_OPTIONS: Readonly<EndpointOptions> = Object.freeze({ inFifos: [], outFifos: [], sockets: [], localSockets: [] });
+
+/**
+ * `PATH` (the same path at both ends) or `FIRST:SECOND`. For -socket FIRST is the daemon's path and SECOND the
+ * local one; for -local-socket the other way round, as each option names its listening end first.
+ */
+export function parseSocketOption(value: string, option: 'socket' | 'local-socket'): SocketPair {
+  const colon = value.indexOf(':');
+  const first = colon < 0 ? value : value.slice(0, colon);
+  const second = colon < 0 ? value : value.slice(colon + 1);
+  if (first === '' || second === '') throw new NetplumbError(ErrorCode.Usage, `-${option}=${value}: expected PATH or PATH:PATH`);
+  return option === 'socket' ? { remote: first, local: second } : { local: first, remote: second };
+}
+
+/** The Start request's part: paths on the daemon's host. */
+export function remoteEndpoints(options: EndpointOptions): Endpoints {
+  return {
+    inFifos: [...options.inFifos],
+    outFifos: [...options.outFifos],
+    listenSockets: options.sockets.map((pair) => pair.remote),
+    connectSockets: options.localSockets.map((pair) => pair.remote),
+  };
+}
+
+export class ClientEndpoints {
+  private readonly createdFifos: string[] = [];
+  private readonly sources: FifoSource[] = [];
+  private readonly sinks: FifoSink[];
+  private readonly listeners: SocketListener[] = [];
+  private failure: EndpointError | undefined;
+
+  private constructor(private readonly options: EndpointOptions) {
+    this.sinks = options.outFifos.map((path) => new FifoSink(path, (error) => this.failed(error)));
+  }
+
+  /** Makes the local FIFOs that are missing and checks socket paths, before connecting. */
+  static async prepare(options: EndpointOptions): Promise<ClientEndpoints> {
+    const self = new ClientEndpoints(options);
+    try {
+      for (const pair of [...options.sockets, ...options.localSockets]) checkSocketPath(pair.local);
+      for (const path of [...options.inFifos, ...options.outFifos]) {
+        if ((await ensureFifo(path)).created) self.createdFifos.push(path);
+      }
+    } catch (error) {
+      self.close();
+      throw error;
+    }
+    return self;
+  }
+
+  /** The Start request's part: paths on the daemon's host. */
+  get remote(): Endpoints {
+    return remoteEndpoints(this.options);
+  }
+
+  /** The remote command runs: read the in-FIFOs and listen on the local sockets. */
+  async start(mux: Mux): Promise<void> {
+    this.options.inFifos.forEach((path, index) => {
+      const source = new FifoSource(
+        path,
+        (round) => mux.openStream([[Field.purpose, StreamPurpose.InFifo], [Field.endpoint, String(index)], [Field.round, String(round)]]),
+        (error) => this.failed(error),
+      );
+      this.sources.push(source);
+      source.start();
+    });
+    for (const [index, pair] of this.options.localSockets.entries()) {
+      const listener = new SocketListener(pair.local, () => mux.openStream([[Field.purpose, StreamPurpose.ConnectSocket], [Field.endpoint, String(index)]]));
+      this.listeners.push(listener);
+      await listener.listen();
+    }
+  }
+
+  /** Takes a stream the daemon opened; false when it is not one of ours. */
+  route(stream: MuxStream, fields: FieldList): boolean {
+    const purpose = fields.optional(Field.purpose);
+    if (purpose !== StreamPurpose.OutFifo && purpose !== StreamPurpose.ListenSocket) return false;
+    const index = fields.requireInt(Field.endpoint, 0, 1 << 20);
+    if (purpose === StreamPurpose.OutFifo) {
+      const sink = this.sinks[index];
+      if (sink === undefined) stream.destroy();
+      else sink.add(stream);
+      return true;
+    }
+    const pair = this.options.sockets[index];
+    if (pair === undefined) stream.destroy();
+    else connectStream(pair.local, stream, (error) => this.failed(error));
+    return true;
+  }
+
+  /** The first failure of a local FIFO or socket, reported once the command has ended. */
+  get error(): EndpointError | undefined {
+    return this.failure;
+  }
+
+  /** Resolves once every out-FIFO round received so far has been taken by a local reader. */
+  async delivered(): Promise<void> {
+    await Promise.all(this.sinks.map((sink) => sink.idle()));
+  }
+
+  /** Stops every bridge and removes the FIFOs plumb created. */
+  close(): void {
+    for (const source of this.sources) source.stop();
+    for (const sink of this.sinks) sink.stop();
+    for (const listener of this.listeners) listener.close();
+    for (const path of this.createdFifos.splice(0)) removeFifo(path);
+  }
+
+  private failed(error: EndpointError): void {
+    this.failure ??= error;
+  }
+}

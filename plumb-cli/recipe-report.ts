@@ -1,0 +1,75 @@
+// What plumb tells about a recipe run: one line on stderr for each command that failed, as the daemon reports it,
+// and with -json a machine-readable report of every command's end, plumb's exit status and any failure of the run.
+
+import type { NetplumbError } from '../protocol/errors.js';
+import type { StageEnd } from '../protocol/session.js';
+import type { RecipePlan } from '../recipes/plan.js';
+
+/** One command in the JSON report. `code` is set for an exit and for a command that could not start. */
+export interface StageReportEntry {
+  stage: number;
+  name: string;
+  line: number;
+  argv: string[];
+  /** ended: exited with a code; killed: ended by a signal; not-started: could not start; not-run: never reached. */
+  outcome: 'ended' | 'killed' | 'not-started' | 'not-run';
+  code?: number;
+  signal?: string;
+  error?: string;
+  message?: string;
+}
+
+export interface RecipeReportJson {
+  recipe: string;
+  machine: string;
+  /** plumb's exit status, or null when plumb failed before the recipe ended. */
+  exitStatus: number | null;
+  /** Set when the run failed as a whole (connection lost, refused): the code and message plumb printed. */
+  failure?: { code: string; message: string };
+  stages: StageReportEntry[];
+}
+
+export class RecipeReport {
+  private readonly ends = new Map<number, StageEnd>();
+  private exitStatus: number | null = null;
+  private failure: { code: string; message: string } | undefined;
+
+  constructor(
+    private readonly source: string,
+    private readonly machine: string,
+    private readonly plan: RecipePlan,
+  ) {}
+
+  /** Records a command's end; returns the line to print when it failed, undefined when it exited 0. */
+  stageEnded(end: StageEnd): string | undefined {
+    this.ends.set(end.stage, end);
+    const where = `${end.name} (${this.source}:${end.line})`;
+    const { status } = end;
+    if ('error' in status) return `${where} did not start: ${status.message} (${status.error})`;
+    if ('signal' in status) return `${where} killed by ${status.signal}`;
+    return status.code === 0 ? undefined : `${where} exited with status ${status.code}`;
+  }
+
+  finished(exitStatus: number): void {
+    this.exitStatus = exitStatus;
+  }
+
+  failed(error: NetplumbError): void {
+    this.failure = { code: error.code, message: error.message };
+  }
+
+  toJSON(): RecipeReportJson {
+    const stages = this.plan.stages.map((stage): StageReportEntry => {
+      const base = { stage: stage.index, name: stage.name, line: stage.location.line, argv: stage.argv };
+      const end = this.ends.get(stage.index);
+      if (end === undefined) return { ...base, outcome: 'not-run' };
+      const { status } = end;
+      if ('error' in status) return { ...base, outcome: 'not-started', code: status.code, error: status.error, message: status.message };
+      if ('signal' in status) return { ...base, outcome: 'killed', signal: status.signal };
+      return { ...base, outcome: 'ended', code: status.code };
+    });
+    const json: RecipeReportJson = { recipe: this.source, machine: this.machine, exitStatus: this.exitStatus, stages };
+    if (this.failure !== undefined) json.failure = this.failure;
+    return json;
+  }
+}

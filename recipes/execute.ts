@@ -1,0 +1,552 @@
+// Runs a checked recipe (a RecipePlan) as real processes: every pipe, label pipe and named pipe is made and opened
+// before the first command starts, commands start in recipe order (the next one waits unless this one ended in &
+// or |), each command's end is reported as it happens, and whatever way the run ends, no process, fd or pipe is
+// left. It knows processes and pipes only: the session that owns it joins plumb's streams to RecipeIo.
+//
+//   prepareRecipe ──> Prepared ──start()──> Running ──every stage ended, outputs read──> Finished
+//                                              └──abort()──> Aborting ──every process gone──> Finished
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fs, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
+import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
+
+const execFileAsync = promisify(execFile);
+
+/** As a shell reports a command it could not run: not found, not executable, a redirection that failed. */
+export const STAGE_NOT_FOUND_CODE = 127;
+export const STAGE_NOT_EXECUTABLE_CODE = 126;
+export const STAGE_REDIRECTION_FAILED_CODE = 1;
+
+/** Mode of files a recipe creates with > and >> (before the umask). */
+const OUTPUT_FILE_MODE = 0o644;
+
+export interface RecipeRunOptions {
+  /** The environment every command starts with. */
+  env: Record<string, string>;
+  /** Time between SIGTERM and SIGKILL when a run is aborted. */
+  killGraceMs: number;
+  /** Called as each command ends (or fails to start), in the order that happens. */
+  onStageEnd?: (end: StageEnd) => void;
+}
+
+/** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
+export interface RecipeIo {
+  /** Read only when a stage reads `<%stdin`; otherwise left alone (the caller may drop it). */
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+/** How a run ended: every stage's end in recipe order, the recipe's status, and why it was cut short if it was. */
+export interface RecipeOutcome {
+  stages: StageEnd[];
+  status: ExitStatus;
+  /** Set when abort() ended the run; stages not reached have no entry. */
+  abortedBecause?: string;
+}
+
+/** The recipe could not be readied (a named pipe exists already, the spool directory cannot be made, ...). */
+export class RecipeSetupError extends NetplumbError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RecipeSetup, message, options);
+  }
+}
+
+/**
+ * One pipe the run owns. The daemon holds a blocking read end and a blocking write end for the commands until
+ * the last command that uses each end has been started; then it closes its copy, so a reader sees EOF exactly
+ * when every writing command has ended.
+ */
+class RecipePipe {
+  readFd: number | undefined;
+  writeFd: number | undefined;
+  private readersLeft = 0;
+  private writersLeft = 0;
+
+  constructor(readonly path: string) {}
+
+  /** Counts a command that will get one of the ends. */
+  expect(end: 'read' | 'write'): void {
+    if (end === 'read') this.readersLeft++;
+    else this.writersLeft++;
+  }
+
+  /** A command that was to use the end has been started (or will never be): close our copy after the last one. */
+  handedOver(end: 'read' | 'write'): void {
+    if (end === 'read' && --this.readersLeft === 0) this.closeEnd('read');
+    if (end === 'write' && --this.writersLeft === 0) this.closeEnd('write');
+  }
+
+  /** Ends no command is waiting for are closed at once, so an unread pipe does not hold a writer. */
+  closeUnclaimed(): void {
+    if (this.readersLeft === 0) this.closeEnd('read');
+    if (this.writersLeft === 0) this.closeEnd('write');
+  }
+
+  closeEnd(end: 'read' | 'write'): void {
+    const fd = end === 'read' ? this.readFd : this.writeFd;
+    if (fd === undefined) return;
+    if (end === 'read') this.readFd = undefined;
+    else this.writeFd = undefined;
+    closeSync(fd);
+  }
+
+  close(): void {
+    this.closeEnd('read');
+    this.closeEnd('write');
+  }
+}
+
+/**
+ * Opens both ends of a FIFO without ever blocking: a non-blocking read end first (so the write open finds a
+ * reader), then the blocking write end, then a blocking read end (which finds the writer). Commands get blocking
+ * ends: O_NONBLOCK belongs to the open file, and a command reading a non-blocking stdin would fail with EAGAIN.
+ */
+function openBothEnds(pipe: RecipePipe): void {
+  const probe = openSync(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
+  try {
+    pipe.writeFd = openSync(pipe.path, fs.O_WRONLY);
+    pipe.readFd = openSync(pipe.path, fs.O_RDONLY);
+  } finally {
+    closeSync(probe);
+  }
+}
+
+/** The daemon's own ends of plumb's three streams: it reads stdout and stderr, writes stdin. */
+interface IoPipes {
+  stdin: RecipePipe;
+  stdinWriter: Socket | undefined;
+  stdout: RecipePipe;
+  stdoutReader: Socket | undefined;
+  stderr: RecipePipe;
+  stderrReader: Socket | undefined;
+}
+
+const enum State {
+  Prepared,
+  Running,
+  Aborting,
+  Finished,
+}
+
+/** A recipe whose pipes exist and are open; start() runs it, abort() ends it. Made by prepareRecipe(). */
+export class RecipeRun {
+  private state = State.Prepared;
+  private readonly ends: (StageEnd | undefined)[];
+  private readonly live = new Map<number, ChildProcess>();
+  /** Every process group the run started, alive or not: a leader's children may outlive it. */
+  private readonly groups: number[] = [];
+  private abortReason: string | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+  private resolveOutcome: (outcome: RecipeOutcome) => void = () => undefined;
+  /** Settles once every started command has ended, every output has been read and every pipe is gone. */
+  readonly outcome: Promise<RecipeOutcome>;
+
+  constructor(
+    readonly plan: RecipePlan,
+    private readonly options: RecipeRunOptions,
+    private readonly labelPipes: Map<string, RecipePipe>,
+    private readonly fifoPipes: Map<string, RecipePipe>,
+    private readonly stagePipes: Map<number, RecipePipe>,
+    private readonly io: IoPipes,
+  ) {
+    this.ends = plan.stages.map(() => undefined);
+    this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
+  }
+
+  /** Starts the commands in order; the outcome promise tells how it went. Call once. */
+  start(io: RecipeIo): void {
+    if (this.state !== State.Prepared) throw new NetplumbError(ErrorCode.Internal, 'recipe started twice');
+    this.state = State.Running;
+    const outputsRead = this.joinIo(io);
+    void this.runStages()
+      .then(() => this.allExited())
+      .then(() => outputsRead)
+      .then(() => this.finish());
+  }
+
+  /** Sends a signal to the process group of every command started so far. */
+  signal(signal: NodeJS.Signals): void {
+    for (const group of this.groups) signalGroup(group, signal);
+  }
+
+  /** Stops starting commands, ends every running one (SIGTERM, then SIGKILL after the grace period) and cleans up. */
+  abort(reason: string): Promise<RecipeOutcome> {
+    if (this.state === State.Finished) return this.outcome;
+    if (this.state === State.Prepared) {
+      this.abortReason = reason;
+      this.finish();
+      return this.outcome;
+    }
+    if (this.state === State.Aborting) return this.outcome;
+    this.state = State.Aborting;
+    this.abortReason = reason;
+    // Nothing more will be started: pipes the daemon still holds must not keep anyone waiting.
+    this.closeAllPipes();
+    this.signal('SIGTERM');
+    const deadline = Date.now() + this.options.killGraceMs;
+    this.killTimer = setInterval(() => {
+      const alive = this.groups.filter(groupAlive);
+      if (alive.length === 0) {
+        clearInterval(this.killTimer);
+        this.finish();
+      } else if (Date.now() >= deadline) {
+        for (const group of alive) signalGroup(group, 'SIGKILL');
+      }
+    }, 50);
+    return this.outcome;
+  }
+
+  private joinIo(io: RecipeIo): Promise<unknown> {
+    const { stdinWriter, stdoutReader, stderrReader } = this.io;
+    if (stdinWriter !== undefined) {
+      // A command that stops reading its stdin ends plumb's stdin stream too, so the client stops sending.
+      stdinWriter.on('error', () => io.stdin.destroy());
+      io.stdin.on('error', () => stdinWriter.destroy());
+      io.stdin.pipe(stdinWriter);
+    }
+    const reads: Promise<unknown>[] = [];
+    for (const [source, sink] of [
+      [stdoutReader, io.stdout],
+      [stderrReader, io.stderr],
+    ] as const) {
+      if (source === undefined) {
+        sink.end();
+        continue;
+      }
+      source.pipe(sink);
+      // plumb dropped this output: the commands' next write fails with EPIPE or SIGPIPE, as with a local pipe.
+      sink.on('close', () => {
+        if (!sink.writableFinished) source.destroy();
+      });
+      sink.on('error', () => source.destroy());
+      reads.push(finished(sink, { readable: false }).catch(() => undefined));
+    }
+    return Promise.all(reads);
+  }
+
+  private async runStages(): Promise<void> {
+    for (const stage of this.plan.stages) {
+      if (this.state !== State.Running) return;
+      const child = this.startStage(stage);
+      if (child !== undefined && !stage.background) await exited(child);
+    }
+  }
+
+  /** Spawns one command with its redirections; a command that cannot start is reported like a shell would. */
+  private startStage(stage: RecipeStage): ChildProcess | undefined {
+    const opened: number[] = [];
+    let child: ChildProcess | undefined;
+    try {
+      let stdio: [number | 'ignore', number, number];
+      try {
+        const stdin = this.inputFd(stage.stdin, opened);
+        const stdout = this.outputFd(stage.stdout, opened);
+        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage.stderr, opened);
+        stdio = [stdin, stdout, stderr];
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        this.report(stage, { error: ErrorCode.SpawnFailed, message: `redirection failed: ${message}`, code: STAGE_REDIRECTION_FAILED_CODE });
+        return undefined;
+      }
+      const [program, ...args] = stage.argv as [string, ...string[]];
+      child = spawn(program, args, { stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
+      const started = child;
+      started.once('error', (error: NodeJS.ErrnoException) => {
+        if (started.pid !== undefined) return;
+        this.report(stage, spawnFailure(program, error));
+      });
+      if (started.pid === undefined) return started;
+      this.live.set(stage.index, started);
+      this.groups.push(started.pid);
+      started.once('exit', (code, signal) => {
+        this.live.delete(stage.index);
+        this.report(stage, signal !== null ? { signal } : { code: code ?? 0 });
+      });
+      return started;
+    } finally {
+      for (const fd of opened) closeSync(fd);
+      this.handOver(stage);
+    }
+  }
+
+  private inputFd(input: StageInput, opened: number[]): number | 'ignore' {
+    switch (input.kind) {
+      case 'null':
+        return 'ignore';
+      case 'plumb-stdin':
+        return this.heldFd(this.io.stdin.readFd);
+      case 'label':
+        return this.heldFd(this.labelPipes.get(input.label)?.readFd);
+      case 'pipe':
+        return this.heldFd(this.stagePipes.get(input.fromStage)?.readFd);
+      case 'fifo':
+        return this.heldFd(this.fifoPipes.get(input.name)?.readFd);
+      case 'file': {
+        const fd = openSync(input.path, fs.O_RDONLY | fs.O_NOCTTY);
+        opened.push(fd);
+        return fd;
+      }
+    }
+  }
+
+  private outputFd(output: StageOutput, opened: number[]): number {
+    switch (output.kind) {
+      case 'plumb-stdout':
+        return this.heldFd(this.io.stdout.writeFd);
+      case 'plumb-stderr':
+        return this.heldFd(this.io.stderr.writeFd);
+      case 'label':
+        return this.heldFd(this.labelPipes.get(output.label)?.writeFd);
+      case 'pipe':
+        return this.heldFd(this.stagePipes.get(output.toStage - 1)?.writeFd);
+      case 'fifo':
+        return this.heldFd(this.fifoPipes.get(output.name)?.writeFd);
+      case 'file': {
+        const flags = fs.O_WRONLY | fs.O_CREAT | fs.O_NOCTTY | (output.append ? fs.O_APPEND : fs.O_TRUNC);
+        const fd = openSync(output.path, flags, OUTPUT_FILE_MODE);
+        opened.push(fd);
+        return fd;
+      }
+    }
+  }
+
+  /** An end the run must still hold; its absence is a bug in the plan's bookkeeping, never the user's doing. */
+  private heldFd(fd: number | undefined): number {
+    if (fd === undefined) throw new NetplumbError(ErrorCode.Internal, 'pipe end already closed');
+    return fd;
+  }
+
+  /** After a stage was started (or could not be), the pipe ends it took are released. */
+  private handOver(stage: RecipeStage): void {
+    for (const [pipe, end] of this.pipeEndsOf(stage)) pipe.handedOver(end);
+  }
+
+  /** The run's pipes a stage uses, with the end it uses; stdout and stderr into one pipe count once. */
+  pipeEndsOf(stage: RecipeStage): [RecipePipe, 'read' | 'write'][] {
+    const uses: [RecipePipe, 'read' | 'write'][] = [];
+    const input = this.inputPipe(stage.stdin);
+    if (input !== undefined) uses.push([input, 'read']);
+    const outputs = new Set<RecipePipe>();
+    for (const output of [stage.stdout, stage.stderr]) {
+      const pipe = this.outputPipe(output);
+      if (pipe !== undefined) outputs.add(pipe);
+    }
+    for (const pipe of outputs) uses.push([pipe, 'write']);
+    return uses;
+  }
+
+  private inputPipe(input: StageInput): RecipePipe | undefined {
+    switch (input.kind) {
+      case 'plumb-stdin':
+        return this.io.stdin;
+      case 'label':
+        return this.labelPipes.get(input.label);
+      case 'pipe':
+        return this.stagePipes.get(input.fromStage);
+      case 'fifo':
+        return this.fifoPipes.get(input.name);
+      case 'null':
+      case 'file':
+        return undefined;
+    }
+  }
+
+  private outputPipe(output: StageOutput): RecipePipe | undefined {
+    switch (output.kind) {
+      case 'plumb-stdout':
+        return this.io.stdout;
+      case 'plumb-stderr':
+        return this.io.stderr;
+      case 'label':
+        return this.labelPipes.get(output.label);
+      case 'pipe':
+        return this.stagePipes.get(output.toStage - 1);
+      case 'fifo':
+        return this.fifoPipes.get(output.name);
+      case 'file':
+        return undefined;
+    }
+  }
+
+  private report(stage: RecipeStage, status: StageStatus): void {
+    if (this.ends[stage.index] !== undefined) return;
+    const end: StageEnd = { stage: stage.index, name: stage.name, line: stage.location.line, status };
+    this.ends[stage.index] = end;
+    this.options.onStageEnd?.(end);
+  }
+
+  private async allExited(): Promise<void> {
+    await Promise.all([...this.live.values()].map((child) => exited(child)));
+  }
+
+  private closeAllPipes(): void {
+    for (const pipe of this.allPipes()) pipe.close();
+  }
+
+  private *allPipes(): Iterable<RecipePipe> {
+    yield* this.labelPipes.values();
+    yield* this.fifoPipes.values();
+    yield* this.stagePipes.values();
+    yield this.io.stdin;
+    yield this.io.stdout;
+    yield this.io.stderr;
+  }
+
+  private finish(): void {
+    if (this.state === State.Finished) return;
+    this.state = State.Finished;
+    clearInterval(this.killTimer);
+    this.closeAllPipes();
+    this.io.stdinWriter?.destroy();
+    this.io.stdoutReader?.destroy();
+    this.io.stderrReader?.destroy();
+    removeFifos(this.plan);
+    const stages = this.ends.filter((end): end is StageEnd => end !== undefined);
+    const outcome: RecipeOutcome = { stages, status: recipeStatus(stages, this.abortReason !== undefined) };
+    if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
+    this.resolveOutcome(outcome);
+  }
+}
+
+/**
+ * The recipe's status: 0 when every command exited 0, else the status of the first command in recipe order that
+ * did not (its code, or the signal that killed it). An aborted run that recorded no failure still fails (SIGTERM).
+ */
+export function recipeStatus(stages: readonly StageEnd[], aborted = false): ExitStatus {
+  const ordered = [...stages].sort((a, b) => a.stage - b.stage);
+  for (const { status } of ordered) {
+    if ('signal' in status) return { signal: status.signal };
+    if (status.code !== 0) return { code: status.code };
+  }
+  return aborted ? { signal: 'SIGTERM' } : { code: 0 };
+}
+
+/**
+ * Readies every pipe of a checked plan: creates the spool directory if missing, the declared named pipes there
+ * (an existing file of that name is refused, never reused), and private FIFOs for label pipes, `|` pipes and
+ * plumb's streams, and opens all of them. Nothing runs yet. On failure everything made so far is removed.
+ */
+export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions): Promise<RecipeRun> {
+  try {
+    mkdirSync(plan.spoolDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new RecipeSetupError(`cannot make the spool directory ${plan.spoolDir}: ${(error as Error).message}`, { cause: error });
+  }
+  const privateDir = mkdtempSync(join(tmpdir(), 'netplumbd-recipe-'));
+  const pipes: RecipePipe[] = [];
+  const made: string[] = [];
+  try {
+    const labelPipes = new Map(plan.labels.map((label) => [label.label, new RecipePipe(join(privateDir, `label-${pipes.length}-${label.readerStage}`))]));
+    const stagePipes = new Map<number, RecipePipe>();
+    for (const stage of plan.stages) {
+      if (stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe') stagePipes.set(stage.index, new RecipePipe(join(privateDir, `pipe-${stage.index}`)));
+    }
+    const fifoPipes = new Map(plan.fifos.map((fifo) => [fifo.name, new RecipePipe(fifo.path)]));
+    const io = {
+      stdin: new RecipePipe(join(privateDir, 'stdin')),
+      stdout: new RecipePipe(join(privateDir, 'stdout')),
+      stderr: new RecipePipe(join(privateDir, 'stderr')),
+    };
+    pipes.push(...labelPipes.values(), ...stagePipes.values(), io.stdin, io.stdout, io.stderr);
+    const privatePaths = pipes.map((pipe) => pipe.path);
+    await execFileAsync('mkfifo', ['-m', '600', ...privatePaths]);
+    for (const fifo of plan.fifos) {
+      try {
+        await execFileAsync('mkfifo', ['-m', '600', fifo.path]);
+      } catch (error) {
+        throw new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${mkfifoReason(error)}`, { cause: error });
+      }
+      made.push(fifo.path);
+    }
+    pipes.push(...fifoPipes.values());
+
+    for (const pipe of [...labelPipes.values(), ...stagePipes.values(), ...fifoPipes.values()]) openBothEnds(pipe);
+    // plumb's stdout and stderr: the daemon reads them through a non-blocking end; the commands get blocking write ends.
+    const stdoutReadFd = openSync(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
+    io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
+    const stderrReadFd = openSync(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
+    io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
+    let stdinWriteFd: number | undefined;
+    if (plan.readsPlumbStdin) {
+      const probe = openSync(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
+      stdinWriteFd = openSync(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
+      io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
+      closeSync(probe);
+    }
+    const ioPipes: IoPipes = {
+      ...io,
+      stdinWriter: stdinWriteFd === undefined ? undefined : new Socket({ fd: stdinWriteFd, readable: false, writable: true }),
+      stdoutReader: new Socket({ fd: stdoutReadFd, readable: true, writable: false }),
+      stderrReader: new Socket({ fd: stderrReadFd, readable: true, writable: false }),
+    };
+    const run = new RecipeRun(plan, options, labelPipes, fifoPipes, stagePipes, ioPipes);
+    for (const stage of plan.stages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
+    for (const pipe of pipes) pipe.closeUnclaimed();
+    return run;
+  } catch (error) {
+    for (const pipe of pipes) pipe.close();
+    for (const path of made) unlinkQuietly(path);
+    if (error instanceof NetplumbError) throw error;
+    throw new RecipeSetupError(`cannot ready the recipe's pipes: ${(error as Error).message}`, { cause: error });
+  } finally {
+    // The private FIFOs are open where they are needed; their names are not.
+    rmSync(privateDir, { recursive: true, force: true });
+  }
+}
+
+function mkfifoReason(error: unknown): string {
+  const stderr = (error as { stderr?: unknown }).stderr;
+  const text = typeof stderr === 'string' ? stderr.trim().replace(/^mkfifo: /, '') : '';
+  return text !== '' ? text : (error as Error).message;
+}
+
+function removeFifos(plan: RecipePlan): void {
+  for (const fifo of plan.fifos) unlinkQuietly(fifo.path);
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone.
+  }
+}
+
+function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatus {
+  if (error.code === 'ENOENT') return { error: ErrorCode.CommandNotFound, message: `command not found: ${program}`, code: STAGE_NOT_FOUND_CODE };
+  if (error.code === 'EACCES') return { error: ErrorCode.CommandNotExecutable, message: `permission denied: ${program}`, code: STAGE_NOT_EXECUTABLE_CODE };
+  return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error.message}`, code: STAGE_NOT_EXECUTABLE_CODE };
+}
+
+/** Resolves when the process has exited (at once if it already has, or never started). */
+function exited(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+function signalGroup(group: number | undefined, signal: NodeJS.Signals): void {
+  if (group === undefined) return;
+  try {
+    process.kill(-group, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+function groupAlive(group: number): boolean {
+  try {
+    process.kill(-group, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
