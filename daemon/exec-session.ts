@@ -20,12 +20,14 @@ import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import type { RecipePlan } from '../recipes/plan.js';
 import {
   decodeSignal,
+  decodeResize,
   decodeStartRequest,
   encodeExit,
   encodeStageEnd,
   encodeStartReply,
   type ExecRequest,
   type ExportedEnv,
+  type PtyRequest,
   type RecipeRequest,
   type StageEnd,
   type ExitStatus,
@@ -37,6 +39,7 @@ import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/ex
 import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
 import { DaemonEndpoints } from './endpoints.js';
+import { spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
 
 const enum State {
@@ -85,6 +88,7 @@ export class ExecSession implements SessionHandler {
   private groupId: number | undefined;
   private recipeRun: RecipeRun | undefined;
   private endpoints: DaemonEndpoints | undefined;
+  private pty: PtyCommand | undefined;
   /** True while named pipes, sockets or a recipe's pipes are being made: the end of that step decides what happens next. */
   private preparing = false;
   private killTimer: NodeJS.Timeout | undefined;
@@ -125,6 +129,9 @@ export class ExecSession implements SessionHandler {
         return;
       case PacketType.Signal:
         this.forwardSignal(fields);
+        return;
+      case PacketType.Resize:
+        this.resize(fields);
         return;
       default:
         throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by the daemon`);
@@ -233,6 +240,10 @@ export class ExecSession implements SessionHandler {
   }
 
   private startExec(request: ExecRequest, streams: SessionStreams): void {
+    if (request.pty !== undefined) {
+      this.startPty(request, request.pty, streams);
+      return;
+    }
     const [program] = request.argv as [string, ...string[]];
     outputPipes().then(
       (outputs) => this.spawnWithPipes(request, streams, outputs),
@@ -376,6 +387,53 @@ export class ExecSession implements SessionHandler {
       const status: ExitStatus = signal !== null ? { signal } : { code: code ?? 0 };
       void outputsDone.then(() => this.exited(status, stdin));
     });
+  }
+
+  /**
+   * The command on a pseudo-terminal: its output (stdout and stderr together, as a terminal shows them) goes to the
+   * stdout stream, the stdin stream is typed into it, and Resize packets change its size. Without argv it is the
+   * user's login shell.
+   */
+  private startPty(request: ExecRequest, pty: PtyRequest, streams: SessionStreams): void {
+    const shell = userInfo().shell ?? '/bin/sh';
+    const argv = request.argv.length > 0 ? request.argv : [shell, '-l'];
+    const { stdin, stdout, stderr } = streams;
+    let command: PtyCommand;
+    try {
+      command = spawnOnPty(argv, pty, {
+        env: commandEnvironment(request.env, this.options.spoolDir),
+        cwd: workingDirectory(),
+        onOutput: (data) => {
+          if (!stdout.write(data)) {
+            command.pause();
+            stdout.once('drain', () => command.resume());
+          }
+        },
+        onExit: (status) => {
+          stdout.end();
+          void settled(stdout).then(() => this.exited(status, stdin));
+        },
+      });
+    } catch (error) {
+      this.preparationFailed(asNetplumbError(error), streams);
+      return;
+    }
+    this.state = State.Running;
+    this.groupId = command.pid;
+    this.pty = command;
+    this.log.info('command started', { pid: command.pid, argv, pty: pty.term });
+    this.mux?.connection.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
+    // A terminal has one output: the stderr stream ends at once; the daemon never writes to stdin.
+    stdin.end();
+    stderr.end();
+    stdout.resume();
+    stderr.resume();
+    stdin.on('data', (chunk: Buffer) => command.write(chunk));
+  }
+
+  private resize(fields: FieldList): void {
+    const { cols, rows } = decodeResize(fields);
+    if (this.state === State.Running) this.pty?.resize(cols, rows);
   }
 
   /** The command (or recipe) has ended and its output is out: once its out-FIFOs are flushed too, Exit goes. */

@@ -17,7 +17,15 @@ import { connectToDaemon } from './client.js';
 import { ClientEndpoints, parseSocketOption, type EndpointOptions } from './endpoints.js';
 import { clientPaths, resolveTarget } from './paths.js';
 import { RecipeReport } from './recipe-report.js';
-import { EXIT_COMMAND_NOT_EXECUTABLE, EXIT_COMMAND_NOT_FOUND, EXIT_PLUMB_FAILURE, EXIT_RECIPE_REFUSED, runRemoteCommand, type RemoteJob } from './run.js';
+import {
+  EXIT_COMMAND_NOT_EXECUTABLE,
+  EXIT_COMMAND_NOT_FOUND,
+  EXIT_PLUMB_FAILURE,
+  EXIT_RECIPE_REFUSED,
+  runRemoteCommand,
+  type LocalTerminal,
+  type RemoteJob,
+} from './run.js';
 
 interface PlumbArguments {
   machine: string | undefined;
@@ -27,6 +35,7 @@ interface PlumbArguments {
   /** true: the JSON report on stderr; a string: into that file. */
   json: boolean | string;
   spool: string | undefined;
+  tty: boolean;
   /** Variable names from every -export, in order, without repeats. */
   exports: string[];
   endpoints: EndpointOptions;
@@ -58,6 +67,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
+    .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
     .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
@@ -84,6 +94,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     outfifo: string[];
     socket: string[];
     localSocket: string[];
+    tty?: boolean;
     verbose?: boolean;
   }>();
   const [machine, command] = program.processedArgs as [string | undefined, string[]];
@@ -98,7 +109,11 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   if (check && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-check needs -recipe=FILE');
   if (!check && machine === undefined) throw new NetplumbError(ErrorCode.Usage, 'missing machine');
   if (options.recipe !== undefined && command.length > 0) throw new NetplumbError(ErrorCode.Usage, '-recipe=FILE runs the recipe; no command may follow the machine');
-  if (!check && options.recipe === undefined && command.length === 0) throw new NetplumbError(ErrorCode.Usage, 'missing command');
+  // Without a command, on a terminal at both ends, plumb starts a login shell there (as ssh does).
+  const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  if (!check && options.recipe === undefined && command.length === 0 && !interactive) throw new NetplumbError(ErrorCode.Usage, 'missing command');
+  const tty = options.tty === true || (options.recipe === undefined && !check && command.length === 0);
+  if (tty && options.recipe !== undefined) throw new NetplumbError(ErrorCode.Usage, '-t runs one command on a terminal; a recipe has no terminal');
   if (options.json !== undefined && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-json reports on a recipe: use it with -recipe=FILE');
   if (options.spool !== undefined && !check) throw new NetplumbError(ErrorCode.Usage, "-spool is for -check; a daemon uses its own spool directory");
   return {
@@ -108,6 +123,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     check,
     json: options.json ?? false,
     spool: options.spool,
+    tty,
     exports: exportedNames(options.export),
     endpoints: {
       inFifos: options.infifo,
@@ -186,6 +202,7 @@ async function main(): Promise<number> {
       job,
       env,
       endpoints,
+      ...(args.tty ? { terminal: localTerminal() } : {}),
       stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
       signals: process,
       maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
@@ -210,6 +227,16 @@ async function main(): Promise<number> {
     endpoints.close();
     if (report !== undefined && args.json !== false) writeJsonReport(report, args.json);
   }
+}
+
+/** The terminal -t replicates; raw mode is undone on every way out, process.exit included. */
+function localTerminal(): LocalTerminal {
+  const input = process.stdin.isTTY === true ? process.stdin : undefined;
+  if (input !== undefined) {
+    const wasRaw = input.isRaw;
+    process.once('exit', () => input.setRawMode(wasRaw));
+  }
+  return { term: process.env['TERM'] ?? 'xterm-256color', input, output: process.stdout.isTTY === true ? process.stdout : undefined };
 }
 
 /** Connects to the machine's daemon and authenticates both ends. */

@@ -12,6 +12,7 @@ import {
   decodeExit,
   decodeStageEnd,
   decodeStartReply,
+  encodeResize,
   encodeSignal,
   encodeStartRequest,
   NO_ENDPOINTS,
@@ -104,6 +105,22 @@ class RemoteCommand implements SessionHandler {
   }
 }
 
+/** The local side of -t: the terminal type, and the TTYs whose mode and size follow the remote pty. */
+export interface LocalTerminal {
+  term: string;
+  input: NodeJS.ReadStream | undefined;
+  output: NodeJS.WriteStream | undefined;
+}
+
+/** The size sent when plumb's output is not a terminal. */
+const DEFAULT_TERMINAL_SIZE = { cols: 80, rows: 24 };
+
+function terminalSize(terminal: LocalTerminal): { cols: number; rows: number } {
+  const { output } = terminal;
+  if (output?.isTTY === true && output.columns > 0 && output.rows > 0) return { cols: output.columns, rows: output.rows };
+  return DEFAULT_TERMINAL_SIZE;
+}
+
 /** What plumb asks the daemon to run. */
 export type RemoteJob = { kind: StartKind.Exec; argv: string[] } | { kind: StartKind.Recipe; text: string; source: string };
 
@@ -113,6 +130,8 @@ export interface RunOptions {
   env?: ExportedEnv;
   /** Named pipes and sockets replicated for the command (-infifo, -outfifo, -socket, -local-socket). */
   endpoints?: ClientEndpoints;
+  /** Run the command on a pseudo-terminal of this type; the local terminal (if any) goes raw meanwhile. */
+  terminal?: LocalTerminal;
   /** Called for each recipe command's end as the daemon reports it. */
   onStageEnd?: (end: StageEnd) => void;
   stdio: LocalStdio;
@@ -144,7 +163,9 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   // Stream errors only echo the connection's failure, which `lost` below reports once.
   for (const stream of [stdin, stdout, stderr]) stream.on('error', () => undefined);
   const streams = { stdin: stdin.id, stdout: stdout.id, stderr: stderr.id };
-  const start = encodeFields(encodeStartRequest({ ...options.job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
+  const { terminal } = options;
+  const job = options.job.kind === StartKind.Exec && terminal !== undefined ? { ...options.job, pty: { term: terminal.term, ...terminalSize(terminal) } } : options.job;
+  const start = encodeFields(encodeStartRequest({ ...job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
   if (start.length + START_PACKET_OVERHEAD_BYTES > connection.peerLimits.maxPacketBytes) {
     connection.close();
     const what = options.job.kind === StartKind.Exec ? 'command line' : 'recipe';
@@ -170,6 +191,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
     connection.close();
     throw error;
   }
+  const restoreTerminal = terminal === undefined ? () => undefined : enterRawMode(terminal, connection);
   const { stdio } = options;
   const outputs = Promise.all([deliver(stdout, stdio.stdout), deliver(stderr, stdio.stderr)]);
   const forwarding = forwardInput(stdio.stdin, stdin);
@@ -184,9 +206,29 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
     await Promise.race([connection.close(), new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
     return exitStatusCode(status);
   } finally {
+    restoreTerminal();
     stopSignals();
     forwarding.stop();
   }
+}
+
+/**
+ * Puts the local terminal in raw mode (keys, Ctrl-C included, go to the remote pty as bytes) and sends its size
+ * whenever it changes. Returns the function that restores it; plumb also calls that on any exit.
+ */
+function enterRawMode(terminal: LocalTerminal, connection: SecureConnection): () => void {
+  const { input, output } = terminal;
+  const wasRaw = input?.isTTY === true ? input.isRaw : undefined;
+  if (input?.isTTY === true) input.setRawMode(true);
+  const onResize = (): void => connection.sendFields(PacketType.Resize, encodeResize(terminalSize(terminal)));
+  output?.on('resize', onResize);
+  let restored = false;
+  return () => {
+    if (restored) return;
+    restored = true;
+    output?.off('resize', onResize);
+    if (input?.isTTY === true && wasRaw !== undefined) input.setRawMode(wasRaw);
+  };
 }
 
 /** Copies a remote output stream to a local one; a local reader that went away drops the remote stream. */

@@ -41,11 +41,23 @@ export const MAX_ENDPOINTS = 64;
 /** Longest endpoint path in a Start, in bytes. */
 export const MAX_ENDPOINT_PATH_BYTES = 4096;
 
+/** A pseudo-terminal for the command: the terminal type and size of the client's terminal. */
+export interface PtyRequest {
+  term: string;
+  cols: number;
+  rows: number;
+}
+
+/** Terminal sizes accepted, in character cells. */
+export const MAX_TERMINAL_CELLS = 10_000;
+
 export interface ExecRequest {
   kind: StartKind.Exec;
+  /** Empty only with a pty: then the daemon runs the user's login shell. */
   argv: string[];
   env: ExportedEnv;
   endpoints: Endpoints;
+  pty?: PtyRequest;
   stdin: number;
   stdout: number;
   stderr: number;
@@ -85,7 +97,12 @@ function streamEntries(request: StartRequest): Entry[] {
 export function encodeStartRequest(request: StartRequest): Entry[] {
   switch (request.kind) {
     case StartKind.Exec:
-      return [[Field.kind, request.kind], ...request.argv.map((word): Entry => [Field.arg, word]), ...streamEntries(request)];
+      return [
+        [Field.kind, request.kind],
+        ...request.argv.map((word): Entry => [Field.arg, word]),
+        ...(request.pty === undefined ? [] : encodePty(request.pty)),
+        ...streamEntries(request),
+      ];
     case StartKind.Recipe:
       return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...streamEntries(request)];
   }
@@ -103,9 +120,10 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
   switch (kind) {
     case StartKind.Exec: {
       const argv = fields.all(Field.arg);
-      if (argv.length === 0 || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
+      const pty = fields.optional(Field.pty) === '1' ? decodePty(fields) : undefined;
+      if ((argv.length === 0 && pty === undefined) || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
       if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
-      return { kind, argv, ...streams };
+      return pty === undefined ? { kind, argv, ...streams } : { kind, argv, pty, ...streams };
     }
     case StartKind.Recipe: {
       const source = fields.require(Field.source);
@@ -115,6 +133,27 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
     default:
       throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
   }
+}
+
+function encodePty(pty: PtyRequest): Entry[] {
+  return [[Field.pty, '1'], [Field.term, pty.term], ...encodeResize(pty)];
+}
+
+function decodePty(fields: FieldList): PtyRequest {
+  const term = fields.require(Field.term);
+  if (!/^[A-Za-z0-9._+-]{1,64}$/.test(term)) throw new RequestError(ErrorCode.BadRequest, 'malformed terminal type');
+  return { term, ...decodeResize(fields) };
+}
+
+export function encodeResize(size: { cols: number; rows: number }): Entry[] {
+  return [
+    [Field.cols, String(size.cols)],
+    [Field.rows, String(size.rows)],
+  ];
+}
+
+export function decodeResize(fields: FieldList): { cols: number; rows: number } {
+  return { cols: fields.requireInt(Field.cols, 1, MAX_TERMINAL_CELLS), rows: fields.requireInt(Field.rows, 1, MAX_TERMINAL_CELLS) };
 }
 
 function decodeEndpoints(fields: FieldList): Endpoints {

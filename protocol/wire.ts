@@ -72,6 +72,8 @@ export enum PacketType {
   Exit = 41,
   /** Daemon reports how one command of a recipe ended, as it happens: stage, name, line, and code, signal or error. */
   StageEnd = 42,
+  /** Client reports its terminal's new size, for a command on a pseudo-terminal: cols and rows. */
+  Resize = 43,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -121,6 +123,11 @@ export const Field = {
   connectSocket: 'connect-socket',
   endpoint: 'endpoint',
   round: 'round',
+  // Start on a pseudo-terminal, and Resize
+  pty: 'pty',
+  term: 'term',
+  cols: 'cols',
+  rows: 'rows',
   // Start of a recipe, and StageEnd
   recipe: 'recipe',
   source: 'source',

@@ -1,0 +1,74 @@
+// A command on a pseudo-terminal (plumb -t): spawned through node-pty in its own session (so its process group is
+// its pid), output as raw bytes, input written as it comes, window size changes applied. Knows nothing of streams.
+
+import { accessSync, constants as fs, statSync } from 'node:fs';
+import { constants as os } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { spawn as spawnPty, type IPty } from 'node-pty';
+import { ErrorCode, RequestError } from '../protocol/errors.js';
+import type { ExitStatus, PtyRequest } from '../protocol/session.js';
+
+/**
+ * The program as execvp would find it. node-pty reports a failed exec only as output and exit status 1, so the
+ * daemon looks first and refuses a missing or non-executable program as it does without a pty.
+ */
+export function findProgram(program: string, searchPath: string): string {
+  const candidates = program.includes('/') ? [program] : searchPath.split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, program));
+  let found = false;
+  for (const candidate of candidates) {
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      found = true;
+      accessSync(candidate, fs.X_OK);
+      return candidate;
+    } catch {
+      // Not here, or not executable: look further.
+    }
+  }
+  if (found) throw new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
+  throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
+}
+
+export interface PtyCommand {
+  /** The command's pid, also its process group (node-pty starts it in a new session). */
+  pid: number;
+  write(data: Buffer): void;
+  resize(cols: number, rows: number): void;
+  /** Stops reading output until resume(), so a slow client holds the command back. */
+  pause(): void;
+  resume(): void;
+}
+
+/** Signal number to name, for an exit by signal. */
+function signalName(number: number): string {
+  const entry = Object.entries(os.signals).find(([, value]) => value === number);
+  return entry?.[0] ?? `SIG${number}`;
+}
+
+/** Spawns argv on a new pty; output goes to onOutput as bytes; onExit gets how it ended, after its last output. */
+export function spawnOnPty(
+  argv: readonly string[],
+  pty: PtyRequest,
+  options: { env: Record<string, string>; cwd: string; onOutput: (data: Buffer) => void; onExit: (status: ExitStatus) => void },
+): PtyCommand {
+  const [program, ...args] = argv as [string, ...string[]];
+  const file = findProgram(program, options.env['PATH'] ?? '');
+  const terminal: IPty = spawnPty(file, args, {
+    name: pty.term,
+    cols: pty.cols,
+    rows: pty.rows,
+    cwd: options.cwd,
+    env: { ...options.env, TERM: pty.term },
+    // Raw bytes: a character cut between two reads must not be decoded (and mangled) here.
+    encoding: null,
+  });
+  terminal.onData((data: string | Buffer) => options.onOutput(typeof data === 'string' ? Buffer.from(data) : data));
+  terminal.onExit(({ exitCode, signal }) => options.onExit(signal !== undefined && signal !== 0 ? { signal: signalName(signal) } : { code: exitCode }));
+  return {
+    pid: terminal.pid,
+    write: (data) => terminal.write(data),
+    resize: (cols, rows) => terminal.resize(cols, rows),
+    pause: () => terminal.pause(),
+    resume: () => terminal.resume(),
+  };
+}
