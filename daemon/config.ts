@@ -2,6 +2,7 @@
 // and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
 
 import { readFileSync } from 'node:fs';
+import { isAbsolute, normalize } from 'node:path';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
 
@@ -128,7 +129,8 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         config.clientsFile = value;
         break;
       case 'spool':
-        config.spoolDir = value;
+        if (!isAbsolute(value)) throw new ConfigError(ErrorCode.Config, `spool must be an absolute path, got ${value}`);
+        config.spoolDir = normalize(value);
         break;
       case 'shutdown-grace-ms':
         config.shutdownGraceMs = positiveInt(name, value);

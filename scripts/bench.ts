@@ -4,10 +4,11 @@
 // pipeline run by sh -c on the daemon's host. Prints medians and ratios; never a test.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawn as spawnPty } from 'node-pty';
 
 const buildDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const repoDir = dirname(buildDir);
@@ -16,6 +17,7 @@ const bin = {
   netplumbd: join(buildDir, 'daemon', 'main.js'),
   keygen: join(buildDir, 'plumb-cli', 'keygen-main.js'),
   tcpSink: join(buildDir, 'scripts', 'tcp-peer.js'),
+  unixPeer: join(buildDir, 'scripts', 'unix-peer.js'),
 };
 const sshHelper = resolve(repoDir, '..', 'shared', 'bench', 'openssh-loopback.sh');
 
@@ -23,6 +25,9 @@ const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const BULK = process.env['BENCH_BULK'] ?? '2G';
 const BULK_BYTES = parseSize(BULK);
 const RECIPE_BULK = process.env['BENCH_RECIPE_BULK'] ?? '1G';
+const STREAM_BULK = process.env['BENCH_STREAM_BULK'] ?? '1G';
+const STREAM_BULK_BYTES = parseSize(STREAM_BULK);
+const ECHO_KEYS = Number(process.env['BENCH_ECHO_KEYS'] ?? 200);
 const LATENCY_RUNS = Number(process.env['BENCH_LATENCY_RUNS'] ?? 15);
 const CONCURRENT = 50;
 
@@ -61,6 +66,78 @@ async function timeConcurrent(script: string, count: number, env: NodeJS.Process
 }
 
 const mbPerSecond = (ms: number): number => BULK_BYTES / 1e6 / (ms / 1000);
+const streamMbPerSecond = (ms: number): number => STREAM_BULK_BYTES / 1e6 / (ms / 1000);
+
+/**
+ * Wall time of STREAM_BULK from a remote client through a -socket to a local service: the daemon listens on a
+ * socket in its spool directory, the remote command connects and sends, plumb forwards to the local sink.
+ */
+async function timeSocketTransfer(plumbHere: string, localDir: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const localSocket = join(localDir, 'sink.sock');
+  rmSync(localSocket, { force: true });
+  const sink = spawn(process.execPath, [bin.unixPeer, 'sink', localSocket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let said = '';
+  sink.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+  await waitFor(() => said.includes('listening'), 'the socket sink to listen');
+  const source = `${process.execPath} ${bin.unixPeer} source "$NETPLUMB_SPOOL/bench.sock" ${STREAM_BULK_BYTES}`;
+  const elapsed = timeShell(`${plumbHere} -socket=bench.sock:${localSocket} sh -c '${source}'`, env);
+  await waitFor(() => said.includes('received'), 'the socket sink to finish');
+  if (!said.includes(`received ${STREAM_BULK_BYTES}`)) throw new Error(`socket sink got ${said}`);
+  return elapsed;
+}
+
+/**
+ * p99 of the time a key typed into `plumb -t` takes to come back as the remote pty's echo, while STREAM_BULK flows
+ * from the same remote command through an -outfifo on the same connection (drained locally by cat).
+ */
+async function keystrokeEchoP99(port: number, localDir: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const fifo = join(localDir, 'bulk.fifo');
+  rmSync(fifo, { force: true });
+  execFileSync('mkfifo', [fifo]);
+  const drain = spawn('sh', ['-c', `cat ${fifo} >/dev/null`], { stdio: 'ignore' });
+  const remote = `head -c ${STREAM_BULK_BYTES} /dev/zero >"$NETPLUMB_SPOOL/bulk.fifo" & exec cat >/dev/null`;
+  const terminal = spawnPty(process.execPath, [bin.plumb, '-t', '-outfifo=bulk.fifo', `127.0.0.1:${port}`, 'sh', '-c', remote], {
+    cwd: localDir,
+    env: env as Record<string, string>,
+    cols: 80,
+    rows: 24,
+    encoding: null,
+  });
+  let seen = '';
+  terminal.onData((data: string | Buffer) => (seen += data.toString()));
+  const exited = new Promise<void>((resolve) => terminal.onExit(() => resolve()));
+  try {
+    // The remote cat is running once its terminal echoes a first key.
+    terminal.write('s');
+    await waitFor(() => seen.includes('s'), 'the remote terminal to echo');
+    const delays: number[] = [];
+    for (let key = 0; key < ECHO_KEYS; key++) {
+      const letter = String.fromCharCode(97 + (key % 26));
+      const before = seen.length;
+      const start = process.hrtime.bigint();
+      terminal.write(letter);
+      await waitFor(() => seen.length > before && seen.slice(before).includes(letter), 'a key echo', 5000, 0);
+      delays.push(Number(process.hrtime.bigint() - start) / 1e6);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    delays.sort((a, b) => a - b);
+    return delays[Math.min(delays.length - 1, Math.ceil(delays.length * 0.99) - 1)] as number;
+  } finally {
+    terminal.write('\x04');
+    terminal.kill();
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    drain.kill();
+  }
+}
+
+/** Polls check() every stepMs (0: every turn of the event loop) until true; throws after timeoutMs. */
+async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000, stepMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => (stepMs === 0 ? setImmediate(resolve) : setTimeout(resolve, stepMs)));
+  }
+}
 
 interface Row {
   metric: string;
@@ -151,6 +228,23 @@ async function main(): Promise<void> {
     const recipe = median(measure(`${plumb} -recipe=${recipeFile}`));
     const shellPipeline = median(measure(`${plumb} sh -c 'head -c ${RECIPE_BULK} /dev/zero | cat | wc -c'`));
     rows.push({ metric: `recipe, ${RECIPE_BULK} through 3 stages (wall)`, netplumb: recipe, peer: 'the same pipeline by sh -c there', peerValue: shellPipeline, unit: 'ms', target: '<= 1.25x' });
+
+    // Named pipes and sockets beside stdout over the same kind of connection, STREAM_BULK each. plumb runs in a
+    // directory of its own, so its relative FIFO and the daemon's (in the spool) are two different files.
+    const localDir = join(home, 'local');
+    mkdirSync(localDir);
+    const plumbHere = `cd ${localDir} && ${plumb}`;
+    const stdoutBulk = median(measure(`${plumb} head -c ${STREAM_BULK} /dev/zero >/dev/null`));
+    execFileSync('mkfifo', [join(localDir, 'bench.fifo')]);
+    const outFifo = median(
+      measure(`${plumbHere} -outfifo=bench.fifo sh -c 'head -c ${STREAM_BULK} /dev/zero >"$NETPLUMB_SPOOL/bench.fifo"' & cat ${join(localDir, 'bench.fifo')} >/dev/null; wait $!`),
+    );
+    rows.push({ metric: `-outfifo, ${STREAM_BULK}`, netplumb: streamMbPerSecond(outFifo), peer: 'plain stdout, same bytes', peerValue: streamMbPerSecond(stdoutBulk), unit: 'MB/s', target: '>= 0.8x' });
+    const socketRuns: number[] = [];
+    for (let run = 0; run < RUNS; run++) socketRuns.push(await timeSocketTransfer(plumbHere, localDir, env));
+    rows.push({ metric: `-socket, ${STREAM_BULK}`, netplumb: streamMbPerSecond(median(socketRuns)), peer: 'plain stdout, same bytes', peerValue: streamMbPerSecond(stdoutBulk), unit: 'MB/s', target: '>= 0.8x' });
+    const echo = await keystrokeEchoP99(daemon.port, localDir, env);
+    rows.push({ metric: `-t keystroke echo p99 (${ECHO_KEYS} keys) while ${STREAM_BULK} flows through an -outfifo`, netplumb: echo, peer: 'target', peerValue: undefined, unit: 'ms', target: '< 20 ms' });
 
     const nodeFloor = median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${process.execPath} -e 0`, env)));
     process.stdout.write('\n| metric | netplumb | peer | peer value | ratio | target |\n| --- | ---: | --- | ---: | ---: | --- |\n');

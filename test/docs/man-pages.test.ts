@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG, LIMIT_SETTINGS, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT } from '../../protocol/wire.js';
+import { DEFAULT_RECIPE_LIMITS, RECIPE_LIMIT_NAMES } from '../../recipes/limits.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
@@ -30,6 +31,7 @@ const PROGRAMS: readonly Program[] = [
   { name: 'netplumb-keygen', page: join(root, 'man/netplumb-keygen.1'), binary: join(here, '../../plumb-cli/keygen-main.js') },
 ];
 const PROTOCOL_SPEC = join(root, 'protocol/PROTOCOL.md');
+const RECIPE_PAGE = join(root, 'man/netplumb-recipe.5');
 
 function run(command: string, args: readonly string[]): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(command, args, { encoding: 'utf8', timeout: 30_000 });
@@ -83,12 +85,12 @@ function mentionsLongOption(text: string, name: string): boolean {
 }
 
 /**
- * The text of the first tagged paragraph whose tag is `-name`: its tag lines (several with .TQ) and the indented
- * body after them, up to the next line that is indented no deeper than the tag.
+ * The text of the first tagged paragraph whose tag is `-name` (or `name` with prefix ''): its tag lines (several
+ * with .TQ) and the indented body after them, up to the next line that is indented no deeper than the tag.
  */
-function paragraphOf(text: string, name: string): string | undefined {
+function paragraphOf(text: string, name: string, prefix = '-'): string | undefined {
   const lines = text.split('\n');
-  const start = lines.findIndex((line) => new RegExp(`^\\s+-${name}(\\s|$)`).test(line));
+  const start = lines.findIndex((line) => new RegExp(`^\\s+${prefix}${name}(\\s|$)`).test(line));
   if (start < 0) return undefined;
   const indentOf = (line: string): number => line.length - line.trimStart().length;
   const tagIndent = indentOf(lines[start] as string);
@@ -167,8 +169,31 @@ describe('man pages', () => {
     }
   });
 
-  test('every error code appears in netplumbd.8 or plumb.1', () => {
-    const text = renderedText(join(root, 'man/netplumbd.8')) + renderedText(join(root, 'man/plumb.1'));
+  test('netplumb-recipe.5 renders with groff -ww without a warning', () => {
+    const result = run(GROFF, ['-man', '-Tutf8', '-ww', '-z', RECIPE_PAGE]);
+    assert.equal(result.stderr, '');
+    assert.equal(result.status, 0);
+  });
+
+  test('netplumb-recipe.5 gives the default of every recipe limit', () => {
+    const text = renderedText(RECIPE_PAGE);
+    const wrong: string[] = [];
+    for (const name of RECIPE_LIMIT_NAMES) {
+      const paragraph = paragraphOf(text, name, '');
+      const expected = `Default: ${DEFAULT_RECIPE_LIMITS[name]}`;
+      if (paragraph === undefined || !mentions(paragraph, expected)) wrong.push(`${name}: expected "${expected}" in ${JSON.stringify(paragraph)}`);
+    }
+    assert.deepEqual(wrong, []);
+  });
+
+  test('netplumb-recipe.5 documents the three codes of the recipe check', () => {
+    const text = renderedText(RECIPE_PAGE);
+    const missing = [ErrorCode.RecipeSyntax, ErrorCode.RecipeInvalid, ErrorCode.RecipeTooLarge].filter((code) => !mentions(text, code));
+    assert.deepEqual(missing, []);
+  });
+
+  test('every error code appears in netplumbd.8, plumb.1 or netplumb-recipe.5', () => {
+    const text = renderedText(join(root, 'man/netplumbd.8')) + renderedText(join(root, 'man/plumb.1')) + renderedText(RECIPE_PAGE);
     const missing = Object.values(ErrorCode).filter((code) => !mentions(text, code));
     assert.deepEqual(missing, []);
   });

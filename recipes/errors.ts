@@ -1,0 +1,104 @@
+// RecipeError, the one error a recipe check throws, and RecipeSource, which turns an offset into the recipe text into
+// a line and column and builds errors that show the offending line with a caret under the column.
+
+import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import type { RecipeLocation } from './plan.js';
+
+export type RecipeErrorCode = typeof ErrorCode.RecipeSyntax | typeof ErrorCode.RecipeInvalid | typeof ErrorCode.RecipeTooLarge;
+
+/** Code points of a line shown around the column when the line is longer than this. */
+const SHOWN_LINE_CODE_POINTS = 160;
+
+/**
+ * A recipe was refused: syntax (NP_RECIPE_SYNTAX, also binary garbage), meaning (NP_RECIPE_INVALID) or a limit
+ * (NP_RECIPE_TOO_LARGE). `message` is `source:line:column: reason`; render() adds the line and a caret.
+ */
+export class RecipeError extends NetplumbError {
+  declare readonly code: RecipeErrorCode;
+  /** 1-based line; 1-based column in code points. */
+  readonly location: RecipeLocation;
+  /** The message without its location. */
+  readonly reason: string;
+  /** The text of the line the location points into, without its newline. */
+  readonly lineText: string;
+
+  constructor(code: RecipeErrorCode, reason: string, location: RecipeLocation, lineText: string, options?: { cause?: unknown }) {
+    super(code, `${location.source}:${location.line}:${location.column}: ${reason}`, options);
+    this.location = location;
+    this.reason = reason;
+    this.lineText = lineText;
+  }
+
+  /**
+   * `source:line:column: reason`, then the line (control characters shown as U+FFFD, long lines cut around the
+   * column) and a caret under the column. No trailing newline.
+   */
+  render(): string {
+    let points = Array.from(this.lineText.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\ufeff]/g, '\ufffd'));
+    let caretIndex = Math.min(Math.max(this.location.column - 1, 0), points.length);
+    if (points.length > SHOWN_LINE_CODE_POINTS) {
+      const half = SHOWN_LINE_CODE_POINTS / 2;
+      const start = Math.max(0, Math.min(caretIndex - half, points.length - SHOWN_LINE_CODE_POINTS));
+      const shown = points.slice(start, start + SHOWN_LINE_CODE_POINTS);
+      points = [...(start > 0 ? ['…'] : []), ...shown, ...(start + SHOWN_LINE_CODE_POINTS < points.length ? ['…'] : [])];
+      caretIndex = caretIndex - start + (start > 0 ? 1 : 0);
+    }
+    const pad = points
+      .slice(0, caretIndex)
+      .map((point) => (point === '\t' ? '\t' : ' '))
+      .join('');
+    return `${this.message}\n${points.join('')}\n${pad}^`;
+  }
+}
+
+/** The recipe text and its name, with the start of every line indexed for locate(). */
+export class RecipeSource {
+  readonly name: string;
+  readonly text: string;
+  /** Offsets (UTF-16) at which each line starts; lineStarts[0] is 0. */
+  private readonly lineStarts: number[];
+
+  constructor(text: string, name: string) {
+    this.text = text;
+    this.name = name;
+    this.lineStarts = [0];
+    for (let index = text.indexOf('\n'); index >= 0; index = text.indexOf('\n', index + 1)) this.lineStarts.push(index + 1);
+  }
+
+  /** Line and column (code points) of a UTF-16 offset; offsets past the end point just after the last character. */
+  locate(offset: number): RecipeLocation {
+    const clamped = Math.min(Math.max(offset, 0), this.text.length);
+    const lineIndex = this.lineIndexOf(clamped);
+    const start = this.lineStarts[lineIndex] ?? 0;
+    // The CR of a CRLF line end is not part of the line shown: a place on it is the end of the line.
+    const atCrlf = this.text[clamped] === '\n' && this.text[clamped - 1] === '\r' && clamped - 1 >= start;
+    const column = Array.from(this.text.slice(start, atCrlf ? clamped - 1 : clamped)).length + 1;
+    return { source: this.name, line: lineIndex + 1, column };
+  }
+
+  /** The text of a 1-based line without its newline (nor a CR before it). */
+  lineText(line: number): string {
+    const start = this.lineStarts[line - 1];
+    if (start === undefined) return '';
+    const next = this.lineStarts[line];
+    const end = next === undefined ? this.text.length : next - 1;
+    return this.text.slice(start, end).replace(/\r$/, '');
+  }
+
+  /** A RecipeError located at a UTF-16 offset of the text. */
+  error(code: RecipeErrorCode, reason: string, offset: number, options?: { cause?: unknown }): RecipeError {
+    const location = this.locate(offset);
+    return new RecipeError(code, reason, location, this.lineText(location.line), options);
+  }
+
+  private lineIndexOf(offset: number): number {
+    let low = 0;
+    let high = this.lineStarts.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if ((this.lineStarts[middle] ?? 0) <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+}

@@ -1,0 +1,161 @@
+// The checked recipe as the executor consumes it (stages with argv and resolved streams, named pipes and label
+// pipes to create) and formatPlan() for `plumb -check`. Only checkRecipe() builds a RecipePlan, so an executor may
+// trust it: labels exist, paths are absolute, and pipe ends open in an order that cannot deadlock.
+
+/** A place in a recipe's text; line and column are 1-based, column counts Unicode code points. */
+export interface RecipeLocation {
+  source: string;
+  line: number;
+  column: number;
+}
+
+/** Where a stage's stdin comes from. */
+export type StageInput =
+  | { kind: 'null' } // /dev/null
+  | { kind: 'plumb-stdin' } // <%stdin
+  | { kind: 'label'; label: string } // fed by >%label / 2>%label writers
+  | { kind: 'pipe'; fromStage: number } // previous line ended in |
+  | { kind: 'file'; path: string } // <file, absolute after resolution
+  | { kind: 'fifo'; name: string; path: string };
+
+/** Where a stage's stdout or stderr goes. */
+export type StageOutput =
+  | { kind: 'plumb-stdout' }
+  | { kind: 'plumb-stderr' }
+  | { kind: 'label'; label: string }
+  | { kind: 'pipe'; toStage: number }
+  | { kind: 'file'; path: string; append: boolean }
+  | { kind: 'fifo'; name: string; path: string };
+
+/** One command of the recipe, with its redirections applied left to right. */
+export interface RecipeStage {
+  /** 0-based, recipe order. */
+  index: number;
+  /** The label, or `line N`. */
+  name: string;
+  label?: string;
+  /** Where the command starts (its label if it has one). */
+  location: RecipeLocation;
+  /** argv[0] is the program, looked up in PATH by the executor. Never empty. */
+  argv: string[];
+  stdin: StageInput;
+  /** When 2>&1 made stdout and stderr share a target, the two values are equal objects. */
+  stdout: StageOutput;
+  stderr: StageOutput;
+  /** Ended in & or |: the next command starts without waiting for this one. */
+  background: boolean;
+}
+
+/** A named pipe declared with `fifo NAME`, to be created (mkfifo) in the spool directory before anything runs. */
+export interface RecipeFifo {
+  name: string;
+  /** Absolute: spoolDir joined with name. */
+  path: string;
+  /** Where the name is declared. */
+  location: RecipeLocation;
+}
+
+/** A label pipe: the stdin of readerStage, written by every stage in writerStages (never empty). */
+export interface RecipeLabelPipe {
+  label: string;
+  readerStage: number;
+  /** Ascending stage indexes; a stage writing both stdout and stderr to the label appears once. */
+  writerStages: number[];
+}
+
+export interface RecipePlan {
+  source: string;
+  /** Absolute, normalised. Every relative file name and every fifo lives here. */
+  spoolDir: string;
+  stages: RecipeStage[];
+  /** Named pipes to create in the spool dir. */
+  fifos: RecipeFifo[];
+  /** Label pipes (the executor creates them); only labels with at least one writer appear. */
+  labels: RecipeLabelPipe[];
+  readsPlumbStdin: boolean;
+}
+
+function describeInput(plan: RecipePlan, input: StageInput): string {
+  switch (input.kind) {
+    case 'null':
+      return '/dev/null';
+    case 'plumb-stdin':
+      return "plumb's stdin";
+    case 'label': {
+      const pipe = plan.labels.find((candidate) => candidate.label === input.label);
+      const writers = (pipe?.writerStages ?? []).map((index) => plan.stages[index]?.name ?? `#${index}`);
+      return `label pipe %${input.label} (written by ${writers.join(', ')})`;
+    }
+    case 'pipe':
+      return `pipe from ${plan.stages[input.fromStage]?.name ?? `#${input.fromStage}`}`;
+    case 'file':
+      return `file ${input.path}`;
+    case 'fifo':
+      return `fifo ${input.path}`;
+  }
+}
+
+function describeOutput(plan: RecipePlan, output: StageOutput): string {
+  switch (output.kind) {
+    case 'plumb-stdout':
+      return "plumb's stdout";
+    case 'plumb-stderr':
+      return "plumb's stderr";
+    case 'label': {
+      const pipe = plan.labels.find((candidate) => candidate.label === output.label);
+      const reader = pipe === undefined ? '?' : (plan.stages[pipe.readerStage]?.name ?? `#${pipe.readerStage}`);
+      return `label pipe %${output.label} (read by ${reader})`;
+    }
+    case 'pipe':
+      return `pipe to ${plan.stages[output.toStage]?.name ?? `#${output.toStage}`}`;
+    case 'file':
+      return `${output.append ? 'append to' : 'file'} ${output.path}`;
+    case 'fifo':
+      return `fifo ${output.path}`;
+  }
+}
+
+/** Quotes an argv word so the listing shows where words begin and end; plain words stay bare. */
+function showWord(word: string): string {
+  return /^[A-Za-z0-9_.,:=+\/@%-]+$/.test(word) ? word : JSON.stringify(word);
+}
+
+/**
+ * A human-readable plan, as `plumb -check` prints it: what is created in the spool directory, then each stage
+ * with its argv, where its three streams go, and whether the next stage waits for it. Ends with a newline.
+ */
+export function formatPlan(plan: RecipePlan): string {
+  const lines: string[] = [];
+  lines.push(`recipe ${plan.source}: ${plan.stages.length} command${plan.stages.length === 1 ? '' : 's'}`);
+  lines.push(`spool directory: ${plan.spoolDir}`);
+  if (plan.fifos.length > 0) {
+    lines.push('named pipes created before the first command and removed at the end:');
+    for (const fifo of plan.fifos) lines.push(`  ${fifo.path}`);
+  }
+  const files = new Set<string>();
+  for (const stage of plan.stages) {
+    for (const output of [stage.stdout, stage.stderr]) if (output.kind === 'file') files.add(output.path);
+  }
+  if (files.size > 0) {
+    lines.push('files written:');
+    for (const path of [...files].sort()) lines.push(`  ${path}`);
+  }
+  if (plan.labels.length > 0) {
+    lines.push('label pipes:');
+    for (const pipe of plan.labels) {
+      const writers = pipe.writerStages.map((index) => plan.stages[index]?.name ?? `#${index}`).join(', ');
+      const reader = plan.stages[pipe.readerStage]?.name ?? `#${pipe.readerStage}`;
+      lines.push(`  %${pipe.label}: ${writers} -> ${reader}`);
+    }
+  }
+  lines.push('commands, in start order:');
+  for (const stage of plan.stages) {
+    const at = `${stage.location.line}:${stage.location.column}`;
+    const wait = stage.background ? 'next starts at once' : 'next waits for it to end';
+    lines.push(`  [${stage.index}] ${stage.name} (${at}, ${wait}): ${stage.argv.map(showWord).join(' ')}`);
+    lines.push(`      stdin  <- ${describeInput(plan, stage.stdin)}`);
+    lines.push(`      stdout -> ${describeOutput(plan, stage.stdout)}`);
+    lines.push(`      stderr -> ${describeOutput(plan, stage.stderr)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
