@@ -48,7 +48,8 @@ interface PlumbArguments {
 
 const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket'];
 const FLAGS = ['accept-new', 'verbose', 'check'];
-const OPTIONAL_VALUE_OPTIONS = ['json'];
+/** `-json` alone means the report goes to stderr, as `-json=-` says. */
+const OPTIONAL_VALUE_OPTIONS = { json: '-' };
 
 function parseArguments(argv: readonly string[]): PlumbArguments {
   const program = new Command('plumb')
@@ -61,7 +62,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--recipe <file>', 'run the recipe in FILE on the machine instead of a command')
     .option('--check', 'check the recipe locally and print its plan; nothing runs and no machine is needed')
     .option('--spool <dir>', `with --check: the spool directory names are resolved against (default ${DEFAULT_SPOOL_DIR})`)
-    .option('--json [file]', "with --recipe: write a JSON report of every command's end to FILE (default: stderr)")
+    .option('--json [file]', "with --recipe: write a JSON report of every command's end to FILE (default or -: stderr)")
     .option('--export <names>', 'set these variables of this environment for the remote command(s) (NAME[,NAME...]; repeatable)', collect, [])
     .option('--infifo <path>', 'named pipe the remote command reads; filled with what is written into PATH here (repeatable)', collect, [])
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
@@ -121,7 +122,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     command,
     recipe: options.recipe,
     check,
-    json: options.json ?? false,
+    json: options.json === undefined ? false : options.json === true || options.json === '-' ? true : options.json,
     spool: options.spool,
     tty,
     exports: exportedNames(options.export),

@@ -7,8 +7,12 @@ export interface LongOptionSpec {
   withValue: readonly string[];
   /** Long flags without dashes, e.g. 'accept-new'. */
   flags: readonly string[];
-  /** Long options whose value is optional and only ever written inline (`-json` or `-json=FILE`). */
-  optionalValue?: readonly string[];
+  /**
+   * Long options whose value is optional and only ever written inline (`-json` or `-json=FILE`), each with the value
+   * its bare form stands for. The bare form is rewritten with that value, so the parser never takes the next word
+   * (the machine) for its value.
+   */
+  optionalValue?: Readonly<Record<string, string>>;
   /** Short options that take a value in the next word (e.g. 'p' for -p 2222), so the scan can skip it. */
   shortWithValue?: readonly string[];
 }
@@ -34,8 +38,9 @@ export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSp
       else out.push(`--${name}`);
       continue;
     }
-    if (match !== null && name !== undefined && spec.optionalValue?.includes(name)) {
-      out.push(match[2] === undefined ? `--${name}` : `--${name}=${match[2]}`);
+    const bareValue = name === undefined ? undefined : spec.optionalValue?.[name];
+    if (match !== null && name !== undefined && bareValue !== undefined) {
+      out.push(`--${name}=${match[2] ?? bareValue}`);
       continue;
     }
     if (match !== null && name !== undefined && match[2] === undefined && spec.flags.includes(name)) {

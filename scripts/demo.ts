@@ -1,5 +1,6 @@
 // `npm run demo`: the main job end to end on this machine. Throwaway keys in a temp dir, a netplumbd on
-// 127.0.0.1, real data through plumb (a tar stream checksummed remotely, compared with the local checksum),
+// 127.0.0.1, real data through plumb (a tar stream checksummed remotely, compared with the local checksum), the
+// backup recipe run by the daemon (archive, checksum and log in its spool directory, checked with sha256sum -c),
 // then everything stopped and removed. Exits non-zero if any step does not do what it shows.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const buildDir = dirname(dirname(fileURLToPath(import.meta.url)));
+const repoDir = dirname(buildDir);
 const bin = {
   plumb: join(buildDir, 'plumb-cli', 'main.js'),
   netplumbd: join(buildDir, 'daemon', 'main.js'),
@@ -39,7 +41,8 @@ async function main(): Promise<number> {
     writeFileSync(join(home, 'authorized_clients'), readFileSync(join(home, 'identity.pub')));
 
     step('netplumbd on 127.0.0.1');
-    const started = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`], {
+    const spool = join(home, 'spool');
+    const started = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     daemon = started;
@@ -74,6 +77,22 @@ async function main(): Promise<number> {
     process.stdout.write(`archive: ${archive.length} bytes\nlocal  sha256 ${local}\nremote sha256 ${remoteSum}\n`);
     if (remote.status !== 0 || remoteSum !== local) throw new Error('remote checksum differs from the local one');
     process.stdout.write('the same bytes arrived, encrypted on the wire\n');
+
+    const recipe = join(repoDir, 'recipes', 'examples', 'backup.rcp');
+    step(`plumb -check -recipe=recipes/examples/backup.rcp   (the plan, checked locally; nothing runs)`);
+    const check = run([bin.plumb, '-check', `-recipe=${recipe}`, `-spool=${spool}`], { env });
+    process.stdout.write(check.stdout);
+    if (check.status !== 0) throw new Error(`plumb -check exited ${check.status}: ${check.stderr}`);
+
+    step(`plumb ${machine} -recipe=recipes/examples/backup.rcp -json   (tar | gzip, sha256sum, one log, in the daemon's spool)`);
+    const backup = run([bin.plumb, machine, `-recipe=${recipe}`, '-json'], { env });
+    process.stdout.write(backup.stderr);
+    if (backup.status !== 0) throw new Error(`the backup recipe exited ${backup.status}`);
+    const listing = spawnSync('ls', ['-l', spool], { encoding: 'utf8' });
+    process.stdout.write(`spool directory ${spool}:\n${listing.stdout}`);
+    const verify = spawnSync('sha256sum', ['-c', 'common-licenses.tar.gz.sha256'], { cwd: spool, encoding: 'utf8' });
+    process.stdout.write(`sha256sum -c in the spool: ${verify.stdout}`);
+    if (verify.status !== 0) throw new Error(`the archive does not match its checksum: ${verify.stderr}`);
 
     step(`plumb ${machine} sh -c 'echo to-stderr >&2; exit 3'`);
     const failing = run([bin.plumb, machine, 'sh', '-c', 'echo to-stderr >&2; exit 3'], { env });
