@@ -56,6 +56,7 @@ export const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
   'max-unauthenticated': 'maxUnauthenticatedConnections',
   'max-streams': 'maxStreamsPerConnection',
   'initial-window-bytes': 'initialWindowBytes',
+  'max-window-bytes': 'maxWindowBytes',
   'idle-timeout-ms': 'idleTimeoutMs',
   'keepalive-interval-ms': 'keepaliveIntervalMs',
 };
@@ -191,6 +192,8 @@ export function validateLimits(limits: Limits): void {
     throw new ConfigError(ErrorCode.Config, 'max-data-payload-bytes must leave 64 bytes of room in max-packet-bytes');
   }
   if (limits.initialWindowBytes < 4096) throw new ConfigError(ErrorCode.Config, 'initial-window-bytes must be at least 4096');
+  if (limits.maxWindowBytes < limits.initialWindowBytes) throw new ConfigError(ErrorCode.Config, 'max-window-bytes cannot be below initial-window-bytes');
+  if (limits.maxWindowBytes > 2 ** 30) throw new ConfigError(ErrorCode.Config, 'max-window-bytes must be at most 1 GiB');
   if (limits.maxUnauthenticatedConnections > limits.maxConnections) {
     throw new ConfigError(ErrorCode.Config, 'max-unauthenticated cannot exceed max-connections');
   }

@@ -125,6 +125,7 @@ export class Daemon {
             side: 'daemon',
             maxStreams: this.config.limits.maxStreamsPerConnection,
             initialWindowBytes: this.config.limits.initialWindowBytes,
+            maxWindowBytes: this.config.limits.maxWindowBytes,
             maxDataPayloadBytes: this.config.limits.maxDataPayloadBytes,
           },
           session,

@@ -208,6 +208,7 @@ async function main(): Promise<number> {
       signals: process,
       maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
       initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+      maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
       maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
     };
     if (report === undefined) return await runRemoteCommand(connection, runOptions);

@@ -139,6 +139,8 @@ export interface RunOptions {
   signals: NodeJS.EventEmitter;
   maxStreams: number;
   initialWindowBytes: number;
+  /** Default: the initial window, never grown. */
+  maxWindowBytes?: number;
   maxDataPayloadBytes: number;
 }
 
@@ -152,6 +154,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
       side: 'client',
       maxStreams: options.maxStreams,
       initialWindowBytes: options.initialWindowBytes,
+      maxWindowBytes: options.maxWindowBytes ?? options.initialWindowBytes,
       maxDataPayloadBytes: options.maxDataPayloadBytes,
     },
     remote,

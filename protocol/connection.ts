@@ -80,6 +80,10 @@ const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode
 /** How long an Error packet gets to reach the peer before the transport is torn down. */
 const ERROR_LINGER_MS = 2000;
 
+/** Round trips timed before rttMs reports an estimate, and how often a flowing connection times another. */
+const RTT_SAMPLES_NEEDED = 3;
+const RTT_RESAMPLE_MS = 1000;
+
 /** Pause reading while this much is waiting to be written: a peer that does not read cannot grow our buffers. */
 const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 
@@ -96,6 +100,11 @@ export class SecureConnection {
   private presented: PublicIdentity | undefined;
   private peerMax = { maxPacketBytes: 0, initialWindowBytes: 0 };
   private lastReceivedMs = Date.now();
+  /** When our unanswered Ping left (performance.now()), to time the reply. */
+  private pingSentAt: number | undefined;
+  private lastPingAt = 0;
+  private minRttMs: number | undefined;
+  private rttSamples = 0;
   private lastSentMs = Date.now();
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -384,6 +393,7 @@ export class SecureConnection {
       case PacketType.Ping: {
         const fields = decodeFields(joinPayload(frame.payload, frame.payloadBytes));
         if (fields.optional(Field.reply) === undefined) this.sendFields(PacketType.Ping, [[Field.reply, '1']]);
+        else this.pingAnswered();
         return;
       }
       case PacketType.Goodbye:
@@ -403,6 +413,39 @@ export class SecureConnection {
     }
   }
 
+  /**
+   * The smallest round trip seen so far, in ms, once RTT_SAMPLES_NEEDED Pings have been timed; undefined before.
+   * Pings are timed only while the stream layer asks (sampleRtt) and for keepalive, so an idle connection sends
+   * nothing more. The smallest, because a reply delayed by a busy peer says nothing of the path.
+   */
+  get rttMs(): number | undefined {
+    return this.rttSamples >= RTT_SAMPLES_NEEDED ? this.minRttMs : undefined;
+  }
+
+  /**
+   * Times another round trip if none is under way and the estimate is young or stale: the stream layer calls this
+   * while data flows, so the estimate follows the path at no cost when the connection is idle.
+   */
+  sampleRtt(): void {
+    if (this.state !== State.Open || this.pingSentAt !== undefined) return;
+    if (this.rttSamples >= RTT_SAMPLES_NEEDED && performance.now() - this.lastPingAt < RTT_RESAMPLE_MS) return;
+    this.sendPing();
+  }
+
+  private sendPing(): void {
+    this.pingSentAt ??= performance.now();
+    this.lastPingAt = this.pingSentAt;
+    this.sendFields(PacketType.Ping, []);
+  }
+
+  private pingAnswered(): void {
+    if (this.pingSentAt === undefined) return;
+    const sample = performance.now() - this.pingSentAt;
+    this.pingSentAt = undefined;
+    this.rttSamples++;
+    this.minRttMs = Math.min(this.minRttMs ?? sample, sample);
+  }
+
   private handshakeCompleted(info: PeerInfo): void {
     clearTimeout(this.handshakeTimer);
     this.state = State.Open;
@@ -418,7 +461,7 @@ export class SecureConnection {
       if (now - this.lastReceivedMs >= this.limits.idleTimeoutMs) {
         this.fail(new ConnectionError(ErrorCode.IdleTimeout, `nothing received for ${this.limits.idleTimeoutMs} ms`));
       } else if (now - this.lastSentMs >= this.limits.keepaliveIntervalMs) {
-        this.sendFields(PacketType.Ping, []);
+        this.sendPing();
       }
     }, period);
     this.keepaliveTimer.unref();

@@ -36,6 +36,9 @@ const enum Turn {
   Idle,
 }
 
+/** Round trips (ms) below which a window does not grow; see MuxStream.windowGrowth. */
+export const WINDOW_GROWTH_MIN_RTT_MS = 3;
+
 /** Readable high-water mark of a stream: bytes pushed here are already credited back to the sender. */
 const STREAM_READ_BUFFER_BYTES = 64 * 1024;
 
@@ -53,6 +56,10 @@ export class MuxStream extends Duplex {
   private closeSent = false;
   private readonly receiveQueue: Buffer[] = [];
   private receiveWindow: number;
+  /** The window this side grants now: starts at ownWindowBytes and grows while it is what limits the stream. */
+  private grantedWindowBytes: number;
+  /** When the last credit went out (performance.now()). */
+  private lastCreditAt = performance.now();
   private consumedSinceCredit = 0;
   private readWanted = false;
   private endPushed = false;
@@ -61,13 +68,19 @@ export class MuxStream extends Duplex {
     private readonly mux: Mux,
     readonly id: number,
     peerWindowBytes: number,
-    private readonly ownWindowBytes: number,
+    ownWindowBytes: number,
   ) {
     super({ readableHighWaterMark: STREAM_READ_BUFFER_BYTES, writableHighWaterMark: STREAM_READ_BUFFER_BYTES, allowHalfOpen: true });
     this.idBytes = Buffer.alloc(STREAM_ID_BYTES);
     this.idBytes.writeUInt32BE(id, 0);
     this.sendCredit = peerWindowBytes;
     this.receiveWindow = ownWindowBytes;
+    this.grantedWindowBytes = ownWindowBytes;
+  }
+
+  /** The receive window this side grants the stream now, in bytes (the initial one, or more once grown). */
+  get windowBytes(): number {
+    return this.grantedWindowBytes;
   }
 
   /** Bytes received but not yet taken by the reader (bounded by the window). */
@@ -173,17 +186,39 @@ export class MuxStream extends Duplex {
     else this.destroy(new RemoteError(isErrorCode(code) ? code : ErrorCode.Internal, `peer refused stream ${this.id}`));
   }
 
+  /**
+   * Bytes by which the window grows now (0 or the current window). Half the window was taken since the last credit;
+   * if that took less than one round trip, the sender can only have a window per round trip in flight, so the window
+   * and not the consumer limits the stream: it doubles, up to maxWindowBytes. A small window otherwise keeps what
+   * waits ahead of an interactive stream's bytes short. Below WINDOW_GROWTH_MIN_RTT_MS the window never grows: the
+   * initial one already carries hundreds of MB/s there, and a round trip that short is mostly the peers' own event
+   * loops, which a bigger window would not shorten.
+   */
+  private windowGrowth(): number {
+    const now = performance.now();
+    const sinceLast = now - this.lastCreditAt;
+    this.lastCreditAt = now;
+    const rtt = this.mux.connection.rttMs;
+    this.mux.connection.sampleRtt();
+    if (rtt === undefined || rtt < WINDOW_GROWTH_MIN_RTT_MS || sinceLast >= rtt) return 0;
+    const growth = Math.min(this.grantedWindowBytes, this.mux.maxWindowBytes - this.grantedWindowBytes);
+    if (growth <= 0) return 0;
+    this.grantedWindowBytes += growth;
+    return growth;
+  }
+
   private flushReceived(): void {
     while (this.readWanted && this.receiveQueue.length > 0) {
       const piece = this.receiveQueue.shift() as Buffer;
       this.consumedSinceCredit += piece.length;
       this.readWanted = this.push(piece);
     }
-    if (this.consumedSinceCredit > 0 && this.consumedSinceCredit >= this.ownWindowBytes / 2 && !this.eofReceived) {
-      this.receiveWindow += this.consumedSinceCredit;
+    if (this.consumedSinceCredit > 0 && this.consumedSinceCredit >= this.grantedWindowBytes / 2 && !this.eofReceived) {
+      const credit = this.consumedSinceCredit + this.windowGrowth();
+      this.receiveWindow += credit;
       this.mux.connection.sendFields(PacketType.StreamWindow, [
         [Field.stream, String(this.id)],
-        [Field.credit, String(this.consumedSinceCredit)],
+        [Field.credit, String(credit)],
       ]);
       this.consumedSinceCredit = 0;
     }
@@ -199,6 +234,8 @@ export interface MuxOptions {
   maxStreams: number;
   /** Window this side grants each stream it receives on. */
   initialWindowBytes: number;
+  /** Most a stream's window grows to while the window, not the consumer, limits it (default: no growth). */
+  maxWindowBytes?: number;
   /** Largest StreamData payload this side sends. */
   maxDataPayloadBytes: number;
 }
@@ -213,6 +250,7 @@ export class Mux implements ConnectionHandler {
   private closedError: NetplumbError | undefined;
   private isClosed = false;
   private readonly maxPayloadBytes: number;
+  readonly maxWindowBytes: number;
 
   constructor(
     readonly connection: SecureConnection,
@@ -222,6 +260,7 @@ export class Mux implements ConnectionHandler {
     this.nextOwnId = options.side === 'client' ? 1 : 2;
     const peerMax = connection.peerLimits.maxPacketBytes - 64;
     this.maxPayloadBytes = Math.max(1, Math.min(options.maxDataPayloadBytes, peerMax));
+    this.maxWindowBytes = Math.max(options.maxWindowBytes ?? 0, options.initialWindowBytes);
   }
 
   get openStreams(): number {

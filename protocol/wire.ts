@@ -216,6 +216,8 @@ export interface Limits {
   maxStreamsPerConnection: number;
   /** Receive window each stream starts with, per direction. */
   initialWindowBytes: number;
+  /** Most a stream's receive window grows to while the window limits its throughput (long round trips). */
+  maxWindowBytes: number;
   /** A connection from which nothing was received for this long is closed. */
   idleTimeoutMs: number;
   /** A side that has sent nothing for this long sends a Ping. */
@@ -229,7 +231,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxConnections: 4096,
   maxUnauthenticatedConnections: 64,
   maxStreamsPerConnection: 256,
-  initialWindowBytes: 2 * 1024 * 1024,
+  initialWindowBytes: 256 * 1024,
+  maxWindowBytes: 16 * 1024 * 1024,
   idleTimeoutMs: 90_000,
   keepaliveIntervalMs: 30_000,
 });

@@ -180,7 +180,10 @@ export class RecipeRun {
 
   /** Stops starting commands, ends every running one (SIGTERM, then SIGKILL after the grace period) and cleans up. */
   abort(reason: string): Promise<RecipeOutcome> {
-    if (this.state === State.Finished) return this.outcome;
+    if (this.state === State.Finished) {
+      this.endLeftovers();
+      return this.outcome;
+    }
     if (this.state === State.Prepared) {
       this.abortReason = reason;
       this.finish();
@@ -203,6 +206,20 @@ export class RecipeRun {
       }
     }, 50);
     return this.outcome;
+  }
+
+  /**
+   * After the run: processes the commands left behind in their process groups (`sleep 60 &` in a command's shell)
+   * end with the session, as a single command's would. SIGTERM now, SIGKILL after the grace period.
+   */
+  private endLeftovers(): void {
+    const alive = this.groups.filter(groupAlive);
+    if (alive.length === 0) return;
+    for (const group of alive) signalGroup(group, 'SIGTERM');
+    const timer = setTimeout(() => {
+      for (const group of alive.filter(groupAlive)) signalGroup(group, 'SIGKILL');
+    }, this.options.killGraceMs);
+    timer.unref();
   }
 
   private joinIo(io: RecipeIo): Promise<unknown> {
@@ -527,9 +544,14 @@ function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatu
   return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error.message}`, code: STAGE_NOT_EXECUTABLE_CODE };
 }
 
-/** Resolves when the process has exited (at once if it already has, or never started). */
+/**
+ * Resolves when the process has exited (at once if it already has), or, for one that could not start, once its
+ * spawn error has been reported: Node emits that error a tick after spawn(), and the next command must not start
+ * (and end, and be reported) before it.
+ */
 function exited(child: ChildProcess): Promise<void> {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  if (child.pid === undefined) return new Promise((resolve) => child.once('error', () => resolve()));
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
