@@ -131,13 +131,14 @@ export class FifoSource {
     this.socket = socket;
     socket.on('data', (chunk: Buffer) => {
       const stream = this.roundStream();
+      if (stream === undefined) return;
       if (!stream.write(chunk)) {
         socket.pause();
         stream.once('drain', () => socket.resume());
       }
     });
     socket.on('end', () => {
-      if (this.finishing === undefined || this.stream !== undefined) this.roundStream().end();
+      if (this.finishing === undefined || this.stream !== undefined) this.roundStream()?.end();
       socket.destroy();
       this.socket = undefined;
       this.endRound();
@@ -161,11 +162,24 @@ export class FifoSource {
     resolve?.();
   }
 
-  private roundStream(): Duplex {
+  /** The current round's stream, opened at its first byte; undefined when no stream can be opened (reported). */
+  private roundStream(): Duplex | undefined {
     if (this.stream !== undefined) return this.stream;
-    const stream = this.openStream(this.roundsDone);
+    let stream: Duplex;
+    try {
+      stream = this.openStream(this.roundsDone);
+    } catch (error) {
+      // No stream for this round (the connection's stream limit, or it is closing): the writer is cut off.
+      this.socket?.destroy();
+      this.socket = undefined;
+      this.stopped = true;
+      this.onError(new EndpointError(`named pipe ${this.path}: cannot send a round: ${(error as Error).message}`, { cause: error }));
+      return undefined;
+    }
     this.stream = stream;
     stream.on('error', () => undefined);
+    // The far side sends nothing back; taking its EOF lets the stream end both ways and be forgotten.
+    stream.resume();
     // The far side dropped the round (its reader went away): stop taking bytes, so the local writer gets EPIPE.
     stream.on('close', () => {
       if (this.stream === stream && !stream.writableFinished) {
@@ -211,6 +225,8 @@ export class FifoSink {
       return;
     }
     stream.on('error', () => undefined);
+    // This end only reads a round: its own direction ends at once, so the stream is done when the round is.
+    stream.end();
     this.queue.push(stream);
     this.pump();
   }

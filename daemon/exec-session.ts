@@ -177,20 +177,22 @@ export class ExecSession implements SessionHandler {
 
   private start(fields: FieldList): void {
     let request: ExecRequest | RecipeRequest;
-    let streams: SessionStreams;
+    let streams: SessionStreams | undefined;
     try {
       if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
       request = decodeStartRequest(fields);
-      const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, this.options.acceptEnv));
-      if (refused.length > 0) {
-        throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
-      }
       streams = {
         stdin: this.claimStream(request.stdin),
         stdout: this.claimStream(request.stdout),
         stderr: this.claimStream(request.stderr),
       };
+      const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, this.options.acceptEnv));
+      if (refused.length > 0) {
+        throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
+      }
     } catch (error) {
+      // Streams the refused request named (those it could claim) are of no more use.
+      for (const stream of Object.values(streams ?? {})) stream.destroy();
       this.refuse(asNetplumbError(error));
       return;
     }

@@ -55,15 +55,20 @@ export class ClientEndpoints {
   private readonly sources: FifoSource[] = [];
   private readonly sinks: FifoSink[];
   private readonly listeners: SocketListener[] = [];
-  private failure: EndpointError | undefined;
 
-  private constructor(private readonly options: EndpointOptions) {
+  private constructor(
+    private readonly options: EndpointOptions,
+    private readonly report: (error: EndpointError) => void,
+  ) {
     this.sinks = options.outFifos.map((path) => new FifoSink(path, (error) => this.failed(error)));
   }
 
-  /** Makes the local FIFOs that are missing and checks socket paths, before connecting. */
-  static async prepare(options: EndpointOptions): Promise<ClientEndpoints> {
-    const self = new ClientEndpoints(options);
+  /**
+   * Makes the local FIFOs that are missing and checks socket paths, before connecting. report() hears of a local
+   * FIFO or socket that fails later, while the command runs (once per failure).
+   */
+  static async prepare(options: EndpointOptions, report: (error: EndpointError) => void): Promise<ClientEndpoints> {
+    const self = new ClientEndpoints(options, report);
     try {
       for (const pair of [...options.sockets, ...options.localSockets]) checkSocketPath(pair.local);
       for (const path of [...options.inFifos, ...options.outFifos]) {
@@ -116,11 +121,6 @@ export class ClientEndpoints {
     return true;
   }
 
-  /** The first failure of a local FIFO or socket, reported once the command has ended. */
-  get error(): EndpointError | undefined {
-    return this.failure;
-  }
-
   /** Resolves once every out-FIFO round received so far has been taken by a local reader. */
   async delivered(): Promise<void> {
     await Promise.all(this.sinks.map((sink) => sink.idle()));
@@ -135,6 +135,6 @@ export class ClientEndpoints {
   }
 
   private failed(error: EndpointError): void {
-    this.failure ??= error;
+    this.report(error);
   }
 }

@@ -196,7 +196,8 @@ async function main(): Promise<number> {
     job = { kind: StartKind.Recipe, text, source: args.recipe };
     report = new RecipeReport(args.recipe, args.machine as string, plan);
   }
-  const endpoints = await ClientEndpoints.prepare(args.endpoints);
+  // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
+  const endpoints = await ClientEndpoints.prepare(args.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`));
   try {
     const connection = await connect(args);
     const runOptions = {

@@ -124,6 +124,8 @@ function settingDefault(name: string): string {
       return String(DEFAULT_CONFIG.killGraceMs);
     case 'log-level':
       return DEFAULT_CONFIG.logLevel;
+    case 'accept-env':
+      return DEFAULT_CONFIG.acceptEnv.join(',');
     default: {
       const limit = LIMIT_SETTINGS[name];
       if (limit === undefined) throw new Error(`setting ${name} is new: add its default to this test and to netplumbd.8`);

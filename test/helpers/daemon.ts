@@ -110,6 +110,8 @@ export interface RunOptions {
   /** 'text' collects stderr into the result; 'stream' leaves child.stderr (bytes) to the caller. */
   stderr?: 'text' | 'stream';
   env?: NodeJS.ProcessEnv;
+  /** Working directory (default: this process's). */
+  cwd?: string;
   /** The process (its whole group) is killed after this long and the result rejects. */
   timeoutMs?: number;
 }
@@ -151,7 +153,7 @@ function alive(pid: number): boolean {
  */
 export function spawnProcess(scope: Scope, argv: readonly string[], options: RunOptions = {}): RunningProcess {
   const [file, ...args] = argv as [string, ...string[]];
-  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env });
+  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
   const pid = child.pid;
   onCleanup(scope, () => {
     if (pid !== undefined) killGroup(pid, 'SIGKILL');
