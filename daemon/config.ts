@@ -17,6 +17,8 @@ export interface DaemonConfig {
   listen: ListenAddress;
   hostKeyFile: string;
   clientsFile: string;
+  /** Directory of gluepot files, one per gluepot, named as authorized-clients lines name them. */
+  gluepotDir: string;
   spoolDir: string;
   stdio: boolean;
   foreground: boolean;
@@ -34,6 +36,7 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   listen: { host: '0.0.0.0', port: DEFAULT_PORT },
   hostKeyFile: '/etc/netplumb/host_key',
   clientsFile: '/etc/netplumb/authorized_clients',
+  gluepotDir: '/etc/netplumb/gluepots',
   spoolDir: '/var/lib/tapioca/tmp',
   stdio: false,
   foreground: false,
@@ -66,6 +69,7 @@ export const SETTING_NAMES: readonly string[] = [
   'listen',
   'hostkey',
   'clients',
+  'gluepots',
   'spool',
   'shutdown-grace-ms',
   'kill-grace-ms',
@@ -128,6 +132,9 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         break;
       case 'clients':
         config.clientsFile = value;
+        break;
+      case 'gluepots':
+        config.gluepotDir = value;
         break;
       case 'spool':
         if (!isAbsolute(value)) throw new ConfigError(ErrorCode.Config, `spool must be an absolute path, got ${value}`);

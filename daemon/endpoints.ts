@@ -10,6 +10,7 @@ import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
 import { Field, StreamPurpose } from '../protocol/wire.js';
+import { checkPath, type Gluepot } from './gluepots.js';
 import type { Logger } from './log.js';
 
 /**
@@ -37,10 +38,15 @@ export class DaemonEndpoints {
    * Makes every FIFO and listening socket before the command starts, so the command finds them in place.
    * Throws EndpointError (NP_ENDPOINT) naming the path that cannot be used; nothing is left behind then.
    */
-  static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger): Promise<DaemonEndpoints> {
+  static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger, gluepot?: Gluepot): Promise<DaemonEndpoints> {
     const self = new DaemonEndpoints(log);
     try {
-      const resolve = (path: string): string => resolveDaemonPath(path, spoolDir);
+      const resolve = (path: string): string => {
+        const resolved = resolveDaemonPath(path, spoolDir);
+        // Outside the spool directory only where the client's gluepot allows it, checked before anything is made.
+        if (gluepot !== undefined) checkPath(gluepot, resolved, spoolDir, 'named pipe or socket');
+        return resolved;
+      };
       const inFifos = endpoints.inFifos.map(resolve);
       const outFifos = endpoints.outFifos.map(resolve);
       const listenSockets = endpoints.listenSockets.map(resolve);

@@ -39,6 +39,7 @@ import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/ex
 import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
 import { DaemonEndpoints } from './endpoints.js';
+import { checkCommand, checkPath, type Gluepot } from './gluepots.js';
 import { spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
 
@@ -56,6 +57,8 @@ export interface ExecSessionOptions {
   spoolDir: string;
   /** Patterns of the variable names a client may export (accept-env). */
   acceptEnv: readonly string[];
+  /** What the client may run and name; absent: anything (a client line without gluepot=). */
+  gluepot?: Gluepot;
 }
 
 /** The environment every command starts with; nothing of the daemon's own environment leaks through. */
@@ -69,6 +72,11 @@ export function minimalEnvironment(): Record<string, string> {
     SHELL: user.shell ?? '/bin/sh',
     LANG: 'C.UTF-8',
   };
+}
+
+/** What a pty session without a command runs: the daemon user's login shell. */
+function loginShell(): string[] {
+  return [userInfo().shell ?? '/bin/sh', '-l'];
 }
 
 /**
@@ -88,6 +96,8 @@ export class ExecSession implements SessionHandler {
   private groupId: number | undefined;
   private recipeRun: RecipeRun | undefined;
   private endpoints: DaemonEndpoints | undefined;
+  /** Programs resolved by the gluepot check, to run as checked; undefined without a gluepot. */
+  private programs: string[] | undefined;
   private pty: PtyCommand | undefined;
   /** True while named pipes, sockets or a recipe's pipes are being made: the end of that step decides what happens next. */
   private preparing = false;
@@ -207,10 +217,19 @@ export class ExecSession implements SessionHandler {
         return;
       }
     }
+    let programs: string[] | undefined;
+    try {
+      programs = this.checkGluepot(request, plan);
+    } catch (error) {
+      for (const stream of Object.values(streams)) stream.destroy();
+      this.refuse(asNetplumbError(error));
+      return;
+    }
+    this.programs = programs;
     // Spawning from here on, so a second Start is refused while pipes and sockets are being made.
     this.state = State.Spawning;
     this.preparing = true;
-    DaemonEndpoints.prepare(request.endpoints, this.options.spoolDir, this.mux as Mux, this.log).then(
+    DaemonEndpoints.prepare(request.endpoints, this.options.spoolDir, this.mux as Mux, this.log, this.options.gluepot).then(
       (endpoints) => {
         this.preparing = false;
         this.endpoints = endpoints;
@@ -225,6 +244,27 @@ export class ExecSession implements SessionHandler {
       },
       (error: unknown) => this.preparationFailed(asNetplumbError(error), streams),
     );
+  }
+
+  /**
+   * With a gluepot, every program the request would run is resolved (PATH, symlinks) and must be listed, and every
+   * absolute file a recipe redirects to outside the spool directory must be allowed; nothing is made before this
+   * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked.
+   */
+  private checkGluepot(request: ExecRequest | RecipeRequest, plan: RecipePlan | undefined): string[] | undefined {
+    const { gluepot } = this.options;
+    if (gluepot === undefined) return undefined;
+    const searchPath = commandEnvironment(request.env, this.options.spoolDir)['PATH'] ?? '';
+    if (plan === undefined) {
+      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell();
+      return [checkCommand(gluepot, argv, searchPath, workingDirectory())];
+    }
+    for (const stage of plan.stages) {
+      for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
+        if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`);
+      }
+    }
+    return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir));
   }
 
   /** Pipes, sockets or a process could not be made: the Start is refused and the session waits for another. */
@@ -264,6 +304,7 @@ export class ExecSession implements SessionHandler {
     this.preparing = true;
     const recipeLog = this.log.child({ recipe: request.source });
     prepareRecipe(plan, {
+      ...(this.programs === undefined ? {} : { programs: this.programs }),
       env: commandEnvironment(request.env, this.options.spoolDir),
       killGraceMs: this.options.killGraceMs,
       onStageEnd: (end) => this.stageEnded(recipeLog, end),
@@ -320,7 +361,8 @@ export class ExecSession implements SessionHandler {
     const [program, ...args] = request.argv as [string, ...string[]];
     let child: ChildProcess;
     try {
-      child = spawn(program, args, {
+      child = spawn(this.programs?.[0] ?? program, args, {
+        argv0: program,
         stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
         detached: true,
         env: commandEnvironment(request.env, this.options.spoolDir),
@@ -397,8 +439,9 @@ export class ExecSession implements SessionHandler {
    * user's login shell.
    */
   private startPty(request: ExecRequest, pty: PtyRequest, streams: SessionStreams): void {
-    const shell = userInfo().shell ?? '/bin/sh';
-    const argv = request.argv.length > 0 ? request.argv : [shell, '-l'];
+    const asked = request.argv.length > 0 ? request.argv : loginShell();
+    const checked = this.programs?.[0];
+    const argv = checked === undefined ? asked : [checked, ...asked.slice(1)];
     const { stdin, stdout, stderr } = streams;
     let command: PtyCommand;
     try {

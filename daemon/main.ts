@@ -21,6 +21,7 @@ function parseArguments(argv: readonly string[]): { settings: Map<string, string
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)')
     .option('--hostkey <file>', 'host private key')
     .option('--clients <file>', 'authorized clients file')
+    .option('--gluepots <dir>', 'directory of gluepot files: the commands each client may run')
     .option('--spool <dir>', 'spool directory for recipes')
     .option('--foreground', 'stay in the foreground (the daemon never forks; accepted for compatibility)')
     .option('--stdio', 'serve one connection on stdin/stdout')
@@ -30,7 +31,7 @@ function parseArguments(argv: readonly string[]): { settings: Map<string, string
       outputError: (text, write) => write(`netplumbd: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
     });
   for (const name of SETTING_NAMES) {
-    if (!['listen', 'hostkey', 'clients', 'spool'].includes(name)) program.option(`--${name} <value>`);
+    if (!['listen', 'hostkey', 'clients', 'gluepots', 'spool'].includes(name)) program.option(`--${name} <value>`);
   }
   program.parse(normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS }), { from: 'user' });
   const options = program.opts<Record<string, string | boolean | undefined>>();
@@ -67,7 +68,7 @@ async function main(): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  process.on('SIGHUP', () => log.info('SIGHUP ignored: reloading comes with gluepots'));
+  process.on('SIGHUP', () => daemon.reload());
   if (config.stdio) {
     const transport = Duplex.from({ readable: process.stdin, writable: process.stdout });
     const failure = await daemon.serveOne(transport, 'stdio');

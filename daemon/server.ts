@@ -4,7 +4,8 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { AuthorizedClients, loadAuthorizedClients } from './authorized-clients.js';
+import { AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
+import { loadGluepot, type Gluepot } from './gluepots.js';
 import type { DaemonConfig, ListenAddress } from './config.js';
 import { ExecSession } from './exec-session.js';
 import type { Logger } from './log.js';
@@ -12,6 +13,12 @@ import { SecureConnection, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
+
+/** Who may connect, and what each may run. Replaced whole on reload. */
+interface Authorization {
+  clients: AuthorizedClients;
+  gluepots: Map<string, Gluepot>;
+}
 
 interface LiveConnection {
   transport: Duplex;
@@ -28,22 +35,67 @@ export class Daemon {
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private readonly hostKey: PrivateIdentity;
-  private clients: AuthorizedClients;
+  private authorization: Authorization;
 
   constructor(
     readonly config: DaemonConfig,
     private readonly log: Logger,
   ) {
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
-    this.clients = this.loadClients();
+    this.authorization = this.loadAuthorization(false);
     log.info('host key loaded', { fingerprint: this.hostKey.publicIdentity.fingerprint });
   }
 
-  private loadClients(): AuthorizedClients {
+  /**
+   * Reads the authorized clients and the gluepots they name. At start-up a bad line or gluepot only drops the
+   * clients it concerns (never into running unrestricted); on reload (strict) any problem refuses the whole reload.
+   */
+  private loadAuthorization(strict: boolean): Authorization {
     const file = loadAuthorizedClients(this.config.clientsFile);
+    if (strict && file.errors.length > 0) throw file.errors[0];
     for (const error of file.errors) this.log.warn('authorized clients: line ignored', { code: error.code, reason: error.message });
-    if (file.clients.length === 0) this.log.warn('no authorized clients: every connection will be refused', { file: this.config.clientsFile });
-    return new AuthorizedClients(file.clients);
+    const gluepots = new Map<string, Gluepot>();
+    const clients: AuthorizedClient[] = [];
+    for (const client of file.clients) {
+      const name = client.options.get('gluepot');
+      if (typeof name !== 'string') {
+        this.log.warn('client may run any command: its line names no gluepot', { fingerprint: client.identity.fingerprint, line: client.line });
+        clients.push(client);
+        continue;
+      }
+      try {
+        if (!gluepots.has(name)) gluepots.set(name, loadGluepot(this.config.gluepotDir, name));
+        clients.push(client);
+      } catch (error) {
+        if (strict) throw error;
+        const failure = asNetplumbError(error);
+        this.log.warn('authorized clients: line ignored, its gluepot cannot be used', { line: client.line, code: failure.code, reason: failure.message });
+      }
+    }
+    if (clients.length === 0) this.log.warn('no authorized clients: every connection will be refused', { file: this.config.clientsFile });
+    return { clients: new AuthorizedClients(clients), gluepots };
+  }
+
+  /**
+   * SIGHUP: reads the authorized clients and gluepots again. Running sessions keep what they started with; a file
+   * that cannot be read or has a bad line refuses the reload, and the settings in force stay.
+   */
+  reload(): boolean {
+    try {
+      this.authorization = this.loadAuthorization(true);
+      this.log.info('authorization reloaded', { clients: this.authorization.clients.size, gluepots: this.authorization.gluepots.size });
+      return true;
+    } catch (error) {
+      const failure = asNetplumbError(error);
+      this.log.error('reload refused: the settings in force stay', { code: failure.code, reason: failure.message });
+      return false;
+    }
+  }
+
+  /** The gluepot a client's line names (undefined: unrestricted). */
+  private gluepotOf(identity: PublicIdentity): Gluepot | undefined {
+    const name = this.authorization.clients.find(identity)?.options.get('gluepot');
+    return typeof name === 'string' ? this.authorization.gluepots.get(name) : undefined;
   }
 
   /** Listens on the configured address; resolves with the address actually bound (port 0 picks one). */
@@ -105,7 +157,7 @@ export class Daemon {
     const trust: ServerTrust = {
       hostKey: this.hostKey,
       authorize: (client: PublicIdentity) => {
-        if (this.clients.find(client) === undefined) {
+        if (this.authorization.clients.find(client) === undefined) {
           log.warn('client not authorized', { fingerprint: client.fingerprint });
           throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
         }
@@ -117,7 +169,13 @@ export class Daemon {
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
-        const session = new ExecSession(clientLog, { killGraceMs: this.config.killGraceMs, spoolDir: this.config.spoolDir, acceptEnv: this.config.acceptEnv });
+        const gluepot = this.gluepotOf(connection.peer.peer);
+        const session = new ExecSession(clientLog, {
+          killGraceMs: this.config.killGraceMs,
+          spoolDir: this.config.spoolDir,
+          acceptEnv: this.config.acceptEnv,
+          ...(gluepot === undefined ? {} : { gluepot }),
+        });
         live.session = session;
         const mux = new Mux(
           connection,

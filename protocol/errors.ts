@@ -34,6 +34,7 @@ export const ErrorCode = {
   CommandNotExecutable: 'NP_COMMAND_NOT_EXECUTABLE',
   SpawnFailed: 'NP_SPAWN_FAILED',
   EnvRefused: 'NP_ENV_REFUSED',
+  NotPermitted: 'NP_NOT_PERMITTED',
   // Replicated named pipes and sockets.
   Endpoint: 'NP_ENDPOINT',
   // Running recipes (the language's own codes are below).

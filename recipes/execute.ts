@@ -35,6 +35,8 @@ export interface RecipeRunOptions {
   killGraceMs: number;
   /** Called as each command ends (or fails to start), in the order that happens. */
   onStageEnd?: (end: StageEnd) => void;
+  /** The program file to run for each stage, already resolved (and checked) by the caller; argv[0] stays as written. */
+  programs?: readonly string[];
 }
 
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
@@ -275,7 +277,8 @@ export class RecipeRun {
         return undefined;
       }
       const [program, ...args] = stage.argv as [string, ...string[]];
-      child = spawn(program, args, { stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
+      const file = this.options.programs?.[stage.index] ?? program;
+      child = spawn(file, args, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
       const started = child;
       started.once('error', (error: NodeJS.ErrnoException) => {
         if (started.pid !== undefined) return;
@@ -308,7 +311,8 @@ export class RecipeRun {
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(input.name)?.readFd);
       case 'file': {
-        const fd = openSync(input.path, fs.O_RDONLY | fs.O_NOCTTY);
+        // Never through a symlink: one planted in the spool must not point a redirection elsewhere.
+        const fd = openSync(input.path, fs.O_RDONLY | fs.O_NOCTTY | fs.O_NOFOLLOW);
         opened.push(fd);
         return fd;
       }
@@ -328,7 +332,7 @@ export class RecipeRun {
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(output.name)?.writeFd);
       case 'file': {
-        const flags = fs.O_WRONLY | fs.O_CREAT | fs.O_NOCTTY | (output.append ? fs.O_APPEND : fs.O_TRUNC);
+        const flags = fs.O_WRONLY | fs.O_CREAT | fs.O_NOCTTY | fs.O_NOFOLLOW | (output.append ? fs.O_APPEND : fs.O_TRUNC);
         const fd = openSync(output.path, flags, OUTPUT_FILE_MODE);
         opened.push(fd);
         return fd;

@@ -1,0 +1,164 @@
+// Gluepots: the commands (and paths outside the spool directory) a client may use, one file per gluepot in the
+// daemon's gluepot directory. Every program a client asks for is resolved the way exec would find it (PATH, then
+// every symlink) and compared with the programs the gluepot lists, resolved the same way when the file is loaded.
+//
+//   # what backup clients may run
+//   /usr/bin/tar -cf - *          (patterns, one per argument; `*` and `?` as in a shell glob)
+//   /usr/bin/gzip ...             (`...` as the last word: any further arguments; a program alone: any arguments)
+//   path /srv/backup/*            (absolute paths a redirection, named pipe or socket may use outside the spool)
+
+import { accessSync, constants as fs, readFileSync, realpathSync, statSync } from 'node:fs';
+import { basename, delimiter, dirname, isAbsolute, join, normalize } from 'node:path';
+import { ConfigError, ErrorCode, RequestError } from '../protocol/errors.js';
+
+/** One allowed program, with argument patterns (undefined: any arguments). */
+export interface GluepotRule {
+  /** The program as written in the gluepot. */
+  written: string;
+  /** The program with every symlink resolved. */
+  program: string;
+  args: RegExp[] | undefined;
+  /** `...` ended the patterns: any further arguments. */
+  moreArgs: boolean;
+  line: number;
+}
+
+export interface Gluepot {
+  name: string;
+  rules: GluepotRule[];
+  /** Absolute paths outside the spool directory the client may name. */
+  paths: { pattern: string; matcher: RegExp }[];
+}
+
+const MORE_ARGUMENTS = '...';
+
+/** A shell-style glob (`*` any run of characters, `/` included; `?` one character) as an anchored RegExp. */
+export function globToRegExp(glob: string): RegExp {
+  let source = '';
+  for (const char of glob) {
+    if (char === '*') source += '[\\s\\S]*';
+    else if (char === '?') source += '[\\s\\S]';
+    else source += char.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`);
+}
+
+/** Parses one gluepot file; any bad line refuses the whole file (a half-understood allowlist is worse than none). */
+export function parseGluepot(text: string, name: string, source: string): Gluepot {
+  const gluepot: Gluepot = { name, rules: [], paths: [] };
+  for (const [index, raw] of text.split('\n').entries()) {
+    const line = index + 1;
+    const words = raw.trim().split(/\s+/).filter((word) => word !== '');
+    const [first, ...rest] = words;
+    if (first === undefined || first.startsWith('#')) continue;
+    const where = `${source}:${line}`;
+    if (first === 'path') {
+      if (rest.length !== 1 || !isAbsolute(rest[0] as string)) throw new ConfigError(ErrorCode.Config, `${where}: expected "path /ABSOLUTE/GLOB"`);
+      const pattern = normalize(rest[0] as string);
+      gluepot.paths.push({ pattern, matcher: globToRegExp(pattern) });
+      continue;
+    }
+    if (!isAbsolute(first)) throw new ConfigError(ErrorCode.Config, `${where}: a program must be an absolute path, not ${first}`);
+    let program: string;
+    try {
+      program = realpathSync(first);
+    } catch (error) {
+      throw new ConfigError(ErrorCode.Config, `${where}: ${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    }
+    const moreArgs = rest.at(-1) === MORE_ARGUMENTS;
+    const patterns = moreArgs ? rest.slice(0, -1) : rest;
+    gluepot.rules.push({
+      written: first,
+      program,
+      args: rest.length === 0 ? undefined : patterns.map(globToRegExp),
+      moreArgs,
+      line,
+    });
+  }
+  return gluepot;
+}
+
+/** A gluepot name is a file name in the gluepot directory (the authorized-clients parser checks its characters). */
+export function loadGluepot(dir: string, name: string): Gluepot {
+  const path = join(dir, name);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(ErrorCode.Config, `cannot read gluepot ${name} (${path}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return parseGluepot(text, name, path);
+}
+
+/**
+ * The program exec would run for argv[0], with every symlink resolved: a name with a slash as it is (relative to
+ * cwd), otherwise the first executable file on the search path.
+ */
+export function resolveProgram(program: string, searchPath: string, cwd: string): string {
+  const candidates = program.includes('/')
+    ? [isAbsolute(program) ? program : join(cwd, program)]
+    : searchPath
+        .split(delimiter)
+        .filter((dir) => dir !== '')
+        .map((dir) => join(dir, program));
+  for (const candidate of candidates) {
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, fs.X_OK);
+      return realpathSync(candidate);
+    } catch {
+      // Not here or not executable: exec would look further too.
+    }
+  }
+  throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
+}
+
+function argumentsAllowed(rule: GluepotRule, args: readonly string[]): boolean {
+  if (rule.args === undefined) return true;
+  if (args.length < rule.args.length || (!rule.moreArgs && args.length > rule.args.length)) return false;
+  return rule.args.every((pattern, index) => pattern.test(args[index] as string));
+}
+
+/**
+ * Checks one command against the gluepot and returns the resolved program to run (so what runs is what was
+ * checked). A refusal names the command, what it resolved to, and the gluepot.
+ */
+export function checkCommand(gluepot: Gluepot, argv: readonly string[], searchPath: string, cwd: string): string {
+  const [program, ...args] = argv as [string, ...string[]];
+  const resolved = resolveProgram(program, searchPath, cwd);
+  const rules = gluepot.rules.filter((rule) => rule.program === resolved);
+  if (rules.some((rule) => argumentsAllowed(rule, args))) return resolved;
+  const shown = resolved === program ? program : `${program} (${resolved})`;
+  const why = rules.length === 0 ? 'is not in' : 'has arguments not allowed by';
+  throw new RequestError(ErrorCode.NotPermitted, `command ${shown} ${why} gluepot ${gluepot.name}`);
+}
+
+/**
+ * The path with the symlinks of its existing part resolved (the rest, not made yet, as written), so a symlinked
+ * directory cannot carry a path out of where it seems to be.
+ */
+function resolveExisting(path: string): string {
+  const normalised = normalize(path);
+  const missing: string[] = [];
+  let existing = normalised;
+  for (;;) {
+    try {
+      return join(realpathSync(existing), ...missing.reverse());
+    } catch {
+      if (existing === dirname(existing)) return normalised;
+      missing.push(basename(existing));
+      existing = dirname(existing);
+    }
+  }
+}
+
+/** An absolute path outside the spool directory must match one of the gluepot's `path` lines. */
+export function checkPath(gluepot: Gluepot, path: string, spoolDir: string, what: string): void {
+  const normalised = resolveExisting(path);
+  spoolDir = resolveExisting(spoolDir);
+  if (normalised === spoolDir || normalised.startsWith(`${spoolDir}/`)) return;
+  if (gluepot.paths.some(({ matcher }) => matcher.test(normalised))) return;
+  throw new RequestError(ErrorCode.NotPermitted, `${what} ${normalised} is outside the spool directory and not allowed by gluepot ${gluepot.name}`);
+}
