@@ -24,13 +24,15 @@ export class EndpointError extends NetplumbError {
 }
 
 /**
- * Makes sure a FIFO exists at path: an existing FIFO is used as it is; a missing one is created with mode 0600 and
- * `created` says so (the caller removes what it created, and only that). Anything else at path is refused.
+ * Makes sure a FIFO exists at path: an existing FIFO is used as it is (unless mustCreate: then it is refused); a
+ * missing one is created with mode 0600 and `created` says so (the caller removes what it created, and only that).
+ * Anything else at path is refused.
  */
-export async function ensureFifo(path: string): Promise<{ created: boolean }> {
+export async function ensureFifo(path: string, mustCreate = false): Promise<{ created: boolean }> {
   try {
     const stat = lstatSync(path);
     if (!stat.isFIFO()) throw new EndpointError(`${path} exists and is not a named pipe`);
+    if (mustCreate) throw new EndpointError(`${path} exists already (in use by another session?)`);
     return { created: false };
   } catch (error) {
     if (error instanceof EndpointError) throw error;
@@ -150,6 +152,9 @@ export class FifoSource {
       this.nextRound();
     });
     socket.on('error', (error) => {
+      this.socket = undefined;
+      this.stopped = true;
+      this.settleFinish();
       this.stream?.destroy();
       this.endRound();
       if (!this.stopped) this.onError(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));

@@ -41,8 +41,9 @@ async function removeStaleSocket(path: string): Promise<void> {
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', () => resolve(false));
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code !== 'ECONNREFUSED'));
   });
+  // Only a refused connection proves the file stale; a busy service (EAGAIN) is alive.
   if (live) throw new EndpointError(`${path} is in use: another process listens on it`);
   unlinkSync(path);
 }
@@ -98,6 +99,8 @@ export class SocketListener {
       }
     });
     this.created = true;
+    // Accept failures (EMFILE) come as 'error' from now on: logged by dropping them, never an unhandled crash.
+    server.on('error', () => undefined);
   }
 
   /** Stops listening, drops every forwarded connection and removes the socket file it created. */
@@ -139,7 +142,12 @@ export function connectStream(path: string, stream: Duplex, onError: (error: End
   // Nothing goes to the service before it accepted; the stream's bytes wait in its window meanwhile.
   socket.once('connect', () => {
     connected = true;
-    void joinSocketAndStream(socket, stream);
+    // The far end may have dropped the stream while the service was accepting.
+    if (stream.destroyed) socket.destroy();
+    else void joinSocketAndStream(socket, stream);
+  });
+  stream.once('close', () => {
+    if (!connected) socket.destroy();
   });
   socket.once('error', (error) => {
     if (connected) return;

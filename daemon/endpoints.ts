@@ -55,8 +55,10 @@ export class DaemonEndpoints {
       if ([...inFifos, ...outFifos, ...listenSockets].some((path) => path.startsWith(`${spoolDir}/`))) {
         mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
       }
+      // A relative FIFO lives in the spool every session shares: it must be this session's own, never one found there.
+      const relative = new Set([...endpoints.inFifos, ...endpoints.outFifos].filter((path) => !isAbsolute(path)).map(resolve));
       for (const path of [...inFifos, ...outFifos]) {
-        if ((await ensureFifo(path)).created) self.createdFifos.push(path);
+        if ((await ensureFifo(path, relative.has(path))).created) self.createdFifos.push(path);
       }
       const failed = (error: EndpointError): void => {
         log.warn('named pipe failed', { code: error.code, reason: error.message });

@@ -25,6 +25,7 @@ import {
   encodeExit,
   encodeStageEnd,
   encodeStartReply,
+  type Endpoints,
   type ExecRequest,
   type ExportedEnv,
   type PtyRequest,
@@ -38,9 +39,10 @@ import { checkRecipe } from '../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
 import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
-import { DaemonEndpoints } from './endpoints.js';
+import { DaemonEndpoints, resolveDaemonPath } from './endpoints.js';
+import { EndpointError } from '../bridges/fifo.js';
 import { checkCommand, checkPath, type Gluepot } from './gluepots.js';
-import { spawnOnPty, type PtyCommand } from './pty.js';
+import { sessionGroups, spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
 
 const enum State {
@@ -74,6 +76,20 @@ export function minimalEnvironment(): Record<string, string> {
   };
 }
 
+/**
+ * A recipe's own named pipes are made and held by the recipe; the same path cannot also be a replicated -infifo or
+ * -outfifo (two readers would share one pipe). Refused before anything is made.
+ */
+function refuseReplicatedRecipeFifos(endpoints: Endpoints, plan: RecipePlan, spoolDir: string): void {
+  const declared = new Set(plan.fifos.map((fifo) => fifo.path));
+  for (const path of [...endpoints.inFifos, ...endpoints.outFifos]) {
+    const resolved = resolveDaemonPath(path, spoolDir);
+    if (declared.has(resolved)) {
+      throw new EndpointError(`${path} is a named pipe the recipe declares; replicate another path and let a command copy it`);
+    }
+  }
+}
+
 /** What a pty session without a command runs: the daemon user's login shell. */
 function loginShell(): string[] {
   return [userInfo().shell ?? '/bin/sh', '-l'];
@@ -99,6 +115,8 @@ export class ExecSession implements SessionHandler {
   /** Programs resolved by the gluepot check, to run as checked; undefined without a gluepot. */
   private programs: string[] | undefined;
   private pty: PtyCommand | undefined;
+  /** The command leads a pty session: ending it ends every group of that session. */
+  private ptySession = false;
   /** True while named pipes, sockets or a recipe's pipes are being made: the end of that step decides what happens next. */
   private preparing = false;
   private killTimer: NodeJS.Timeout | undefined;
@@ -166,21 +184,27 @@ export class ExecSession implements SessionHandler {
       void this.recipeRun.abort(reason ?? 'session ended').then(() => this.resolveDone());
       return;
     }
-    const group = this.groupId;
-    if (group === undefined || !groupAlive(group)) {
+    const leader = this.groupId;
+    // A pty command leads a session whose jobs may have groups of their own: all of them go, hung up first.
+    const groups = (): number[] => (leader === undefined ? [] : this.ptySession ? sessionGroups(leader) : [leader]).filter(groupAlive);
+    if (groups().length === 0) {
       this.resolveDone();
       return;
     }
-    if (reason !== undefined) this.log.info('ending process group', { pgid: group, reason });
-    signalGroup(group, 'SIGTERM');
+    if (reason !== undefined) this.log.info('ending process group', { pgid: leader, reason });
+    for (const group of groups()) {
+      if (this.ptySession) signalGroup(group, 'SIGHUP');
+      signalGroup(group, 'SIGTERM');
+    }
     const deadline = Date.now() + this.options.killGraceMs;
     clearInterval(this.killTimer);
     this.killTimer = setInterval(() => {
-      if (!groupAlive(group)) {
+      const alive = groups();
+      if (alive.length === 0) {
         clearInterval(this.killTimer);
         this.resolveDone();
       } else if (Date.now() >= deadline) {
-        signalGroup(group, 'SIGKILL');
+        for (const group of alive) signalGroup(group, 'SIGKILL');
       }
     }, 50);
   }
@@ -219,6 +243,7 @@ export class ExecSession implements SessionHandler {
     }
     let programs: string[] | undefined;
     try {
+      if (plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, this.options.spoolDir);
       programs = this.checkGluepot(request, plan);
     } catch (error) {
       for (const stream of Object.values(streams)) stream.destroy();
@@ -368,6 +393,12 @@ export class ExecSession implements SessionHandler {
         env: commandEnvironment(request.env, this.options.spoolDir),
         cwd: workingDirectory(),
       });
+    } catch (error) {
+      // Node throws at once for some failures (ENOTDIR, E2BIG, ...) and reports others as 'error' later.
+      outputs.stdout.destroy();
+      outputs.stderr.destroy();
+      this.preparationFailed(spawnError(program, error as NodeJS.ErrnoException), streams);
+      return;
     } finally {
       // The command has its own copies now; the daemon's must go, or the readers never see EOF.
       closeSync(outputs.writers.stdout);
@@ -444,19 +475,29 @@ export class ExecSession implements SessionHandler {
     const argv = checked === undefined ? asked : [checked, ...asked.slice(1)];
     const { stdin, stdout, stderr } = streams;
     let command: PtyCommand;
+    let exited = false;
     try {
       command = spawnOnPty(argv, pty, {
         env: commandEnvironment(request.env, this.options.spoolDir),
         cwd: workingDirectory(),
         onOutput: (data) => {
-          if (!stdout.write(data)) {
+          if (stdout.destroyed) return;
+          // After exit the rest of the output is read at once (node-pty drops what it has not read 200 ms on).
+          if (!stdout.write(data) && !exited) {
             command.pause();
             stdout.once('drain', () => command.resume());
           }
         },
         onExit: (status) => {
-          stdout.end();
-          void settled(stdout).then(() => this.exited(status, stdin));
+          exited = true;
+          command.resume();
+          this.pty = undefined;
+          stdin.pause();
+          // The last output arrives right after the exit; end the stream once it is in.
+          setTimeout(() => {
+            stdout.end();
+            void settled(stdout).then(() => this.exited(status, stdin));
+          }, PTY_LAST_OUTPUT_MS);
         },
       });
     } catch (error) {
@@ -465,6 +506,7 @@ export class ExecSession implements SessionHandler {
     }
     this.state = State.Running;
     this.groupId = command.pid;
+    this.ptySession = true;
     this.pty = command;
     this.log.info('command started', { pid: command.pid, argv, pty: pty.term });
     this.mux?.connection.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
@@ -473,7 +515,11 @@ export class ExecSession implements SessionHandler {
     stderr.end();
     stdout.resume();
     stderr.resume();
-    stdin.on('data', (chunk: Buffer) => command.write(chunk));
+    stdin.on('data', (chunk: Buffer) => {
+      if (!exited) command.write(chunk);
+    });
+    // plumb dropped the output: keep reading the pty (and discard), so the command is not blocked forever.
+    stdout.on('close', () => command.resume());
   }
 
   private resize(fields: FieldList): void {
@@ -532,6 +578,9 @@ export class ExecSession implements SessionHandler {
 }
 
 const execFileAsync = promisify(execFile);
+
+/** How long after a pty command's exit its last output is awaited before the output stream ends. */
+const PTY_LAST_OUTPUT_MS = 250;
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
 interface SessionStreams {

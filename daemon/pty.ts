@@ -1,7 +1,7 @@
 // A command on a pseudo-terminal (plumb -t): spawned through node-pty in its own session (so its process group is
 // its pid), output as raw bytes, input written as it comes, window size changes applied. Knows nothing of streams.
 
-import { accessSync, constants as fs, statSync } from 'node:fs';
+import { accessSync, constants as fs, readdirSync, readFileSync, statSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { spawn as spawnPty, type IPty } from 'node-pty';
@@ -39,13 +39,42 @@ export interface PtyCommand {
   resume(): void;
 }
 
+/**
+ * The process groups of a session (the pty command leads its session). A shell with job control puts each job in a
+ * group of its own, so ending the leader's group is not enough; /proc names them all.
+ */
+export function sessionGroups(sessionId: number): number[] {
+  const groups = new Set<number>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [sessionId];
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses, so split after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[3]) === sessionId) groups.add(Number(fields[2]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return [...groups];
+}
+
 /** Signal number to name, for an exit by signal. */
 function signalName(number: number): string {
   const entry = Object.entries(os.signals).find(([, value]) => value === number);
   return entry?.[0] ?? `SIG${number}`;
 }
 
-/** Spawns argv on a new pty; output goes to onOutput as bytes; onExit gets how it ended, after its last output. */
+/**
+ * Spawns argv on a new pty; output goes to onOutput as bytes; onExit gets how it ended. Output may still come for a
+ * moment after onExit (node-pty reads the rest for up to 200 ms), so the caller must not hold the pty paused then.
+ */
 export function spawnOnPty(
   argv: readonly string[],
   pty: PtyRequest,
@@ -67,7 +96,13 @@ export function spawnOnPty(
   return {
     pid: terminal.pid,
     write: (data) => terminal.write(data),
-    resize: (cols, rows) => terminal.resize(cols, rows),
+    resize: (cols, rows) => {
+      try {
+        terminal.resize(cols, rows);
+      } catch {
+        // The pty is closing (its command ended): a late size change has nothing to apply to.
+      }
+    },
     pause: () => terminal.pause(),
     resume: () => terminal.resume(),
   };

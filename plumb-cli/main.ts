@@ -259,10 +259,18 @@ function connect(args: PlumbArguments): Promise<SecureConnection> {
   });
 }
 
+/** Writes the JSON report; a file that cannot be written is said on stderr and never changes the exit status. */
 function writeJsonReport(report: RecipeReport, destination: true | string): void {
   const text = `${JSON.stringify(report.toJSON())}\n`;
-  if (destination === true) process.stderr.write(text);
-  else writeFileSync(destination, text, { mode: 0o600 });
+  if (destination === true) {
+    process.stderr.write(text);
+    return;
+  }
+  try {
+    writeFileSync(destination, text, { mode: 0o600 });
+  } catch (error) {
+    process.stderr.write(`plumb: cannot write the JSON report to ${destination}: ${(error as Error).message} (${ErrorCode.Usage})\n`);
+  }
 }
 
 /** Codes with which a daemon refuses a recipe before anything of it ran. */

@@ -7,7 +7,7 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fs, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, constants as fs, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,7 +177,8 @@ export class RecipeRun {
 
   /** Sends a signal to the process group of every command started so far. */
   signal(signal: NodeJS.Signals): void {
-    for (const group of this.groups) signalGroup(group, signal);
+    // Only groups still there: a number that was freed may belong to someone else by now.
+    for (const group of this.groups.filter(groupAlive)) signalGroup(group, signal);
   }
 
   /** Stops starting commands, ends every running one (SIGTERM, then SIGKILL after the grace period) and cleans up. */
@@ -278,7 +279,13 @@ export class RecipeRun {
       }
       const [program, ...args] = stage.argv as [string, ...string[]];
       const file = this.options.programs?.[stage.index] ?? program;
-      child = spawn(file, args, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
+      try {
+        child = spawn(file, args, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
+      } catch (error) {
+        // Node throws at once for some failures (ENOTDIR, E2BIG, ...) and reports others as 'error' later.
+        this.report(stage, spawnFailure(program, error as NodeJS.ErrnoException));
+        return undefined;
+      }
       const started = child;
       started.once('error', (error: NodeJS.ErrnoException) => {
         if (started.pid !== undefined) return;
@@ -310,12 +317,8 @@ export class RecipeRun {
         return this.heldFd(this.stagePipes.get(input.fromStage)?.readFd);
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(input.name)?.readFd);
-      case 'file': {
-        // Never through a symlink: one planted in the spool must not point a redirection elsewhere.
-        const fd = openSync(input.path, fs.O_RDONLY | fs.O_NOCTTY | fs.O_NOFOLLOW);
-        opened.push(fd);
-        return fd;
-      }
+      case 'file':
+        return openRedirection(input.path, fs.O_RDONLY, opened);
     }
   }
 
@@ -331,12 +334,8 @@ export class RecipeRun {
         return this.heldFd(this.stagePipes.get(output.toStage - 1)?.writeFd);
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(output.name)?.writeFd);
-      case 'file': {
-        const flags = fs.O_WRONLY | fs.O_CREAT | fs.O_NOCTTY | fs.O_NOFOLLOW | (output.append ? fs.O_APPEND : fs.O_TRUNC);
-        const fd = openSync(output.path, flags, OUTPUT_FILE_MODE);
-        opened.push(fd);
-        return fd;
-      }
+      case 'file':
+        return openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
     }
   }
 
@@ -424,8 +423,11 @@ export class RecipeRun {
 
   private finish(): void {
     if (this.state === State.Finished) return;
+    const aborting = this.state === State.Aborting;
     this.state = State.Finished;
     clearInterval(this.killTimer);
+    // The leaders are gone but an abort must still end what they left in their groups (SIGKILL after the grace).
+    if (aborting) this.endLeftovers();
     this.closeAllPipes();
     this.io.stdinWriter?.destroy();
     this.io.stdoutReader?.destroy();
@@ -436,6 +438,20 @@ export class RecipeRun {
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }
+}
+
+/**
+ * Opens a redirection's file for a command. Never through a symlink (one planted in the spool must not point a
+ * redirection elsewhere), and never blocking the daemon: O_NONBLOCK, then only a regular file or a character device
+ * (/dev/null) is accepted; a FIFO or socket that is not one of the recipe's own named pipes is refused. O_NONBLOCK
+ * changes nothing for those, so the command gets an ordinary descriptor.
+ */
+function openRedirection(path: string, flags: number, opened: number[]): number {
+  const fd = openSync(path, flags | fs.O_NOCTTY | fs.O_NOFOLLOW | fs.O_NONBLOCK, OUTPUT_FILE_MODE);
+  opened.push(fd);
+  const stat = fstatSync(fd);
+  if (!stat.isFile() && !stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);
+  return fd;
 }
 
 /**
