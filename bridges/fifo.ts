@@ -16,6 +16,12 @@ const execFileAsync = promisify(execFile);
 /** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
 export const FIFO_READER_POLL_MS = 20;
 
+/**
+ * After the far side drops a round, the source keeps no reader open this long, so a writer of that round still
+ * writing gets EPIPE (as with a local reader that went away); a new writer meanwhile just waits in open().
+ */
+export const DROPPED_ROUND_GRACE_MS = 100;
+
 /** A named pipe or socket path that cannot be used: missing directory, wrong file type, permission, length. */
 export class EndpointError extends NetplumbError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -69,6 +75,7 @@ export class FifoSource {
   private roundEnded: (() => void) | undefined;
   /** Set by finish(): the round that ends next is the last, and an empty one is not sent. */
   private finishing: (() => void) | undefined;
+  private dropTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly path: string,
@@ -112,6 +119,7 @@ export class FifoSource {
   /** Stops reading; a round in progress is cut off (its stream destroyed). */
   stop(): void {
     this.stopped = true;
+    clearTimeout(this.dropTimer);
     this.settleFinish();
     this.socket?.destroy();
     this.socket = undefined;
@@ -161,6 +169,16 @@ export class FifoSource {
     });
   }
 
+  /**
+   * After a dropped round no reader is kept open for DROPPED_ROUND_GRACE_MS, so its writers fail with EPIPE; then
+   * rounds start again. A writer of the dropped round that wrote nothing in the grace and writes later is read as a
+   * new round: from outside, nothing tells it from a new writer.
+   */
+  private awaitDroppedWriters(): void {
+    if (this.stopped) return;
+    this.dropTimer = setTimeout(() => this.nextRound(), DROPPED_ROUND_GRACE_MS);
+  }
+
   private settleFinish(): void {
     const resolve = this.finishing;
     this.finishing = undefined;
@@ -191,7 +209,7 @@ export class FifoSource {
         this.socket?.destroy();
         this.socket = undefined;
         this.endRound();
-        this.nextRound();
+        this.awaitDroppedWriters();
       }
     });
     return stream;
@@ -313,6 +331,7 @@ export class FifoSink {
     this.writing = false;
     this.pump();
   }
+
 
   private settleIdle(): void {
     if (this.writing || this.queue.length > 0) return;

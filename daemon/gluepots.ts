@@ -102,7 +102,8 @@ export function resolveProgram(program: string, searchPath: string, cwd: string)
     : searchPath
         .split(delimiter)
         .filter((dir) => dir !== '')
-        .map((dir) => join(dir, program));
+        // A relative entry is relative to the command's working directory, as exec takes it.
+        .map((dir) => (isAbsolute(dir) ? join(dir, program) : join(cwd, dir, program)));
   for (const candidate of candidates) {
     try {
       if (!statSync(candidate).isFile()) continue;

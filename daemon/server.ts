@@ -169,6 +169,12 @@ export class Daemon {
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
+        // Fail closed: a client a reload removed since its handshake gets nothing, never an unrestricted session.
+        if (this.authorization.clients.find(connection.peer.peer) === undefined) {
+          clientLog.warn('client no longer authorized after a reload');
+          connection.fail(new HandshakeError(ErrorCode.NotAuthorized, 'not authorized'), true);
+          return;
+        }
         const gluepot = this.gluepotOf(connection.peer.peer);
         const session = new ExecSession(clientLog, {
           killGraceMs: this.config.killGraceMs,

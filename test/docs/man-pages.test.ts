@@ -126,6 +126,8 @@ function settingDefault(name: string): string {
       return DEFAULT_CONFIG.logLevel;
     case 'accept-env':
       return DEFAULT_CONFIG.acceptEnv.join(',');
+    case 'gluepots':
+      return DEFAULT_CONFIG.gluepotDir;
     default: {
       const limit = LIMIT_SETTINGS[name];
       if (limit === undefined) throw new Error(`setting ${name} is new: add its default to this test and to netplumbd.8`);
