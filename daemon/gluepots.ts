@@ -61,7 +61,7 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
     if (!isAbsolute(first)) throw new ConfigError(ErrorCode.Config, `${where}: a program must be an absolute path, not ${first}`);
     let program: string;
     try {
-      program = realpathSync(first);
+      program = realpathSync.native(first);
     } catch (error) {
       throw new ConfigError(ErrorCode.Config, `${where}: ${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
     }
@@ -108,7 +108,7 @@ export function resolveProgram(program: string, searchPath: string, cwd: string)
     try {
       if (!statSync(candidate).isFile()) continue;
       accessSync(candidate, fs.X_OK);
-      return realpathSync(candidate);
+      return realpathSync.native(candidate);
     } catch {
       // Not here or not executable: exec would look further too.
     }
@@ -137,16 +137,18 @@ export function checkCommand(gluepot: Gluepot, argv: readonly string[], searchPa
 }
 
 /**
- * The path with the symlinks of its existing part resolved (the rest, not made yet, as written), so a symlinked
- * directory cannot carry a path out of where it seems to be.
+ * The path as the system will open it: the symlinks of its existing part resolved by realpath(3), `..` after a
+ * symlink taken from where the link points (Node's own realpathSync would settle `..` in the text first); the part
+ * not made yet as written. So a symlinked directory cannot carry a path out of where it seems to be.
  */
 function resolveExisting(path: string): string {
+  // Not normalised first: `link/..` must be settled as the system settles it, from where the link points.
   const normalised = normalize(path);
   const missing: string[] = [];
-  let existing = normalised;
+  let existing = path;
   for (;;) {
     try {
-      return join(realpathSync(existing), ...missing.reverse());
+      return join(realpathSync.native(existing), ...missing.reverse());
     } catch {
       if (existing === dirname(existing)) return normalised;
       missing.push(basename(existing));

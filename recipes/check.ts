@@ -438,8 +438,7 @@ class PlanBuilder {
         this.fail(ErrorCode.RecipeInvalid, `${name} is the named pipe declared on line ${fifo.location.line}: write @${fifo.name}`, offset);
       }
     }
-    // What is checked (here and by a gluepot) is what is opened: `..` is settled by the text, never after a symlink.
-    return normalised;
+    return path;
   }
 
   /** Gives each stage fed by a pipe or by label writers that stdin, refusing a second source of stdin. */

@@ -89,11 +89,11 @@ describe('netplumbd.service', () => {
     assert.match(result.stderr, /KillMod/);
   });
 
-  test('starts the daemon in the foreground as Type=exec and offers no reload', () => {
+  test('starts the daemon in the foreground as Type=exec and reloads it with SIGHUP', () => {
     const unit = settings(unitText);
     assert.equal(only(unit, 'Type'), 'exec');
     assert.match(only(unit, 'ExecStart') ?? '', /^\/\S*\/netplumbd -foreground$/);
-    assert.equal(unit.get('ExecReload'), undefined);
+    assert.equal(only(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
   });
 
   test('stops with KillMode=mixed and a stop timeout longer than both grace periods together', () => {
