@@ -515,8 +515,19 @@ export class ExecSession implements SessionHandler {
     stderr.end();
     stdout.resume();
     stderr.resume();
+    // Input goes to the pty no faster than it takes it: above the bound the stream stops being read, so no window
+    // credit goes back and the client is held back.
+    const throttle = (): void => {
+      if (command.queuedInputBytes() <= PTY_INPUT_QUEUE_BYTES / 2 || exited) stdin.resume();
+      else setTimeout(throttle, PTY_INPUT_POLL_MS);
+    };
     stdin.on('data', (chunk: Buffer) => {
-      if (!exited) command.write(chunk);
+      if (exited) return;
+      command.write(chunk);
+      if (command.queuedInputBytes() > PTY_INPUT_QUEUE_BYTES) {
+        stdin.pause();
+        setTimeout(throttle, PTY_INPUT_POLL_MS);
+      }
     });
     // plumb dropped the output: keep reading the pty (and discard), so the command is not blocked forever.
     stdout.on('close', () => command.resume());
@@ -578,6 +589,10 @@ export class ExecSession implements SessionHandler {
 }
 
 const execFileAsync = promisify(execFile);
+
+/** Input queued for a pty beyond which the stdin stream is paused, and how often it is checked then. */
+const PTY_INPUT_QUEUE_BYTES = 256 * 1024;
+const PTY_INPUT_POLL_MS = 10;
 
 /** How long after a pty command's exit its last output is awaited before the output stream ends. */
 const PTY_LAST_OUTPUT_MS = 250;

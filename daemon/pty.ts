@@ -33,6 +33,8 @@ export interface PtyCommand {
   /** The command's pid, also its process group (node-pty starts it in a new session). */
   pid: number;
   write(data: Buffer): void;
+  /** Input written but not yet taken by the pty, in bytes (0 when node-pty does not tell). */
+  queuedInputBytes(): number;
   resize(cols: number, rows: number): void;
   /** Stops reading output until resume(), so a slow client holds the command back. */
   pause(): void;
@@ -63,6 +65,23 @@ export function sessionGroups(sessionId: number): number[] {
     }
   }
   return [...groups];
+}
+
+/** node-pty's write queue, which it keeps private: what it holds tells how far input is ahead of the pty. */
+interface WriteQueueInternals {
+  _writeStream?: { _writeQueue?: { buffer: Buffer; offset: number }[] };
+}
+
+/**
+ * Bytes queued in node-pty for the pty, read from its internals (node-pty offers no backpressure of its own). A
+ * node-pty without them reads as 0: input then flows unthrottled, as node-pty itself would take it.
+ */
+function queuedInput(terminal: IPty): number {
+  const queue = (terminal as unknown as WriteQueueInternals)._writeStream?._writeQueue;
+  if (!Array.isArray(queue)) return 0;
+  let bytes = 0;
+  for (const task of queue) bytes += task.buffer.length - task.offset;
+  return bytes;
 }
 
 /** Signal number to name, for an exit by signal. */
@@ -96,6 +115,7 @@ export function spawnOnPty(
   return {
     pid: terminal.pid,
     write: (data) => terminal.write(data),
+    queuedInputBytes: () => queuedInput(terminal),
     resize: (cols, rows) => {
       try {
         terminal.resize(cols, rows);
