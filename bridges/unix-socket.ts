@@ -11,6 +11,9 @@ import { EndpointError } from './fifo.js';
 /** Longest socket path Linux takes (sun_path is 108 bytes with the NUL); Node would cut a longer one silently. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
+/** How long the end of a command waits for its forwarded socket connections to finish by themselves. */
+export const SOCKET_DRAIN_MS = 2000;
+
 /** Mode of the socket files a listener creates: only the owner may connect. */
 export const SOCKET_FILE_MODE = 0o600;
 
@@ -101,6 +104,15 @@ export class SocketListener {
     this.created = true;
     // Accept failures (EMFILE) come as 'error' from now on: logged by dropping them, never an unhandled crash.
     server.on('error', () => undefined);
+  }
+
+  /**
+   * Resolves once every forwarded connection has ended by itself, or after timeoutMs: what a command sent just
+   * before it exited is still delivered before close() cuts the rest.
+   */
+  async drained(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
   /** Stops listening, drops every forwarded connection and removes the socket file it created. */

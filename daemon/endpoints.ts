@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
-import { checkSocketPath, connectStream, SocketListener } from '../bridges/unix-socket.js';
+import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
@@ -105,9 +105,10 @@ export class DaemonEndpoints {
   /**
    * Everything the command wrote into its out-FIFOs, on its way: each FIFO gets a writer that opens and closes at
    * once, so the reader sees the end of what is buffered (or of the round a longer-lived writer still holds).
+   * Connections on listening sockets get up to SOCKET_DRAIN_MS to end by themselves.
    */
   async flush(): Promise<void> {
-    await Promise.all(this.sources.map((source) => source.finish()));
+    await Promise.all([...this.sources.map((source) => source.finish()), ...this.listeners.map((listener) => listener.drained(SOCKET_DRAIN_MS))]);
   }
 
   /** Stops every bridge, drops their streams and removes the FIFOs and socket files this session created. */

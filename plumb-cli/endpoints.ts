@@ -3,7 +3,7 @@
 // remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
 
 import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
-import { checkSocketPath, connectStream, SocketListener } from '../bridges/unix-socket.js';
+import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
@@ -121,9 +121,12 @@ export class ClientEndpoints {
     return true;
   }
 
-  /** Resolves once every out-FIFO round received so far has been taken by a local reader. */
+  /**
+   * Resolves once every out-FIFO round received so far has been taken by a local reader, and the connections on
+   * -local-socket listeners have ended (or SOCKET_DRAIN_MS passed).
+   */
   async delivered(): Promise<void> {
-    await Promise.all(this.sinks.map((sink) => sink.idle()));
+    await Promise.all([...this.sinks.map((sink) => sink.idle()), ...this.listeners.map((listener) => listener.drained(SOCKET_DRAIN_MS))]);
   }
 
   /** Stops every bridge and removes the FIFOs plumb created. */
