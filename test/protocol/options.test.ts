@@ -118,6 +118,20 @@ describe('normaliseLongOptions: the machine and the remote command', () => {
   });
 });
 
+describe('normaliseLongOptions: options whose value is optional', () => {
+  const spec: LongOptionSpec = { withValue: ['recipe'], flags: [], optionalValue: { json: '-' } };
+
+  test('a bare -json stands for its default value, so the machine after it is never taken for a value', () => {
+    assert.deepEqual(normaliseLongOptions(['host', '-recipe=r', '-json'], spec, 1), ['--recipe=r', '--json=-', 'host']);
+    assert.deepEqual(normaliseLongOptions(['-json', 'host', 'cmd'], spec, 1), ['--json=-', 'host', 'cmd']);
+  });
+
+  test('-json=FILE and --json=FILE keep their value', () => {
+    assert.deepEqual(normaliseLongOptions(['-json=out.json', 'host'], spec, 1), ['--json=out.json', 'host']);
+    assert.deepEqual(normaliseLongOptions(['--json=a=b', 'host'], spec, 1), ['--json=a=b', 'host']);
+  });
+});
+
 describe('plumb options end to end', () => {
   const TIMEOUT_MS = 120_000;
 
