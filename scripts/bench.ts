@@ -104,7 +104,23 @@ async function keystrokeEchoP99(port: number, localDir: string, env: NodeJS.Proc
     encoding: null,
   });
   let seen = '';
-  terminal.onData((data: string | Buffer) => (seen += data.toString()));
+  // Woken by the terminal's output itself: a polling loop here would take a core from the processes measured.
+  let onOutput: (() => void) | undefined;
+  terminal.onData((data: string | Buffer) => {
+    seen += data.toString();
+    onOutput?.();
+  });
+  const echoOf = (letter: string, before: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for a key echo')), 5000);
+      onOutput = () => {
+        if (!seen.slice(before).includes(letter)) return;
+        clearTimeout(timer);
+        onOutput = undefined;
+        resolve();
+      };
+      onOutput();
+    });
   const exited = new Promise<void>((resolve) => terminal.onExit(() => resolve()));
   try {
     // The remote cat is running once its terminal echoes a first key.
@@ -115,8 +131,9 @@ async function keystrokeEchoP99(port: number, localDir: string, env: NodeJS.Proc
       const letter = String.fromCharCode(97 + (key % 26));
       const before = seen.length;
       const start = process.hrtime.bigint();
+      const echoed = echoOf(letter, before);
       terminal.write(letter);
-      await waitFor(() => seen.length > before && seen.slice(before).includes(letter), 'a key echo', 5000, 0);
+      await echoed;
       delays.push(Number(process.hrtime.bigint() - start) / 1e6);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -130,12 +147,12 @@ async function keystrokeEchoP99(port: number, localDir: string, env: NodeJS.Proc
   }
 }
 
-/** Polls check() every stepMs (0: every turn of the event loop) until true; throws after timeoutMs. */
-async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000, stepMs = 20): Promise<void> {
+/** Polls check() every 20 ms until true; throws after timeoutMs. */
+async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => (stepMs === 0 ? setImmediate(resolve) : setTimeout(resolve, stepMs)));
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
