@@ -67,6 +67,7 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
     }
     const moreArgs = rest.at(-1) === MORE_ARGUMENTS;
     const patterns = moreArgs ? rest.slice(0, -1) : rest;
+    if (patterns.includes(MORE_ARGUMENTS)) throw new ConfigError(ErrorCode.Config, `${where}: ${MORE_ARGUMENTS} may only end a line`);
     gluepot.rules.push({
       written: first,
       program,

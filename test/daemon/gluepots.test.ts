@@ -121,6 +121,7 @@ describe('parseGluepot', () => {
     ['a relative program', 'tar -cf -'],
     ['a program named without a slash through PATH', 'true'],
     ['a missing program', '/nonexistent/netplumb-test-program'],
+    ['... before the last pattern', '/bin/echo ... x'],
   ] as const) {
     test(`refuses ${title} with NP_CONFIG naming the file and line`, () => {
       const message = refusal(() => parse(`# first\n/bin/true\n${line}\n`), ErrorCode.Config);
