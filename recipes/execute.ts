@@ -508,16 +508,31 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
 
     for (const pipe of [...labelPipes.values(), ...stagePipes.values(), ...fifoPipes.values()]) openBothEnds(pipe);
     // plumb's stdout and stderr: the daemon reads them through a non-blocking end; the commands get blocking write ends.
-    const stdoutReadFd = openSync(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
-    const stderrReadFd = openSync(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
+    // Until the sockets own them, these descriptors are closed here if a later open fails.
+    const loose: number[] = [];
+    const openLoose = (path: string, flags: number): number => {
+      const fd = openSync(path, flags);
+      loose.push(fd);
+      return fd;
+    };
+    let stdoutReadFd: number;
+    let stderrReadFd: number;
     let stdinWriteFd: number | undefined;
-    if (plan.readsPlumbStdin) {
-      const probe = openSync(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
-      stdinWriteFd = openSync(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
-      io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
-      closeSync(probe);
+    try {
+      stdoutReadFd = openLoose(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
+      io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
+      stderrReadFd = openLoose(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
+      io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
+      if (plan.readsPlumbStdin) {
+        const probe = openLoose(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
+        stdinWriteFd = openLoose(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
+        io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
+        closeSync(probe);
+        loose.splice(loose.indexOf(probe), 1);
+      }
+    } catch (error) {
+      for (const fd of loose) closeSync(fd);
+      throw error;
     }
     const ioPipes: IoPipes = {
       ...io,
