@@ -160,12 +160,13 @@ export class FifoSource {
       this.nextRound();
     });
     socket.on('error', (error) => {
+      const wasStopped = this.stopped;
       this.socket = undefined;
       this.stopped = true;
       this.settleFinish();
       this.stream?.destroy();
       this.endRound();
-      if (!this.stopped) this.onError(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));
+      if (!wasStopped) this.onError(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));
     });
   }
 
@@ -196,6 +197,7 @@ export class FifoSource {
       this.socket?.destroy();
       this.socket = undefined;
       this.stopped = true;
+      this.settleFinish();
       this.onError(new EndpointError(`named pipe ${this.path}: cannot send a round: ${(error as Error).message}`, { cause: error }));
       return undefined;
     }
@@ -209,7 +211,9 @@ export class FifoSource {
         this.socket?.destroy();
         this.socket = undefined;
         this.endRound();
-        this.awaitDroppedWriters();
+        // A source being finished ends here: no writer will come back to end another round.
+        if (this.finishing !== undefined) this.stop();
+        else this.awaitDroppedWriters();
       }
     });
     return stream;

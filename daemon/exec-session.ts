@@ -481,7 +481,7 @@ export class ExecSession implements SessionHandler {
         env: commandEnvironment(request.env, this.options.spoolDir),
         cwd: workingDirectory(),
         onOutput: (data) => {
-          if (stdout.destroyed) return;
+          if (stdout.destroyed || stdout.writableEnded) return;
           // After exit the rest of the output is read at once (node-pty drops what it has not read 200 ms on).
           if (!stdout.write(data) && !exited) {
             command.pause();
