@@ -5,6 +5,7 @@
 // Backpressure is the stream's window: a sink with no reader takes nothing, so the far writer is held back.
 
 import { closeSync, constants as fs, lstatSync, openSync, unlinkSync } from 'node:fs';
+import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { execFile } from 'node:child_process';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -32,9 +33,9 @@ export class EndpointError extends NetplumbError {
 /**
  * Makes sure a FIFO exists at path: an existing FIFO is used as it is (unless mustCreate: then it is refused); a
  * missing one is created with mode 0600 and `created` says so (the caller removes what it created, and only that).
- * Anything else at path is refused.
+ * Anything else at path is refused. It is made as `identity`, the account that will use it.
  */
-export async function ensureFifo(path: string, mustCreate = false): Promise<{ created: boolean }> {
+export async function ensureFifo(path: string, mustCreate = false, identity: CommandIdentity = OWN_IDENTITY): Promise<{ created: boolean }> {
   try {
     const stat = lstatSync(path);
     if (!stat.isFIFO()) throw new EndpointError(`${path} exists and is not a named pipe`);
@@ -45,7 +46,7 @@ export async function ensureFifo(path: string, mustCreate = false): Promise<{ cr
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new EndpointError(`cannot use ${path}: ${(error as Error).message}`, { cause: error });
   }
   try {
-    await execFileAsync('mkfifo', ['-m', '600', path]);
+    await execFileAsync(...identity.command('mkfifo', ['-m', '600', path]));
   } catch (error) {
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim().replace(/^mkfifo: /, '');
     throw new EndpointError(`cannot make named pipe ${path}: ${stderr !== '' ? stderr : (error as Error).message}`, { cause: error });

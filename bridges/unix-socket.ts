@@ -3,6 +3,7 @@
 // the service's socket at the other end. Half-close travels both ways (a socket's end() is the stream's EOF and the
 // reverse); a close or failure on either side drops the other.
 
+import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -85,8 +86,11 @@ export class SocketListener {
     private readonly openStream: () => Duplex,
   ) {}
 
-  /** Creates the socket file (mode 0600, stale file removed first); resolves once it accepts connections. */
-  async listen(): Promise<void> {
+  /**
+   * Creates the socket file (mode 0600, stale file removed first); resolves once it accepts connections. The
+   * bind(2) runs inside `identity.asUser`, so the file belongs to the account the command runs as.
+   */
+  async listen(identity: CommandIdentity = OWN_IDENTITY): Promise<void> {
     checkSocketPath(this.path);
     await removeStaleSocket(this.path);
     const server = createServer({ allowHalfOpen: true }, (socket) => this.accepted(socket));
@@ -96,7 +100,7 @@ export class SocketListener {
       // The umask decides the socket file's mode at bind(): set it around listen so the file is never more open.
       const previous = process.umask(0o777 & ~SOCKET_FILE_MODE);
       try {
-        server.listen(this.path, () => resolve());
+        identity.asUser(() => server.listen(this.path, () => resolve()));
       } finally {
         process.umask(previous);
       }

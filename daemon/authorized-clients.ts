@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { parsePublicKeyLine, type PublicIdentity } from '../protocol/keys.js';
+import { USER_NAME_PATTERN } from '../protocol/session.js';
 
 export interface AuthorizedClient {
   identity: PublicIdentity;
@@ -34,7 +35,6 @@ export const AUTHORIZED_CLIENT_OPTIONS: ReadonlyMap<string, OptionKind> = new Ma
 const SUPPORTED_KEY_TYPES = new Set(['ssh-ed25519', 'ssh-rsa']);
 const OPTION_NAME = /^[A-Za-z][A-Za-z0-9_-]*/;
 const GLUEPOT_NAME = /^[A-Za-z0-9_.@-]+$/;
-const USER_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
 
 /** The user names a `user=` option allows, or undefined when the client has no such option. */
 export function allowedUsers(client: AuthorizedClient): string[] | undefined {
@@ -117,7 +117,7 @@ function checkOptions(options: Map<string, string | true>): void {
   const users = options.get('user');
   if (typeof users === 'string') {
     for (const user of users.split(',')) {
-      if (!USER_NAME.test(user)) throw new LineError(`user name ${JSON.stringify(user)} is not valid`);
+      if (!USER_NAME_PATTERN.test(user)) throw new LineError(`user name ${JSON.stringify(user)} is not valid`);
     }
   }
 }
@@ -191,6 +191,10 @@ export class AuthorizedClients {
 
   get size(): number {
     return this.byFingerprint.size;
+  }
+
+  findByFingerprint(fingerprint: string): AuthorizedClient | undefined {
+    return this.byFingerprint.get(fingerprint);
   }
 
   find(identity: PublicIdentity): AuthorizedClient | undefined {

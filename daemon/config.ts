@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/netplumb/netplumbd.conf';
@@ -30,6 +31,13 @@ export interface DaemonConfig {
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** Names of variables a client may export (`-export`); a trailing `*` matches any rest. Others are refused. */
   acceptEnv: string[];
+  /**
+   * The account commands run as when the client's line names none (`run-as`). Unset: the daemon's own account,
+   * except that a daemon running as root refuses to start without it (root only when configured explicitly).
+   */
+  runAs: string | undefined;
+  /** Where minted one-time keys and spent ones (until they expire) are kept, one file each. */
+  oneTimeKeyDir: string;
 }
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
@@ -45,6 +53,8 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   killGraceMs: 2_000,
   logLevel: 'info',
   acceptEnv: ['LANG', 'LC_*', 'TZ'],
+  runAs: undefined,
+  oneTimeKeyDir: '/var/lib/netplumbd/one-time-keys',
 });
 
 /** Settings as strings, by option name, from the config file or the command line. */
@@ -75,6 +85,8 @@ export const SETTING_NAMES: readonly string[] = [
   'kill-grace-ms',
   'log-level',
   'accept-env',
+  'run-as',
+  'one-time-keys',
   ...Object.keys(LIMIT_SETTINGS),
 ];
 
@@ -148,6 +160,14 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         break;
       case 'accept-env':
         config.acceptEnv = parseAcceptEnv(value);
+        break;
+      case 'run-as':
+        if (!USER_NAME_PATTERN.test(value)) throw new ConfigError(ErrorCode.Config, `run-as: ${value} is not a user name`);
+        config.runAs = value;
+        break;
+      case 'one-time-keys':
+        if (!isAbsolute(value)) throw new ConfigError(ErrorCode.Config, `one-time-keys must be an absolute path, got ${value}`);
+        config.oneTimeKeyDir = normalize(value);
         break;
       case 'log-level':
         if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {

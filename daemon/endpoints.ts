@@ -2,15 +2,16 @@
 // spool directory for relative paths), listens on its listen-sockets, and joins each round or connection to a
 // stream. Everything it created is removed when the session ends.
 
-import { mkdirSync } from 'node:fs';
-import { isAbsolute, join, normalize } from 'node:path';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
 import { Field, StreamPurpose } from '../protocol/wire.js';
-import { checkPath, type Gluepot } from './gluepots.js';
+import { checkPath, checkRealPath, type Gluepot } from './gluepots.js';
 import type { Logger } from './log.js';
 
 /**
@@ -24,6 +25,12 @@ export function resolveDaemonPath(path: string, spoolDir: string): string {
   return join(spoolDir, path);
 }
 
+/** What a session's endpoints may use: the client's gluepot (absent: any path) and the command's identity. */
+export interface EndpointAccess {
+  gluepot?: Gluepot;
+  identity?: CommandIdentity;
+}
+
 export class DaemonEndpoints {
   private readonly createdFifos: string[] = [];
   private readonly sources: FifoSource[] = [];
@@ -32,14 +39,23 @@ export class DaemonEndpoints {
   private connectPaths: string[] = [];
   private closed = false;
 
-  private constructor(private readonly log: Logger) {}
+  private constructor(
+    private readonly log: Logger,
+    private readonly identity: CommandIdentity,
+  ) {}
 
   /**
    * Makes every FIFO and listening socket before the command starts, so the command finds them in place.
    * Throws EndpointError (NP_ENDPOINT) naming the path that cannot be used; nothing is left behind then.
    */
-  static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger, gluepot?: Gluepot): Promise<DaemonEndpoints> {
-    const self = new DaemonEndpoints(log);
+  static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger, access: EndpointAccess = {}): Promise<DaemonEndpoints> {
+    const { gluepot, identity = OWN_IDENTITY } = access;
+    const self = new DaemonEndpoints(log, identity);
+    // Made with the command's rights; then checked again where it really is, in case a command the client ran
+    // has swapped a directory on the way for a symlink since the first check.
+    const recheck = (path: string): void => {
+      if (gluepot !== undefined) checkRealPath(gluepot, join(realpathSync.native(dirname(path)), basename(path)), spoolDir, 'named pipe or socket');
+    };
     try {
       const resolve = (path: string): string => {
         const resolved = resolveDaemonPath(path, spoolDir);
@@ -58,7 +74,8 @@ export class DaemonEndpoints {
       // A relative FIFO lives in the spool every session shares: it must be this session's own, never one found there.
       const relative = new Set([...endpoints.inFifos, ...endpoints.outFifos].filter((path) => !isAbsolute(path)).map(resolve));
       for (const path of [...inFifos, ...outFifos]) {
-        if ((await ensureFifo(path, relative.has(path))).created) self.createdFifos.push(path);
+        if ((await ensureFifo(path, relative.has(path), identity)).created) self.createdFifos.push(path);
+        recheck(path);
       }
       const failed = (error: EndpointError): void => {
         log.warn('named pipe failed', { code: error.code, reason: error.message });
@@ -76,7 +93,8 @@ export class DaemonEndpoints {
       for (const [index, path] of listenSockets.entries()) {
         const listener = new SocketListener(path, () => mux.openStream([[Field.purpose, StreamPurpose.ListenSocket], [Field.endpoint, String(index)]]));
         self.listeners.push(listener);
-        await listener.listen();
+        await listener.listen(identity);
+        recheck(path);
       }
       return self;
     } catch (error) {
@@ -98,7 +116,8 @@ export class DaemonEndpoints {
     }
     const path = this.connectPaths[index];
     if (path === undefined || this.closed) stream.destroy();
-    else connectStream(path, stream, (error) => this.log.info('socket connection refused', { code: error.code, reason: error.message }));
+    // connect(2) happens within connectStream(), synchronously: the service sees the command's account, not root.
+    else this.identity.asUser(() => connectStream(path, stream, (error) => this.log.info('socket connection refused', { code: error.code, reason: error.message })));
     return true;
   }
 

@@ -10,12 +10,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
-import type { FieldList } from '../protocol/fields.js';
+import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import type { RecipePlan } from '../recipes/plan.js';
 import {
@@ -25,6 +25,10 @@ import {
   encodeExit,
   encodeStageEnd,
   encodeStartReply,
+  decodeMintRequest,
+  encodeMintReply,
+  type MintRequest,
+  type MintedKey,
   type Endpoints,
   type ExecRequest,
   type ExportedEnv,
@@ -33,17 +37,21 @@ import {
   type StageEnd,
   type ExitStatus,
   type ForwardableSignal,
+  type KeyBinding,
 } from '../protocol/session.js';
-import { PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
 import { checkRecipe } from '../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
 import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
 import { DaemonEndpoints, resolveDaemonPath } from './endpoints.js';
 import { EndpointError } from '../bridges/fifo.js';
-import { checkCommand, checkPath, type Gluepot } from './gluepots.js';
+import { checkCommand, checkPath, checkRealPath, type Gluepot } from './gluepots.js';
+import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
+import { checkBinding } from './one-time-keys.js';
 import { sessionGroups, spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
+import { groupAlive, signalGroup } from '../recipes/process-groups.js';
 
 const enum State {
   Waiting,
@@ -61,19 +69,24 @@ export interface ExecSessionOptions {
   acceptEnv: readonly string[];
   /** What the client may run and name; absent: anything (a client line without gluepot=). */
   gluepot?: Gluepot;
+  /** Who the commands may run as: the accounts the client's line allows (`user=`) and the daemon's default. */
+  accounts: SessionAccounts;
+  /** A one-time key's session: the one command (or recipe) it may start; anything else is refused. */
+  binding?: KeyBinding;
+  /** A controller's session: makes a one-time key for a binding already checked here. Absent: MintKey is refused. */
+  mint?: (binding: KeyBinding & { user: string }, lifetimeSeconds: number) => MintedKey;
 }
 
-/** The environment every command starts with; nothing of the daemon's own environment leaks through. */
-export function minimalEnvironment(): Record<string, string> {
-  const user = userInfo();
-  return {
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-    HOME: user.homedir,
-    USER: user.username,
-    LOGNAME: user.username,
-    SHELL: user.shell ?? '/bin/sh',
-    LANG: 'C.UTF-8',
-  };
+export interface SessionAccounts {
+  /** The `user=` list of the client's line; undefined: only the configured account. */
+  allowed: readonly string[] | undefined;
+  /** The daemon's run-as account (its own when not configured). */
+  configured: string;
+}
+
+/** The environment every command starts with: the account's login variables, nothing of the daemon's own. */
+export function minimalEnvironment(runAs: RunAs): Record<string, string> {
+  return { PATH: '/usr/local/bin:/usr/bin:/bin', ...runAs.environment(), LANG: 'C.UTF-8' };
 }
 
 /**
@@ -90,17 +103,17 @@ function refuseReplicatedRecipeFifos(endpoints: Endpoints, plan: RecipePlan, spo
   }
 }
 
-/** What a pty session without a command runs: the daemon user's login shell. */
-function loginShell(): string[] {
-  return [userInfo().shell ?? '/bin/sh', '-l'];
+/** What a pty session without a command runs: the account's login shell. */
+function loginShell(runAs: RunAs): string[] {
+  return [runAs.account.shell, '-l'];
 }
 
 /**
  * The minimal environment, NETPLUMB_SPOOL (where relative named pipes and sockets live), and the client's exported
  * variables (already accepted) on top.
  */
-function commandEnvironment(exported: ExportedEnv, spoolDir: string): Record<string, string> {
-  const env: Record<string, string> = { ...minimalEnvironment(), NETPLUMB_SPOOL: spoolDir };
+function commandEnvironment(exported: ExportedEnv, identity: SessionIdentity): Record<string, string> {
+  const env: Record<string, string> = { ...minimalEnvironment(identity.runAs), NETPLUMB_SPOOL: identity.spoolDir };
   for (const [name, value] of exported) env[name] = value;
   return env;
 }
@@ -115,6 +128,8 @@ export class ExecSession implements SessionHandler {
   /** Programs resolved by the gluepot check, to run as checked; undefined without a gluepot. */
   private programs: string[] | undefined;
   private pty: PtyCommand | undefined;
+  /** Who the commands run as and where their spool is, once the Start has been accepted. */
+  private identity: SessionIdentity | undefined;
   /** The command leads a pty session: ending it ends every group of that session. */
   private ptySession = false;
   /** True while named pipes, sockets or a recipe's pipes are being made: the end of that step decides what happens next. */
@@ -160,6 +175,9 @@ export class ExecSession implements SessionHandler {
         return;
       case PacketType.Resize:
         this.resize(fields);
+        return;
+      case PacketType.MintKey:
+        this.mintKey(fields);
         return;
       default:
         throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by the daemon`);
@@ -224,37 +242,57 @@ export class ExecSession implements SessionHandler {
       if (refused.length > 0) {
         throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
       }
+      if (this.options.binding !== undefined) checkBinding(this.options.binding, request);
     } catch (error) {
       // Streams the refused request named (those it could claim) are of no more use.
       for (const stream of Object.values(streams ?? {})) stream.destroy();
       this.refuse(asNetplumbError(error));
       return;
     }
-    let plan: RecipePlan | undefined;
-    if (request.kind === StartKind.Recipe) {
-      try {
-        plan = checkRecipe(request.text, { sourceName: request.source, spoolDir: this.options.spoolDir });
-      } catch (error) {
-        for (const stream of Object.values(streams)) stream.destroy();
-        if (error instanceof RecipeError) this.refuse(new RequestError(error.code, error.render(), { cause: error }));
-        else this.refuse(asNetplumbError(error));
-        return;
-      }
-    }
-    let programs: string[] | undefined;
-    try {
-      if (plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, this.options.spoolDir);
-      programs = this.checkGluepot(request, plan);
-    } catch (error) {
-      for (const stream of Object.values(streams)) stream.destroy();
-      this.refuse(asNetplumbError(error));
-      return;
-    }
-    this.programs = programs;
-    // Spawning from here on, so a second Start is refused while pipes and sockets are being made.
+    // Spawning from here on, so a second Start is refused while the account, pipes and sockets are readied.
     this.state = State.Spawning;
     this.preparing = true;
-    DaemonEndpoints.prepare(request.endpoints, this.options.spoolDir, this.mux as Mux, this.log, this.options.gluepot).then(
+    this.identify(request).then(
+      (identity) => this.startAs(request, streams, identity),
+      (error: unknown) => this.preparationFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  /**
+   * The account the commands run as (refused unless the client's line allows it) and its spool: the daemon's
+   * own, or under `users/NAME` in it for another account. A daemon not running as root only runs commands as itself.
+   */
+  private async identify(request: ExecRequest | RecipeRequest): Promise<SessionIdentity> {
+    const { allowed, configured } = this.options.accounts;
+    const name = chooseAccountName(request.user, allowed, configured);
+    const own = await daemonAccount();
+    if (name !== own.name && process.geteuid?.() !== 0) {
+      throw new RequestError(ErrorCode.NotPermitted, `netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
+    }
+    const runAs = new RunAs(name === own.name ? own : await lookupAccount(name));
+    return { runAs, spoolDir: runAs.switches ? userSpoolDir(this.options.spoolDir, runAs.account) : this.options.spoolDir };
+  }
+
+  /** Checks the request as the account (a recipe again: the client's check is never trusted), then readies it. */
+  private startAs(request: ExecRequest | RecipeRequest, streams: SessionStreams, identity: SessionIdentity): void {
+    if (this.state !== State.Spawning) {
+      this.preparationFailed(new RequestError(ErrorCode.BadRequest, 'connection closed'), streams);
+      return;
+    }
+    this.identity = identity;
+    let plan: RecipePlan | undefined;
+    try {
+      if (request.kind === StartKind.Recipe) {
+        plan = this.checkedRecipe(request.text, request.source, identity);
+        refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
+      }
+      this.programs = this.checkGluepot(request, plan, identity);
+    } catch (error) {
+      this.preparationFailed(asNetplumbError(error), streams);
+      return;
+    }
+    this.log.info('running as', { user: identity.runAs.account.name, uid: identity.runAs.account.uid });
+    DaemonEndpoints.prepare(request.endpoints, identity.spoolDir, this.mux as Mux, this.log, { identity: identity.runAs, ...(this.options.gluepot === undefined ? {} : { gluepot: this.options.gluepot }) }).then(
       (endpoints) => {
         this.preparing = false;
         this.endpoints = endpoints;
@@ -276,13 +314,13 @@ export class ExecSession implements SessionHandler {
    * absolute file a recipe redirects to outside the spool directory must be allowed; nothing is made before this
    * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked.
    */
-  private checkGluepot(request: ExecRequest | RecipeRequest, plan: RecipePlan | undefined): string[] | undefined {
+  private checkGluepot(request: ExecRequest | RecipeRequest, plan: RecipePlan | undefined, identity: SessionIdentity): string[] | undefined {
     const { gluepot } = this.options;
     if (gluepot === undefined) return undefined;
-    const searchPath = commandEnvironment(request.env, this.options.spoolDir)['PATH'] ?? '';
+    const searchPath = commandEnvironment(request.env, identity)['PATH'] ?? '';
     if (plan === undefined) {
-      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell();
-      return [checkCommand(gluepot, argv, searchPath, workingDirectory())];
+      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell(identity.runAs);
+      return [checkCommand(gluepot, argv, searchPath, workingDirectory(identity.runAs))];
     }
     for (const stage of plan.stages) {
       for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
@@ -290,6 +328,56 @@ export class ExecSession implements SessionHandler {
       }
     }
     return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir));
+  }
+
+  /**
+   * A controller's request for a one-time key: checked as a Start of the same command would be (the account the
+   * client's line allows, the gluepot, a recipe's check), so a key can never grant more than its controller has.
+   */
+  private mintKey(fields: FieldList): void {
+    const reply = (entries: Entry[]): void => this.mux?.connection.sendFields(PacketType.MintKey, entries);
+    const refuse = (error: unknown): void => {
+      const failure = asNetplumbError(error);
+      this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
+      reply(encodeMintReply({ status: MintStatus.Refused, code: failure.code, message: failure.message }));
+    };
+    let request: MintRequest;
+    try {
+      if (this.options.mint === undefined) {
+        throw new RequestError(ErrorCode.NotPermitted, 'only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
+      }
+      if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'a one-time key is minted before any command starts');
+      request = decodeMintRequest(fields);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    const { binding } = request;
+    const asStart: ExecRequest | RecipeRequest = { ...binding, env: [], stdin: 0, stdout: 0, stderr: 0 };
+    const mint = this.options.mint;
+    this.identify(asStart).then(
+      (identity) => {
+        try {
+          const plan = binding.kind === StartKind.Recipe ? this.checkedRecipe(binding.text, binding.source, identity) : undefined;
+          this.checkGluepot(asStart, plan, identity);
+          const key = mint({ ...binding, user: identity.runAs.account.name }, request.lifetimeSeconds);
+          reply(encodeMintReply({ status: MintStatus.Minted, key }));
+        } catch (error) {
+          refuse(error);
+        }
+      },
+      refuse,
+    );
+  }
+
+  /** A recipe checked by the daemon itself, its errors as the request's refusal. */
+  private checkedRecipe(text: string, source: string, identity: SessionIdentity): RecipePlan {
+    try {
+      return checkRecipe(text, { sourceName: source, spoolDir: identity.spoolDir });
+    } catch (error) {
+      if (error instanceof RecipeError) throw new RequestError(error.code, error.render(), { cause: error });
+      throw error;
+    }
   }
 
   /** Pipes, sockets or a process could not be made: the Start is refused and the session waits for another. */
@@ -328,9 +416,13 @@ export class ExecSession implements SessionHandler {
   private startRecipe(request: RecipeRequest, plan: RecipePlan, streams: SessionStreams): void {
     this.preparing = true;
     const recipeLog = this.log.child({ recipe: request.source });
+    const identity = this.identity as SessionIdentity;
+    const { gluepot } = this.options;
     prepareRecipe(plan, {
       ...(this.programs === undefined ? {} : { programs: this.programs }),
-      env: commandEnvironment(request.env, this.options.spoolDir),
+      ...(gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, identity.spoolDir, 'redirection file') }),
+      identity: identity.runAs,
+      env: commandEnvironment(request.env, identity),
       killGraceMs: this.options.killGraceMs,
       onStageEnd: (end) => this.stageEnded(recipeLog, end),
     }).then(
@@ -384,14 +476,16 @@ export class ExecSession implements SessionHandler {
       return;
     }
     const [program, ...args] = request.argv as [string, ...string[]];
+    const identity = this.identity as SessionIdentity;
+    const [file, fileArgs] = identity.runAs.command(this.programs?.[0] ?? program, args);
     let child: ChildProcess;
     try {
-      child = spawn(this.programs?.[0] ?? program, args, {
+      child = spawn(file, fileArgs, {
         argv0: program,
         stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
         detached: true,
-        env: commandEnvironment(request.env, this.options.spoolDir),
-        cwd: workingDirectory(),
+        env: commandEnvironment(request.env, identity),
+        cwd: workingDirectory(identity.runAs),
       });
     } catch (error) {
       // Node throws at once for some failures (ENOTDIR, E2BIG, ...) and reports others as 'error' later.
@@ -470,16 +564,17 @@ export class ExecSession implements SessionHandler {
    * user's login shell.
    */
   private startPty(request: ExecRequest, pty: PtyRequest, streams: SessionStreams): void {
-    const asked = request.argv.length > 0 ? request.argv : loginShell();
+    const identity = this.identity as SessionIdentity;
+    const asked = request.argv.length > 0 ? request.argv : loginShell(identity.runAs);
     const checked = this.programs?.[0];
-    const argv = checked === undefined ? asked : [checked, ...asked.slice(1)];
+    const argv = identity.runAs.command(checked ?? (asked[0] as string), asked.slice(1)).flat();
     const { stdin, stdout, stderr } = streams;
     let command: PtyCommand;
     let exited = false;
     try {
       command = spawnOnPty(argv, pty, {
-        env: commandEnvironment(request.env, this.options.spoolDir),
-        cwd: workingDirectory(),
+        env: commandEnvironment(request.env, identity),
+        cwd: workingDirectory(identity.runAs),
         onOutput: (data) => {
           if (stdout.destroyed || stdout.writableEnded) return;
           // After exit the rest of the output is read at once (node-pty drops what it has not read 200 ms on).
@@ -597,6 +692,12 @@ const PTY_INPUT_POLL_MS = 10;
 /** How long after a pty command's exit its last output is awaited before the output stream ends. */
 const PTY_LAST_OUTPUT_MS = 250;
 
+/** Who a session's commands run as, and the spool directory they use. */
+interface SessionIdentity {
+  runAs: RunAs;
+  spoolDir: string;
+}
+
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
 interface SessionStreams {
   stdin: MuxStream;
@@ -608,8 +709,8 @@ interface SessionStreams {
  * The daemon user's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
  * would read as "command not found".
  */
-function workingDirectory(): string {
-  const home = userInfo().homedir;
+function workingDirectory(runAs: RunAs): string {
+  const { home } = runAs.account;
   return existsSync(home) ? home : '/';
 }
 
@@ -663,19 +764,4 @@ function settled(stream: MuxStream): Promise<void> {
   );
 }
 
-function signalGroup(group: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-group, signal);
-  } catch {
-    // ESRCH: the group is already gone.
-  }
-}
 
-function groupAlive(group: number): boolean {
-  try {
-    process.kill(-group, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -160,9 +160,17 @@ function resolveExisting(path: string): string {
 
 /** An absolute path outside the spool directory must match one of the gluepot's `path` lines. */
 export function checkPath(gluepot: Gluepot, path: string, spoolDir: string, what: string): void {
-  const normalised = resolveExisting(path);
-  spoolDir = resolveExisting(spoolDir);
-  if (normalised === spoolDir || normalised.startsWith(`${spoolDir}/`)) return;
-  if (gluepot.paths.some(({ matcher }) => matcher.test(normalised))) return;
-  throw new RequestError(ErrorCode.NotPermitted, `${what} ${normalised} is outside the spool directory and not allowed by gluepot ${gluepot.name}`);
+  checkRealPath(gluepot, resolveExisting(path), spoolDir, what);
+}
+
+/**
+ * The same check of a path already resolved by the kernel (bridges/checked-open.ts reads it back from the open
+ * directory), made again at the moment of opening: what a command did to the file system since the first check
+ * cannot carry the open elsewhere.
+ */
+export function checkRealPath(gluepot: Gluepot, realPath: string, spoolDir: string, what: string): void {
+  const spool = resolveExisting(spoolDir);
+  if (realPath === spool || realPath.startsWith(`${spool}/`)) return;
+  if (gluepot.paths.some(({ matcher }) => matcher.test(realPath))) return;
+  throw new RequestError(ErrorCode.NotPermitted, `${what} ${realPath} is outside the spool directory and not allowed by gluepot ${gluepot.name}`);
 }

@@ -4,7 +4,9 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
+import { userInfo } from 'node:os';
+import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
+import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import type { DaemonConfig, ListenAddress } from './config.js';
 import { ExecSession } from './exec-session.js';
@@ -36,14 +38,24 @@ export class Daemon {
   private shutdownDone: Promise<void> | undefined;
   private readonly hostKey: PrivateIdentity;
   private authorization: Authorization;
+  /** The account commands run as when a client's line names none. */
+  private readonly runAs: string;
+  private readonly oneTimeKeys: OneTimeKeyStore;
 
   constructor(
     readonly config: DaemonConfig,
     private readonly log: Logger,
   ) {
+    const own = userInfo().username;
+    if (config.runAs === undefined && process.geteuid?.() === 0) {
+      throw new ConfigError(ErrorCode.Config, 'netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
+    }
+    this.runAs = config.runAs ?? own;
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
+    this.oneTimeKeys = new OneTimeKeyStore(config.oneTimeKeyDir);
+    this.oneTimeKeys.purgeExpired();
     this.authorization = this.loadAuthorization(false);
-    log.info('host key loaded', { fingerprint: this.hostKey.publicIdentity.fingerprint });
+    log.info('host key loaded', { fingerprint: this.hostKey.publicIdentity.fingerprint, runAs: this.runAs });
   }
 
   /**
@@ -96,6 +108,16 @@ export class Daemon {
   private gluepotOf(identity: PublicIdentity): Gluepot | undefined {
     const name = this.authorization.clients.find(identity)?.options.get('gluepot');
     return typeof name === 'string' ? this.authorization.gluepots.get(name) : undefined;
+  }
+
+  /** How a controller's session mints one-time keys: recorded in the store, logged with both fingerprints. */
+  private minter(controller: AuthorizedClient, log: Logger) {
+    return (binding: OneTimeKeyRecord['binding'], lifetimeSeconds: number) => {
+      const { key } = this.oneTimeKeys.mint(controller.identity, binding, lifetimeSeconds, this.hostKey.publicIdentity);
+      const what = binding.kind === 'exec' ? { argv: binding.argv } : { recipe: binding.source };
+      log.info('one-time key minted', { key: key.fingerprint, controller: controller.identity.fingerprint, user: binding.user, ...what, expires: new Date(key.expiresAt).toISOString() });
+      return key;
+    };
   }
 
   /** Listens on the configured address; resolves with the address actually bound (port 0 picks one). */
@@ -154,10 +176,20 @@ export class Daemon {
     });
     transport.on('error', () => undefined);
     const log = this.log.child({ peer });
+    /** Set when the client authenticated with a one-time key, which the handshake has spent. */
+    let oneTime: OneTimeKeyRecord | undefined;
     const trust: ServerTrust = {
       hostKey: this.hostKey,
       authorize: (client: PublicIdentity) => {
-        if (this.authorization.clients.find(client) === undefined) {
+        if (this.authorization.clients.find(client) !== undefined) return;
+        try {
+          oneTime = this.oneTimeKeys.spend(client);
+        } catch (error) {
+          const failure = asNetplumbError(error);
+          log.warn('one-time key refused', { key: client.fingerprint, reason: failure.message });
+          throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
+        }
+        if (oneTime === undefined) {
           log.warn('client not authorized', { fingerprint: client.fingerprint });
           throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
         }
@@ -169,18 +201,27 @@ export class Daemon {
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
-        // Fail closed: a client a reload removed since its handshake gets nothing, never an unrestricted session.
-        if (this.authorization.clients.find(connection.peer.peer) === undefined) {
-          clientLog.warn('client no longer authorized after a reload');
+        // A one-time key acts for its controller: the controller's line and gluepot as they are now.
+        const client = oneTime === undefined ? this.authorization.clients.find(connection.peer.peer) : this.authorization.clients.findByFingerprint(oneTime.controller);
+        // Fail closed: a client (or a key's controller) a reload removed gets nothing, never an unrestricted session.
+        if (client === undefined || (oneTime !== undefined && client.options.get('controller') !== true)) {
+          clientLog.warn(oneTime === undefined ? 'client no longer authorized after a reload' : 'the controller of this one-time key is no longer authorized', oneTime === undefined ? {} : { controller: oneTime.controller });
           connection.fail(new HandshakeError(ErrorCode.NotAuthorized, 'not authorized'), true);
           return;
         }
-        const gluepot = this.gluepotOf(connection.peer.peer);
+        if (oneTime !== undefined) {
+          clientLog.info('one-time key used', { key: oneTime.fingerprint, node: connection.peer.peer.fingerprint, controller: oneTime.controller, user: oneTime.binding.user });
+        }
+        const gluepot = this.gluepotOf(client.identity);
         const session = new ExecSession(clientLog, {
           killGraceMs: this.config.killGraceMs,
           spoolDir: this.config.spoolDir,
           acceptEnv: this.config.acceptEnv,
           ...(gluepot === undefined ? {} : { gluepot }),
+          ...(oneTime === undefined
+            ? { accounts: { allowed: allowedUsers(client), configured: this.runAs } }
+            : { accounts: { allowed: [oneTime.binding.user], configured: oneTime.binding.user }, binding: oneTime.binding }),
+          ...(oneTime === undefined && client.options.get('controller') === true ? { mint: this.minter(client, clientLog) } : {}),
         });
         live.session = session;
         const mux = new Mux(

@@ -4,7 +4,7 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
 import { ConnectionError, ErrorCode, HandshakeError } from '../protocol/errors.js';
-import type { PrivateIdentity, PublicIdentity } from '../protocol/keys.js';
+import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
 import type { Target } from './paths.js';
 
@@ -16,6 +16,8 @@ export interface ConnectOptions {
   /** Says what happens (with -v) and warns about what the user should know (new host key recorded). */
   note: (line: string) => void;
   connection?: ConnectionOptions;
+  /** The only host key accepted (a one-time key file names it); known_hosts is then neither read nor written. */
+  pinnedHostKey?: PublicIdentity;
 }
 
 export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
@@ -81,7 +83,20 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
 export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const socket = await openSocket(target, options.connectTimeoutMs);
   options.note(`connected to ${target.host} port ${target.port}`);
-  const hostKeys = hostKeyVerifier(target, options);
+  const { pinnedHostKey } = options;
+  const hostKeys =
+    pinnedHostKey === undefined
+      ? hostKeyVerifier(target, options)
+      : {
+          verify: (hostKey: PublicIdentity): void => {
+            if (sameIdentity(hostKey, pinnedHostKey)) return;
+            throw new HandshakeError(
+              ErrorCode.HostKeyChanged,
+              `host key of ${hostKeyName(target.host, target.port)} is ${hostKey.fingerprint}, not ${pinnedHostKey.fingerprint} as the one-time key says. Someone may be intercepting the connection. Not connecting.`,
+            );
+          },
+          pinAccepted: (): void => undefined,
+        };
   const connection = await SecureConnection.connect(socket, { identity: options.identity, verifyHostKey: hostKeys.verify }, options.connection ?? {});
   hostKeys.pinAccepted();
   options.note(`authenticated; host key ${connection.peer.peer.fingerprint}, cipher ${connection.peer.cipher}`);

@@ -7,14 +7,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadPrivateIdentity } from '../protocol/keys.js';
 import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../protocol/options.js';
-import { ENV_NAME_PATTERN } from '../protocol/session.js';
+import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { checkRecipe, DEFAULT_SPOOL_DIR } from '../recipes/check.js';
 import { RecipeError } from '../recipes/errors.js';
 import { formatPlan, type RecipePlan } from '../recipes/plan.js';
 import type { SecureConnection } from '../protocol/connection.js';
 import { connectToDaemon } from './client.js';
-import { ClientEndpoints, parseSocketOption, type EndpointOptions } from './endpoints.js';
+import { ClientEndpoints, parseSocketOption, remoteEndpoints, type EndpointOptions } from './endpoints.js';
+import { createKeyFile, formatKeyFile, loadKeyFile, mintOneTimeKey, parseLifetime } from './one-time-key.js';
 import { clientPaths, resolveTarget } from './paths.js';
 import { RecipeReport } from './recipe-report.js';
 import {
@@ -44,9 +45,20 @@ interface PlumbArguments {
   acceptNew: boolean;
   port: number | undefined;
   verbose: boolean;
+  /** -user: the account on the machine. */
+  user: string | undefined;
+  /** -mint-key: write a one-time key for the command to this file instead of running it. */
+  mintKey: string | undefined;
+  /** -expires: the minted key's lifetime, in seconds. */
+  lifetimeSeconds: number;
+  /** -one-time-key: authenticate with this key file (and the host key it names). */
+  oneTimeKey: string | undefined;
 }
 
-const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket'];
+/** How long a minted key stays good unless -expires says otherwise. */
+const DEFAULT_KEY_LIFETIME_SECONDS = 3600;
+
+const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key'];
 const FLAGS = ['accept-new', 'verbose', 'check'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
@@ -68,6 +80,10 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
+    .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
+    .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
+    .option('--expires <lifetime>', `with --mint-key: how long the key stays good (seconds, or with m, h, d; default ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
+    .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
@@ -97,6 +113,10 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     localSocket: string[];
     tty?: boolean;
     verbose?: boolean;
+    user?: string;
+    mintKey?: string;
+    expires?: string;
+    oneTimeKey?: string;
   }>();
   const [machine, command] = program.processedArgs as [string | undefined, string[]];
   let port: number | undefined;
@@ -117,6 +137,12 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   if (tty && options.recipe !== undefined) throw new NetplumbError(ErrorCode.Usage, '-t runs one command on a terminal; a recipe has no terminal');
   if (options.json !== undefined && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-json reports on a recipe: use it with -recipe=FILE');
   if (options.spool !== undefined && !check) throw new NetplumbError(ErrorCode.Usage, "-spool is for -check; a daemon uses its own spool directory");
+  if (options.mintKey !== undefined) {
+    if (tty || check) throw new NetplumbError(ErrorCode.Usage, '-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
+    if (options.oneTimeKey !== undefined) throw new NetplumbError(ErrorCode.Usage, '-mint-key is for a controller; it cannot use a one-time key');
+  }
+  if (options.expires !== undefined && options.mintKey === undefined) throw new NetplumbError(ErrorCode.Usage, '-expires goes with -mint-key');
+  if (options.oneTimeKey !== undefined && options.identity !== undefined) throw new NetplumbError(ErrorCode.Usage, '-one-time-key is the identity: -identity does not go with it');
   return {
     machine,
     command,
@@ -137,6 +163,10 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     acceptNew: options.acceptNew === true,
     port,
     verbose: options.verbose === true,
+    user: options.user,
+    mintKey: options.mintKey,
+    lifetimeSeconds: options.expires === undefined ? DEFAULT_KEY_LIFETIME_SECONDS : parseLifetime(options.expires),
+    oneTimeKey: options.oneTimeKey,
   };
 }
 
@@ -184,7 +214,7 @@ async function main(): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_PLUMB_FAILURE;
     throw error;
   }
-  let job: RemoteJob = { kind: StartKind.Exec, argv: args.command };
+  let job: RemoteJob = { kind: StartKind.Exec, argv: args.command, ...(args.user === undefined ? {} : { user: args.user }) };
   const env = exportedEnv(args.exports);
   let report: RecipeReport | undefined;
   if (args.recipe !== undefined) {
@@ -193,9 +223,10 @@ async function main(): Promise<number> {
       process.stdout.write(formatPlan(plan));
       return 0;
     }
-    job = { kind: StartKind.Recipe, text, source: args.recipe };
+    job = { kind: StartKind.Recipe, text, source: args.recipe, ...(args.user === undefined ? {} : { user: args.user }) };
     report = new RecipeReport(args.recipe, args.machine as string, plan);
   }
+  if (args.mintKey !== undefined) return mintKey(args, args.mintKey, job);
   // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
   const endpoints = await ClientEndpoints.prepare(args.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`));
   try {
@@ -242,6 +273,25 @@ function localTerminal(): LocalTerminal {
   return { term: process.env['TERM'] ?? 'xterm-256color', input, output: process.stdout.isTTY === true ? process.stdout : undefined };
 }
 
+/**
+ * -mint-key: asks the daemon for a one-time key bound to the job (its user and its remote named pipes and sockets
+ * too) and writes the key file; nothing runs.
+ */
+async function mintKey(args: PlumbArguments, file: string, job: RemoteJob): Promise<number> {
+  const binding = { ...job, endpoints: remoteEndpoints(args.endpoints) };
+  const keyFile = createKeyFile(file);
+  let key: MintedKey;
+  try {
+    key = await mintOneTimeKey(await connect(args), { binding, lifetimeSeconds: args.lifetimeSeconds });
+  } catch (error) {
+    keyFile.discard();
+    throw error;
+  }
+  keyFile.write(formatKeyFile(key, binding));
+  process.stderr.write(`plumb: one-time key ${key.fingerprint} for ${args.machine as string} written to ${file}: good once, until ${new Date(key.expiresAt).toISOString()}, as ${key.user}\n`);
+  return 0;
+}
+
 /** Connects to the machine's daemon and authenticates both ends. */
 function connect(args: PlumbArguments): Promise<SecureConnection> {
   const paths = clientPaths();
@@ -249,9 +299,11 @@ function connect(args: PlumbArguments): Promise<SecureConnection> {
     if (args.verbose) process.stderr.write(`plumb: ${line}\n`);
   };
   const target = resolveTarget(args.machine as string, paths.hosts, args.port);
-  const identity = loadPrivateIdentity(args.identity ?? paths.identity);
+  const oneTime = args.oneTimeKey === undefined ? undefined : loadKeyFile(args.oneTimeKey);
+  const identity = oneTime?.identity ?? loadPrivateIdentity(args.identity ?? paths.identity);
   return connectToDaemon(target, {
     identity,
+    ...(oneTime === undefined ? {} : { pinnedHostKey: oneTime.hostKey }),
     knownHostsFile: args.knownHosts ?? paths.knownHosts,
     acceptNew: args.acceptNew,
     connectTimeoutMs: 10_000,

@@ -122,7 +122,7 @@ function terminalSize(terminal: LocalTerminal): { cols: number; rows: number } {
 }
 
 /** What plumb asks the daemon to run. */
-export type RemoteJob = { kind: StartKind.Exec; argv: string[] } | { kind: StartKind.Recipe; text: string; source: string };
+export type RemoteJob = { kind: StartKind.Exec; argv: string[]; user?: string } | { kind: StartKind.Recipe; text: string; source: string; user?: string };
 
 export interface RunOptions {
   job: RemoteJob;

@@ -3,7 +3,7 @@
 
 import { ErrorCode, RequestError } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
-import { Field, MAX_STREAM_ID, StartKind, StartStatus } from './wire.js';
+import { Field, MintStatus, MAX_STREAM_ID, StartKind, StartStatus } from './wire.js';
 
 /** Signals a client may forward to a running command. */
 export const FORWARDABLE_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
@@ -53,6 +53,8 @@ export const MAX_TERMINAL_CELLS = 10_000;
 
 export interface ExecRequest {
   kind: StartKind.Exec;
+  /** The account to run as (`-user`); absent: the client's default. */
+  user?: string;
   /** Empty only with a pty: then the daemon runs the user's login shell. */
   argv: string[];
   env: ExportedEnv;
@@ -66,6 +68,8 @@ export interface ExecRequest {
 /** A recipe's text as the user wrote it; the daemon parses and checks it itself. */
 export interface RecipeRequest {
   kind: StartKind.Recipe;
+  /** The account to run as (`-user`); absent: the client's default. */
+  user?: string;
   text: string;
   env: ExportedEnv;
   endpoints: Endpoints;
@@ -83,11 +87,9 @@ export const MAX_SOURCE_NAME_BYTES = 1024;
 
 function streamEntries(request: StartRequest): Entry[] {
   return [
+    ...(request.user === undefined ? [] : [[Field.user, request.user] as Entry]),
     ...request.env.map(([name, value]): Entry => [Field.env, `${name}=${value}`]),
-    ...request.endpoints.inFifos.map((path): Entry => [Field.infifo, path]),
-    ...request.endpoints.outFifos.map((path): Entry => [Field.outfifo, path]),
-    ...request.endpoints.listenSockets.map((path): Entry => [Field.listenSocket, path]),
-    ...request.endpoints.connectSockets.map((path): Entry => [Field.connectSocket, path]),
+    ...encodeEndpoints(request.endpoints),
     [Field.stdin, String(request.stdin)],
     [Field.stdout, String(request.stdout)],
     [Field.stderr, String(request.stderr)],
@@ -110,7 +112,9 @@ export function encodeStartRequest(request: StartRequest): Entry[] {
 
 export function decodeStartRequest(fields: FieldList): StartRequest {
   const kind = fields.require(Field.kind);
+  const user = decodeUser(fields);
   const streams = {
+    ...(user === undefined ? {} : { user }),
     stdin: fields.requireInt(Field.stdin, 1, MAX_STREAM_ID),
     stdout: fields.requireInt(Field.stdout, 1, MAX_STREAM_ID),
     stderr: fields.requireInt(Field.stderr, 1, MAX_STREAM_ID),
@@ -154,6 +158,27 @@ export function encodeResize(size: { cols: number; rows: number }): Entry[] {
 
 export function decodeResize(fields: FieldList): { cols: number; rows: number } {
   return { cols: fields.requireInt(Field.cols, 1, MAX_TERMINAL_CELLS), rows: fields.requireInt(Field.rows, 1, MAX_TERMINAL_CELLS) };
+}
+
+/**
+ * What a user name may look like (on the wire, in `user=` and in run-as); the daemon's lookup decides whether it
+ * exists. Never `.` or `..`, which would name directories in the spool.
+ */
+export const USER_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}\$?$/;
+
+function decodeUser(fields: FieldList): string | undefined {
+  const user = fields.optional(Field.user);
+  if (user !== undefined && !USER_NAME_PATTERN.test(user)) throw new RequestError(ErrorCode.BadRequest, 'malformed user name');
+  return user;
+}
+
+function encodeEndpoints(endpoints: Endpoints): Entry[] {
+  return [
+    ...endpoints.inFifos.map((path): Entry => [Field.infifo, path]),
+    ...endpoints.outFifos.map((path): Entry => [Field.outfifo, path]),
+    ...endpoints.listenSockets.map((path): Entry => [Field.listenSocket, path]),
+    ...endpoints.connectSockets.map((path): Entry => [Field.connectSocket, path]),
+  ];
 }
 
 function decodeEndpoints(fields: FieldList): Endpoints {
@@ -268,4 +293,107 @@ export function decodeSignal(fields: FieldList): ForwardableSignal {
   const known = FORWARDABLE_SIGNALS.find((name) => name === signal);
   if (known === undefined) throw new RequestError(ErrorCode.BadRequest, `signal ${signal} cannot be forwarded`);
   return known;
+}
+
+/**
+ * What a one-time key lets its holder start: exactly this command (argv) or recipe (text), as this account, with
+ * at most these named pipes and sockets. No pseudo-terminal; exported variables follow the daemon's accept-env.
+ */
+export type KeyBinding =
+  | { kind: StartKind.Exec; argv: string[]; user?: string; endpoints: Endpoints }
+  | { kind: StartKind.Recipe; text: string; source: string; user?: string; endpoints: Endpoints };
+
+/** A controller's MintKey request: the binding, and how long the key stays good. */
+export interface MintRequest {
+  binding: KeyBinding;
+  lifetimeSeconds: number;
+}
+
+/** Longest lifetime a one-time key may be given: a week. */
+export const MAX_ONE_TIME_KEY_SECONDS = 7 * 24 * 3600;
+
+export function encodeMintRequest(request: MintRequest): Entry[] {
+  const { binding } = request;
+  const what: Entry[] =
+    binding.kind === StartKind.Exec
+      ? [[Field.kind, binding.kind], ...binding.argv.map((word): Entry => [Field.arg, word])]
+      : [[Field.kind, binding.kind], [Field.source, binding.source], [Field.recipe, binding.text]];
+  return [
+    ...what,
+    ...(binding.user === undefined ? [] : [[Field.user, binding.user] as Entry]),
+    ...encodeEndpoints(binding.endpoints),
+    [Field.lifetime, String(request.lifetimeSeconds)],
+  ];
+}
+
+export function decodeMintRequest(fields: FieldList): MintRequest {
+  const lifetimeSeconds = fields.requireInt(Field.lifetime, 1, MAX_ONE_TIME_KEY_SECONDS);
+  const user = decodeUser(fields);
+  const common = { ...(user === undefined ? {} : { user }), endpoints: decodeEndpoints(fields) };
+  const kind = fields.require(Field.kind);
+  switch (kind) {
+    case StartKind.Exec: {
+      const argv = fields.all(Field.arg);
+      if (argv.length === 0 || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
+      if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
+      return { binding: { kind, argv, ...common }, lifetimeSeconds };
+    }
+    case StartKind.Recipe: {
+      const source = fields.require(Field.source);
+      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad recipe source name');
+      return { binding: { kind, text: fields.require(Field.recipe), source, ...common }, lifetimeSeconds };
+    }
+    default:
+      throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
+  }
+}
+
+/** A minted key: its private key (PKCS#8 PEM), fingerprint, expiry (ms since the epoch) and the daemon's host key line. */
+export interface MintedKey {
+  privateKeyPem: string;
+  fingerprint: string;
+  expiresAt: number;
+  hostKey: string;
+  /** The account the bound command will run as. */
+  user: string;
+}
+
+export type MintReply = { status: MintStatus.Minted; key: MintedKey } | { status: MintStatus.Refused; code: ErrorCode; message: string };
+
+export function encodeMintReply(reply: MintReply): Entry[] {
+  if (reply.status === MintStatus.Refused) {
+    return [
+      [Field.status, reply.status],
+      [Field.code, reply.code],
+      [Field.message, reply.message],
+    ];
+  }
+  const { key } = reply;
+  return [
+    [Field.status, reply.status],
+    [Field.key, key.privateKeyPem],
+    [Field.fingerprint, key.fingerprint],
+    [Field.expires, String(key.expiresAt)],
+    [Field.hostKey, key.hostKey],
+    [Field.user, key.user],
+  ];
+}
+
+export function decodeMintReply(fields: FieldList, isCode: (value: string) => value is ErrorCode): MintReply {
+  const status = fields.require(Field.status);
+  if (status === MintStatus.Refused) {
+    const code = fields.require(Field.code);
+    return { status, code: isCode(code) ? code : ErrorCode.Internal, message: fields.require(Field.message) };
+  }
+  if (status !== MintStatus.Minted) throw new RequestError(ErrorCode.BadRequest, `unknown mint status ${status}`);
+  return {
+    status,
+    key: {
+      privateKeyPem: fields.require(Field.key),
+      fingerprint: fields.require(Field.fingerprint),
+      expiresAt: fields.requireInt(Field.expires, 0, Number.MAX_SAFE_INTEGER),
+      hostKey: fields.require(Field.hostKey),
+      user: fields.require(Field.user),
+    },
+  };
 }

@@ -74,6 +74,11 @@ export enum PacketType {
   StageEnd = 42,
   /** Client reports its terminal's new size, for a command on a pseudo-terminal: cols and rows. */
   Resize = 43,
+  /**
+   * A controller asks for a one-time key bound to one command or recipe (the Start fields of it, a user and a
+   * lifetime); the daemon's reply carries the key, or why it was refused.
+   */
+  MintKey = 44,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -139,6 +144,13 @@ export const Field = {
   signal: 'signal',
   code: 'code',
   coreDumped: 'core-dumped',
+  // Start and MintKey: the account the command runs as
+  user: 'user',
+  // MintKey
+  lifetime: 'lifetime-seconds',
+  key: 'key',
+  fingerprint: 'fingerprint',
+  expires: 'expires',
   // Ping
   reply: 'reply',
   // Error
@@ -168,6 +180,12 @@ export enum StartKind {
 /** The status field of a Start reply. */
 export enum StartStatus {
   Started = 'started',
+  Refused = 'refused',
+}
+
+/** The status field of a MintKey reply. */
+export enum MintStatus {
+  Minted = 'minted',
   Refused = 'refused',
 }
 

@@ -8,6 +8,8 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fs, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { openChecked, type PathCheck } from '../bridges/checked-open.js';
+import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import { promisify } from 'node:util';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
+import { groupAlive, signalGroup } from './process-groups.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -37,7 +40,12 @@ export interface RecipeRunOptions {
   onStageEnd?: (end: StageEnd) => void;
   /** The program file to run for each stage, already resolved (and checked) by the caller; argv[0] stays as written. */
   programs?: readonly string[];
+  /** Called with the real path of every redirection's file as it is opened; throws to refuse it. */
+  checkFile?: PathCheck;
+  /** Whose rights the commands, and the files opened for them, have; absent: the daemon's own. */
+  identity?: CommandIdentity;
 }
+
 
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
 export interface RecipeIo {
@@ -278,9 +286,9 @@ export class RecipeRun {
         return undefined;
       }
       const [program, ...args] = stage.argv as [string, ...string[]];
-      const file = this.options.programs?.[stage.index] ?? program;
+      const [file, fileArgs] = (this.options.identity ?? OWN_IDENTITY).command(this.options.programs?.[stage.index] ?? program, args);
       try {
-        child = spawn(file, args, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
+        child = spawn(file, fileArgs, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
       } catch (error) {
         // Node throws at once for some failures (ENOTDIR, E2BIG, ...) and reports others as 'error' later.
         this.report(stage, spawnFailure(program, error as NodeJS.ErrnoException));
@@ -318,7 +326,7 @@ export class RecipeRun {
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(input.name)?.readFd);
       case 'file':
-        return openRedirection(input.path, fs.O_RDONLY, opened);
+        return this.openRedirection(input.path, fs.O_RDONLY, opened);
     }
   }
 
@@ -335,7 +343,7 @@ export class RecipeRun {
       case 'fifo':
         return this.heldFd(this.fifoPipes.get(output.name)?.writeFd);
       case 'file':
-        return openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
+        return this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
     }
   }
 
@@ -438,20 +446,24 @@ export class RecipeRun {
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }
-}
-
-/**
- * Opens a redirection's file for a command. Never through a symlink (one planted in the spool must not point a
- * redirection elsewhere), and never blocking the daemon: O_NONBLOCK, then only a regular file or a character device
- * (/dev/null) is accepted; a FIFO or socket that is not one of the recipe's own named pipes is refused. O_NONBLOCK
- * changes nothing for those, so the command gets an ordinary descriptor.
- */
-function openRedirection(path: string, flags: number, opened: number[]): number {
-  const fd = openSync(path, flags | fs.O_NOCTTY | fs.O_NOFOLLOW | fs.O_NONBLOCK, OUTPUT_FILE_MODE);
-  opened.push(fd);
-  const stat = fstatSync(fd);
-  if (!stat.isFile() && !stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);
-  return fd;
+  /**
+   * Opens a redirection's file for a command, with the command's rights. What is opened is what was checked
+   * (bridges/checked-open.ts): never through a symlink, and the real path of its directory, as the kernel has it at
+   * the moment of opening, goes to checkFile. Never blocking the daemon: O_NONBLOCK, then only a regular file or a
+   * character device (/dev/null) is accepted; a FIFO or socket that is not one of the recipe's own named pipes is
+   * refused. A character device is opened again without O_NONBLOCK, so the command gets an ordinary descriptor.
+   */
+  private openRedirection(path: string, flags: number, opened: number[]): number {
+    const identity = this.options.identity ?? OWN_IDENTITY;
+    const fd = identity.asUser(() => openChecked(path, flags | fs.O_NOCTTY | fs.O_NONBLOCK, OUTPUT_FILE_MODE, this.options.checkFile));
+    opened.push(fd);
+    const stat = fstatSync(fd);
+    if (stat.isFile()) return fd;
+    if (!stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);
+    const blocking = identity.asUser(() => openSync(`/proc/self/fd/${fd}`, (flags & ~fs.O_CREAT & ~fs.O_TRUNC) | fs.O_NOCTTY));
+    opened.push(blocking);
+    return blocking;
+  }
 }
 
 /**
@@ -498,7 +510,8 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     await execFileAsync('mkfifo', ['-m', '600', ...privatePaths]);
     for (const fifo of plan.fifos) {
       try {
-        await execFileAsync('mkfifo', ['-m', '600', fifo.path]);
+        // In the spool, as whoever runs the commands: the pipe is theirs, made with their rights.
+        await execFileAsync(...(options.identity ?? OWN_IDENTITY).command('mkfifo', ['-m', '600', fifo.path]));
       } catch (error) {
         throw new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${mkfifoReason(error)}`, { cause: error });
       }
@@ -590,20 +603,4 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-function signalGroup(group: number | undefined, signal: NodeJS.Signals): void {
-  if (group === undefined) return;
-  try {
-    process.kill(-group, signal);
-  } catch {
-    // ESRCH: the group is already gone.
-  }
-}
 
-function groupAlive(group: number): boolean {
-  try {
-    process.kill(-group, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

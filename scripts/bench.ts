@@ -5,7 +5,7 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn as spawnPty } from 'node-pty';
@@ -166,7 +166,7 @@ interface Row {
 }
 
 function startDaemon(home: string): Promise<{ port: number; stop: () => Promise<void> }> {
-  const daemon = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, '-log-level=warn'], {
+  const daemon = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return new Promise((resolvePort, reject) => {

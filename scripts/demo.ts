@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -42,7 +42,7 @@ async function main(): Promise<number> {
 
     step('netplumbd on 127.0.0.1');
     const spool = join(home, 'spool');
-    const started = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`], {
+    const started = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     daemon = started;

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES, validateLimits } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../../protocol/wire.js';
-import { BIN, reportedCode, runProcess, spawnProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
+import { baseDaemonConfig, BIN, reportedCode, runProcess, spawnProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
 
 const NO_FLAGS = { stdio: false, foreground: false };
 const NONE: ReadonlyMap<string, string> = new Map();
@@ -252,7 +252,7 @@ describe('netplumbd with a config file', () => {
     const clientsFile = join(dir, 'authorized_clients');
     writeFileSync(clientsFile, `${client.publicLine}\n`);
     const configFile = join(dir, 'netplumbd.conf');
-    writeFileSync(configFile, `# test daemon\nlisten 127.0.0.1:0\nhostkey ${hostKey.privateFile}\nclients ${clientsFile}\n\nhandshake-timeout-ms 20000\n`);
+    writeFileSync(configFile, `# test daemon\n${baseDaemonConfig(dir)}listen 127.0.0.1:0\nhostkey ${hostKey.privateFile}\nclients ${clientsFile}\n\nhandshake-timeout-ms 20000\n`);
     const daemon = spawnProcess(t, [process.execPath, BIN.netplumbd, `-config=${configFile}`]);
     const log = await daemon.waitForStderr(/listening on 127\.0\.0\.1:\d+\n/, 20_000);
     const port = Number(/listening on 127\.0\.0\.1:(\d+)\n/.exec(log)?.[1]);
@@ -291,7 +291,7 @@ describe('netplumbd with a config file', () => {
     writeFileSync(clientsFile, '');
     const configFile = join(dir, 'netplumbd.conf');
     // The file names port 1; the command line's port 0 (a free port) must win.
-    writeFileSync(configFile, `listen 127.0.0.1:1\nhostkey ${hostKey.privateFile}\nclients ${clientsFile}\n`);
+    writeFileSync(configFile, `${baseDaemonConfig(dir)}listen 127.0.0.1:1\nhostkey ${hostKey.privateFile}\nclients ${clientsFile}\n`);
     const daemon = spawnProcess(t, [process.execPath, BIN.netplumbd, `-config=${configFile}`, '-listen=127.0.0.1:0']);
     await daemon.waitForStderr(/listening on 127\.0\.0\.1:\d+\n/, 20_000);
     assert.doesNotMatch(daemon.stderrSoFar(), /listening on 127\.0\.0\.1:1\n/);

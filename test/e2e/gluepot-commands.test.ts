@@ -235,6 +235,38 @@ test('.. after a symlinked directory in a redirection cannot reach outside the s
   assertNotPermitted(result, GLUEPOT);
 });
 
+test('a directory symlink an allowed command makes during the recipe cannot carry a later redirection outside', { timeout: TIMEOUT_MS }, async (t) => {
+  // When the recipe is checked, spool/d does not exist and d/stolen.txt is inside the spool; by the time the second
+  // command starts, ln has made d a link to the outside. The open itself checks where the directory really is.
+  const env = await startGluepotNetplumb(t, '/bin/ln -s * *\n/bin/echo ...\n/bin/cat\n');
+  const stolen = join(env.outside, 'stolen.txt');
+  const result = await env.recipe(`ln -s ${env.outside} d\necho pwned >d/stolen.txt\n`);
+  assert.equal(existsSync(stolen), false, `a file was written outside the spool directory: ${result.stderr}`);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /redirection failed: .*outside the spool directory.*restricted/, result.stderr);
+  // A recipe reading through the link made in the same run is stopped the same way.
+  writeFileSync(join(env.outside, 'secret.txt'), 'the secret\n');
+  const read = await env.recipe(`ln -s ${env.outside} e\ncat <e/secret.txt\n`);
+  assert.equal(read.code, 1, read.stderr);
+  assert.equal(read.stdout.toString().includes('the secret'), false, 'nothing outside was read');
+  assert.match(read.stderr, /outside the spool directory/, read.stderr);
+  // Once the link is there, the check before anything runs already sees where it leads.
+  assertNotPermitted(await env.recipe('echo pwned >d/stolen.txt\n'), env.outside, GLUEPOT);
+  assert.equal(existsSync(stolen), false);
+});
+
+test('a named pipe through a directory symlink in the spool is refused, and nothing is made outside', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startGluepotNetplumb(t, '/bin/true\n');
+  symlinkSync(env.outside, join(env.spool, 'd'));
+  // The same relative path names plumb's local end, in its own working directory.
+  mkdirSync(join(env.local, 'd'));
+  for (const option of ['-outfifo=d/out.fifo', '-infifo=d/in.fifo']) {
+    const result = await env.plumb(['true'], { options: [option] });
+    assertNotPermitted(result, env.outside, GLUEPOT);
+    assert.deepEqual(specialFilesIn(env.outside), [], `nothing is left outside the spool directory after ${option}`);
+  }
+});
+
 test('named pipes and sockets at absolute paths outside the spool directory are refused without a path line', { timeout: TIMEOUT_MS }, async (t) => {
   const env = await startGluepotNetplumb(t, '/bin/true\n');
   const remote = (name: string): string => join(env.outside, name);

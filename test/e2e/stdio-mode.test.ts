@@ -22,6 +22,7 @@ import {
   writeKeyPair,
   type Netplumb,
   type Scope,
+  baseDaemonConfig,
 } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
@@ -35,7 +36,7 @@ interface StdioBridge {
 /** Listens on 127.0.0.1 and runs `netplumbd -stdio` for each connection, like inetd. */
 async function startStdioBridge(scope: Scope, np: Netplumb): Promise<StdioBridge> {
   const configFile = join(np.dir, 'stdio.conf');
-  writeFileSync(configFile, '# empty\n');
+  writeFileSync(configFile, baseDaemonConfig(np.dir));
   const daemons: DaemonProcess[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
@@ -120,7 +121,7 @@ test('an unauthorized client is refused over stdio and that netplumbd exits', { 
 test('netplumbd -stdio given garbage ends with exit status 1 without serving anything', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
   const configFile = join(np.dir, 'garbage.conf');
-  writeFileSync(configFile, '# empty\n');
+  writeFileSync(configFile, baseDaemonConfig(np.dir));
   const child = spawn(
     process.execPath,
     [BIN.netplumbd, `-config=${configFile}`, '-stdio', `-hostkey=${np.hostKey.privateFile}`, `-clients=${np.clientsFile}`],
@@ -140,7 +141,7 @@ test('netplumbd -stdio given garbage ends with exit status 1 without serving any
 test('netplumbd -stdio ends a stalled handshake after handshake-timeout-ms while stdin stays open', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
   const configFile = join(np.dir, 'stalled.conf');
-  writeFileSync(configFile, '# empty\n');
+  writeFileSync(configFile, baseDaemonConfig(np.dir));
   const child = spawn(
     process.execPath,
     [

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -310,11 +310,19 @@ export class DaemonProcess {
   }
 }
 
+/**
+ * The config every test daemon starts from: commands run as whoever runs the tests (root in CI, which run-as must
+ * then name), and one-time keys are kept in the test's own directory.
+ */
+export function baseDaemonConfig(dir: string): string {
+  return `run-as ${userInfo().username}\none-time-keys ${join(dir, 'one-time-keys')}\n`;
+}
+
 /** Starts netplumbd on 127.0.0.1 port 0 and waits for its `listening on` line. */
 export async function startDaemon(scope: Scope, options: DaemonOptions): Promise<DaemonProcess> {
   const dir = tempDir(scope, 'netplumbd-conf-');
   const configFile = join(dir, 'netplumbd.conf');
-  writeFileSync(configFile, '# empty: everything comes from the command line\n');
+  writeFileSync(configFile, baseDaemonConfig(dir));
   const child = spawn(
     process.execPath,
     [

@@ -1,0 +1,157 @@
+// The accounts commands run as. A session's Account comes from the system's user database (getent, so NSS
+// sources such as LDAP count) with its supplementary groups; RunAs wraps every command in setpriv so the child
+// gets exactly that identity (libuv's uid/gid spawn options would drop the supplementary groups), and opens files
+// on the user's behalf with the user's rights, so the daemon never lends a client its own.
+
+import { execFile } from 'node:child_process';
+import { lchownSync, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { userInfo } from 'node:os';
+import { promisify } from 'node:util';
+import { ErrorCode, NetplumbError, RequestError } from '../protocol/errors.js';
+import type { CommandIdentity } from '../bridges/identity.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Where setpriv lives on Debian (util-linux); the full path, so no PATH decides what runs as root. */
+export const SETPRIV = '/usr/bin/setpriv';
+
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  /** Supplementary groups, as initgroups(3) would set them (the primary group included). */
+  groups: number[];
+  home: string;
+  shell: string;
+}
+
+/** The account the daemon itself runs as. */
+export async function daemonAccount(): Promise<Account> {
+  return lookupAccount(userInfo().username);
+}
+
+/** Looks an account up by name; an unknown name is a RequestError(NP_NOT_PERMITTED) naming it. */
+export async function lookupAccount(name: string): Promise<Account> {
+  let entry: string;
+  let groups: string;
+  try {
+    entry = (await execFileAsync('getent', ['passwd', name], { encoding: 'utf8' })).stdout;
+    groups = (await execFileAsync('id', ['-G', name], { encoding: 'utf8' })).stdout;
+  } catch (error) {
+    throw new RequestError(ErrorCode.NotPermitted, `no such user ${name} on this host`, { cause: error });
+  }
+  const fields = entry.trim().split('\n')[0]?.split(':') ?? [];
+  const [entryName, , uid, gid, , home, shell] = fields;
+  if (fields.length < 7 || entryName !== name || !/^\d+$/.test(uid ?? '') || !/^\d+$/.test(gid ?? '')) {
+    throw new RequestError(ErrorCode.NotPermitted, `no usable passwd entry for user ${name}`);
+  }
+  return {
+    name,
+    uid: Number(uid),
+    gid: Number(gid),
+    groups: groups.trim().split(/\s+/).filter((group) => /^\d+$/.test(group)).map(Number),
+    home: home ?? '/',
+    shell: shell === undefined || shell === '' ? '/bin/sh' : shell,
+  };
+}
+
+/**
+ * How commands of one session get their identity. When the account is the daemon's own, nothing changes; when
+ * the daemon (root) runs them as another account, every program is started through setpriv, and files the daemon
+ * opens for them are opened with the account's effective ids and groups.
+ */
+export class RunAs implements CommandIdentity {
+  readonly switches: boolean;
+
+  constructor(readonly account: Account) {
+    this.switches = account.uid !== process.geteuid?.() || account.gid !== process.getegid?.();
+  }
+
+  /** The program and arguments to spawn so that `program args` runs as the account. */
+  command(program: string, args: readonly string[]): [string, string[]] {
+    if (!this.switches) return [program, [...args]];
+    const { uid, gid } = this.account;
+    return [SETPRIV, [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--', program, ...args]];
+  }
+
+  /** The variables a login would set for the account. */
+  environment(): Record<string, string> {
+    const { name, home, shell } = this.account;
+    return { HOME: home, USER: name, LOGNAME: name, SHELL: shell };
+  }
+
+  /**
+   * Runs `open` (synchronous file-system calls only) with the account's effective uid, gid and groups, so the
+   * kernel checks the account's rights and files it creates belong to it; the daemon's own ids come back before
+   * anything else runs. The same temporary switch OpenSSH makes to read a user's files. Only synchronous work may
+   * happen inside: the event loop cannot run another session's code meanwhile.
+   */
+  asUser<T>(open: () => T): T {
+    if (!this.switches) return open();
+    const { uid, gid, groups } = this.account;
+    const saved = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0, groups: process.getgroups?.() ?? [] };
+    try {
+      // Groups and gid first: once the euid is the account's, the daemon could no longer change them.
+      process.setgroups?.(groups);
+      process.setegid?.(gid);
+      process.seteuid?.(uid);
+      return open();
+    } finally {
+      process.seteuid?.(saved.uid);
+      process.setegid?.(saved.gid);
+      process.setgroups?.(saved.groups);
+    }
+  }
+}
+
+/**
+ * The account a session runs as: the one asked for (it must be among those the client's line allows), else the
+ * client's first allowed account, else the daemon's configured run-as account. A daemon not running as root can
+ * only run commands as itself.
+ */
+export function chooseAccountName(asked: string | undefined, allowed: readonly string[] | undefined, configured: string): string {
+  if (asked !== undefined) {
+    // Asking for the account one would get anyway needs no permission.
+    const permitted = allowed === undefined ? asked === configured : allowed.includes(asked);
+    if (!permitted) {
+      const which = allowed === undefined ? 'no user= on its line' : `its line allows ${allowed.join(', ')}`;
+      throw new RequestError(ErrorCode.NotPermitted, `this client may not run commands as ${asked} (${which})`);
+    }
+    return asked;
+  }
+  return allowed?.[0] ?? configured;
+}
+
+/**
+ * The spool of commands run as another account: `users/NAME` in the daemon's spool, owned by that account and
+ * private to it. `users` is the daemon's and nobody else may write there, so no one can plant a symlink in place
+ * of an account's spool; the spool directory itself must let others pass (mode 0711 when the daemon makes it).
+ */
+export function userSpoolDir(spoolRoot: string, account: Account): string {
+  const users = join(spoolRoot, 'users');
+  const dir = join(users, account.name);
+  try {
+    mkdirSync(users, { recursive: true, mode: 0o711 });
+    if ((statSync(spoolRoot).mode & 0o001) === 0) {
+      throw new NetplumbError(ErrorCode.SpawnFailed, `the spool directory ${spoolRoot} does not let other users pass (chmod o+x it): ${account.name} could not reach its spool`);
+    }
+    // Only the daemon may make or replace what is in `users`: no one can swap an account's spool for a symlink.
+    const usersStat = lstatSync(users);
+    if (!usersStat.isDirectory() || usersStat.uid !== process.geteuid?.() || (usersStat.mode & 0o022) !== 0) {
+      throw new NetplumbError(ErrorCode.SpawnFailed, `${users} must be a directory of the daemon's own that group and others cannot write to`);
+    }
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      lchownSync(dir, account.uid, account.gid);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const stat = lstatSync(dir);
+    if (!stat.isDirectory() || stat.uid !== account.uid) throw new NetplumbError(ErrorCode.SpawnFailed, `${dir} is not a directory of ${account.name}'s own`);
+  } catch (error) {
+    if (error instanceof NetplumbError) throw error;
+    throw new NetplumbError(ErrorCode.SpawnFailed, `cannot make the spool of ${account.name}: ${(error as Error).message}`, { cause: error });
+  }
+  return dir;
+}
