@@ -20,7 +20,6 @@ import {
   startDaemon,
   startNetplumb,
   tempDir,
-  waitUntil,
   writeKeyPair,
   type DaemonProcess,
   type KeyFiles,
@@ -29,12 +28,11 @@ import {
   type ProcessResult,
   type RunningProcess,
   type Scope,
+  rewriteClients,
 } from '../helpers/daemon.js';
 import { startTamperProxy } from '../helpers/tamper-proxy.js';
 
 const TIMEOUT_MS = 60_000;
-const RELOADED = /authorization reloaded/g;
-const RELOAD_REFUSED = /reload refused/g;
 /** How many nodes race for one key. */
 const RACERS = 4;
 
@@ -80,20 +78,6 @@ async function startControllerNetplumb(scope: Scope, controllerLine: (publicLine
     spawnNode,
     node: (keyFile, command, address) => spawnNode(keyFile, command, address).result,
   };
-}
-
-function count(text: string, pattern: RegExp): number {
-  return (text.match(pattern) ?? []).length;
-}
-
-/** Writes the authorized clients file and waits until SIGHUP has loaded it (a refused reload fails the test). */
-async function rewriteClients(daemon: DaemonProcess, clientsFile: string, text: string): Promise<void> {
-  writeFileSync(clientsFile, text);
-  const before = count(daemon.log(), RELOADED);
-  const refusedBefore = count(daemon.log(), RELOAD_REFUSED);
-  daemon.kill('SIGHUP');
-  await waitUntil('the reload', () => count(daemon.log(), RELOADED) > before || count(daemon.log(), RELOAD_REFUSED) > refusedBefore);
-  assert.equal(count(daemon.log(), RELOAD_REFUSED), refusedBefore, `the reload was refused: ${daemon.log()}`);
 }
 
 /** A command that leaves one line in the marker file each time it runs. */

@@ -31,6 +31,7 @@ import {
   type ProcessResult,
   type RunningProcess,
   type Scope,
+  rewriteClients,
 } from '../helpers/daemon.js';
 import { mkfifo, spawnPlumbIn, writeInto } from '../helpers/endpoints.js';
 
@@ -121,10 +122,6 @@ interface RunAsSetup {
   setLine(options: string): Promise<void>;
 }
 
-function countMatches(text: string, pattern: RegExp): number {
-  return (text.match(pattern) ?? []).length;
-}
-
 async function startRunAsNetplumb(scope: Scope, lineOptions: string): Promise<RunAsSetup> {
   const spool = tempDir(scope, 'netplumb-runas-spool-');
   chmodSync(spool, 0o711);
@@ -134,12 +131,7 @@ async function startRunAsNetplumb(scope: Scope, lineOptions: string): Promise<Ru
   const recipes = tempDir(scope, 'netplumb-runas-recipes-');
   const np = await startNetplumb(scope, { daemonArgs: [`-spool=${spool}`] });
   const setLine = async (options: string): Promise<void> => {
-    writeFileSync(np.clientsFile, `${options === '' ? '' : `${options} `}${np.client.publicLine}\n`);
-    const reloaded = countMatches(np.daemon.log(), /authorization reloaded/g);
-    const refused = countMatches(np.daemon.log(), /reload refused/g);
-    np.daemon.kill('SIGHUP');
-    await waitUntil('the reload', () => countMatches(np.daemon.log(), /authorization reloaded/g) > reloaded || countMatches(np.daemon.log(), /reload refused/g) > refused);
-    assert.equal(countMatches(np.daemon.log(), /authorization reloaded/g), reloaded + 1, `the line ${options} was not taken: ${np.daemon.log()}`);
+    await rewriteClients(np.daemon, np.clientsFile, `${options === '' ? '' : `${options} `}${np.client.publicLine}\n`);
   };
   if (lineOptions !== '') await setLine(lineOptions);
   const spawnPlumb = (command: readonly string[], options: PlumbCallOptions = {}): RunningProcess => spawnPlumbIn(scope, np, local, command, options);

@@ -413,6 +413,21 @@ export async function startNetplumb(scope: Scope, options: NetplumbOptions = {})
   };
 }
 
+/**
+ * Writes the authorized-clients file and reloads it with SIGHUP, as an operator would; resolves once the daemon
+ * has taken it, and fails when the daemon refused the reload.
+ */
+export async function rewriteClients(daemon: DaemonProcess, clientsFile: string, text: string): Promise<void> {
+  const count = (pattern: RegExp): number => (daemon.log().match(pattern) ?? []).length;
+  const reloaded = /authorization reloaded/g;
+  const refused = /reload refused/g;
+  writeFileSync(clientsFile, text);
+  const [reloadedBefore, refusedBefore] = [count(reloaded), count(refused)];
+  daemon.kill('SIGHUP');
+  await waitUntil('the reload', () => count(reloaded) > reloadedBefore || count(refused) > refusedBefore);
+  if (count(refused) > refusedBefore) throw new Error(`the daemon refused the reload of ${clientsFile}: ${daemon.log()}`);
+}
+
 /** The error code at the end of plumb's one-line failure report, e.g. NP_NOT_AUTHORIZED. */
 export function reportedCode(stderr: string): string | undefined {
   return /\((NP_[A-Z_]+)\)\s*$/.exec(stderr)?.[1];
