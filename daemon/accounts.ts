@@ -26,9 +26,20 @@ export interface Account {
   shell: string;
 }
 
-/** The account the daemon itself runs as. */
-export async function daemonAccount(): Promise<Account> {
-  return lookupAccount(userInfo().username);
+/**
+ * The account the daemon itself runs as, from the process itself (no lookup to spawn: most sessions run as this
+ * account, and their start must stay quick).
+ */
+export function daemonAccount(): Account {
+  const info = userInfo();
+  return {
+    name: info.username,
+    uid: info.uid,
+    gid: info.gid,
+    groups: process.getgroups?.() ?? [info.gid],
+    home: info.homedir,
+    shell: info.shell ?? '/bin/sh',
+  };
 }
 
 /** Looks an account up by name; an unknown name is a RequestError(NP_NOT_PERMITTED) naming it. */

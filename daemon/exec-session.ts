@@ -265,7 +265,7 @@ export class ExecSession implements SessionHandler {
   private async identify(request: ExecRequest | RecipeRequest): Promise<SessionIdentity> {
     const { allowed, configured } = this.options.accounts;
     const name = chooseAccountName(request.user, allowed, configured);
-    const own = await daemonAccount();
+    const own = daemonAccount();
     if (name !== own.name && process.geteuid?.() !== 0) {
       throw new RequestError(ErrorCode.NotPermitted, `netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
     }
