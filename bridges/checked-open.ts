@@ -1,9 +1,9 @@
-// Opening a path a client named so that what is opened is what was checked. A check of the path's text followed
+// Opening (or connecting to) a path a client named so that what is used is what was checked. A check of the path's text followed
 // by open(2) leaves a gap: a command the client runs can swap a directory for a symlink in between. Here the
 // directory is opened first, its real path is read back from the descriptor (/proc/self/fd), the check sees that,
 // and the last component is opened inside that very directory, never through a symlink.
 
-import { closeSync, constants as fs, openSync, readlinkSync } from 'node:fs';
+import { closeSync, constants as fs, lstatSync, openSync, readlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -22,10 +22,12 @@ export function realPathOfFd(fd: number): string {
 }
 
 /**
- * open(2) of `path` with `flags` (O_NOFOLLOW added) where `check` sees the real path the file will have. The
- * path's directory must exist; `.` or `..` as the last component is refused (they would name a directory).
+ * Calls `use` with a name for `path` that goes through its directory as held open now, once `check` has seen the
+ * real path it stands for: `/proc/self/fd/N/NAME`. Whatever `use` does by that name synchronously (open(2),
+ * connect(2), bind(2)) reaches the directory that was checked, whatever is renamed or swapped meanwhile. The
+ * directory must exist; `.` or `..` as the last component is refused (they would name a directory).
  */
-export function openChecked(path: string, flags: number, mode: number, check: PathCheck | undefined): number {
+export function atCheckedPath<T>(path: string, check: PathCheck | undefined, use: (pinned: string) => T): T {
   const name = basename(path);
   if (name === '' || name === '.' || name === '..' || path.endsWith('/')) {
     throw Object.assign(new Error(`${path} names a directory`), { code: 'EISDIR' });
@@ -33,8 +35,42 @@ export function openChecked(path: string, flags: number, mode: number, check: Pa
   const directory = openSync(dirname(path), O_PATH | fs.O_DIRECTORY);
   try {
     check?.(join(realPathOfFd(directory), name));
-    return openSync(`/proc/self/fd/${directory}/${name}`, flags | fs.O_NOFOLLOW, mode);
+    return use(`/proc/self/fd/${directory}/${name}`);
   } finally {
     closeSync(directory);
+  }
+}
+
+/** open(2) of `path` with `flags` (O_NOFOLLOW added) where `check` sees the real path the file will have. */
+export function openChecked(path: string, flags: number, mode: number, check: PathCheck | undefined): number {
+  return atCheckedPath(path, check, (pinned) => openSync(pinned, flags | fs.O_NOFOLLOW, mode));
+}
+
+/** A file this side made, known by its device and inode: the name alone may come to hold another file. */
+export interface MadeFile {
+  path: string;
+  dev: number;
+  ino: number;
+}
+
+/** Records the file now at `path` (never following a symlink there) as one this side made. */
+export function madeFile(path: string): MadeFile {
+  const { dev, ino } = lstatSync(path);
+  return { path, dev, ino };
+}
+
+/**
+ * Removes a file this side made, if its name still holds that very file: never another file put in its place, and
+ * never through a directory swapped for a symlink since (the name is looked up in the directory held open). A file
+ * already gone is fine.
+ */
+export function removeMadeFile(file: MadeFile): void {
+  try {
+    atCheckedPath(file.path, undefined, (pinned) => {
+      const now = lstatSync(pinned);
+      if (now.dev === file.dev && now.ino === file.ino) unlinkSync(pinned);
+    });
+  } catch {
+    // Gone already, or its directory is.
   }
 }

@@ -4,7 +4,7 @@
 // each stream it is given, in order, as one round into a local FIFO, opening it only once a reader is there.
 // Backpressure is the stream's window: a sink with no reader takes nothing, so the far writer is held back.
 
-import { closeSync, constants as fs, lstatSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, constants as fs, fstatSync, lstatSync, openSync } from 'node:fs';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { execFile } from 'node:child_process';
 import { Socket } from 'node:net';
@@ -54,14 +54,23 @@ export async function ensureFifo(path: string, mustCreate = false, identity: Com
   return { created: true };
 }
 
-/** Removes a FIFO this side created; one that is already gone is fine. */
-export function removeFifo(path: string): void {
-  try {
-    if (lstatSync(path).isFIFO()) unlinkSync(path);
-  } catch {
-    // Already gone.
+/** Opens one end of a FIFO; the daemon's opens it with the account's rights and its gluepot's check. */
+export type FifoOpener = (path: string, flags: number) => number;
+
+/**
+ * open(2) of a FIFO by path, as `open` does it: never through a symlink, and only a FIFO. A command may replace its
+ * named pipe between rounds; whatever it puts there instead (a link to another pipe, a file, a terminal) is refused,
+ * never read or written.
+ */
+export function openFifo(path: string, flags: number, open: (path: string, flags: number) => number = openSync): number {
+  const fd = open(path, flags | fs.O_NOFOLLOW);
+  if (!fstatSync(fd).isFIFO()) {
+    closeSync(fd);
+    throw Object.assign(new Error(`${path} is no longer a named pipe`), { code: 'ENOTFIFO' });
   }
+  return fd;
 }
+
 
 /**
  * Reads rounds from a local FIFO; each round becomes a stream from openStream(), ended (EOF) when the round ends.
@@ -82,6 +91,7 @@ export class FifoSource {
     readonly path: string,
     private readonly openStream: (round: number) => Duplex,
     private readonly onError: (error: EndpointError) => void,
+    private readonly open: FifoOpener = openFifo,
   ) {}
 
   start(): void {
@@ -109,7 +119,7 @@ export class FifoSource {
     return new Promise((resolve) => {
       this.finishing = resolve;
       try {
-        closeSync(openSync(this.path, fs.O_WRONLY | fs.O_NONBLOCK));
+        closeSync(this.open(this.path, fs.O_WRONLY | fs.O_NONBLOCK));
       } catch {
         // Our own reader is gone: nothing more can come.
         this.stop();
@@ -133,7 +143,7 @@ export class FifoSource {
     let fd: number;
     try {
       // Non-blocking, so no thread waits in open(); a reader opened this way sees EOF only after a writer came and went.
-      fd = openSync(this.path, fs.O_RDONLY | fs.O_NONBLOCK);
+      fd = this.open(this.path, fs.O_RDONLY | fs.O_NONBLOCK);
     } catch (error) {
       this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${(error as Error).message}`, { cause: error }));
       return;
@@ -244,6 +254,7 @@ export class FifoSink {
   constructor(
     readonly path: string,
     private readonly onError: (error: EndpointError) => void,
+    private readonly open: FifoOpener = openFifo,
   ) {}
 
   /** Queues a round. */
@@ -293,7 +304,7 @@ export class FifoSink {
     if (this.stopped) return;
     let fd: number;
     try {
-      fd = openSync(this.path, fs.O_WRONLY | fs.O_NONBLOCK);
+      fd = this.open(this.path, fs.O_WRONLY | fs.O_NONBLOCK);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENXIO') {
         // Nobody reads the FIFO yet; a stream that was dropped meanwhile needs no reader any more.

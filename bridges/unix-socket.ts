@@ -3,6 +3,7 @@
 // the service's socket at the other end. Half-close travels both ways (a socket's end() is the stream's EOF and the
 // reverse); a close or failure on either side drops the other.
 
+import { madeFile, removeMadeFile, type MadeFile } from './checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -30,7 +31,7 @@ export function checkSocketPath(path: string): void {
  * Clears the way for a listener: nothing there is fine; a socket file nobody listens on (left by a killed process)
  * is removed; a live socket or any other file is refused.
  */
-async function removeStaleSocket(path: string): Promise<void> {
+async function removeStaleSocket(path: string, identity: CommandIdentity): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
@@ -40,7 +41,8 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
   if (!isSocket) throw new EndpointError(`${path} exists and is not a socket`);
   const live = await new Promise<boolean>((resolve) => {
-    const probe = connect(path);
+    // connect(2) happens here, synchronously: with the rights of whoever will listen.
+    const probe = identity.asUser(() => connect(path));
     probe.once('connect', () => {
       probe.destroy();
       resolve(true);
@@ -49,7 +51,11 @@ async function removeStaleSocket(path: string): Promise<void> {
   });
   // Only a refused connection proves the file stale; a busy service (EAGAIN) is alive.
   if (live) throw new EndpointError(`${path} is in use: another process listens on it`);
-  unlinkSync(path);
+  try {
+    identity.asUser(() => unlinkSync(path));
+  } catch (error) {
+    throw new EndpointError(`cannot remove the stale socket ${path}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Joins a local socket and a stream both ways, keeping half-closes apart; resolves when both are done. */
@@ -79,7 +85,9 @@ export function joinSocketAndStream(socket: Socket, stream: Duplex): Promise<voi
 export class SocketListener {
   private server: Server | undefined;
   private readonly connections = new Set<Socket>();
-  private created = false;
+  /** The socket file this listener made, until it is removed. */
+  private made: MadeFile | undefined;
+  private identity: CommandIdentity = OWN_IDENTITY;
 
   constructor(
     readonly path: string,
@@ -92,7 +100,8 @@ export class SocketListener {
    */
   async listen(identity: CommandIdentity = OWN_IDENTITY): Promise<void> {
     checkSocketPath(this.path);
-    await removeStaleSocket(this.path);
+    this.identity = identity;
+    await removeStaleSocket(this.path, identity);
     const server = createServer({ allowHalfOpen: true }, (socket) => this.accepted(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -105,7 +114,7 @@ export class SocketListener {
         process.umask(previous);
       }
     });
-    this.created = true;
+    this.made = madeFile(this.path);
     // Accept failures (EMFILE) come as 'error' from now on: logged by dropping them, never an unhandled crash.
     server.on('error', () => undefined);
   }
@@ -124,14 +133,10 @@ export class SocketListener {
     this.server?.close();
     for (const socket of this.connections) socket.destroy();
     this.connections.clear();
-    if (this.created) {
-      this.created = false;
-      try {
-        if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
-      } catch {
-        // Already gone.
-      }
-    }
+    const { made } = this;
+    this.made = undefined;
+    // With the listener's rights, and only the very socket file made: something else may have been put there.
+    if (made !== undefined) this.identity.asUser(() => removeMadeFile(made));
   }
 
   private accepted(socket: Socket): void {
@@ -150,8 +155,11 @@ export class SocketListener {
   }
 }
 
-/** Connects a stream from the far side to the service listening on path; a service that is not there drops it. */
-export function connectStream(path: string, stream: Duplex, onError: (error: EndpointError) => void): void {
+/**
+ * Connects a stream from the far side to the service listening on path; a service that is not there drops it.
+ * Errors name `shownPath`: the path as the user gave it, when `path` is another name for it.
+ */
+export function connectStream(path: string, stream: Duplex, onError: (error: EndpointError) => void, shownPath = path): void {
   stream.on('error', () => undefined);
   const socket = connect({ path, allowHalfOpen: true });
   let connected = false;
@@ -168,6 +176,6 @@ export function connectStream(path: string, stream: Duplex, onError: (error: End
   socket.once('error', (error) => {
     if (connected) return;
     stream.destroy();
-    onError(new EndpointError(`cannot connect to ${path}: ${error.message}`, { cause: error }));
+    onError(new EndpointError(`cannot connect to ${shownPath}: ${error.message.replace(path, shownPath)}`, { cause: error }));
   });
 }

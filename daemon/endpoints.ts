@@ -5,7 +5,8 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
-import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
+import { atCheckedPath, madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
@@ -32,7 +33,7 @@ export interface EndpointAccess {
 }
 
 export class DaemonEndpoints {
-  private readonly createdFifos: string[] = [];
+  private readonly createdFifos: MadeFile[] = [];
   private readonly sources: FifoSource[] = [];
   private readonly sinks: FifoSink[] = [];
   private readonly listeners: SocketListener[] = [];
@@ -42,6 +43,8 @@ export class DaemonEndpoints {
   private constructor(
     private readonly log: Logger,
     private readonly identity: CommandIdentity,
+    /** The gluepot's check of a real path (absent: any path). */
+    private readonly check: PathCheck | undefined,
   ) {}
 
   /**
@@ -50,11 +53,12 @@ export class DaemonEndpoints {
    */
   static async prepare(endpoints: Endpoints, spoolDir: string, mux: Mux, log: Logger, access: EndpointAccess = {}): Promise<DaemonEndpoints> {
     const { gluepot, identity = OWN_IDENTITY } = access;
-    const self = new DaemonEndpoints(log, identity);
+    const check = gluepot === undefined ? undefined : (realPath: string): void => checkRealPath(gluepot, realPath, spoolDir, 'named pipe or socket');
+    const self = new DaemonEndpoints(log, identity, check);
     // Made with the command's rights; then checked again where it really is, in case a command the client ran
     // has swapped a directory on the way for a symlink since the first check.
     const recheck = (path: string): void => {
-      if (gluepot !== undefined) checkRealPath(gluepot, join(realpathSync.native(dirname(path)), basename(path)), spoolDir, 'named pipe or socket');
+      check?.(join(realpathSync.native(dirname(path)), basename(path)));
     };
     try {
       const resolve = (path: string): string => {
@@ -74,18 +78,22 @@ export class DaemonEndpoints {
       // A relative FIFO lives in the spool every session shares: it must be this session's own, never one found there.
       const relative = new Set([...endpoints.inFifos, ...endpoints.outFifos].filter((path) => !isAbsolute(path)).map(resolve));
       for (const path of [...inFifos, ...outFifos]) {
-        if ((await ensureFifo(path, relative.has(path), identity)).created) self.createdFifos.push(path);
+        if ((await ensureFifo(path, relative.has(path), identity)).created) self.createdFifos.push(madeFile(path));
         recheck(path);
       }
       const failed = (error: EndpointError): void => {
         log.warn('named pipe failed', { code: error.code, reason: error.message });
       };
-      inFifos.forEach((path) => self.sinks.push(new FifoSink(path, failed)));
+      // Every round opens the pipe again, by path: with the command's rights, never through a symlink, only a FIFO,
+      // and (with a gluepot) only where the gluepot allows, as the directory really is at that moment.
+      const openPipe = (path: string, flags: number): number => identity.asUser(() => openFifo(path, flags, (at, how) => openChecked(at, how, 0, check)));
+      inFifos.forEach((path) => self.sinks.push(new FifoSink(path, failed, openPipe)));
       outFifos.forEach((path, index) => {
         const source = new FifoSource(
           path,
           (round) => mux.openStream([[Field.purpose, StreamPurpose.OutFifo], [Field.endpoint, String(index)], [Field.round, String(round)]]),
           failed,
+          openPipe,
         );
         self.sources.push(source);
         source.start();
@@ -116,8 +124,19 @@ export class DaemonEndpoints {
     }
     const path = this.connectPaths[index];
     if (path === undefined || this.closed) stream.destroy();
-    // connect(2) happens within connectStream(), synchronously: the service sees the command's account, not root.
-    else this.identity.asUser(() => connectStream(path, stream, (error) => this.log.info('socket connection refused', { code: error.code, reason: error.message })));
+    else {
+      const refused = (error: EndpointError): void => {
+        this.log.info('socket connection refused', { code: error.code, reason: error.message });
+      };
+      // connect(2) happens within connectStream(), synchronously: with the command's account (the service sees it,
+      // not root), through the directory as checked now.
+      try {
+        this.identity.asUser(() => atCheckedPath(path, this.check, (pinned) => connectStream(pinned, stream, refused, path)));
+      } catch (error) {
+        stream.destroy();
+        refused(new EndpointError(`cannot connect to ${path}: ${(error as Error).message}`, { cause: error }));
+      }
+    }
     return true;
   }
 
@@ -137,6 +156,7 @@ export class DaemonEndpoints {
     for (const source of this.sources) source.stop();
     for (const sink of this.sinks) sink.stop();
     for (const listener of this.listeners) listener.close();
-    for (const path of this.createdFifos) removeFifo(path);
+    // With the command's rights, and only the very pipes made: the command may have put something else there.
+    for (const fifo of this.createdFifos) this.identity.asUser(() => removeMadeFile(fifo));
   }
 }

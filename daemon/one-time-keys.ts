@@ -221,7 +221,8 @@ function endpointsWithin(asked: Endpoints, bound: Endpoints): boolean {
 
 /**
  * A one-time key's Start must ask for exactly the bound command (argv word for word) or recipe (the same text),
- * as the bound account, with no endpoint beyond the bound ones, and without a pseudo-terminal.
+ * as the bound account, with no endpoint beyond the bound ones, without a pseudo-terminal and without exported
+ * variables.
  */
 export function checkBinding(binding: KeyBinding, request: ExecRequest | RecipeRequest): void {
   const refuse = (why: string): never => {
@@ -238,5 +239,7 @@ export function checkBinding(binding: KeyBinding, request: ExecRequest | RecipeR
     refuse(`it is bound to another recipe (${binding.source})`);
   }
   if (request.user !== undefined && request.user !== binding.user) refuse(`it runs as ${binding.user ?? 'the default account'}`);
+  // Variables could change what the bound words do (PATH, LD_PRELOAD, a script's settings): none are taken.
+  if (request.env.length > 0) refuse('no exported variables');
   if (!endpointsWithin(request.endpoints, binding.endpoints)) refuse('a named pipe or socket it is not bound to');
 }

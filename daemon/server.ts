@@ -7,6 +7,7 @@ import { Duplex } from 'node:stream';
 import { userInfo } from 'node:os';
 import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
 import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
+import { chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import type { DaemonConfig, ListenAddress } from './config.js';
 import { ExecSession } from './exec-session.js';
@@ -110,6 +111,15 @@ export class Daemon {
     return typeof name === 'string' ? this.authorization.gluepots.get(name) : undefined;
   }
 
+  /** Whether a client, as its line reads now, may run commands as this account. */
+  private accountAllowed(user: string, client: AuthorizedClient): boolean {
+    try {
+      return chooseAccountName(user, allowedUsers(client), this.runAs) === user;
+    } catch {
+      return false;
+    }
+  }
+
   /** How a controller's session mints one-time keys: recorded in the store, logged with both fingerprints. */
   private minter(controller: AuthorizedClient, log: Logger) {
     return (binding: OneTimeKeyRecord['binding'], lifetimeSeconds: number) => {
@@ -204,9 +214,18 @@ export class Daemon {
         // A one-time key acts for its controller: the controller's line and gluepot as they are now.
         const client = oneTime === undefined ? this.authorization.clients.find(connection.peer.peer) : this.authorization.clients.findByFingerprint(oneTime.controller);
         // Fail closed: a client (or a key's controller) a reload removed gets nothing, never an unrestricted session.
-        if (client === undefined || (oneTime !== undefined && client.options.get('controller') !== true)) {
-          clientLog.warn(oneTime === undefined ? 'client no longer authorized after a reload' : 'the controller of this one-time key is no longer authorized', oneTime === undefined ? {} : { controller: oneTime.controller });
+        const refuse = (why: string, details: Record<string, unknown> = {}): void => {
+          clientLog.warn(why, details);
           connection.fail(new HandshakeError(ErrorCode.NotAuthorized, 'not authorized'), true);
+        };
+        if (client === undefined || (oneTime !== undefined && client.options.get('controller') !== true)) {
+          if (oneTime === undefined) refuse('client no longer authorized after a reload');
+          else refuse('the controller of this one-time key is no longer authorized', { key: oneTime.fingerprint, controller: oneTime.controller });
+          return;
+        }
+        // The key's account must still be one its controller may use: a key grants nothing its controller lost.
+        if (oneTime !== undefined && !this.accountAllowed(oneTime.binding.user, client)) {
+          refuse('the controller of this one-time key may no longer run commands as its account', { key: oneTime.fingerprint, controller: oneTime.controller, user: oneTime.binding.user });
           return;
         }
         if (oneTime !== undefined) {

@@ -2,7 +2,8 @@
 // makes the local FIFOs (removing only those it made), and joins each round or connection to a stream once the
 // remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
 
-import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../bridges/fifo.js';
+import { madeFile, removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
+import { EndpointError, ensureFifo, FifoSink, FifoSource } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -51,7 +52,7 @@ export function remoteEndpoints(options: EndpointOptions): Endpoints {
 }
 
 export class ClientEndpoints {
-  private readonly createdFifos: string[] = [];
+  private readonly createdFifos: MadeFile[] = [];
   private readonly sources: FifoSource[] = [];
   private readonly sinks: FifoSink[];
   private readonly listeners: SocketListener[] = [];
@@ -72,7 +73,7 @@ export class ClientEndpoints {
     try {
       for (const pair of [...options.sockets, ...options.localSockets]) checkSocketPath(pair.local);
       for (const path of [...options.inFifos, ...options.outFifos]) {
-        if ((await ensureFifo(path)).created) self.createdFifos.push(path);
+        if ((await ensureFifo(path)).created) self.createdFifos.push(madeFile(path));
       }
     } catch (error) {
       self.close();
@@ -134,7 +135,7 @@ export class ClientEndpoints {
     for (const source of this.sources) source.stop();
     for (const sink of this.sinks) sink.stop();
     for (const listener of this.listeners) listener.close();
-    for (const path of this.createdFifos.splice(0)) removeFifo(path);
+    for (const fifo of this.createdFifos.splice(0)) removeMadeFile(fifo);
   }
 
   private failed(error: EndpointError): void {

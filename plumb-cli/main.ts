@@ -141,6 +141,9 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     if (tty || check) throw new NetplumbError(ErrorCode.Usage, '-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
     if (options.oneTimeKey !== undefined) throw new NetplumbError(ErrorCode.Usage, '-mint-key is for a controller; it cannot use a one-time key');
   }
+  if ((options.mintKey !== undefined || options.oneTimeKey !== undefined) && options.export.length > 0) {
+    throw new NetplumbError(ErrorCode.Usage, "a one-time key's command takes no exported variables: -export does not go with -mint-key or -one-time-key");
+  }
   if (options.expires !== undefined && options.mintKey === undefined) throw new NetplumbError(ErrorCode.Usage, '-expires goes with -mint-key');
   if (options.oneTimeKey !== undefined && options.identity !== undefined) throw new NetplumbError(ErrorCode.Usage, '-one-time-key is the identity: -identity does not go with it');
   return {

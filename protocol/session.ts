@@ -297,7 +297,7 @@ export function decodeSignal(fields: FieldList): ForwardableSignal {
 
 /**
  * What a one-time key lets its holder start: exactly this command (argv) or recipe (text), as this account, with
- * at most these named pipes and sockets. No pseudo-terminal; exported variables follow the daemon's accept-env.
+ * at most these named pipes and sockets. No pseudo-terminal and no exported variables.
  */
 export type KeyBinding =
   | { kind: StartKind.Exec; argv: string[]; user?: string; endpoints: Endpoints }

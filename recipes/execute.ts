@@ -7,9 +7,10 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fs, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
-import { openChecked, type PathCheck } from '../bridges/checked-open.js';
+import { closeSync, constants as fs, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
+import { openFifo, type FifoOpener } from '../bridges/fifo.js';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,11 +121,11 @@ class RecipePipe {
  * reader), then the blocking write end, then a blocking read end (which finds the writer). Commands get blocking
  * ends: O_NONBLOCK belongs to the open file, and a command reading a non-blocking stdin would fail with EAGAIN.
  */
-function openBothEnds(pipe: RecipePipe): void {
-  const probe = openSync(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
+function openBothEnds(pipe: RecipePipe, open: FifoOpener = openFifo): void {
+  const probe = open(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
   try {
-    pipe.writeFd = openSync(pipe.path, fs.O_WRONLY);
-    pipe.readFd = openSync(pipe.path, fs.O_RDONLY);
+    pipe.writeFd = open(pipe.path, fs.O_WRONLY);
+    pipe.readFd = open(pipe.path, fs.O_RDONLY);
   } finally {
     closeSync(probe);
   }
@@ -167,6 +168,8 @@ export class RecipeRun {
     private readonly fifoPipes: Map<string, RecipePipe>,
     private readonly stagePipes: Map<number, RecipePipe>,
     private readonly io: IoPipes,
+    /** The declared named pipes, as made: removed when the run is over. */
+    private readonly madeFifos: readonly MadeFile[],
   ) {
     this.ends = plan.stages.map(() => undefined);
     this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
@@ -440,7 +443,7 @@ export class RecipeRun {
     this.io.stdinWriter?.destroy();
     this.io.stdoutReader?.destroy();
     this.io.stderrReader?.destroy();
-    removeFifos(this.plan);
+    removeMadeFifos(this.madeFifos, this.options.identity ?? OWN_IDENTITY);
     const stages = this.ends.filter((end): end is StageEnd => end !== undefined);
     const outcome: RecipeOutcome = { stages, status: recipeStatus(stages, this.abortReason !== undefined) };
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
@@ -492,7 +495,8 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   }
   const privateDir = mkdtempSync(join(tmpdir(), 'netplumbd-recipe-'));
   const pipes: RecipePipe[] = [];
-  const made: string[] = [];
+  const made: MadeFile[] = [];
+  const identity = options.identity ?? OWN_IDENTITY;
   try {
     const labelPipes = new Map(plan.labels.map((label) => [label.label, new RecipePipe(join(privateDir, `label-${pipes.length}-${label.readerStage}`))]));
     const stagePipes = new Map<number, RecipePipe>();
@@ -511,15 +515,18 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     for (const fifo of plan.fifos) {
       try {
         // In the spool, as whoever runs the commands: the pipe is theirs, made with their rights.
-        await execFileAsync(...(options.identity ?? OWN_IDENTITY).command('mkfifo', ['-m', '600', fifo.path]));
+        await execFileAsync(...identity.command('mkfifo', ['-m', '600', fifo.path]));
       } catch (error) {
         throw new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${mkfifoReason(error)}`, { cause: error });
       }
-      made.push(fifo.path);
+      made.push(madeFile(fifo.path));
     }
     pipes.push(...fifoPipes.values());
 
-    for (const pipe of [...labelPipes.values(), ...stagePipes.values(), ...fifoPipes.values()]) openBothEnds(pipe);
+    for (const pipe of [...labelPipes.values(), ...stagePipes.values()]) openBothEnds(pipe);
+    // The declared named pipes are in the spool, where the account's other sessions may be at work: opened with its
+    // rights, never through a symlink, and only as the FIFOs just made.
+    for (const pipe of fifoPipes.values()) openBothEnds(pipe, (path, flags) => identity.asUser(() => openFifo(path, flags)));
     // plumb's stdout and stderr: the daemon reads them through a non-blocking end; the commands get blocking write ends.
     // Until the sockets own them, these descriptors are closed here if a later open fails.
     const loose: number[] = [];
@@ -553,13 +560,13 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
       stdoutReader: new Socket({ fd: stdoutReadFd, readable: true, writable: false }),
       stderrReader: new Socket({ fd: stderrReadFd, readable: true, writable: false }),
     };
-    const run = new RecipeRun(plan, options, labelPipes, fifoPipes, stagePipes, ioPipes);
+    const run = new RecipeRun(plan, options, labelPipes, fifoPipes, stagePipes, ioPipes, made);
     for (const stage of plan.stages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
     for (const pipe of pipes) pipe.closeUnclaimed();
     return run;
   } catch (error) {
     for (const pipe of pipes) pipe.close();
-    for (const path of made) unlinkQuietly(path);
+    removeMadeFifos(made, identity);
     if (error instanceof NetplumbError) throw error;
     throw new RecipeSetupError(`cannot ready the recipe's pipes: ${(error as Error).message}`, { cause: error });
   } finally {
@@ -574,16 +581,9 @@ function mkfifoReason(error: unknown): string {
   return text !== '' ? text : (error as Error).message;
 }
 
-function removeFifos(plan: RecipePlan): void {
-  for (const fifo of plan.fifos) unlinkQuietly(fifo.path);
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone.
-  }
+/** Removes the declared named pipes the run made, with the commands' rights, and only those very files. */
+function removeMadeFifos(made: readonly MadeFile[], identity: CommandIdentity): void {
+  for (const fifo of made) identity.asUser(() => removeMadeFile(fifo));
 }
 
 function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatus {

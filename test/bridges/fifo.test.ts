@@ -2,11 +2,12 @@
 // EOF, backpressure while no reader is there, a dropped round, and the errors for paths that cannot be used.
 
 import assert from 'node:assert/strict';
-import { lstatSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, lstatSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import { EndpointError, ensureFifo, FifoSink, FifoSource, removeFifo } from '../../bridges/fifo.js';
+import { madeFile, removeMadeFile } from '../../bridges/checked-open.js';
+import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../../bridges/fifo.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { deterministicBytes, runProcess, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
 import { collect, halfClosePair, mkfifo, readRound, writeInto } from '../helpers/endpoints.js';
@@ -44,7 +45,7 @@ test('ensureFifo makes a missing FIFO (mode 0600) and uses an existing one as it
   assert.ok(stat.isFIFO());
   assert.equal(stat.mode & 0o777, 0o600);
   assert.deepEqual(await ensureFifo(path), { created: false });
-  removeFifo(path);
+  removeMadeFile(madeFile(path));
   assert.throws(() => lstatSync(path), { code: 'ENOENT' });
 });
 
@@ -62,13 +63,34 @@ test('ensureFifo refuses a regular file, a missing directory and a path under a 
   }
 });
 
-test('removeFifo removes only a FIFO, never another kind of file', { timeout: TIMEOUT_MS }, (t) => {
+test('removeMadeFile removes only the file made: another put under its name, or a name gone, is left alone', { timeout: TIMEOUT_MS }, async (t) => {
   const dir = tempDir(t);
-  const file = join(dir, 'plain');
-  writeFileSync(file, 'keep me');
-  removeFifo(file);
-  assert.ok(lstatSync(file).isFile());
-  removeFifo(join(dir, 'never-there'));
+  const path = join(dir, 'made');
+  await ensureFifo(path);
+  const made = madeFile(path);
+  // The command replaced its pipe with a file of its own (or a link elsewhere): that is not ours to remove.
+  renameSync(path, join(dir, 'moved'));
+  writeFileSync(path, 'keep me');
+  removeMadeFile(made);
+  assert.equal(readFileSync(path, 'utf8'), 'keep me');
+  unlinkSync(path);
+  removeMadeFile(made);
+  removeMadeFile({ path: join(dir, 'missing-dir', 'x'), dev: made.dev, ino: made.ino });
+  assert.ok(lstatSync(join(dir, 'moved')).isFIFO(), 'the pipe moved away is not chased either');
+});
+
+test('openFifo opens only a FIFO and never through a symlink: a file or a link put in its place is refused', { timeout: TIMEOUT_MS }, async (t) => {
+  const dir = tempDir(t);
+  const pipe = join(dir, 'pipe');
+  await ensureFifo(pipe);
+  const fd = openFifo(pipe, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  closeSync(fd);
+  const file = join(dir, 'file');
+  writeFileSync(file, 'secret');
+  assert.throws(() => openFifo(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK), { code: 'ENOTFIFO' });
+  const link = join(dir, 'link');
+  symlinkSync(pipe, link);
+  assert.throws(() => openFifo(link, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK), { code: 'ELOOP' });
 });
 
 test('FifoSource sends each writer round as its own stream, ended at the round end', { timeout: TIMEOUT_MS }, async (t) => {
