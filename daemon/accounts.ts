@@ -13,8 +13,10 @@ import type { CommandIdentity } from '../bridges/identity.js';
 
 const execFileAsync = promisify(execFile);
 
-/** Where setpriv lives on Debian (util-linux); the full path, so no PATH decides what runs as root. */
+/** Where setpriv, getent and id live on Debian; full paths, so no PATH decides what runs as root. */
 export const SETPRIV = '/usr/bin/setpriv';
+const GETENT = '/usr/bin/getent';
+const ID = '/usr/bin/id';
 
 export interface Account {
   name: string;
@@ -47,8 +49,8 @@ export async function lookupAccount(name: string): Promise<Account> {
   let entry: string;
   let groups: string;
   try {
-    entry = (await execFileAsync('getent', ['passwd', name], { encoding: 'utf8' })).stdout;
-    groups = (await execFileAsync('id', ['-G', name], { encoding: 'utf8' })).stdout;
+    entry = (await execFileAsync(GETENT, ['passwd', name], { encoding: 'utf8' })).stdout;
+    groups = (await execFileAsync(ID, ['-G', name], { encoding: 'utf8' })).stdout;
   } catch (error) {
     throw new RequestError(ErrorCode.NotPermitted, `no such user ${name} on this host`, { cause: error });
   }

@@ -4,7 +4,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadPrivateIdentity } from '../protocol/keys.js';
+import { formatPublicKeyLine, loadPrivateIdentity } from '../protocol/keys.js';
 import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../protocol/options.js';
 import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';
@@ -285,7 +285,10 @@ async function mintKey(args: PlumbArguments, file: string, job: RemoteJob): Prom
   const keyFile = createKeyFile(file);
   let key: MintedKey;
   try {
-    key = await mintOneTimeKey(await connect(args), { binding, lifetimeSeconds: args.lifetimeSeconds });
+    const connection = await connect(args);
+    // The host key the node will pin is the one this connection has just verified, not what the reply says.
+    const hostKey = formatPublicKeyLine(connection.peer.peer);
+    key = { ...(await mintOneTimeKey(connection, { binding, lifetimeSeconds: args.lifetimeSeconds })), hostKey };
   } catch (error) {
     keyFile.discard();
     throw error;

@@ -453,19 +453,21 @@ export class RecipeRun {
    * Opens a redirection's file for a command, with the command's rights. What is opened is what was checked
    * (bridges/checked-open.ts): never through a symlink, and the real path of its directory, as the kernel has it at
    * the moment of opening, goes to checkFile. Never blocking the daemon: O_NONBLOCK, then only a regular file or a
-   * character device (/dev/null) is accepted; a FIFO or socket that is not one of the recipe's own named pipes is
-   * refused. A character device is opened again without O_NONBLOCK, so the command gets an ordinary descriptor.
+   * character device (/dev/null, a tape) is accepted; a FIFO or socket that is not one of the recipe's own named
+   * pipes is refused. The command still gets a blocking descriptor: libuv clears O_NONBLOCK on a child's stdin,
+   * stdout and stderr. Under a gluepot a file with other hard links is refused: the check knows one of its names only.
    */
   private openRedirection(path: string, flags: number, opened: number[]): number {
     const identity = this.options.identity ?? OWN_IDENTITY;
     const fd = identity.asUser(() => openChecked(path, flags | fs.O_NOCTTY | fs.O_NONBLOCK, OUTPUT_FILE_MODE, this.options.checkFile));
     opened.push(fd);
     const stat = fstatSync(fd);
-    if (stat.isFile()) return fd;
+    if (stat.isFile()) {
+      if (this.options.checkFile !== undefined && stat.nlink > 1) throw new Error(`${path} has other names (hard links) the gluepot check cannot see`);
+      return fd;
+    }
     if (!stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);
-    const blocking = identity.asUser(() => openSync(`/proc/self/fd/${fd}`, (flags & ~fs.O_CREAT & ~fs.O_TRUNC) | fs.O_NOCTTY));
-    opened.push(blocking);
-    return blocking;
+    return fd;
   }
 }
 

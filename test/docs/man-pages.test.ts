@@ -128,6 +128,11 @@ function settingDefault(name: string): string {
       return DEFAULT_CONFIG.acceptEnv.join(',');
     case 'gluepots':
       return DEFAULT_CONFIG.gluepotDir;
+    case 'one-time-keys':
+      return DEFAULT_CONFIG.oneTimeKeyDir;
+    case 'run-as':
+      // No value: the daemon's own account, and required when it runs as root.
+      return "the daemon's own account";
     default: {
       const limit = LIMIT_SETTINGS[name];
       if (limit === undefined) throw new Error(`setting ${name} is new: add its default to this test and to netplumbd.8`);

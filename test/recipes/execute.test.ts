@@ -275,6 +275,20 @@ test('<file reads a file of the spool directory', { timeout: TIMEOUT_MS }, async
   assert.equal(result.stdout.toString(), 'LOWER CASE\n');
 });
 
+test('a character device reaches the command as an ordinary, blocking descriptor, both ways', { timeout: TIMEOUT_MS }, async (t) => {
+  // The daemon opens redirections with O_NONBLOCK so that it never waits; a command that kept that flag on its
+  // terminal or tape would see EAGAIN (libuv clears it on a child's stdio). /proc/PID/fdinfo shows the flags the
+  // command really has (O_NONBLOCK: 04000).
+  const spool = tempDir(t);
+  const text = "sh -c 'grep ^flags /proc/$$/fdinfo/0 >&2; grep ^flags /proc/$$/fdinfo/1 >&2' </dev/zero >/dev/null 2>flags.txt\n";
+  const result = await executeText(text, spool);
+  assert.deepEqual(result.outcome.status, { code: 0 }, JSON.stringify(result.ends));
+  const flags = readFileSync(join(spool, 'flags.txt'), 'utf8');
+  const values = [...flags.matchAll(/^flags:\s+([0-7]+)$/gm)].map((match) => parseInt(match[1] as string, 8));
+  assert.equal(values.length, 2, flags);
+  for (const value of values) assert.equal(value & 0o4000, 0, `a device descriptor has O_NONBLOCK: ${flags}`);
+});
+
 // ---- stage report and status -------------------------------------------------------------------------------
 
 test('onStageEnd is called once per command with its name, line and status', { timeout: TIMEOUT_MS }, async (t) => {
