@@ -40,6 +40,7 @@ async function removeStaleSocket(path: string, identity: CommandIdentity): Promi
     throw new EndpointError(`cannot use ${path}: ${(error as Error).message}`, { cause: error });
   }
   if (!isSocket) throw new EndpointError(`${path} exists and is not a socket`);
+  let probeError: NodeJS.ErrnoException | undefined;
   const live = await new Promise<boolean>((resolve) => {
     // connect(2) happens here, synchronously: with the rights of whoever will listen.
     const probe = identity.asUser(() => connect(path));
@@ -47,9 +48,13 @@ async function removeStaleSocket(path: string, identity: CommandIdentity): Promi
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code !== 'ECONNREFUSED'));
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      probeError = error;
+      resolve(error.code !== 'ECONNREFUSED');
+    });
   });
   // Only a refused connection proves the file stale; a busy service (EAGAIN) is alive.
+  if (probeError?.code === 'EACCES') throw new EndpointError(`cannot use ${path}: permission denied`);
   if (live) throw new EndpointError(`${path} is in use: another process listens on it`);
   try {
     identity.asUser(() => unlinkSync(path));

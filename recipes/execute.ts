@@ -7,7 +7,7 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fs, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
@@ -459,11 +459,14 @@ export class RecipeRun {
    */
   private openRedirection(path: string, flags: number, opened: number[]): number {
     const identity = this.options.identity ?? OWN_IDENTITY;
-    const fd = identity.asUser(() => openChecked(path, flags | fs.O_NOCTTY | fs.O_NONBLOCK, OUTPUT_FILE_MODE, this.options.checkFile));
+    // `>` truncates only once the file is known to be one it may: never a file refused below.
+    const truncate = (flags & fs.O_TRUNC) !== 0;
+    const fd = identity.asUser(() => openChecked(path, (flags & ~fs.O_TRUNC) | fs.O_NOCTTY | fs.O_NONBLOCK, OUTPUT_FILE_MODE, this.options.checkFile));
     opened.push(fd);
     const stat = fstatSync(fd);
     if (stat.isFile()) {
       if (this.options.checkFile !== undefined && stat.nlink > 1) throw new Error(`${path} has other names (hard links) the gluepot check cannot see`);
+      if (truncate) ftruncateSync(fd);
       return fd;
     }
     if (!stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);

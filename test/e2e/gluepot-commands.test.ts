@@ -5,7 +5,7 @@
 // Every refusal leaves nothing running and nothing made.
 
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
@@ -253,6 +253,21 @@ test('a directory symlink an allowed command makes during the recipe cannot carr
   // Once the link is there, the check before anything runs already sees where it leads.
   assertNotPermitted(await env.recipe('echo pwned >d/stolen.txt\n'), env.outside, GLUEPOT);
   assert.equal(existsSync(stolen), false);
+});
+
+test('a hard link in the spool to a file outside is refused by a redirection, and the file is left whole', { timeout: TIMEOUT_MS }, async (t) => {
+  // The check sees the spool name; the file has another name outside it. > must not even truncate it.
+  const env = await startGluepotNetplumb(t, '/bin/echo ...\n/bin/cat\n');
+  const secret = join(env.outside, 'secret.txt');
+  writeFileSync(secret, 'precious data\n');
+  linkSync(secret, join(env.spool, 'link'));
+  for (const text of ['echo overwritten >link\n', 'echo appended >>link\n', 'cat <link\n']) {
+    const result = await env.recipe(text);
+    assert.equal(result.code, 1, `${text}: ${result.stderr}`);
+    assert.match(result.stderr, /hard links/, result.stderr);
+    assert.equal(result.stdout.toString(), '', 'nothing of the file was read');
+    assert.equal(readFileSync(secret, 'utf8'), 'precious data\n', `the file outside is untouched after ${text}`);
+  }
 });
 
 test('a named pipe through a directory symlink in the spool is refused, and nothing is made outside', { timeout: TIMEOUT_MS }, async (t) => {
