@@ -21,13 +21,19 @@ export function realPathOfFd(fd: number): string {
   return readlinkSync(`/proc/self/fd/${fd}`);
 }
 
+/** A directory held open, and a name in it that reaches it through the descriptor, whatever is renamed meanwhile. */
+export interface HeldDirectory {
+  /** `/proc/self/fd/N/NAME`: good until release(). */
+  pinned: string;
+  release(): void;
+}
+
 /**
- * Calls `use` with a name for `path` that goes through its directory as held open now, once `check` has seen the
- * real path it stands for: `/proc/self/fd/N/NAME`. Whatever `use` does by that name synchronously (open(2),
- * connect(2), bind(2)) reaches the directory that was checked, whatever is renamed or swapped meanwhile. The
- * directory must exist; `.` or `..` as the last component is refused (they would name a directory).
+ * Opens the directory of `path` (O_PATH: it need not be listable) and lets `check` see the real path `path` stands
+ * for. Whatever is done by the pinned name (open(2), connect(2), bind(2), unlink(2)) reaches the directory that was
+ * checked. The directory must exist; `.` or `..` as the last component is refused (they would name a directory).
  */
-export function atCheckedPath<T>(path: string, check: PathCheck | undefined, use: (pinned: string) => T): T {
+export function holdDirectory(path: string, check: PathCheck | undefined): HeldDirectory {
   const name = basename(path);
   if (name === '' || name === '.' || name === '..' || path.endsWith('/')) {
     throw Object.assign(new Error(`${path} names a directory`), { code: 'EISDIR' });
@@ -35,9 +41,20 @@ export function atCheckedPath<T>(path: string, check: PathCheck | undefined, use
   const directory = openSync(dirname(path), O_PATH | fs.O_DIRECTORY);
   try {
     check?.(join(realPathOfFd(directory), name));
-    return use(`/proc/self/fd/${directory}/${name}`);
-  } finally {
+  } catch (error) {
     closeSync(directory);
+    throw error;
+  }
+  return { pinned: `/proc/self/fd/${directory}/${name}`, release: () => closeSync(directory) };
+}
+
+/** Calls `use` with the pinned name of `path` (holdDirectory), for synchronous use only; then lets the directory go. */
+export function atCheckedPath<T>(path: string, check: PathCheck | undefined, use: (pinned: string) => T): T {
+  const held = holdDirectory(path, check);
+  try {
+    return use(held.pinned);
+  } finally {
+    held.release();
   }
 }
 

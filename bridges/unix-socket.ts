@@ -3,12 +3,13 @@
 // the service's socket at the other end. Half-close travels both ways (a socket's end() is the stream's EOF and the
 // reverse); a close or failure on either side drops the other.
 
-import { madeFile, removeMadeFile, type MadeFile } from './checked-open.js';
-import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { NetplumbError } from '../protocol/errors.js';
+import { holdDirectory, type HeldDirectory, type PathCheck } from './checked-open.js';
 import { EndpointError } from './fifo.js';
+import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 
 /** Longest socket path Linux takes (sun_path is 108 bytes with the NUL); Node would cut a longer one silently. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -90,8 +91,12 @@ export function joinSocketAndStream(socket: Socket, stream: Duplex): Promise<voi
 export class SocketListener {
   private server: Server | undefined;
   private readonly connections = new Set<Socket>();
-  /** The socket file this listener made, until it is removed. */
-  private made: MadeFile | undefined;
+  /**
+   * The directory the socket file was made in, held until the server is closed: the server listens by a name that
+   * goes through it, and so closing it (libuv unlinks the file by that name) removes the file from that directory,
+   * wherever its path leads by then.
+   */
+  private directory: HeldDirectory | undefined;
   private identity: CommandIdentity = OWN_IDENTITY;
 
   constructor(
@@ -101,25 +106,37 @@ export class SocketListener {
 
   /**
    * Creates the socket file (mode 0600, stale file removed first); resolves once it accepts connections. The
-   * bind(2) runs inside `identity.asUser`, so the file belongs to the account the command runs as.
+   * bind(2) runs inside `identity.asUser`, so the file belongs to the account the command runs as, in the directory
+   * `check` saw (its real path) at that moment.
    */
-  async listen(identity: CommandIdentity = OWN_IDENTITY): Promise<void> {
+  async listen(identity: CommandIdentity = OWN_IDENTITY, check?: PathCheck): Promise<void> {
     checkSocketPath(this.path);
     this.identity = identity;
     await removeStaleSocket(this.path, identity);
     const server = createServer({ allowHalfOpen: true }, (socket) => this.accepted(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (error) => reject(new EndpointError(`cannot listen on ${this.path}: ${error.message}`, { cause: error })));
+      const pinned = (): string => this.directory?.pinned ?? this.path;
+      server.once('error', (error) => {
+        const message = error.message.replace(pinned(), this.path);
+        this.directory?.release();
+        this.directory = undefined;
+        reject(new EndpointError(`cannot listen on ${this.path}: ${message}`, { cause: error }));
+      });
       // The umask decides the socket file's mode at bind(): set it around listen so the file is never more open.
       const previous = process.umask(0o777 & ~SOCKET_FILE_MODE);
       try {
-        identity.asUser(() => server.listen(this.path, () => resolve()));
+        identity.asUser(() => {
+          this.directory = holdDirectory(this.path, check);
+          server.listen(this.directory.pinned, () => resolve());
+        });
+      } catch (error) {
+        reject(error instanceof NetplumbError ? error : new EndpointError(`cannot listen on ${this.path}: ${(error as Error).message}`, { cause: error }));
       } finally {
         process.umask(previous);
       }
     });
-    this.made = madeFile(this.path);
+
     // Accept failures (EMFILE) come as 'error' from now on: logged by dropping them, never an unhandled crash.
     server.on('error', () => undefined);
   }
@@ -133,15 +150,17 @@ export class SocketListener {
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
-  /** Stops listening, drops every forwarded connection and removes the socket file it created. */
+  /**
+   * Stops listening, drops every forwarded connection and removes the socket file it created: libuv unlinks it as
+   * the server closes, by the name that goes through the directory held, and with the listener's rights.
+   */
   close(): void {
-    this.server?.close();
+    this.identity.asUser(() => this.server?.close());
+    this.server = undefined;
+    this.directory?.release();
+    this.directory = undefined;
     for (const socket of this.connections) socket.destroy();
     this.connections.clear();
-    const { made } = this;
-    this.made = undefined;
-    // With the listener's rights, and only the very socket file made: something else may have been put there.
-    if (made !== undefined) this.identity.asUser(() => removeMadeFile(made));
   }
 
   private accepted(socket: Socket): void {

@@ -101,7 +101,7 @@ export class DaemonEndpoints {
       for (const [index, path] of listenSockets.entries()) {
         const listener = new SocketListener(path, () => mux.openStream([[Field.purpose, StreamPurpose.ListenSocket], [Field.endpoint, String(index)]]));
         self.listeners.push(listener);
-        await listener.listen(identity);
+        await listener.listen(identity, check);
         recheck(path);
       }
       return self;

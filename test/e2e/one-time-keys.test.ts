@@ -515,3 +515,155 @@ test('bad input: an existing key file is never overwritten; bad lifetimes, optio
   assert.equal(ran.code, 0, ran.stderr);
   assert.deepEqual(markerLines(marker), [], 'no refused mint ran its command');
 });
+
+// ---- the key's account and exported variables -------------------------------------------------------------------
+// A key grants nothing its controller no longer has: once the controller's line stops allowing the key's account,
+// the key is refused. And a key's command takes no exported variables, which could change what the bound words do:
+// plumb refuses them before connecting (so the key stays good), and the daemon refuses a Start that carries some.
+
+const KEY_ACCOUNT = 'np-runas';
+const LOST_ACCOUNT = 'np-other';
+/** Switching accounts needs root; the fixture accounts are those of run-as-user.test.ts. */
+const SKIP_UNLESS_ROOT: string | false = process.getuid?.() === 0 ? false : 'needs root: the key runs its command as another account';
+
+/** Makes the fixture accounts when missing; another test file may be making them at the same moment. */
+async function ensureAccounts(...names: string[]): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const exists = (name: string): boolean => {
+    try {
+      execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const name of names) {
+    if (exists(name)) continue;
+    try {
+      execFileSync('useradd', ['-M', '-s', '/bin/sh', name], { stdio: 'pipe' });
+    } catch (error) {
+      if (!exists(name)) throw new Error(`cannot create the fixture user ${name}: ${String(error)}`);
+    }
+  }
+}
+
+/**
+ * A command that leaves a line in a marker file named after the account it runs as, in a sticky world-writable
+ * directory (one file per account: the kernel keeps an account from writing another's file there).
+ */
+function appendAccountTo(markers: string): string[] {
+  return ['sh', '-c', `id -un >> "${markers}/$(id -un)"`];
+}
+
+/** Which accounts ran a marker command, and how often: one entry per line, sorted. */
+function accountsThatRan(markers: string): string[] {
+  return readdirSync(markers)
+    .flatMap((name) => markerLines(join(markers, name)))
+    .sort();
+}
+
+test(`a key for ${LOST_ACCOUNT} is refused once the controller's line no longer allows ${LOST_ACCOUNT}; its key for ${KEY_ACCOUNT} still works`, { timeout: TIMEOUT_MS, skip: SKIP_UNLESS_ROOT }, async (t) => {
+  await ensureAccounts(KEY_ACCOUNT, LOST_ACCOUNT);
+  // A 0711 spool, so the accounts reach their own spools under it; a sticky, world-writable place for the marker.
+  const spool = tempDir(t, 'netplumb-otk-spool-');
+  chmodSync(spool, 0o711);
+  const markers = tempDir(t, 'netplumb-otk-markers-');
+  chmodSync(markers, 0o1777);
+  const env = await startControllerNetplumb(t, (line) => `controller,user="${KEY_ACCOUNT},${LOST_ACCOUNT}" ${line}`, { daemonArgs: [`-spool=${spool}`] });
+  const controlFile = join(env.work, 'control.key');
+  const lostFile = join(env.work, 'lost.key');
+  const keptFile = join(env.work, 'kept.key');
+  assertMinted(await env.mint(controlFile, appendAccountTo(markers), [`-user=${LOST_ACCOUNT}`]), env, controlFile);
+  const lost = assertMinted(await env.mint(lostFile, appendAccountTo(markers), [`-user=${LOST_ACCOUNT}`]), env, lostFile);
+  assertMinted(await env.mint(keptFile, appendAccountTo(markers), [`-user=${KEY_ACCOUNT}`]), env, keptFile);
+  // While the line allows it, such a key runs its command as that account.
+  const control = await env.node(controlFile, appendAccountTo(markers));
+  assert.equal(control.code, 0, control.stderr);
+  assert.deepEqual(accountsThatRan(markers), [LOST_ACCOUNT]);
+
+  await rewriteClients(env.np.daemon, env.np.clientsFile, `controller,user=${KEY_ACCOUNT} ${env.np.client.publicLine}\n`);
+  assertRefused(await env.node(lostFile, appendAccountTo(markers)), ErrorCode.NotAuthorized);
+  assert.deepEqual(accountsThatRan(markers), [LOST_ACCOUNT], 'nothing ran for the refused key');
+  const said = logLines(env.np.daemon, 'the controller of this one-time key may no longer run commands as its account', `key=${lost.fingerprint}`, `user=${LOST_ACCOUNT}`);
+  assert.equal(said.length, 1, env.np.daemon.log());
+  assert.equal(logLines(env.np.daemon, 'one-time key used', `key=${lost.fingerprint}`).length, 0, 'the refused key was never taken as used');
+  assert.equal(logLines(env.np.daemon, 'command started').length, 1, 'only the control command started so far');
+
+  // The same controller's key for an account its line still allows works: the refusal is about the account.
+  const kept = await env.node(keptFile, appendAccountTo(markers));
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.deepEqual(accountsThatRan(markers), [LOST_ACCOUNT, KEY_ACCOUNT].sort());
+  // And no new key for the lost account is minted.
+  const after = join(env.work, 'after.key');
+  assertRefused(await env.mint(after, appendAccountTo(markers), [`-user=${LOST_ACCOUNT}`]), ErrorCode.NotPermitted, `may not run commands as ${LOST_ACCOUNT}`);
+  assert.equal(existsSync(after), false);
+});
+
+/**
+ * Starts the key's command the way plumb would, but with an exported variable plumb itself refuses to send: a
+ * client of its own making. Resolves with the exit status, or rejects with the daemon's refusal.
+ */
+async function startWithExportedVariable(keyFile: string, daemon: DaemonProcess, argv: readonly string[]): Promise<number> {
+  const { EventEmitter } = await import('node:events');
+  const { PassThrough, Readable } = await import('node:stream');
+  const { loadKeyFile } = await import('../../plumb-cli/one-time-key.js');
+  const { connectToDaemon } = await import('../../plumb-cli/client.js');
+  const { runRemoteCommand } = await import('../../plumb-cli/run.js');
+  const { DEFAULT_LIMITS, StartKind } = await import('../../protocol/wire.js');
+  const key = loadKeyFile(keyFile);
+  const connection = await connectToDaemon(
+    { name: daemon.address, host: '127.0.0.1', port: daemon.port },
+    { identity: key.identity, pinnedHostKey: key.hostKey, knownHostsFile: '/nonexistent/known_hosts', acceptNew: false, connectTimeoutMs: 10_000, note: () => undefined },
+  );
+  return runRemoteCommand(connection, {
+    job: { kind: StartKind.Exec, argv: [...argv] },
+    // LANG is among the names the daemon accepts by default: only the key's binding can refuse it.
+    env: [['LANG', 'C.UTF-8']],
+    stdio: { stdin: Readable.from([]), stdout: new PassThrough().resume(), stderr: new PassThrough().resume() },
+    signals: new EventEmitter(),
+    maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
+    initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+    maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
+    maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+  });
+}
+
+test('exported variables: plumb refuses -export with a key (NP_USAGE, the key stays good), and the daemon refuses a Start carrying one', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startControllerNetplumb(t);
+  const marker = join(env.work, 'marker');
+  const variable = 'NP_OTK_EXPORTED';
+  const withVariable = { ...env.np.plumbEnv(), [variable]: 'set' };
+
+  const refusedMint = join(env.work, 'refused-mint.key');
+  const mintResult = await env.np.plumb(appendTo(marker), { options: [`-mint-key=${refusedMint}`, `-export=${variable}`], env: withVariable });
+  assertRefused(mintResult, ErrorCode.Usage, 'exported variables');
+  assert.equal(existsSync(refusedMint), false, 'no key file');
+  assert.equal(logLines(env.np.daemon, 'one-time key minted').length, 0, 'nothing was minted');
+
+  const keyFile = join(env.work, 'node.key');
+  const key = assertMinted(await env.mint(keyFile, appendTo(marker)), env, keyFile);
+  const nodeHome = tempDir(t, 'netplumb-node-export-home-');
+  const exported = await spawnProcess(t, [process.execPath, BIN.plumb, `-one-time-key=${keyFile}`, `-export=${variable}`, env.np.daemon.address, ...appendTo(marker)], {
+    env: { ...withVariable, NETPLUMB_HOME: nodeHome },
+  }).result;
+  assertRefused(exported, ErrorCode.Usage, 'exported variables');
+  assert.deepEqual(markerLines(marker), []);
+  assert.ok(existsSync(join(env.store, `${key.id}.key`)), 'the key was not spent');
+  assert.equal(logLines(env.np.daemon, 'one-time key used').length, 0);
+  const plain = await env.node(keyFile, appendTo(marker));
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.deepEqual(markerLines(marker), ['ran'], 'the key still worked, once, without the variable');
+
+  const rawFile = join(env.work, 'raw.key');
+  const raw = assertMinted(await env.mint(rawFile, appendTo(marker)), env, rawFile);
+  await assert.rejects(startWithExportedVariable(rawFile, env.np.daemon, appendTo(marker)), (error: unknown) => {
+    assert.equal((error as { code?: unknown }).code, ErrorCode.NotPermitted, String(error));
+    assert.match((error as Error).message, /no exported variables/);
+    return true;
+  });
+  assert.deepEqual(markerLines(marker), ['ran'], 'the Start with a variable ran nothing');
+  assert.equal(logLines(env.np.daemon, 'command started').length, 1);
+  assertRefused(await env.node(rawFile, appendTo(marker)), ErrorCode.NotAuthorized);
+  assert.equal(logLines(env.np.daemon, 'one-time key used', `key=${raw.fingerprint}`).length, 1, 'the refused Start used the key up, as any other command does');
+  assert.deepEqual(markerLines(marker), ['ran']);
+});
