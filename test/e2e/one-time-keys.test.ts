@@ -30,6 +30,7 @@ import {
   type Scope,
   rewriteClients,
 } from '../helpers/daemon.js';
+import { ensureFixtureAccounts, OTHER, RUNAS } from '../helpers/accounts.js';
 import { startTamperProxy } from '../helpers/tamper-proxy.js';
 
 const TIMEOUT_MS = 60_000;
@@ -521,31 +522,12 @@ test('bad input: an existing key file is never overwritten; bad lifetimes, optio
 // the key is refused. And a key's command takes no exported variables, which could change what the bound words do:
 // plumb refuses them before connecting (so the key stays good), and the daemon refuses a Start that carries some.
 
-const KEY_ACCOUNT = 'np-runas';
-const LOST_ACCOUNT = 'np-other';
+const KEY_ACCOUNT = RUNAS;
+const LOST_ACCOUNT = OTHER;
 /** Switching accounts needs root; the fixture accounts are those of run-as-user.test.ts. */
 const SKIP_UNLESS_ROOT: string | false = process.getuid?.() === 0 ? false : 'needs root: the key runs its command as another account';
 
 /** Makes the fixture accounts when missing; another test file may be making them at the same moment. */
-async function ensureAccounts(...names: string[]): Promise<void> {
-  const { execFileSync } = await import('node:child_process');
-  const exists = (name: string): boolean => {
-    try {
-      execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (const name of names) {
-    if (exists(name)) continue;
-    try {
-      execFileSync('useradd', ['-M', '-s', '/bin/sh', name], { stdio: 'pipe' });
-    } catch (error) {
-      if (!exists(name)) throw new Error(`cannot create the fixture user ${name}: ${String(error)}`);
-    }
-  }
-}
 
 /**
  * A command that leaves a line in a marker file named after the account it runs as, in a sticky world-writable
@@ -563,7 +545,7 @@ function accountsThatRan(markers: string): string[] {
 }
 
 test(`a key for ${LOST_ACCOUNT} is refused once the controller's line no longer allows ${LOST_ACCOUNT}; its key for ${KEY_ACCOUNT} still works`, { timeout: TIMEOUT_MS, skip: SKIP_UNLESS_ROOT }, async (t) => {
-  await ensureAccounts(KEY_ACCOUNT, LOST_ACCOUNT);
+  ensureFixtureAccounts();
   // A 0711 spool, so the accounts reach their own spools under it; a sticky, world-writable place for the marker.
   const spool = tempDir(t, 'netplumb-otk-spool-');
   chmodSync(spool, 0o711);

@@ -33,12 +33,12 @@ import {
   type RunningProcess,
   type Scope,
 } from '../helpers/daemon.js';
+import { ensureFixtureAccounts, RUNAS } from '../helpers/accounts.js';
 import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/run.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { mkfifo, spawnPlumbIn, startEchoService } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 30_000;
-const RUNAS = 'np-runas';
 /** How long a refused attempt is given to show a leak anyway, after plumb ended. */
 const LEAK_GRACE_MS = 500;
 /** Recipe runs raced by the swapper: before the fix, the race was won in every try of a few runs. */
@@ -62,22 +62,7 @@ function mountNamespacesWork(): boolean {
 const SKIP_NAMESPACE: string | false = SKIP !== false ? SKIP : mountNamespacesWork() ? false : 'needs unshare -m and mount --bind, to keep plumb\'s absolute-path pipes apart from the daemon\'s';
 
 before(() => {
-  if (SKIP !== false) return;
-  const exists = (): boolean => {
-    try {
-      execFileSync('getent', ['passwd', RUNAS], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (exists()) return;
-  try {
-    execFileSync('useradd', ['-M', '-s', '/bin/sh', RUNAS], { stdio: 'pipe' });
-  } catch (error) {
-    // Another test file may be making it at this very moment, which is just as good.
-    if (!exists()) throw new Error(`cannot create the fixture user ${RUNAS}: ${String(error)}`);
-  }
+  if (SKIP === false) ensureFixtureAccounts();
 });
 
 function account(name: string): { uid: number; gid: number } {

@@ -33,53 +33,20 @@ import {
   type Scope,
   rewriteClients,
 } from '../helpers/daemon.js';
+import { accountExists, ensureFixtureAccounts, FIXTURE_GROUP, NEEDS_ROOT, OTHER, RUNAS } from '../helpers/accounts.js';
 import { mkfifo, spawnPlumbIn, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;
-const RUNAS = 'np-runas';
-const OTHER = 'np-other';
-const EXTRA_GROUP = 'np-extra';
+const EXTRA_GROUP = FIXTURE_GROUP;
 const MISSING_USER = 'nosuchuser-xyz';
 
 /** Switching accounts, chowning and useradd all need root; anyone else skips the file. */
-const SKIP: string | false = process.getuid?.() === 0 ? false : 'needs root: run-as switches accounts and the fixtures are made with useradd';
-
-// ---- fixture accounts ---------------------------------------------------------------------------------------
-
-function succeeds(argv: readonly string[]): boolean {
-  try {
-    execFileSync(argv[0] as string, argv.slice(1), { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Creates something only when missing; another test run may create it at the same moment, which is just as good. */
-function ensure(what: string, exists: () => boolean, create: readonly string[]): void {
-  if (exists()) return;
-  try {
-    execFileSync(create[0] as string, create.slice(1), { stdio: 'pipe' });
-  } catch (error) {
-    if (!exists()) throw new Error(`cannot create the fixture ${what}: ${String((error as { stderr?: unknown }).stderr ?? error)}`);
-  }
-}
-
-function memberOf(user: string, group: string): boolean {
-  try {
-    return execFileSync('id', ['-nG', user], { encoding: 'utf8' }).trim().split(/\s+/).includes(group);
-  } catch {
-    return false;
-  }
-}
+const SKIP = NEEDS_ROOT;
 
 before(() => {
   if (SKIP !== false) return;
-  ensure(`group ${EXTRA_GROUP}`, () => succeeds(['getent', 'group', EXTRA_GROUP]), ['groupadd', EXTRA_GROUP]);
-  ensure(`user ${RUNAS}`, () => succeeds(['getent', 'passwd', RUNAS]), ['useradd', '-M', '-s', '/bin/sh', '-G', EXTRA_GROUP, RUNAS]);
-  ensure(`membership of ${RUNAS} in ${EXTRA_GROUP}`, () => memberOf(RUNAS, EXTRA_GROUP), ['usermod', '-a', '-G', EXTRA_GROUP, RUNAS]);
-  ensure(`user ${OTHER}`, () => succeeds(['getent', 'passwd', OTHER]), ['useradd', '-M', '-s', '/bin/sh', OTHER]);
-  assert.equal(succeeds(['getent', 'passwd', MISSING_USER]), false, `${MISSING_USER} must not exist on this host`);
+  ensureFixtureAccounts();
+  assert.equal(accountExists(MISSING_USER), false, `${MISSING_USER} must not exist on this host`);
 });
 
 /** What the host's user database says of an account, as `id` and getent see it here, outside netplumb. */
