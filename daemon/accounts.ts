@@ -3,7 +3,7 @@
 // gets exactly that identity (libuv's uid/gid spawn options would drop the supplementary groups), and opens files
 // on the user's behalf with the user's rights, so the daemon never lends a client its own.
 
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { lchownSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
@@ -42,6 +42,16 @@ export function daemonAccount(): Account {
     home: info.homedir,
     shell: info.shell ?? '/bin/sh',
   };
+}
+
+/** Whether the system's user database knows the account (a synchronous lookup, for start-up checks). */
+export function accountKnown(name: string): boolean {
+  try {
+    execFileSync(GETENT, ['passwd', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Looks an account up by name; an unknown name is a RequestError(NP_NOT_PERMITTED) naming it. */

@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { userInfo } from 'node:os';
 import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
 import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
-import { chooseAccountName } from './accounts.js';
+import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import type { DaemonConfig, ListenAddress } from './config.js';
 import { ExecSession } from './exec-session.js';
@@ -52,6 +52,11 @@ export class Daemon {
       throw new ConfigError(ErrorCode.Config, 'netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
     }
     this.runAs = config.runAs ?? own;
+    if (this.runAs !== own) {
+      // A default account the daemon cannot use would refuse every client without user= at its first command.
+      if (process.geteuid?.() !== 0) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
+      if (!accountKnown(this.runAs)) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: no such account on this host`);
+    }
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
     this.oneTimeKeys = new OneTimeKeyStore(config.oneTimeKeyDir);
     this.oneTimeKeys.purgeExpired();

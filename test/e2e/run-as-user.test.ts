@@ -359,7 +359,7 @@ test(`-outfifo with -user=${RUNAS}: the pipe in the account's spool is its own a
 
 // ---- start-up ---------------------------------------------------------------------------------------------------
 
-test('netplumbd running as root without run-as refuses to start', { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+test('netplumbd running as root without run-as, or with an unknown run-as account, refuses to start', { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
   const dir = tempDir(t, 'netplumbd-no-runas-');
   const host = writeKeyPair(dir, 'host_key');
   const client = writeKeyPair(dir, 'identity');
@@ -387,4 +387,9 @@ test('netplumbd running as root without run-as refuses to start', { timeout: TIM
   const emptyFlag = await startWith(oneTimeKeys, ['-run-as=']);
   assert.notEqual(emptyFlag.code, 0, 'an empty run-as is no run-as');
   assert.match(emptyFlag.stderr, /run-as/);
+  // An account the host does not know would refuse every command of a client without user=: refused at start.
+  const unknown = await startWith(`${oneTimeKeys}run-as ${MISSING_USER}\n`);
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, new RegExp(`run-as ${MISSING_USER}: no such account`));
+  assert.doesNotMatch(unknown.stderr, /listening on/);
 });
