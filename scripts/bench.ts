@@ -31,6 +31,9 @@ const ECHO_KEYS = Number(process.env['BENCH_ECHO_KEYS'] ?? 200);
 const LATENCY_RUNS = Number(process.env['BENCH_LATENCY_RUNS'] ?? 15);
 const CONCURRENT = 50;
 
+/** The account the run-as row runs `true` as, when the bench runs as root. */
+const OTHER_ACCOUNT = 'nobody';
+
 function parseSize(text: string): number {
   const match = /^(\d+)([KMG]?)$/.exec(text);
   if (match === null) throw new Error(`bad size ${text}`);
@@ -209,7 +212,10 @@ async function main(): Promise<void> {
   let ssh: string | undefined;
   try {
     for (const name of ['host_key', 'identity']) execFileSync(process.execPath, [bin.keygen, '-f', join(home, name)], { stdio: 'ignore' });
-    writeFileSync(join(home, 'clients'), readFileSync(join(home, 'identity.pub')));
+    // A controller that may also run commands as `nobody` (when the daemon can switch: as root).
+    const asRoot = process.geteuid?.() === 0;
+    const users = asRoot ? `user="${userInfo().username},${OTHER_ACCOUNT}",` : '';
+    writeFileSync(join(home, 'clients'), `${users}controller ${readFileSync(join(home, 'identity.pub'), 'utf8')}`);
     const daemon = await startDaemon(home);
     stopDaemon = daemon.stop;
     const plumb = `${process.execPath} ${bin.plumb} 127.0.0.1:${daemon.port}`;
@@ -234,6 +240,17 @@ async function main(): Promise<void> {
     const latency = median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${plumb} true`, env)));
     const sshLatency = ssh === undefined ? undefined : median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${ssh} anchor true`, env)));
     rows.push({ metric: '`plumb host true`, new connection', netplumb: latency, peer: 'ssh host true (default kex)', peerValue: sshLatency, unit: 'ms', target: '<= 0.6x' });
+
+    // Running as another account (setpriv, the account looked up) and with a one-time key, beside the plain start.
+    const otherAccount = asRoot ? median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${process.execPath} ${bin.plumb} -user=${OTHER_ACCOUNT} 127.0.0.1:${daemon.port} true`, env))) : undefined;
+    if (otherAccount !== undefined) rows.push({ metric: `\`plumb -user=${OTHER_ACCOUNT} host true\``, netplumb: otherAccount, peer: '`plumb host true`', peerValue: latency, unit: 'ms', target: 'none set (reference)' });
+    const keyUses: number[] = [];
+    for (let run = 0; run < LATENCY_RUNS; run++) {
+      const keyFile = join(home, `bench-${run}.key`);
+      execFileSync(process.execPath, [bin.plumb, `-mint-key=${keyFile}`, `127.0.0.1:${daemon.port}`, 'true'], { env, stdio: 'ignore' });
+      keyUses.push(timeShell(`${process.execPath} ${bin.plumb} -one-time-key=${keyFile} 127.0.0.1:${daemon.port} true`, env));
+    }
+    rows.push({ metric: '`plumb -one-time-key=K host true` (key minted beforehand)', netplumb: median(keyUses), peer: '`plumb host true`', peerValue: latency, unit: 'ms', target: 'none set (reference)' });
 
     const concurrent = median(await Promise.all([0].map(() => timeConcurrent(`${plumb} true`, CONCURRENT, env))));
     const sshConcurrent = ssh === undefined ? undefined : await timeConcurrent(`${ssh} anchor true`, CONCURRENT, env);

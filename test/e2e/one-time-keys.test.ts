@@ -187,6 +187,8 @@ test('a key works once: the second use is NP_NOT_AUTHORIZED and the log names th
   const refused = logLines(env.np.daemon, 'one-time key refused', `key=${key.fingerprint}`, 'reason="one-time key already used"');
   assert.equal(refused.length, 1, env.np.daemon.log());
   assert.equal(logLines(env.np.daemon, 'command started').length, 1, 'one command started in all');
+  // What a log shows of a key (mint, use, refusal) is its fingerprint: a key captured from the log is no key.
+  assertSecretAbsent(Buffer.from(env.np.daemon.log()), key, 'the daemon log');
 });
 
 test(`a race of ${RACERS} nodes with one key: exactly one runs, the others get NP_NOT_AUTHORIZED`, { timeout: TIMEOUT_MS }, async (t) => {
