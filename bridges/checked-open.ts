@@ -25,6 +25,8 @@ export function realPathOfFd(fd: number): string {
 export interface HeldDirectory {
   /** `/proc/self/fd/N/NAME`: good until release(). */
   pinned: string;
+  /** N: the descriptor, to hand to a child process. */
+  fd: number;
   release(): void;
 }
 
@@ -45,7 +47,7 @@ export function holdDirectory(path: string, check: PathCheck | undefined): HeldD
     closeSync(directory);
     throw error;
   }
-  return { pinned: `/proc/self/fd/${directory}/${name}`, release: () => closeSync(directory) };
+  return { pinned: `/proc/self/fd/${directory}/${name}`, fd: directory, release: () => closeSync(directory) };
 }
 
 /** Calls `use` with the pinned name of `path` (holdDirectory), for synchronous use only; then lets the directory go. */

@@ -5,14 +5,14 @@
 // Backpressure is the stream's window: a sink with no reader takes nothing, so the far writer is held back.
 
 import { closeSync, constants as fs, fstatSync, lstatSync, openSync } from 'node:fs';
+import { holdDirectory, type HeldDirectory, type MadeFile, type PathCheck } from './checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { basename } from 'node:path';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { promisify } from 'node:util';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
 
-const execFileAsync = promisify(execFile);
 
 /** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
 export const FIFO_READER_POLL_MS = 20;
@@ -33,9 +33,10 @@ export class EndpointError extends NetplumbError {
 /**
  * Makes sure a FIFO exists at path: an existing FIFO is used as it is (unless mustCreate: then it is refused); a
  * missing one is created with mode 0600 and `created` says so (the caller removes what it created, and only that).
- * Anything else at path is refused. It is made as `identity`, the account that will use it.
+ * Anything else at path is refused. It is made as `identity`, the account that will use it, in the directory
+ * `check` saw (its real path): mkfifo gets that directory, held open, as its descriptor 3.
  */
-export async function ensureFifo(path: string, mustCreate = false, identity: CommandIdentity = OWN_IDENTITY): Promise<{ created: boolean }> {
+export async function ensureFifo(path: string, mustCreate = false, identity: CommandIdentity = OWN_IDENTITY, check?: PathCheck): Promise<{ created: false } | { created: true; made: MadeFile }> {
   try {
     const stat = lstatSync(path);
     if (!stat.isFIFO()) throw new EndpointError(`${path} exists and is not a named pipe`);
@@ -45,13 +46,36 @@ export async function ensureFifo(path: string, mustCreate = false, identity: Com
     if (error instanceof EndpointError) throw error;
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new EndpointError(`cannot use ${path}: ${(error as Error).message}`, { cause: error });
   }
+  let directory: HeldDirectory;
   try {
-    await execFileAsync(...identity.command('mkfifo', ['-m', '600', path]));
+    directory = identity.asUser(() => holdDirectory(path, check));
   } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim().replace(/^mkfifo: /, '');
-    throw new EndpointError(`cannot make named pipe ${path}: ${stderr !== '' ? stderr : (error as Error).message}`, { cause: error });
+    if (error instanceof NetplumbError) throw error;
+    throw new EndpointError(`cannot make named pipe ${path}: ${(error as Error).message}`, { cause: error });
   }
-  return { created: true };
+  try {
+    const inHeldDirectory = `/proc/self/fd/3/${basename(path)}`;
+    const failure = await runWithDirectory(identity.command('mkfifo', ['-m', '600', inHeldDirectory]), directory.fd);
+    if (failure !== undefined) {
+      throw new EndpointError(`cannot make named pipe ${path}: ${failure.replace(/^mkfifo: /, '').split(inHeldDirectory).join(path)}`);
+    }
+    // Known by what was made in the held directory, not by what the path may lead to by now.
+    const { dev, ino } = lstatSync(directory.pinned);
+    return { created: true, made: { path, dev, ino } };
+  } finally {
+    directory.release();
+  }
+}
+
+/** Runs a short command with `fd` as its descriptor 3; resolves with its stderr when it fails, undefined when not. */
+function runWithDirectory([program, args]: [string, string[]], fd: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', (error) => resolve(error.message));
+    child.once('close', (code) => resolve(code === 0 ? undefined : stderr.trim() || `exit status ${String(code)}`));
+  });
 }
 
 /** Opens one end of a FIFO; the daemon's opens it with the account's rights and its gluepot's check. */

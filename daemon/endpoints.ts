@@ -2,10 +2,10 @@
 // spool directory for relative paths), listens on its listen-sockets, and joins each round or connection to a
 // stream. Everything it created is removed when the session ends.
 
-import { mkdirSync, realpathSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
-import { atCheckedPath, madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { atCheckedPath, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -55,11 +55,6 @@ export class DaemonEndpoints {
     const { gluepot, identity = OWN_IDENTITY } = access;
     const check = gluepot === undefined ? undefined : (realPath: string): void => checkRealPath(gluepot, realPath, spoolDir, 'named pipe or socket');
     const self = new DaemonEndpoints(log, identity, check);
-    // Made with the command's rights; then checked again where it really is, in case a command the client ran
-    // has swapped a directory on the way for a symlink since the first check.
-    const recheck = (path: string): void => {
-      check?.(join(realpathSync.native(dirname(path)), basename(path)));
-    };
     try {
       const resolve = (path: string): string => {
         const resolved = resolveDaemonPath(path, spoolDir);
@@ -77,9 +72,11 @@ export class DaemonEndpoints {
       }
       // A relative FIFO lives in the spool every session shares: it must be this session's own, never one found there.
       const relative = new Set([...endpoints.inFifos, ...endpoints.outFifos].filter((path) => !isAbsolute(path)).map(resolve));
+      // Made with the command's rights, in the directory as checked at that moment (a command the client ran may
+      // have swapped one on the way for a symlink since the first check).
       for (const path of [...inFifos, ...outFifos]) {
-        if ((await ensureFifo(path, relative.has(path), identity)).created) self.createdFifos.push(madeFile(path));
-        recheck(path);
+        const fifo = await ensureFifo(path, relative.has(path), identity, check);
+        if (fifo.created) self.createdFifos.push(fifo.made);
       }
       const failed = (error: EndpointError): void => {
         log.warn('named pipe failed', { code: error.code, reason: error.message });
@@ -102,7 +99,6 @@ export class DaemonEndpoints {
         const listener = new SocketListener(path, () => mux.openStream([[Field.purpose, StreamPurpose.ListenSocket], [Field.endpoint, String(index)]]));
         self.listeners.push(listener);
         await listener.listen(identity, check);
-        recheck(path);
       }
       return self;
     } catch (error) {

@@ -2,7 +2,7 @@
 // makes the local FIFOs (removing only those it made), and joins each round or connection to a stream once the
 // remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
 
-import { madeFile, removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
+import { removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
 import { EndpointError, ensureFifo, FifoSink, FifoSource } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
@@ -73,7 +73,8 @@ export class ClientEndpoints {
     try {
       for (const pair of [...options.sockets, ...options.localSockets]) checkSocketPath(pair.local);
       for (const path of [...options.inFifos, ...options.outFifos]) {
-        if ((await ensureFifo(path)).created) self.createdFifos.push(madeFile(path));
+        const fifo = await ensureFifo(path);
+        if (fifo.created) self.createdFifos.push(fifo.made);
       }
     } catch (error) {
       self.close();

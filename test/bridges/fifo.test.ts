@@ -2,7 +2,7 @@
 // EOF, backpressure while no reader is there, a dropped round, and the errors for paths that cannot be used.
 
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, lstatSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
@@ -40,12 +40,14 @@ function collectingSource(path: string): { source: FifoSource; rounds: Collected
 test('ensureFifo makes a missing FIFO (mode 0600) and uses an existing one as it is', { timeout: TIMEOUT_MS }, async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'made');
-  assert.deepEqual(await ensureFifo(path), { created: true });
+  const made = await ensureFifo(path);
+  assert.equal(made.created, true);
+  assert.deepEqual(made.created && { dev: made.made.dev, ino: made.made.ino }, { dev: lstatSync(path).dev, ino: lstatSync(path).ino }, 'it knows the very file it made');
   const stat = lstatSync(path);
   assert.ok(stat.isFIFO());
   assert.equal(stat.mode & 0o777, 0o600);
   assert.deepEqual(await ensureFifo(path), { created: false });
-  removeMadeFile(madeFile(path));
+  if (made.created) removeMadeFile(made.made);
   assert.throws(() => lstatSync(path), { code: 'ENOENT' });
 });
 
@@ -61,6 +63,30 @@ test('ensureFifo refuses a regular file, a missing directory and a path under a 
       return true;
     });
   }
+});
+
+test('ensureFifo makes the pipe in the directory its check saw, even when that directory is swapped for a symlink meanwhile', { timeout: TIMEOUT_MS }, async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'd'));
+  mkdirSync(join(dir, 'elsewhere'));
+  const seen: string[] = [];
+  // The check itself swaps the directory: whatever happens after it, mkfifo works in the directory held open.
+  const swapping = (realPath: string): void => {
+    seen.push(realPath);
+    renameSync(join(dir, 'd'), join(dir, 'd.old'));
+    symlinkSync(join(dir, 'elsewhere'), join(dir, 'd'));
+  };
+  const result = await ensureFifo(join(dir, 'd', 'p'), true, undefined, swapping);
+  assert.deepEqual(seen, [join(realpathSync(dir), 'd', 'p')]);
+  assert.ok(lstatSync(join(dir, 'd.old', 'p')).isFIFO(), 'the pipe is where the check looked');
+  assert.throws(() => lstatSync(join(dir, 'elsewhere', 'p')), { code: 'ENOENT' });
+  assert.ok(result.created && result.made.ino === lstatSync(join(dir, 'd.old', 'p')).ino, 'and it is known as that very pipe');
+  // A check that refuses makes nothing.
+  const refusing = (): void => {
+    throw new Error('not here');
+  };
+  await assert.rejects(ensureFifo(join(dir, 'elsewhere', 'q'), true, undefined, refusing), /not here/);
+  assert.throws(() => lstatSync(join(dir, 'elsewhere', 'q')), { code: 'ENOENT' });
 });
 
 test('removeMadeFile removes only the file made: another put under its name, or a name gone, is left alone', { timeout: TIMEOUT_MS }, async (t) => {
