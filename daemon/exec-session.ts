@@ -85,7 +85,7 @@ export interface SessionAccounts {
 }
 
 /** The environment every command starts with: the account's login variables, nothing of the daemon's own. */
-export function minimalEnvironment(runAs: RunAs): Record<string, string> {
+function minimalEnvironment(runAs: RunAs): Record<string, string> {
   return { PATH: '/usr/local/bin:/usr/bin:/bin', ...runAs.environment(), LANG: 'C.UTF-8' };
 }
 
@@ -275,6 +275,7 @@ export class ExecSession implements SessionHandler {
 
   /** Checks the request as the account (a recipe again: the client's check is never trusted), then readies it. */
   private startAs(request: ExecRequest | RecipeRequest, streams: SessionStreams, identity: SessionIdentity): void {
+    // The connection went while the account was looked up: preparationFailed only lets the streams go then.
     if (this.state !== State.Spawning) {
       this.preparationFailed(new RequestError(ErrorCode.BadRequest, 'connection closed'), streams);
       return;
@@ -706,7 +707,7 @@ interface SessionStreams {
 }
 
 /**
- * The daemon user's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
+ * The account's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
  * would read as "command not found".
  */
 function workingDirectory(runAs: RunAs): string {
@@ -763,5 +764,3 @@ function settled(stream: MuxStream): Promise<void> {
     () => undefined,
   );
 }
-
-

@@ -16,6 +16,7 @@ import { SecureConnection, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
+import { StartKind } from '../protocol/wire.js';
 
 /** Who may connect, and what each may run. Replaced whole on reload. */
 interface Authorization {
@@ -129,7 +130,7 @@ export class Daemon {
   private minter(controller: AuthorizedClient, log: Logger) {
     return (binding: OneTimeKeyRecord['binding'], lifetimeSeconds: number) => {
       const { key } = this.oneTimeKeys.mint(controller.identity, binding, lifetimeSeconds, this.hostKey.publicIdentity);
-      const what = binding.kind === 'exec' ? { argv: binding.argv } : { recipe: binding.source };
+      const what = binding.kind === StartKind.Exec ? { argv: binding.argv } : { recipe: binding.source };
       log.info('one-time key minted', { key: key.fingerprint, controller: controller.identity.fingerprint, user: binding.user, ...what, expires: new Date(key.expiresAt).toISOString() });
       return key;
     };
