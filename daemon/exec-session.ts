@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { finished } from 'node:stream/promises';
-import { ErrorCode, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
+import { ErrorCode, LimitError, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import type { RecipePlan } from '../recipes/plan.js';
@@ -158,10 +158,27 @@ export class ExecSession implements SessionHandler {
     return this.state === State.Spawning || this.state === State.Running;
   }
 
+  /**
+   * A stream the client opened: a round of an -infifo or a connection to a -local-socket's service once the command
+   * runs, else one a Start will claim. Only a session waiting for its Start keeps unclaimed streams, at most
+   * MAX_UNCLAIMED_STREAMS, each forgotten as soon as it closes: a client opening more loses its connection, and
+   * one opening and closing streams in a loop holds nothing.
+   */
   streamOpened(stream: MuxStream, fields: FieldList): void {
     stream.on('error', () => undefined);
-    // Rounds of an -infifo and connections to a -local-socket's service, once the command runs.
     if (this.state === State.Running && this.endpoints?.route(stream, fields) === true) return;
+    if (this.state !== State.Waiting) {
+      // Nothing will ever claim it: a Start has been taken already (or the connection is going).
+      stream.destroy();
+      return;
+    }
+    // A stream the client closed is destroyed at once but says 'close' only a tick later, after the rest of the
+    // packets that came with it: it is forgotten here, by its state.
+    for (const [id, pending] of this.pendingStreams) if (pending.destroyed) this.pendingStreams.delete(id);
+    if (this.pendingStreams.size >= MAX_UNCLAIMED_STREAMS) {
+      stream.destroy();
+      throw new LimitError(ErrorCode.TooManyStreams, `more than ${MAX_UNCLAIMED_STREAMS} streams opened and not claimed by a Start`);
+    }
     this.pendingStreams.set(stream.id, stream);
   }
 
@@ -233,11 +250,7 @@ export class ExecSession implements SessionHandler {
     try {
       if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
       request = decodeStartRequest(fields);
-      streams = {
-        stdin: this.claimStream(request.stdin),
-        stdout: this.claimStream(request.stdout),
-        stderr: this.claimStream(request.stderr),
-      };
+      streams = this.claimStreams(request);
       const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, this.options.acceptEnv));
       if (refused.length > 0) {
         throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
@@ -668,11 +681,17 @@ export class ExecSession implements SessionHandler {
     signalGroup(this.groupId, signal);
   }
 
-  private claimStream(id: number): MuxStream {
-    const stream = this.pendingStreams.get(id);
-    if (stream === undefined) throw new RequestError(ErrorCode.BadRequest, `stream ${id} was not opened`);
-    this.pendingStreams.delete(id);
-    return stream;
+  /** The three streams a Start names, taken all or none: a Start naming one it cannot have leaves the others. */
+  private claimStreams(request: { stdin: number; stdout: number; stderr: number }): SessionStreams {
+    const find = (id: number): MuxStream => {
+      const stream = this.pendingStreams.get(id);
+      if (stream === undefined || stream.destroyed) throw new RequestError(ErrorCode.BadRequest, `stream ${id} was not opened, or is closed`);
+      return stream;
+    };
+    const streams = { stdin: find(request.stdin), stdout: find(request.stdout), stderr: find(request.stderr) };
+    if (new Set(Object.values(streams)).size !== 3) throw new RequestError(ErrorCode.BadRequest, 'a Start names three different streams');
+    for (const stream of Object.values(streams)) this.pendingStreams.delete(stream.id);
+    return streams;
   }
 
   private refuse(error: NetplumbError): void {
@@ -685,6 +704,12 @@ export class ExecSession implements SessionHandler {
 }
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * Streams a session keeps open before its Start claims them: the three a Start names (stdin, stdout, stderr). plumb
+ * opens exactly those; a client opening more before its Start is not plumb.
+ */
+export const MAX_UNCLAIMED_STREAMS = 3;
 
 /** Input queued for a pty beyond which the stdin stream is paused, and how often it is checked then. */
 const PTY_INPUT_QUEUE_BYTES = 256 * 1024;
