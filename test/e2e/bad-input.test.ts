@@ -226,3 +226,15 @@ test('connections reset right after connecting leave the daemon serving', { time
   }
   await assertStillServing(np);
 });
+
+test("a peer's error message reaches the log with its control characters escaped", { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await start(t);
+  const message = 'evil\x1b[2J\x1b]0;owned\x07 back\bspace\rreturn\nnewline \u009b31m \u202eright-to-left';
+  await sendRaw(t, np.daemon.port, [packet(0, 99, fields([['code', 'NP_INTERNAL'], ['message', message]]))]);
+  const log = await np.daemon.waitForLog(/handshake failed .*evil/);
+  const line = log.split('\n').find((text) => text.includes('evil')) as string;
+  assert.match(line, /evil\\x1b\[2J\\x1b\]0;owned\\x07 back\\x08space\\rreturn\\nnewline \\x9b31m \\u202eright-to-left/);
+  // Nothing of what the peer sent can move the cursor, end the line or reorder it on a terminal.
+  assert.doesNotMatch(log, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
+  await assertStillServing(np);
+});
