@@ -28,6 +28,16 @@ const PARTIAL = '.new';
 const ABANDONED_PARTIAL_MS = 60_000;
 const RECORD_VERSION = 1;
 
+/**
+ * A key that was good once and is no more: spent or expired. Its holder has just proven it holds the key, so the
+ * refusal may say which; every other refusal of a key tells the peer only "not authorized".
+ */
+export class KeyUsedUpError extends HandshakeError {
+  constructor(message: string) {
+    super(ErrorCode.NotAuthorized, message);
+  }
+}
+
 /** What the store keeps of a key: never the private half. */
 export interface OneTimeKeyRecord {
   version: number;
@@ -109,19 +119,19 @@ export class OneTimeKeyStore {
       record = parseRecord(readFileSync(good, 'utf8'));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key record unreadable', { cause: error });
-      if (this.exists(spent)) throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key already used');
+      if (this.exists(spent)) throw new KeyUsedUpError('one-time key already used');
       return undefined;
     }
     if (record.fingerprint !== identity.fingerprint) throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key record does not match the key');
     if (record.expiresAt <= this.now()) {
       rmSync(good, { force: true });
-      throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key expired');
+      throw new KeyUsedUpError('one-time key expired');
     }
     try {
       renameSync(good, spent);
     } catch (error) {
       // Another connection spent it between our read and our rename.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key already used');
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new KeyUsedUpError('one-time key already used');
       throw error;
     }
     this.syncDir();

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { userInfo } from 'node:os';
 import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
-import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
+import { KeyUsedUpError, OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
 import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import type { DaemonConfig, ListenAddress } from './config.js';
@@ -203,7 +203,7 @@ export class Daemon {
         } catch (error) {
           const failure = asNetplumbError(error);
           log.warn('one-time key refused', { key: client.fingerprint, reason: failure.message });
-          throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
+          throw new HandshakeError(ErrorCode.NotAuthorized, error instanceof KeyUsedUpError ? error.message : 'not authorized');
         }
         if (oneTime === undefined) {
           log.warn('client not authorized', { fingerprint: client.fingerprint });

@@ -180,7 +180,8 @@ test('a key works once: the second use is NP_NOT_AUTHORIZED and the log names th
   const first = await env.node(keyFile, appendTo(marker));
   assert.equal(first.code, 0, first.stderr);
   const second = await env.node(keyFile, appendTo(marker));
-  assertRefused(second, ErrorCode.NotAuthorized);
+  // The node has proven it holds the key: it may learn why the key no longer works.
+  assertRefused(second, ErrorCode.NotAuthorized, 'one-time key already used');
   assert.deepEqual(markerLines(marker), ['ran'], 'the command ran once');
   const used = logLines(env.np.daemon, 'one-time key used', `key=${key.fingerprint}`, `node=${key.fingerprint}`, `controller=${env.np.client.fingerprint}`);
   assert.equal(used.length, 1, env.np.daemon.log());
@@ -271,6 +272,8 @@ test('a third node: its own key is not authorized, a copy of a used key file is 
   const thirdHome = tempDir(t, 'netplumb-third-home-');
   const ownKey = await plumbWithHome(t, [process.execPath, BIN.plumb, `-identity=${env.third.privateFile}`, '-accept-new', env.np.daemon.address, ...appendTo(marker)], thirdHome);
   assertRefused(ownKey, ErrorCode.NotAuthorized);
+  // A key the daemon never minted learns nothing but "not authorized".
+  assert.doesNotMatch(ownKey.stderr, /one-time key/);
   const ownMint = await plumbWithHome(t, [process.execPath, BIN.plumb, `-identity=${env.third.privateFile}`, '-accept-new', `-mint-key=${join(env.work, 'third.key')}`, env.np.daemon.address, 'true'], thirdHome);
   assertRefused(ownMint, ErrorCode.NotAuthorized);
   assert.equal(existsSync(join(env.work, 'third.key')), false);
