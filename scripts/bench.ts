@@ -293,6 +293,8 @@ async function main(): Promise<void> {
     await stopDaemon?.();
     rmSync(home, { recursive: true, force: true });
   }
+  // Optional, after the table and on daemons of its own: the soak (scripts/soak.ts), which prints its own PASS/FAIL.
+  if (process.env['BENCH_SOAK'] === '1') spawnSync(process.execPath, [join(buildDir, 'scripts', 'soak.js')], { stdio: 'inherit' });
 }
 
 main().catch((error: unknown) => {
