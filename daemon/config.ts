@@ -6,6 +6,7 @@ import { isAbsolute, normalize } from 'node:path';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
+import { DEFAULT_ADMISSION, parseExemptList, type AdmissionSettings } from './admission.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/netplumb/netplumbd.conf';
 
@@ -38,7 +39,11 @@ export interface DaemonConfig {
   runAs: string | undefined;
   /** Where minted one-time keys and spent ones (until they expire) are kept, one file each. */
   oneTimeKeyDir: string;
+  /** Admission of connections not yet authenticated; the pool's size is limits.maxUnauthenticatedConnections. */
+  admission: AdmissionConfig;
 }
+
+export type AdmissionConfig = Omit<AdmissionSettings, 'maxPending'>;
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   listen: { host: '0.0.0.0', port: DEFAULT_PORT },
@@ -55,7 +60,13 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   acceptEnv: ['LANG', 'LC_*', 'TZ'],
   runAs: undefined,
   oneTimeKeyDir: '/var/lib/netplumbd/one-time-keys',
+  admission: admissionDefaults(),
 });
+
+function admissionDefaults(): AdmissionConfig {
+  const { maxPending: _pool, ...rest } = DEFAULT_ADMISSION;
+  return { ...rest, exempt: [...rest.exempt] };
+}
 
 /** Settings as strings, by option name, from the config file or the command line. */
 export type RawSettings = ReadonlyMap<string, string>;
@@ -74,6 +85,15 @@ export const LIMIT_SETTINGS: Readonly<Record<string, keyof Limits>> = {
   'keepalive-interval-ms': 'keepaliveIntervalMs',
 };
 
+/** Admission settings that are numbers of ms or connections, with the AdmissionConfig field each sets. */
+export const ADMISSION_SETTINGS: Readonly<Record<string, Exclude<keyof AdmissionConfig, 'exempt'>>> = {
+  'max-unauthenticated-per-source': 'maxPendingPerSource',
+  'hello-timeout-ms': 'helloTimeoutMs',
+  'penalty-ms': 'penaltyMs',
+  'penalty-threshold-ms': 'penaltyThresholdMs',
+  'max-penalty-ms': 'maxPenaltyMs',
+};
+
 /** Every setting name the config file accepts. */
 export const SETTING_NAMES: readonly string[] = [
   'listen',
@@ -88,6 +108,8 @@ export const SETTING_NAMES: readonly string[] = [
   'run-as',
   'one-time-keys',
   ...Object.keys(LIMIT_SETTINGS),
+  ...Object.keys(ADMISSION_SETTINGS),
+  'penalty-exempt',
 ];
 
 /** Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass). */
@@ -133,7 +155,7 @@ function positiveInt(name: string, value: string): number {
 /** Builds the validated configuration: defaults, then file settings, then command-line settings. */
 export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings, flags: { stdio: boolean; foreground: boolean }): DaemonConfig {
   const settings = new Map([...fileSettings, ...cliSettings]);
-  const config: DaemonConfig = { ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits }, ...flags };
+  const config: DaemonConfig = { ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits }, admission: admissionDefaults(), ...flags };
   for (const [name, value] of settings) {
     switch (name) {
       case 'listen':
@@ -175,7 +197,19 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         }
         config.logLevel = value;
         break;
+      case 'penalty-exempt':
+        config.admission.exempt = parseExemptList(value);
+        break;
+      case 'penalty-ms':
+        // 0 turns penalties off.
+        config.admission.penaltyMs = value === '0' ? 0 : positiveInt(name, value);
+        break;
       default: {
+        const admission = ADMISSION_SETTINGS[name];
+        if (admission !== undefined) {
+          config.admission[admission] = positiveInt(name, value);
+          break;
+        }
         const limit = LIMIT_SETTINGS[name];
         if (limit === undefined) throw new ConfigError(ErrorCode.Config, `unknown setting ${name}`);
         config.limits[limit] = positiveInt(name, value);
@@ -183,7 +217,30 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
     }
   }
   validateLimits(config.limits);
+  validateAdmission(config.admission);
   return config;
+}
+
+/**
+ * Rejects admission settings that cannot work together. A per-source cap above max-unauthenticated, or a hello
+ * deadline beyond handshake-timeout-ms, is not an error: the smaller one governs (see admissionSettings).
+ */
+export function validateAdmission(admission: AdmissionConfig): void {
+  if (admission.penaltyThresholdMs > admission.maxPenaltyMs) throw new ConfigError(ErrorCode.Config, 'penalty-threshold-ms cannot exceed max-penalty-ms');
+  for (const [name, ms] of [['hello-timeout-ms', admission.helloTimeoutMs], ['max-penalty-ms', admission.maxPenaltyMs]] as const) {
+    if (ms > MAX_TIMER_MS) throw new ConfigError(ErrorCode.Config, `${name} must be at most ${MAX_TIMER_MS}`);
+  }
+}
+
+/** What admission control works with: the pool of max-unauthenticated, no share or deadline beyond the whole's. */
+export function admissionSettings(config: Pick<DaemonConfig, 'admission' | 'limits'>): AdmissionSettings {
+  const maxPending = config.limits.maxUnauthenticatedConnections;
+  return {
+    ...config.admission,
+    maxPending,
+    maxPendingPerSource: Math.min(config.admission.maxPendingPerSource, maxPending),
+    helloTimeoutMs: Math.min(config.admission.helloTimeoutMs, config.limits.handshakeTimeoutMs),
+  };
 }
 
 /** `NAME,PREFIX*,...` (commas or spaces); `none` accepts nothing. */

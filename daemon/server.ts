@@ -1,5 +1,6 @@
 // The daemon proper: loads the host key and the authorized clients, accepts connections (TCP or one on stdio),
-// enforces the connection limits at accept, and gives each authenticated client its own session.
+// enforces the connection limits at accept (admission.ts ranks and bounds those not yet authenticated), and gives
+// each authenticated client its own session.
 // Shutdown: stop accepting, let sessions run for the grace period, then end their process groups.
 
 import { createServer, type Server, type Socket } from 'node:net';
@@ -9,10 +10,11 @@ import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type Authorized
 import { KeyUsedUpError, OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
 import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
-import type { DaemonConfig, ListenAddress } from './config.js';
+import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
+import { Admission, HandshakeStage, type Eviction, type PendingConnection } from './admission.js';
 import { ExecSession } from './exec-session.js';
 import type { Logger } from './log.js';
-import { SecureConnection, type ServerTrust } from '../protocol/connection.js';
+import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
@@ -35,7 +37,6 @@ interface LiveConnection {
 export class Daemon {
   private server: Server | undefined;
   private readonly live = new Set<LiveConnection>();
-  private handshaking = 0;
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private readonly hostKey: PrivateIdentity;
@@ -43,6 +44,8 @@ export class Daemon {
   /** The account commands run as when a client's line names none. */
   private readonly runAs: string;
   private readonly oneTimeKeys: OneTimeKeyStore;
+  /** Connections not yet authenticated: a bounded pool, deadlines, per-source caps and penalties. */
+  private readonly admission: Admission;
 
   constructor(
     readonly config: DaemonConfig,
@@ -58,6 +61,7 @@ export class Daemon {
       if (process.geteuid?.() !== 0) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
       if (!accountKnown(this.runAs)) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: no such account on this host`);
     }
+    this.admission = new Admission(admissionSettings(config));
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
     this.oneTimeKeys = new OneTimeKeyStore(config.oneTimeKeyDir);
     this.oneTimeKeys.purgeExpired();
@@ -174,19 +178,27 @@ export class Daemon {
       socket.destroy();
       return;
     }
-    if (this.handshaking >= this.config.limits.maxUnauthenticatedConnections) {
-      this.log.warn('connection refused', { peer, code: ErrorCode.TooManyConnections, reason: 'too many unauthenticated connections' });
+    let evicted: Eviction | undefined;
+    const admission = this.admission.admit(socket.remoteAddress ?? '', (why) => {
+      evicted = why;
+      socket.destroy();
+    });
+    if ('refused' in admission) {
+      this.log.warn('connection refused', { peer, code: admission.refused.code, reason: admission.refused.reason });
       socket.destroy();
       return;
     }
     socket.setNoDelay(true);
-    this.serve(socket, peer);
+    this.serve(socket, peer, { pending: admission.admitted, evicted: () => evicted });
   }
 
-  private serve(transport: Duplex, peer: string): LiveConnection {
+  /**
+   * Runs the handshake and then the session of one connection. A connection accepted from the network is in the
+   * admission pool until it authenticates: its progress is reported there, and it may be evicted meanwhile.
+   */
+  private serve(transport: Duplex, peer: string, admitted?: { pending: PendingConnection; evicted: () => Eviction | undefined }): LiveConnection {
     const live: LiveConnection = { transport, session: undefined, connection: undefined, failure: undefined };
     this.live.add(live);
-    this.handshaking++;
     transport.once('close', () => {
       this.live.delete(live);
     });
@@ -211,9 +223,12 @@ export class Daemon {
         }
       },
     };
-    SecureConnection.accept(transport, trust, { limits: this.config.limits }).then(
+    const handshakeProgress = (step: HandshakeStep): void => {
+      admitted?.pending.advance(step === 'first-bytes' ? HandshakeStage.Greeting : HandshakeStage.Exchanging);
+    };
+    SecureConnection.accept(transport, trust, { limits: this.config.limits, handshakeProgress }).then(
       (connection) => {
-        this.handshaking--;
+        admitted?.pending.settle('authenticated');
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
@@ -265,8 +280,10 @@ export class Daemon {
         if (this.stopping) connection.close();
       },
       (error: unknown) => {
-        this.handshaking--;
-        const failure = asNetplumbError(error);
+        admitted?.pending.settle('failed');
+        // An evicted connection fails as a lost one; the log says why it was ended.
+        const eviction = admitted?.evicted();
+        const failure = eviction === undefined ? asNetplumbError(error) : new LimitError(eviction.code, eviction.reason, { cause: error });
         live.failure = failure;
         log.warn('handshake failed', { code: failure.code, reason: failure.message });
       },

@@ -79,8 +79,36 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
   return { verify, pinAccepted };
 }
 
-/** Connects and authenticates; the returned connection is open and ready for a Mux. */
+/**
+ * How long plumb keeps trying again when the daemon drops the connection before the handshake is through: a busy
+ * daemon makes room in its pool of unauthenticated connections by dropping some, and a new attempt is admitted.
+ */
+export const HANDSHAKE_RETRY_MS = 2500;
+/** The first pause before another attempt; each pause doubles (with jitter), up to the last. */
+const HANDSHAKE_RETRY_FIRST_PAUSE_MS = 25;
+const HANDSHAKE_RETRY_LAST_PAUSE_MS = 400;
+
+/**
+ * Connects and authenticates; the returned connection is open and ready for a Mux. A connection the daemon drops
+ * during the handshake (nothing has run: nothing can, before it) is tried again for up to HANDSHAKE_RETRY_MS;
+ * any other failure, a refused TCP connection included, is final at once.
+ */
 export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
+  const giveUpAt = Date.now() + HANDSHAKE_RETRY_MS;
+  for (let pauseMs = HANDSHAKE_RETRY_FIRST_PAUSE_MS; ; pauseMs = Math.min(pauseMs * 2, HANDSHAKE_RETRY_LAST_PAUSE_MS)) {
+    try {
+      return await connectOnce(target, options);
+    } catch (error) {
+      const dropped = error instanceof ConnectionError && error.code === ErrorCode.ConnectionLost;
+      const waitMs = pauseMs / 2 + Math.random() * pauseMs;
+      if (!dropped || Date.now() + waitMs >= giveUpAt) throw error;
+      options.note(`the daemon dropped the connection during the handshake (${error.message}); trying again`);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
+async function connectOnce(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const socket = await openSocket(target, options.connectTimeoutMs);
   options.note(`connected to ${target.host} port ${target.port}`);
   const { pinnedHostKey } = options;

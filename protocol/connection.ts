@@ -45,7 +45,12 @@ export interface ConnectionOptions {
   limits?: Partial<Limits>;
   cipherLimits?: CipherLimits;
   ciphers?: readonly CipherAlgorithm[];
+  /** Told as the peer's side of the handshake advances: its first bytes arrived, then its Hello was answered. */
+  handshakeProgress?: (step: HandshakeStep) => void;
 }
+
+/** What a peer has done so far in the handshake, for whoever ranks connections that have not authenticated. */
+export type HandshakeStep = 'first-bytes' | 'hello';
 
 export interface ClientTrust {
   identity: PrivateIdentity;
@@ -113,6 +118,8 @@ export class SecureConnection {
   private closeError: NetplumbError | undefined;
   private handshakeDone: { resolve: (info: PeerInfo) => void; reject: (error: NetplumbError) => void } | undefined;
   private readonly onFrame: (frame: Frame) => void;
+  private readonly handshakeProgress: ((step: HandshakeStep) => void) | undefined;
+  private bytesReceived = false;
 
   private constructor(
     private readonly transport: Duplex,
@@ -122,6 +129,7 @@ export class SecureConnection {
     this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
     this.onFrame = (frame) => this.handleFrame(frame);
     this.reader = new FrameReader(this.limits.maxPacketBytes, this.onFrame);
+    this.handshakeProgress = options.handshakeProgress;
   }
 
   /** Runs the client side of the handshake over transport; resolves once keys are in place. */
@@ -151,6 +159,7 @@ export class SecureConnection {
       if (!helloSeen) {
         helloSeen = true;
         connection.sendPlain(PacketType.Hello, handshake.consumeHelloAndReply(connection.handshakePayload(frame, PacketType.Hello)));
+        options.handshakeProgress?.('hello');
         return undefined;
       }
       const client = handshake.consumeKeyExchange(connection.handshakePayload(frame, PacketType.KeyExchange));
@@ -346,6 +355,10 @@ export class SecureConnection {
 
   private receive(chunk: Buffer): void {
     if (this.state === State.Closed) return;
+    if (!this.bytesReceived) {
+      this.bytesReceived = true;
+      this.handshakeProgress?.('first-bytes');
+    }
     this.lastReceivedMs = Date.now();
     try {
       this.reader.push(chunk);

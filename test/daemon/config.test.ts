@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES, validateLimits } from '../../daemon/config.js';
+import { admissionSettings, buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES, validateLimits } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../../protocol/wire.js';
 import { baseDaemonConfig, BIN, reportedCode, runProcess, spawnProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
@@ -297,5 +297,66 @@ describe('netplumbd with a config file', () => {
     assert.doesNotMatch(daemon.stderrSoFar(), /listening on 127\.0\.0\.1:1\n/);
     daemon.child.kill('SIGTERM');
     assert.equal((await daemon.result).code, 0);
+  });
+});
+
+describe('admission settings', () => {
+  const build = (settings: [string, string][]) => buildConfig(new Map(settings), NONE, NO_FLAGS);
+
+  test('default to a share of 8 per source, a 3 s hello deadline, 2 s penalties refused beyond 10 s, loopback exempt', () => {
+    assert.deepEqual(DEFAULT_CONFIG.admission, {
+      maxPendingPerSource: 8,
+      helloTimeoutMs: 3000,
+      penaltyMs: 2000,
+      penaltyThresholdMs: 10_000,
+      maxPenaltyMs: 600_000,
+      exempt: ['127.0.0.0/8', '::1/128'],
+    });
+  });
+
+  test('each is read from its setting', () => {
+    const config = build([
+      ['max-unauthenticated-per-source', '4'],
+      ['hello-timeout-ms', '1500'],
+      ['penalty-ms', '5000'],
+      ['penalty-threshold-ms', '20000'],
+      ['max-penalty-ms', '60000'],
+      ['penalty-exempt', '10.0.0.0/8, 2001:db8::/32'],
+    ]);
+    assert.deepEqual(config.admission, {
+      maxPendingPerSource: 4,
+      helloTimeoutMs: 1500,
+      penaltyMs: 5000,
+      penaltyThresholdMs: 20_000,
+      maxPenaltyMs: 60_000,
+      exempt: ['10.0.0.0/8', '2001:db8::/32'],
+    });
+  });
+
+  test('penalty-ms 0 turns penalties off; penalty-exempt none exempts nothing', () => {
+    const config = build([
+      ['penalty-ms', '0'],
+      ['penalty-exempt', 'none'],
+    ]);
+    assert.equal(config.admission.penaltyMs, 0);
+    assert.deepEqual(config.admission.exempt, []);
+  });
+
+  test('a share above the pool, or a hello deadline beyond the handshake timeout, yields to the larger setting', () => {
+    const settings = admissionSettings(build([
+      ['max-unauthenticated', '4'],
+      ['max-unauthenticated-per-source', '16'],
+      ['handshake-timeout-ms', '1000'],
+    ]));
+    assert.equal(settings.maxPending, 4);
+    assert.equal(settings.maxPendingPerSource, 4);
+    assert.equal(settings.helloTimeoutMs, 1000);
+  });
+
+  test('a threshold above max-penalty-ms, a bad network or a zero share is NP_CONFIG', () => {
+    assert.throws(() => build([['penalty-threshold-ms', '700000']]), withCode(ErrorCode.Config, mentions('penalty-threshold-ms')));
+    assert.throws(() => build([['penalty-exempt', '10.0.0.0/40']]), withCode(ErrorCode.Config, mentions('10.0.0.0/40')));
+    assert.throws(() => build([['max-unauthenticated-per-source', '0']]), withCode(ErrorCode.Config));
+    assert.throws(() => build([['hello-timeout-ms', '-5']]), withCode(ErrorCode.Config));
   });
 });

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_CONFIG, LIMIT_SETTINGS, SETTING_NAMES } from '../../daemon/config.js';
+import { ADMISSION_SETTINGS, DEFAULT_CONFIG, LIMIT_SETTINGS, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT } from '../../protocol/wire.js';
 import { DEFAULT_RECIPE_LIMITS, RECIPE_LIMIT_NAMES } from '../../recipes/limits.js';
@@ -133,7 +133,11 @@ function settingDefault(name: string): string {
     case 'run-as':
       // No value: the daemon's own account, and required when it runs as root.
       return "the daemon's own account";
+    case 'penalty-exempt':
+      return DEFAULT_CONFIG.admission.exempt.join(',');
     default: {
+      const admission = ADMISSION_SETTINGS[name];
+      if (admission !== undefined) return String(DEFAULT_CONFIG.admission[admission]);
       const limit = LIMIT_SETTINGS[name];
       if (limit === undefined) throw new Error(`setting ${name} is new: add its default to this test and to netplumbd.8`);
       return String(DEFAULT_LIMITS[limit]);
