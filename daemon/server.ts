@@ -11,7 +11,7 @@ import { KeyUsedUpError, OneTimeKeyStore, type OneTimeKeyRecord } from './one-ti
 import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
-import { Admission, HandshakeStage, type Eviction, type PendingConnection } from './admission.js';
+import { Admission, HandshakeStage, type PendingConnection } from './admission.js';
 import { ExecSession } from './exec-session.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
@@ -175,28 +175,27 @@ export class Daemon {
     }
     if (this.live.size >= this.config.limits.maxConnections) {
       this.log.warn('connection refused', { peer, code: ErrorCode.TooManyConnections });
-      socket.destroy();
+      // Said, so that plumb knows the daemon is busy and may try again shortly.
+      SecureConnection.refuse(socket, new LimitError(ErrorCode.TooManyConnections, 'the daemon serves as many connections as it may; try again later'));
       return;
     }
-    let evicted: Eviction | undefined;
-    const admission = this.admission.admit(socket.remoteAddress ?? '', (why) => {
-      evicted = why;
-      socket.destroy();
-    });
+    const eviction = new AbortController();
+    const admission = this.admission.admit(socket.remoteAddress ?? '', (why) => eviction.abort(new LimitError(why.code, why.reason)));
     if ('refused' in admission) {
+      // A source serving a penalty gets nothing, not even a word.
       this.log.warn('connection refused', { peer, code: admission.refused.code, reason: admission.refused.reason });
       socket.destroy();
       return;
     }
     socket.setNoDelay(true);
-    this.serve(socket, peer, { pending: admission.admitted, evicted: () => evicted });
+    this.serve(socket, peer, { pending: admission.admitted, eviction: eviction.signal });
   }
 
   /**
    * Runs the handshake and then the session of one connection. A connection accepted from the network is in the
    * admission pool until it authenticates: its progress is reported there, and it may be evicted meanwhile.
    */
-  private serve(transport: Duplex, peer: string, admitted?: { pending: PendingConnection; evicted: () => Eviction | undefined }): LiveConnection {
+  private serve(transport: Duplex, peer: string, admitted?: { pending: PendingConnection; eviction: AbortSignal }): LiveConnection {
     const live: LiveConnection = { transport, session: undefined, connection: undefined, failure: undefined };
     this.live.add(live);
     transport.once('close', () => {
@@ -226,7 +225,8 @@ export class Daemon {
     const handshakeProgress = (step: HandshakeStep): void => {
       admitted?.pending.advance(step === 'first-bytes' ? HandshakeStage.Greeting : HandshakeStage.Exchanging);
     };
-    SecureConnection.accept(transport, trust, { limits: this.config.limits, handshakeProgress }).then(
+    const abortHandshake = admitted === undefined ? {} : { abortHandshake: admitted.eviction };
+    SecureConnection.accept(transport, trust, { limits: this.config.limits, handshakeProgress, ...abortHandshake }).then(
       (connection) => {
         admitted?.pending.settle('authenticated');
         live.connection = connection;
@@ -281,9 +281,7 @@ export class Daemon {
       },
       (error: unknown) => {
         admitted?.pending.settle('failed');
-        // An evicted connection fails as a lost one; the log says why it was ended.
-        const eviction = admitted?.evicted();
-        const failure = eviction === undefined ? asNetplumbError(error) : new LimitError(eviction.code, eviction.reason, { cause: error });
+        const failure = asNetplumbError(error);
         live.failure = failure;
         log.warn('handshake failed', { code: failure.code, reason: failure.message });
       },

@@ -3,7 +3,7 @@
 
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
-import { ConnectionError, ErrorCode, HandshakeError } from '../protocol/errors.js';
+import { ConnectionError, ErrorCode, HandshakeError, RemoteError } from '../protocol/errors.js';
 import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
 import type { Target } from './paths.js';
@@ -80,8 +80,9 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
 }
 
 /**
- * How long plumb keeps trying again when the daemon drops the connection before the handshake is through: a busy
- * daemon makes room in its pool of unauthenticated connections by dropping some, and a new attempt is admitted.
+ * How long plumb keeps trying again when the daemon says it is busy (NP_TOO_MANY_CONNECTIONS) before the handshake
+ * is through: a daemon makes room in its pool of unauthenticated connections by ending some, and serves at most
+ * max-connections; a new attempt a moment later is admitted.
  */
 export const HANDSHAKE_RETRY_MS = 2500;
 /** The first pause before another attempt; each pause doubles (with jitter), up to the last. */
@@ -89,9 +90,9 @@ const HANDSHAKE_RETRY_FIRST_PAUSE_MS = 25;
 const HANDSHAKE_RETRY_LAST_PAUSE_MS = 400;
 
 /**
- * Connects and authenticates; the returned connection is open and ready for a Mux. A connection the daemon drops
- * during the handshake (nothing has run: nothing can, before it) is tried again for up to HANDSHAKE_RETRY_MS;
- * any other failure, a refused TCP connection included, is final at once.
+ * Connects and authenticates; the returned connection is open and ready for a Mux. A connection the daemon ends
+ * during the handshake saying it is busy (nothing has run: nothing can, before it) is tried again for up to
+ * HANDSHAKE_RETRY_MS; any other failure, a refused or silently closed connection included, is final at once.
  */
 export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const giveUpAt = Date.now() + HANDSHAKE_RETRY_MS;
@@ -99,10 +100,10 @@ export async function connectToDaemon(target: Target, options: ConnectOptions): 
     try {
       return await connectOnce(target, options);
     } catch (error) {
-      const dropped = error instanceof ConnectionError && error.code === ErrorCode.ConnectionLost;
+      const busy = error instanceof RemoteError && error.code === ErrorCode.TooManyConnections;
       const waitMs = pauseMs / 2 + Math.random() * pauseMs;
-      if (!dropped || Date.now() + waitMs >= giveUpAt) throw error;
-      options.note(`the daemon dropped the connection during the handshake (${error.message}); trying again`);
+      if (!busy || Date.now() + waitMs >= giveUpAt) throw error;
+      options.note(`the daemon is busy (${error.message}); trying again`);
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }

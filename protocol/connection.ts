@@ -47,6 +47,12 @@ export interface ConnectionOptions {
   ciphers?: readonly CipherAlgorithm[];
   /** Told as the peer's side of the handshake advances: its first bytes arrived, then its Hello was answered. */
   handshakeProgress?: (step: HandshakeStep) => void;
+  /**
+   * Aborting it ends a handshake still under way with the signal's reason (a NetplumbError), told to the peer in a
+   * plaintext Error packet when its code is one peers are told (NP_TOO_MANY_CONNECTIONS: try again), else silently
+   * (a timeout): how a daemon makes room among connections that have not authenticated.
+   */
+  abortHandshake?: AbortSignal;
 }
 
 /** What a peer has done so far in the handshake, for whoever ranks connections that have not authenticated. */
@@ -80,10 +86,15 @@ const enum State {
 }
 
 /** Failures the peer is told about (as a plaintext or sealed Error packet); all others close silently. */
-const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm]);
+const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm, ErrorCode.TooManyConnections]);
 
 /** How long an Error packet gets to reach the peer before the transport is torn down. */
 const ERROR_LINGER_MS = 2000;
+/**
+ * The same for a handshake aborted from outside: shorter, since a daemon under a flood aborts many, and each holds
+ * its descriptor while it lingers; a peer that wants the answer reads it within a round trip.
+ */
+const ABORT_LINGER_MS = 500;
 
 /** Round trips timed before rttMs reports an estimate, and how often a flowing connection times another. */
 const RTT_SAMPLES_NEEDED = 3;
@@ -119,6 +130,7 @@ export class SecureConnection {
   private handshakeDone: { resolve: (info: PeerInfo) => void; reject: (error: NetplumbError) => void } | undefined;
   private readonly onFrame: (frame: Frame) => void;
   private readonly handshakeProgress: ((step: HandshakeStep) => void) | undefined;
+  private readonly abortHandshake: AbortSignal | undefined;
   private bytesReceived = false;
 
   private constructor(
@@ -130,6 +142,7 @@ export class SecureConnection {
     this.onFrame = (frame) => this.handleFrame(frame);
     this.reader = new FrameReader(this.limits.maxPacketBytes, this.onFrame);
     this.handshakeProgress = options.handshakeProgress;
+    this.abortHandshake = options.abortHandshake;
   }
 
   /** Runs the client side of the handshake over transport; resolves once keys are in place. */
@@ -258,10 +271,25 @@ export class SecureConnection {
   }
 
   /** Ends the connection at once. A RemoteError-worthy code is sent to the peer when keys allow it. */
-  fail(error: NetplumbError, tellPeer = false): void {
+  fail(error: NetplumbError, tellPeer = false, lingerMs = ERROR_LINGER_MS): void {
     if (this.state === State.Closed) return;
     if (tellPeer) this.sendError(error);
-    this.finish(error, tellPeer);
+    this.finish(error, tellPeer ? lingerMs : undefined);
+  }
+
+  /**
+   * Turns a transport away before any handshake: a plaintext Error packet as the first and only packet, then the
+   * transport closes once it has been sent (what arrives meanwhile is read and dropped, so no reset overtakes it).
+   */
+  static refuse(transport: Duplex, error: NetplumbError): void {
+    const payload = encodeFields([
+      [Field.code, error.code],
+      [Field.message, error.message],
+    ]);
+    transport.on('error', () => undefined);
+    transport.resume();
+    transport.end(Buffer.concat([encodeHeader(0, PacketType.Error, [payload]), payload]));
+    setTimeout(() => transport.destroy(), ABORT_LINGER_MS).unref();
   }
 
   private sendGoodbye(): void {
@@ -299,6 +327,12 @@ export class SecureConnection {
         else this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
       });
       this.transport.on('drain', () => this.drained());
+      const { abortHandshake } = this;
+      abortHandshake?.addEventListener('abort', () => {
+        if (this.state !== State.Handshaking) return;
+        const reason = asNetplumbError(abortHandshake.reason);
+        this.fail(reason, PEER_VISIBLE_CODES.has(reason.code), ABORT_LINGER_MS);
+      }, { once: true });
       try {
         begin();
       } catch (error) {
@@ -496,7 +530,8 @@ export class SecureConnection {
     }
   }
 
-  private finish(error: NetplumbError | undefined, linger = false): void {
+  /** Ends the connection; with lingerMs, the transport is only ended (an Error is on its way) and destroyed later. */
+  private finish(error: NetplumbError | undefined, lingerMs?: number): void {
     if (this.state === State.Closed) return;
     this.state = State.Closed;
     this.closeError = error;
@@ -506,9 +541,9 @@ export class SecureConnection {
     this.opener?.destroy();
     if (error === undefined) {
       this.transport.end();
-    } else if (linger) {
+    } else if (lingerMs !== undefined) {
       this.transport.end();
-      setTimeout(() => this.transport.destroy(), ERROR_LINGER_MS).unref();
+      setTimeout(() => this.transport.destroy(), lingerMs).unref();
     } else {
       this.transport.destroy();
     }

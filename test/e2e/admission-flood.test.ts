@@ -99,12 +99,22 @@ async function holdSilent(scope: Scope, port: number, count: number): Promise<So
         const socket = connect({ host: '127.0.0.1', port });
         onCleanup(scope, () => socket.destroy());
         socket.on('error', () => undefined);
+        // What the daemon says before it closes: the test reads it from `said`.
+        const said: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => said.push(chunk));
+        socket.on('end', () => socket.destroy());
+        Object.assign(socket, { said });
         socket.once('connect', () => resolve(socket));
         socket.once('close', () => reject(new Error('closed before it connected')));
       }),
     );
   }
   return held;
+}
+
+/** Everything the daemon sent a connection opened by holdSilent. */
+function saidTo(socket: Socket): Buffer {
+  return Buffer.concat((socket as Socket & { said: Buffer[] }).said);
 }
 
 function noDeadlines(): string[] {
@@ -117,9 +127,9 @@ test(`with ${POOL} silent connections held open, plumb host true is served at on
   const tookMs = await timedTrue(np);
   t.diagnostic(`plumb true took ${tookMs} ms with ${POOL} silent connections held`);
   assert.ok(tookMs < SERVED_WITHIN_MS, `plumb took ${tookMs} ms`);
-  // Room was made by evicting one of the silent connections, logged as such.
+  // Room was made by evicting one of the silent connections, logged as such, and it was told why.
   await np.daemon.waitForLog(/handshake failed .*code=NP_TOO_MANY_CONNECTIONS .*evicted/);
-  assert.equal(held.filter((socket) => socket.destroyed || socket.readableEnded).length >= 1, true);
+  await waitUntil('an evicted connection to hear why', () => held.some((socket) => saidTo(socket).includes(ErrorCode.TooManyConnections)));
 });
 
 test('under a sustained flood of reconnecting silent connections, plumb host true is served every time', { timeout: TIMEOUT_MS }, async (t) => {
@@ -158,6 +168,8 @@ test('a connection that sends nothing is ended at hello-timeout-ms, long before 
   const started = Date.now();
   await new Promise((resolve) => (silent as Socket).once('close', resolve));
   assert.ok(Date.now() - started < 10_000);
+  // A timeout closes without a word, as the handshake timeout does.
+  assert.equal(saidTo(silent as Socket).length, 0);
   await np.daemon.waitForLog(/handshake failed .*code=NP_HANDSHAKE_TIMEOUT .*no hello within 500 ms/);
 });
 

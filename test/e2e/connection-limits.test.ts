@@ -19,7 +19,7 @@ const SHORT_HANDSHAKE_MS = 2000;
 interface RawConnection {
   socket: Socket;
   /** Settles when the connection is closed (by the daemon, or by the test): when, and how many bytes came. */
-  closed: Promise<{ afterMs: number; receivedBytes: number }>;
+  closed: Promise<{ afterMs: number; receivedBytes: number; received: Buffer }>;
 }
 
 /** A TCP connection to the daemon that never sends anything; resolves once connected (or already closed). */
@@ -28,13 +28,16 @@ function openRaw(scope: Scope, port: number): Promise<RawConnection> {
     const socket = connect({ host: '127.0.0.1', port });
     onCleanup(scope, () => socket.destroy());
     let started = Date.now();
-    let receivedBytes = 0;
+    const received: Buffer[] = [];
     socket.on('error', () => undefined);
-    socket.on('data', (chunk: Buffer) => (receivedBytes += chunk.length));
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
     // The daemon's FIN: finish closing from this side too.
     socket.on('end', () => socket.destroy());
-    const closed = new Promise<{ afterMs: number; receivedBytes: number }>((settle) => {
-      socket.once('close', () => settle({ afterMs: Date.now() - started, receivedBytes }));
+    const closed = new Promise<{ afterMs: number; receivedBytes: number; received: Buffer }>((settle) => {
+      socket.once('close', () => {
+        const bytes = Buffer.concat(received);
+        settle({ afterMs: Date.now() - started, receivedBytes: bytes.length, received: bytes });
+      });
     });
     socket.once('connect', () => {
       started = Date.now();
@@ -100,7 +103,9 @@ test('a connection beyond max-unauthenticated is admitted, and the oldest stalle
   const [oldest, younger] = await stallHandshakes(t, np, 2);
   const extra = await openRaw(t, np.daemon.port);
   const outcome = await within((oldest as RawConnection).closed, REFUSED_WITHIN_MS, 'evicting the oldest stalled connection');
-  assert.equal(outcome.receivedBytes, 0);
+  // Told why, so that a real client knows to try again: one plaintext Error packet.
+  assert.equal(outcome.received[16], 99);
+  assert.ok(outcome.received.includes(ErrorCode.TooManyConnections));
   await np.daemon.waitForLog(/handshake failed .*code=NP_TOO_MANY_CONNECTIONS reason="evicted to make room/);
   assert.equal((younger as RawConnection).socket.destroyed, false);
   assert.equal(extra.socket.destroyed, false, 'the newcomer was admitted');
@@ -129,24 +134,28 @@ test('stalled handshakes are closed after handshake-timeout-ms, which frees thei
   await assertServed(np);
 });
 
-test('running sessions fill max-connections and the next connection is closed at once without a byte', { timeout: TIMEOUT_MS }, async (t) => {
+test('running sessions fill max-connections and the next connection is turned away at once, told why', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await connectionLimit(t);
   await longSession(np);
   await longSession(np);
   const extra = await openRaw(t, np.daemon.port);
   const outcome = await within(extra.closed, REFUSED_WITHIN_MS, 'closing the connection beyond max-connections');
-  assert.equal(outcome.receivedBytes, 0);
+  // One plaintext Error packet, NP_TOO_MANY_CONNECTIONS, and nothing else: no Hello.
+  assert.ok(outcome.received.subarray(0, 4).equals(Buffer.from('TAP1')));
+  assert.equal(outcome.received[16], 99);
+  assert.ok(outcome.received.includes(ErrorCode.TooManyConnections));
   await np.daemon.waitForLog(REFUSED_LINE);
   // It was max-connections that refused, not the unauthenticated limit (no handshake was pending).
   assert.doesNotMatch(np.daemon.log(), /unauthenticated/);
 });
 
-test('plumb exits 255 with NP_CONNECTION_LOST while max-connections sessions run', { timeout: TIMEOUT_MS }, async (t) => {
+test('plumb exits 255 with NP_TOO_MANY_CONNECTIONS while max-connections sessions run, after trying again', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await connectionLimit(t);
   const sessions = [await longSession(np), await longSession(np)];
-  const result = await np.plumb(['echo', 'should-not-run']);
+  const result = await np.plumb(['echo', 'should-not-run'], { options: ['-v'] });
   assert.equal(result.code, 255);
-  assert.equal(reportedCode(result.stderr), ErrorCode.ConnectionLost, result.stderr);
+  assert.equal(reportedCode(result.stderr), ErrorCode.TooManyConnections, result.stderr);
+  assert.match(result.stderr, /the daemon is busy .*; trying again/);
   assert.equal(result.stdout.length, 0);
   await np.daemon.waitForLog(REFUSED_LINE);
   for (const session of sessions) assert.equal(session.child.exitCode, null, 'the running sessions are not disturbed');

@@ -1,23 +1,28 @@
-// End to end: plumb tries a connection again when the daemon drops it during the handshake (as a daemon making room
-// in its pool of unauthenticated connections does), for a bounded time; a refused TCP connection and a refusal by
-// the daemon are final at once.
+// End to end: plumb tries a connection again when the daemon ends it during the handshake saying it is busy
+// (NP_TOO_MANY_CONNECTIONS, as a daemon making room in its pool of unauthenticated connections does), for a bounded
+// time; a refused TCP connection, a connection closed without a word and any other refusal are final at once.
 
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { ErrorCode } from '../../protocol/errors.js';
+import { SecureConnection } from '../../protocol/connection.js';
+import { ErrorCode, LimitError } from '../../protocol/errors.js';
 import { onCleanup, reportedCode, startNetplumb, writeKeyPair, type Scope } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
 
-/** A relay to the daemon that drops the first `drop` connections (all of them: Infinity) at once, with a reset. */
-async function droppingRelay(scope: Scope, daemonPort: number, drop: number): Promise<{ address: string; connections(): number }> {
+/**
+ * A relay to the daemon that turns the first `busy` connections (all of them: Infinity) away as a full daemon does,
+ * with NP_TOO_MANY_CONNECTIONS, or, with `silently`, closes them without a word.
+ */
+async function refusingRelay(scope: Scope, daemonPort: number, busy: number, silently = false): Promise<{ address: string; connections(): number }> {
   let connections = 0;
   const server: Server = createServer((client: Socket) => {
     connections++;
     client.on('error', () => undefined);
-    if (connections <= drop) {
-      client.resetAndDestroy();
+    if (connections <= busy) {
+      if (silently) client.resetAndDestroy();
+      else SecureConnection.refuse(client, new LimitError(ErrorCode.TooManyConnections, 'busy'));
       return;
     }
     const upstream = connect({ host: '127.0.0.1', port: daemonPort });
@@ -37,9 +42,9 @@ function attempts(stderr: string): number {
   return (stderr.match(/trying again/g) ?? []).length;
 }
 
-test('plumb tries again when the daemon drops its connection during the handshake, and gets in', { timeout: TIMEOUT_MS }, async (t) => {
+test('plumb tries again when the daemon says it is busy, and gets in', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
-  const relay = await droppingRelay(t, np.daemon.port, 2);
+  const relay = await refusingRelay(t, np.daemon.port, 2);
   const result = await np.plumb(['echo', 'in'], { machine: relay.address, options: ['-v'] });
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout.toString(), 'in\n');
@@ -47,17 +52,27 @@ test('plumb tries again when the daemon drops its connection during the handshak
   assert.equal(relay.connections(), 3);
 });
 
-test('plumb gives up after a bounded time when every connection is dropped', { timeout: TIMEOUT_MS }, async (t) => {
+test('plumb gives up after a bounded time while the daemon stays busy', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
-  const relay = await droppingRelay(t, np.daemon.port, Infinity);
+  const relay = await refusingRelay(t, np.daemon.port, Infinity);
   const started = Date.now();
   const result = await np.plumb(['echo', 'never'], { machine: relay.address, options: ['-v'] });
   const tookMs = Date.now() - started;
   assert.equal(result.code, 255);
-  assert.equal(reportedCode(result.stderr), ErrorCode.ConnectionLost, result.stderr);
+  assert.equal(reportedCode(result.stderr), ErrorCode.TooManyConnections, result.stderr);
   assert.equal(result.stdout.length, 0);
   assert.ok(relay.connections() >= 4, `only ${relay.connections()} attempts`);
   assert.ok(tookMs < 15_000, `plumb tried for ${tookMs} ms`);
+});
+
+test('a connection closed without a word during the handshake is final at once', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  const relay = await refusingRelay(t, np.daemon.port, Infinity, true);
+  const result = await np.plumb(['true'], { machine: relay.address, options: ['-v'] });
+  assert.equal(result.code, 255);
+  assert.equal(reportedCode(result.stderr), ErrorCode.ConnectionLost, result.stderr);
+  assert.equal(attempts(result.stderr), 0, result.stderr);
+  assert.equal(relay.connections(), 1);
 });
 
 test('a refused TCP connection is final at once', { timeout: TIMEOUT_MS }, async (t) => {
@@ -76,7 +91,7 @@ test('a refused TCP connection is final at once', { timeout: TIMEOUT_MS }, async
 
 test("the daemon's refusal of an unknown client is final at once", { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
-  const relay = await droppingRelay(t, np.daemon.port, 0);
+  const relay = await refusingRelay(t, np.daemon.port, 0);
   const stranger = writeKeyPair(np.dir, 'stranger');
   const result = await np.plumb(['true'], { machine: relay.address, identity: stranger.privateFile, options: ['-v'] });
   assert.equal(result.code, 255);
