@@ -158,6 +158,14 @@ export class ExecSession implements SessionHandler {
     return this.state === State.Spawning || this.state === State.Running;
   }
 
+  /**
+   * The command (or recipe) has ended and Exit has gone out, but the connection is still up: its client may still be
+   * taking the rest of the out-FIFO rounds, and says Goodbye when it has everything.
+   */
+  get exitSent(): boolean {
+    return this.state === State.Exited;
+  }
+
   streamOpened(stream: MuxStream, fields: FieldList): void {
     stream.on('error', () => undefined);
     // Rounds of an -infifo and connections to a -local-socket's service, once the command runs.
