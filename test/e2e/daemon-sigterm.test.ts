@@ -1,7 +1,7 @@
 // End to end: netplumbd gets SIGTERM while a session runs. A command that ends within the shutdown grace period
-// finishes normally, its client getting the status and output even when it reads them after SIGTERM; one that
-// does not is ended (SIGTERM, then SIGKILL after the kill grace). The daemon exits within those bounds, stops
-// accepting at once, and leaves no process of any session behind.
+// finishes normally, its client getting the status and output however late it reads them; one that does not is
+// ended (SIGTERM, then SIGKILL after the kill grace). The daemon exits within those bounds, stops accepting at
+// once, and leaves no process of any session behind.
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -125,4 +125,18 @@ test("a command that ended before SIGTERM keeps its session until its client's G
   // Ended by plumb's Goodbye, not torn down by the daemon, which then did not wait out the grace period.
   assert.doesNotMatch(np.daemon.log(), new RegExp(ErrorCode.ShuttingDown));
   assert.ok(Date.now() - started < graceMs, `daemon took ${Date.now() - started} ms`);
+});
+
+test('a client that reads only after the daemon has gone still gets the status and output of a command that ended', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t, { daemonArgs: GRACE_ARGS });
+  const running = await commandEndedBehindStoppedPlumb(t, np);
+  np.daemon.kill('SIGTERM');
+  const exit = await np.daemon.exited;
+  assert.equal(exit.code, 0);
+  // The daemon gave up waiting for the Goodbye: NP_SHUTTING_DOWN now follows the Exit in plumb's socket.
+  assert.match(np.daemon.log(), new RegExp(ErrorCode.ShuttingDown));
+  running.child.kill('SIGCONT');
+  const result = await running.result;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString(), 'ready\ndone\n');
 });
