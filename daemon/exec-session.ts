@@ -159,6 +159,14 @@ export class ExecSession implements SessionHandler {
   }
 
   /**
+   * The command (or recipe) has ended and Exit has gone out, but the connection is still up: its client may still be
+   * taking the rest of the out-FIFO rounds, and says Goodbye when it has everything.
+   */
+  get exitSent(): boolean {
+    return this.state === State.Exited;
+  }
+
+  /**
    * A stream the client opened: a round of an -infifo or a connection to a -local-socket's service once the command
    * runs, else one a Start will claim. Only a session waiting for its Start keeps unclaimed streams, at most
    * MAX_UNCLAIMED_STREAMS, each forgotten as soon as it closes: a client opening more loses its connection, and

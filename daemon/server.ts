@@ -1,7 +1,8 @@
 // The daemon proper: loads the host key and the authorized clients, accepts connections (TCP or one on stdio),
 // enforces the connection limits at accept (admission.ts ranks and bounds those not yet authenticated), and gives
 // each authenticated client its own session.
-// Shutdown: stop accepting, let sessions run for the grace period, then end their process groups.
+// Shutdown: stop accepting, let sessions run for the grace period, then end their process groups; a session whose
+// command has ended is left to its client's Goodbye within the same bounds, so the client gets its Exit and output.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -291,7 +292,7 @@ export class Daemon {
 
   /**
    * Stops accepting; sessions may finish within shutdownGraceMs; then their process groups are ended and the
-   * connections closed. Resolves when nothing is left.
+   * connections still open are closed with NP_SHUTTING_DOWN. Resolves when nothing is left.
    */
   shutdown(): Promise<void> {
     this.shutdownDone ??= this.stop();
@@ -316,11 +317,15 @@ export class Daemon {
     this.log.info('stopped');
   }
 
-  /** Waits until no session has a running command, for at most limitMs; says whether that happened. */
+  /**
+   * Waits until no session has a running command, nor an ended one whose client has not yet closed the connection
+   * (its Goodbye), for at most limitMs; says whether that happened. An ended command's client may not have read its
+   * Exit yet, and out-FIFO rounds may still follow Exit: closing the connection before the Goodbye cuts both short.
+   */
   private async sessionsIdle(limitMs: number): Promise<boolean> {
     const deadline = Date.now() + limitMs;
     for (;;) {
-      if ([...this.live].every((live) => live.session?.running !== true)) return true;
+      if ([...this.live].every((live) => live.session?.running !== true && live.session?.exitSent !== true)) return true;
       if (Date.now() >= deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

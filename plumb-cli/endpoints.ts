@@ -88,6 +88,11 @@ export class ClientEndpoints {
     return remoteEndpoints(this.options);
   }
 
+  /** Whether streams of these endpoints may still carry bytes after Exit: out-FIFO rounds, -local-socket connections. */
+  get outliveExit(): boolean {
+    return this.options.outFifos.length > 0 || this.options.localSockets.length > 0;
+  }
+
   /** The remote command runs: read the in-FIFOs and listen on the local sockets. */
   async start(mux: Mux): Promise<void> {
     this.options.inFifos.forEach((path, index) => {

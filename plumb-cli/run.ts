@@ -198,11 +198,23 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const { stdio } = options;
   const outputs = Promise.all([deliver(stdout, stdio.stdout), deliver(stderr, stdio.stderr)]);
   const forwarding = forwardInput(stdio.stdin, stdin);
-  const stopSignals = forwardSignals(options.signals, connection, () => connection.fail(new ConnectionError(ErrorCode.ConnectionLost, 'interrupted')));
+  // The third SIGINT gives up on whatever plumb still waits for, output not yet written out here included.
+  let giveUp: (error: NetplumbError) => void = () => undefined;
+  const interrupted = new Promise<never>((_resolve, reject) => (giveUp = reject));
+  interrupted.catch(() => undefined);
+  const stopSignals = forwardSignals(options.signals, connection, () => {
+    const error = new ConnectionError(ErrorCode.ConnectionLost, 'interrupted');
+    giveUp(error);
+    connection.fail(error);
+  });
   try {
-    const [status] = await Promise.race([Promise.all([remote.exit, outputs]), lost]);
-    // What the command wrote into its out-FIFOs reaches the local readers before plumb goes (they may come late).
-    await Promise.race([endpoints?.delivered(), lost]);
+    const status = await Promise.race([remote.exit, lost]);
+    // All of stdout and stderr, their ends included, precede Exit on the wire: whatever ends the connection from here
+    // on (a daemon that shut down before our Goodbye, say) takes nothing of them, and the command's status stands.
+    await Promise.race([outputs, interrupted]);
+    // Out-FIFO rounds and -local-socket connections may go on after Exit: they reach the local readers (which may
+    // come late) before plumb goes, and a connection that ends first fails. Nothing else can be cut short now.
+    if (endpoints?.outliveExit === true) await Promise.race([endpoints.delivered(), lost]);
     endpoints?.close();
     // The command has ended and all its output is here: once our Goodbye is out, plumb may exit without waiting
     // for the daemon's answer (the daemon takes a reset after a Goodbye as a clean close).

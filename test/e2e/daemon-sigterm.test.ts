@@ -1,11 +1,14 @@
 // End to end: netplumbd gets SIGTERM while a session runs. A command that ends within the shutdown grace period
-// finishes normally; one that does not is ended (SIGTERM, then SIGKILL after the kill grace). The daemon exits
-// within those bounds, stops accepting at once, and leaves no process of any session behind.
+// finishes normally, its client getting the status and output however late it reads them; one that does not is
+// ended (SIGTERM, then SIGKILL after the kill grace). The daemon exits within those bounds, stops accepting at
+// once, and leaves no process of any session behind.
 
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { killMarkedAtCleanup, processesWithMarker, reportedCode, startNetplumb, uniqueMarker, waitUntil } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, reportedCode, startNetplumb, tempDir, uniqueMarker, waitUntil, type Netplumb, type RunningProcess, type Scope } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
 const SHUTDOWN_GRACE_MS = 1500;
@@ -89,4 +92,51 @@ test('the daemon stops accepting connections as soon as it gets SIGTERM', { time
   assert.equal(first.code, 0, first.stderr);
   assert.equal(first.stdout.toString(), 'ready\ndone\n');
   await waitUntil('the daemon to exit', () => !np.daemon.running, 15_000);
+});
+
+/**
+ * Runs a command that prints `ready`, waits for the returned file to appear, then prints `done` and exits 0; plumb is
+ * stopped (SIGSTOP) before the command ends, so the command's output and Exit wait unread in plumb's socket.
+ */
+async function commandEndedBehindStoppedPlumb(t: Scope, np: Netplumb): Promise<RunningProcess> {
+  const go = join(tempDir(t), 'go');
+  const run = np.spawnPlumb(['sh', '-c', 'echo ready; until [ -e "$0" ]; do sleep 0.05; done; echo done', go], { stdin: 'open' });
+  await run.waitForStdout(/ready\n/);
+  run.child.kill('SIGSTOP');
+  writeFileSync(go, '');
+  // Logged as the Exit goes out: from here the daemon waits for this plumb's Goodbye.
+  await np.daemon.waitForLog(/command ended/);
+  return run;
+}
+
+test("a command that ended before SIGTERM keeps its session until its client's Goodbye", { timeout: TIMEOUT_MS }, async (t) => {
+  const graceMs = 20_000;
+  const np = await startNetplumb(t, { daemonArgs: [`-shutdown-grace-ms=${graceMs}`] });
+  const running = await commandEndedBehindStoppedPlumb(t, np);
+  const started = Date.now();
+  np.daemon.kill('SIGTERM');
+  await np.daemon.waitForLog(/shutting down/);
+  running.child.kill('SIGCONT');
+  const result = await running.result;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString(), 'ready\ndone\n');
+  const exit = await np.daemon.exited;
+  assert.equal(exit.code, 0);
+  // Ended by plumb's Goodbye, not torn down by the daemon, which then did not wait out the grace period.
+  assert.doesNotMatch(np.daemon.log(), new RegExp(ErrorCode.ShuttingDown));
+  assert.ok(Date.now() - started < graceMs, `daemon took ${Date.now() - started} ms`);
+});
+
+test('a client that reads only after the daemon has gone still gets the status and output of a command that ended', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t, { daemonArgs: GRACE_ARGS });
+  const running = await commandEndedBehindStoppedPlumb(t, np);
+  np.daemon.kill('SIGTERM');
+  const exit = await np.daemon.exited;
+  assert.equal(exit.code, 0);
+  // The daemon gave up waiting for the Goodbye: NP_SHUTTING_DOWN now follows the Exit in plumb's socket.
+  assert.match(np.daemon.log(), new RegExp(ErrorCode.ShuttingDown));
+  running.child.kill('SIGCONT');
+  const result = await running.result;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString(), 'ready\ndone\n');
 });
