@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
-import { atCheckedPath, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { atCheckedPath, openChecked, reasonFor, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -130,7 +130,7 @@ export class DaemonEndpoints {
         this.identity.asUser(() => atCheckedPath(path, this.check, (pinned) => connectStream(pinned, stream, refused, path)));
       } catch (error) {
         stream.destroy();
-        refused(new EndpointError(`cannot connect to ${path}: ${(error as Error).message}`, { cause: error }));
+        refused(new EndpointError(`cannot connect to ${path}: ${reasonFor(error, path)}`, { cause: error }));
       }
     }
     return true;

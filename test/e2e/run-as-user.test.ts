@@ -3,6 +3,7 @@
 // and LOGNAME, and a private spool of its own; a recipe's redirections and the named pipes the daemon makes are
 // opened and made with the account's rights, not the daemon's. A name the line does not allow, or one the host does
 // not know, is refused before anything runs or is made, and a daemon running as root without run-as does not start.
+// A redirection that cannot be opened is told by the path the recipe names.
 //
 // These tests need root. Their before hook makes sure the fixture accounts exist: group np-extra, user np-runas
 // (member of np-extra) and user np-other, all without a home directory. They are left in place afterwards: they own
@@ -35,6 +36,7 @@ import {
 } from '../helpers/daemon.js';
 import { accountExists, ensureFixtureAccounts, FIXTURE_GROUP, NEEDS_ROOT, OTHER, RUNAS } from '../helpers/accounts.js';
 import { mkfifo, spawnPlumbIn, writeInto } from '../helpers/endpoints.js';
+import { plumbLines } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 60_000;
 const EXTRA_GROUP = FIXTURE_GROUP;
@@ -291,6 +293,7 @@ test(`a recipe with -user=${RUNAS} runs every command as the account and opens i
   assert.equal(writer?.outcome, 'not-started');
   assert.equal(writer?.code, 1);
   assert.equal(writer?.error, ErrorCode.SpawnFailed);
+  assert.doesNotMatch(denied.stderr, /\/proc\/self\/fd/, 'the path the recipe names, not the one the daemon opened it by');
   assert.equal(existsSync(target), false, 'the daemon did not lend its own rights to the open');
 
   const asRoot = await setup.plumb([`-recipe=${redirect}`], asUser('root'));
@@ -316,6 +319,26 @@ test(`a recipe asking for an account the line does not allow is refused before a
   assert.deepEqual(processesWithMarker(marker), []);
   assert.equal(existsSync(file), false);
   assert.deepEqual(treeOf(setup.spool), spoolBefore, 'no redirection file, no user spool');
+});
+
+test(`a recipe redirection ${RUNAS} may not open is told by the path the recipe names, never by /proc/self/fd`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const setup = await startRunAsNetplumb(t, `user=${RUNAS}`);
+  // The account's spool is made at its first session; root then leaves a file of its own there.
+  assert.equal((await setup.plumb(['true'], asUser(RUNAS))).code, 0);
+  const forbidden = join(setup.spool, 'users', RUNAS, 'forbidden.txt');
+  writeFileSync(forbidden, 'ROOT-ONLY\n', { mode: 0o600 });
+  const recipe = join(setup.recipes, 'forbidden.rcp');
+  writeFileSync(recipe, 'reader: cat <forbidden.txt\necho after\n');
+  const report = join(setup.recipes, 'forbidden.json');
+  const result = await setup.plumb([`-recipe=${recipe}`, `-json=${report}`], asUser(RUNAS));
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stdout.toString(), 'after\n');
+  const reader = (JSON.parse(readFileSync(report, 'utf8')) as RecipeReportJson).stages[0];
+  assert.equal(reader?.outcome, 'not-started');
+  assert.equal(reader?.error, ErrorCode.SpawnFailed);
+  assert.equal(reader?.message, `redirection failed: ${forbidden}: permission denied`);
+  assert.deepEqual(plumbLines(result.stderr), [`plumb: reader (${recipe}:1) did not start: redirection failed: ${forbidden}: permission denied (${ErrorCode.SpawnFailed})`]);
+  assert.doesNotMatch(result.stderr, /\/proc\/self\/fd|ROOT-ONLY/);
 });
 
 // ---- named pipes ----------------------------------------------------------------------------------------------

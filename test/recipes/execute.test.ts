@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
@@ -398,6 +398,24 @@ test('a redirection from a missing file is a failed stage (1) and the rest still
   assert.equal(status.error, ErrorCode.SpawnFailed);
   assert.equal(result.stdout.toString(), 'after\n');
   assert.deepEqual(result.outcome.status, { code: 1 });
+});
+
+test('a redirection that cannot be opened is told by its path, never by the /proc/self/fd name it was opened through', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  writeFileSync(join(spool, 'in.txt'), 'text\n');
+  symlinkSync('in.txt', join(spool, 'link'));
+  const result = await executeText('cat <link\ncat <missing.txt\n', spool);
+  for (const [stage, name, words] of [
+    [0, 'link', 'too many symbolic links encountered'],
+    [1, 'missing.txt', 'no such file or directory'],
+  ] as const) {
+    const status = statusOf(result.ends, stage);
+    assert.ok(status !== undefined && 'error' in status, JSON.stringify(result.ends));
+    assert.equal(status.error, ErrorCode.SpawnFailed);
+    assert.equal(status.code, STAGE_REDIRECTION_FAILED_CODE);
+    assert.equal(status.message, `redirection failed: ${join(spool, name)}: ${words}`);
+  }
+  assert.doesNotMatch(JSON.stringify(result.ends), /\/proc\/self\/fd/);
 });
 
 test('a command that cannot start does not hold up the reader of its label pipe', { timeout: TIMEOUT_MS }, async (t) => {
