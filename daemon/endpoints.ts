@@ -58,8 +58,9 @@ export class DaemonEndpoints {
     try {
       const resolve = (path: string): string => {
         const resolved = resolveDaemonPath(path, spoolDir);
-        // Outside the spool directory only where the client's gluepot allows it, checked before anything is made.
-        if (gluepot !== undefined) checkPath(gluepot, resolved, spoolDir, 'named pipe or socket');
+        // Outside the spool directory only where the client's gluepot allows it, checked before anything is made,
+        // with the command's rights: a refusal names no place the account could not see itself.
+        if (gluepot !== undefined) checkPath(gluepot, resolved, spoolDir, 'named pipe or socket', identity);
         return resolved;
       };
       const inFifos = endpoints.inFifos.map(resolve);

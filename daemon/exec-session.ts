@@ -313,22 +313,25 @@ export class ExecSession implements SessionHandler {
   /**
    * With a gluepot, every program the request would run is resolved (PATH, symlinks) and must be listed, and every
    * absolute file a recipe redirects to outside the spool directory must be allowed; nothing is made before this
-   * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked.
+   * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked. Both are
+   * resolved with the rights of the account the commands run as: the answer tells the client no more than that
+   * account could see.
    */
   private checkGluepot(request: ExecRequest | RecipeRequest, plan: RecipePlan | undefined, identity: SessionIdentity): string[] | undefined {
     const { gluepot } = this.options;
     if (gluepot === undefined) return undefined;
+    const { runAs } = identity;
     const searchPath = commandEnvironment(request.env, identity)['PATH'] ?? '';
     if (plan === undefined) {
-      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell(identity.runAs);
-      return [checkCommand(gluepot, argv, searchPath, workingDirectory(identity.runAs))];
+      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell(runAs);
+      return [checkCommand(gluepot, argv, searchPath, workingDirectory(runAs), runAs)];
     }
     for (const stage of plan.stages) {
       for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
-        if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`);
+        if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`, runAs);
       }
     }
-    return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir));
+    return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir, runAs));
   }
 
   /**
