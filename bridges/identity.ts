@@ -5,6 +5,11 @@ import { accessSync, constants as fs } from 'node:fs';
 
 /** Runs commands, and opens files for them, as some account. */
 export interface CommandIdentity {
+  /**
+   * True when commands start through a wrapper that takes on the identity (setpriv) and execs the program itself:
+   * the name given to command() is then the program's argv[0] too.
+   */
+  readonly switches: boolean;
   /** The program and arguments to spawn so that `program args` runs with this identity. */
   command(program: string, args: readonly string[]): [string, string[]];
   /** Runs synchronous file-system calls with this identity's rights. */
@@ -25,6 +30,7 @@ export function processMayExecute(path: string): boolean {
 
 /** The process's own identity: nothing is wrapped or switched. */
 export const OWN_IDENTITY: CommandIdentity = {
+  switches: false,
   command: (program, args) => [program, [...args]],
   asUser: (open) => open(),
   mayExecute: processMayExecute,

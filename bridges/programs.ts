@@ -1,6 +1,6 @@
 // Finding the program a command's argv[0] names, as exec would (a name with a slash as it is, otherwise the search
-// path), with the rights of the account that will run it: a check made here learns nothing the account could not
-// see itself.
+// path), with the rights of the account that will run it: a missing or non-executable program is answered before
+// anything starts, alike for every account, and a check made here learns nothing the account could not see itself.
 
 import { realpathSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
@@ -51,4 +51,22 @@ export function findProgram(program: string, searchPath: string, cwd: string, id
     if (denied) throw new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
     throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
   });
+}
+
+/**
+ * The name to hand to `identity.command()` for a program found by findProgram, when no gluepot check chose the
+ * file already (that check's file runs, every symlink resolved). For the daemon's own account, the file found:
+ * spawn keeps argv[0] apart (its argv0 option), so what was found is what runs. Through setpriv, the word as
+ * written: setpriv execs its first argument as argv[0] too, and the file found would replace the command's argv[0]
+ * (`/usr/bin/unxz` for `unxz`, a path in every message the program prints); setpriv's execvp searches the same PATH
+ * from the same directory with the same rights, so it finds that same file.
+ *
+ * What remains is the window between finding and exec: a program removed (or made not executable) meanwhile fails
+ * in exec. For the daemon's own account the spawn error is then answered as here (a refused Start, or a recipe
+ * command's 127 / 126); through setpriv the Start is already accepted, and the user sees setpriv's own words on the
+ * command's stderr (`NAME: failed to execute NAME: ...`) and status 127 (126 for other failures). The same holds
+ * for what the check here leaves out (see RunAs.mayExecute): ACLs, a noexec mount, a security module.
+ */
+export function programToStart(found: FoundProgram, identity: CommandIdentity): string {
+  return identity.switches ? found.written : found.path;
 }

@@ -133,8 +133,8 @@ export class RunAs implements CommandIdentity {
    * uid, gid and groups as the kernel reads them: the owner's bits for the owner, else the group's for a member of
    * the file's group (even where the other bits would allow more), else the other bits. Left out: ACL entries
    * (the group bits then hold the ACL mask), capabilities such as CAP_DAC_OVERRIDE, noexec mounts and security
-   * modules; where they refuse, exec itself fails in setpriv, and where an ACL entry allows what the bits do
-   * not, the program is refused here as not executable.
+   * modules; where they refuse, exec itself fails in setpriv (see programToStart in bridges/programs.ts), and
+   * where an ACL entry allows what the bits do not, the program is refused here as not executable.
    */
   mayExecute(path: string): boolean {
     if (!this.switches) return processMayExecute(path);
