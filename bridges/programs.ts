@@ -63,9 +63,10 @@ export function findProgram(program: string, searchPath: string, cwd: string, id
  *
  * What remains is the window between finding and exec: a program removed (or made not executable) meanwhile fails
  * in exec. For the daemon's own account the spawn error is then answered as here (a refused Start, or a recipe
- * command's 127 / 126); through setpriv the Start is already accepted, and the user sees setpriv's own words on the
- * command's stderr (`NAME: failed to execute NAME: ...`) and status 127 (126 for other failures). The same holds
- * for what the check here leaves out (see RunAs.mayExecute): ACLs, a noexec mount, a security module.
+ * command's 127 / 126), but on a pty node-pty has the Start accepted and prints `execvp(3) failed.` with status 1;
+ * through setpriv the Start is already accepted, and the user sees setpriv's own words on the command's stderr (or
+ * terminal), `NAME: failed to execute NAME: ...`, and status 127 (126 for other failures). The same holds for what
+ * the check here leaves out (see RunAs.mayExecute): ACLs, a noexec mount, a security module.
  */
 export function programToStart(found: FoundProgram, identity: CommandIdentity): string {
   return identity.switches ? found.written : found.path;
