@@ -1,10 +1,12 @@
 // Opening (or connecting to) a path a client named so that what is used is what was checked. A check of the path's text followed
 // by open(2) leaves a gap: a command the client runs can swap a directory for a symlink in between. Here the
 // directory is opened first, its real path is read back from the descriptor (/proc/self/fd), the check sees that,
-// and the last component is opened inside that very directory, never through a symlink.
+// and the last component is opened inside that very directory, never through a symlink. A failure is told by the
+// path the client gave, never by the /proc/self/fd name the call went by.
 
 import { closeSync, constants as fs, lstatSync, openSync, readlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { getSystemErrorMap } from 'node:util';
 
 /**
  * open(2)'s O_PATH (Linux; the value on x86-64, arm64 and the other common architectures), which Node does not
@@ -31,6 +33,26 @@ export interface HeldDirectory {
 }
 
 /**
+ * A system error of a call made for `path` (by its pinned name, or its directory's), told as a shell tells it:
+ * `PATH: permission denied`. Node words it `EACCES: permission denied, open '/proc/self/fd/22/NAME'`, a name of
+ * the daemon's own that means nothing to the client. code, errno and syscall stay; anything else (a refusal of the
+ * check) is left as it was thrown.
+ */
+export function toldAsPath(error: unknown, path: string): unknown {
+  if (!(error instanceof Error)) return error;
+  const { code, errno, syscall } = error as NodeJS.ErrnoException;
+  if (typeof code !== 'string' || syscall === undefined) return error;
+  const words = errno === undefined ? undefined : getSystemErrorMap().get(errno)?.[1];
+  return Object.assign(new Error(`${path}: ${words ?? code}`, { cause: error }), { code, errno, syscall, path });
+}
+
+/** What went wrong, for a message that names `path` already: without the `PATH: ` toldAsPath put in front. */
+export function reasonFor(error: unknown, path: string): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message;
+}
+
+/**
  * Opens the directory of `path` (O_PATH: it need not be listable) and lets `check` see the real path `path` stands
  * for. Whatever is done by the pinned name (open(2), connect(2), bind(2), unlink(2)) reaches the directory that was
  * checked. The directory must exist; `.` or `..` as the last component is refused (they would name a directory).
@@ -40,21 +62,31 @@ export function holdDirectory(path: string, check: PathCheck | undefined): HeldD
   if (name === '' || name === '.' || name === '..' || path.endsWith('/')) {
     throw Object.assign(new Error(`${path} names a directory`), { code: 'EISDIR' });
   }
-  const directory = openSync(dirname(path), O_PATH | fs.O_DIRECTORY);
+  let directory: number;
+  try {
+    directory = openSync(dirname(path), O_PATH | fs.O_DIRECTORY);
+  } catch (error) {
+    throw toldAsPath(error, path);
+  }
   try {
     check?.(join(realPathOfFd(directory), name));
   } catch (error) {
     closeSync(directory);
-    throw error;
+    throw toldAsPath(error, path);
   }
   return { pinned: `/proc/self/fd/${directory}/${name}`, fd: directory, release: () => closeSync(directory) };
 }
 
-/** Calls `use` with the pinned name of `path` (holdDirectory), for synchronous use only; then lets the directory go. */
+/**
+ * Calls `use` with the pinned name of `path` (holdDirectory), for synchronous use only; then lets the directory go.
+ * A system error `use` throws is told by `path` (toldAsPath).
+ */
 export function atCheckedPath<T>(path: string, check: PathCheck | undefined, use: (pinned: string) => T): T {
   const held = holdDirectory(path, check);
   try {
     return use(held.pinned);
+  } catch (error) {
+    throw toldAsPath(error, path);
   } finally {
     held.release();
   }

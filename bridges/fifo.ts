@@ -5,7 +5,7 @@
 // Backpressure is the stream's window: a sink with no reader takes nothing, so the far writer is held back.
 
 import { closeSync, constants as fs, fstatSync, lstatSync, openSync } from 'node:fs';
-import { holdDirectory, type HeldDirectory, type MadeFile, type PathCheck } from './checked-open.js';
+import { holdDirectory, reasonFor, toldAsPath, type HeldDirectory, type MadeFile, type PathCheck } from './checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
@@ -51,7 +51,7 @@ export async function ensureFifo(path: string, mustCreate = false, identity: Com
     directory = identity.asUser(() => holdDirectory(path, check));
   } catch (error) {
     if (error instanceof NetplumbError) throw error;
-    throw new EndpointError(`cannot make named pipe ${path}: ${(error as Error).message}`, { cause: error });
+    throw new EndpointError(`cannot make named pipe ${path}: ${reasonFor(error, path)}`, { cause: error });
   }
   try {
     const inHeldDirectory = `/proc/self/fd/3/${basename(path)}`;
@@ -60,8 +60,13 @@ export async function ensureFifo(path: string, mustCreate = false, identity: Com
       throw new EndpointError(`cannot make named pipe ${path}: ${failure.replace(/^mkfifo: /, '').split(inHeldDirectory).join(path)}`);
     }
     // Known by what was made in the held directory, not by what the path may lead to by now.
-    const { dev, ino } = lstatSync(directory.pinned);
-    return { created: true, made: { path, dev, ino } };
+    let made: { dev: number; ino: number };
+    try {
+      made = lstatSync(directory.pinned);
+    } catch (error) {
+      throw new EndpointError(`cannot make named pipe ${path}: ${reasonFor(toldAsPath(error, path), path)}`, { cause: error });
+    }
+    return { created: true, made: { path, dev: made.dev, ino: made.ino } };
   } finally {
     directory.release();
   }
@@ -169,7 +174,7 @@ export class FifoSource {
       // Non-blocking, so no thread waits in open(); a reader opened this way sees EOF only after a writer came and went.
       fd = this.open(this.path, fs.O_RDONLY | fs.O_NONBLOCK);
     } catch (error) {
-      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${(error as Error).message}`, { cause: error }));
+      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
       return;
     }
     const socket = new Socket({ fd, readable: true, writable: false });
@@ -341,7 +346,7 @@ export class FifoSink {
       }
       stream.destroy();
       this.roundDone();
-      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${(error as Error).message}`, { cause: error }));
+      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
       return;
     }
     const socket = new Socket({ fd, readable: false, writable: true });

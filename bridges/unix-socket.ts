@@ -7,7 +7,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { NetplumbError } from '../protocol/errors.js';
-import { holdDirectory, type HeldDirectory, type PathCheck } from './checked-open.js';
+import { holdDirectory, reasonFor, type HeldDirectory, type PathCheck } from './checked-open.js';
 import { EndpointError } from './fifo.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 
@@ -131,7 +131,7 @@ export class SocketListener {
           server.listen(this.directory.pinned, () => resolve());
         });
       } catch (error) {
-        reject(error instanceof NetplumbError ? error : new EndpointError(`cannot listen on ${this.path}: ${(error as Error).message}`, { cause: error }));
+        reject(error instanceof NetplumbError ? error : new EndpointError(`cannot listen on ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
       } finally {
         process.umask(previous);
       }

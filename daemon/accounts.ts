@@ -1,7 +1,7 @@
 // The accounts commands run as. A session's Account comes from the system's user database (getent, so NSS
 // sources such as LDAP count) with its supplementary groups; RunAs wraps every command in setpriv so the child
 // gets exactly that identity (libuv's uid/gid spawn options would drop the supplementary groups), and opens files
-// on the user's behalf with the user's rights, so the daemon never lends a client its own.
+// (and looks programs up) on the user's behalf with the user's rights, so the daemon never lends a client its own.
 
 import { execFile, execFileSync } from 'node:child_process';
 import { lchownSync, lstatSync, mkdirSync, statSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
 import { ErrorCode, NetplumbError, RequestError } from '../protocol/errors.js';
-import type { CommandIdentity } from '../bridges/identity.js';
+import { processMayExecute, type CommandIdentity } from '../bridges/identity.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -125,6 +125,26 @@ export class RunAs implements CommandIdentity {
       process.setegid?.(saved.gid);
       process.setgroups?.(saved.groups);
     }
+  }
+
+  /**
+   * Whether the account may execute the file at path. access(2) answers for the real uid, which asUser leaves as
+   * the daemon's (root, who may execute any file with an x bit), so the mode bits are read against the account's
+   * uid, gid and groups as the kernel reads them: the owner's bits for the owner, else the group's for a member of
+   * the file's group (even where the other bits would allow more), else the other bits. Left out: ACL entries
+   * (the group bits then hold the ACL mask), capabilities such as CAP_DAC_OVERRIDE, noexec mounts and security
+   * modules; where they refuse, exec itself fails in setpriv (see programToStart in bridges/programs.ts), and
+   * where an ACL entry allows what the bits do not, the program is refused here as not executable.
+   */
+  mayExecute(path: string): boolean {
+    if (!this.switches) return processMayExecute(path);
+    const { mode, uid, gid } = statSync(path);
+    const { account } = this;
+    // uid 0 keeps root's capabilities through setpriv: any x bit will do.
+    if (account.uid === 0) return (mode & 0o111) !== 0;
+    if (uid === account.uid) return (mode & 0o100) !== 0;
+    if (gid === account.gid || account.groups.includes(gid)) return (mode & 0o010) !== 0;
+    return (mode & 0o001) !== 0;
   }
 }
 

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
-import { atCheckedPath, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { atCheckedPath, openChecked, reasonFor, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
@@ -58,8 +58,9 @@ export class DaemonEndpoints {
     try {
       const resolve = (path: string): string => {
         const resolved = resolveDaemonPath(path, spoolDir);
-        // Outside the spool directory only where the client's gluepot allows it, checked before anything is made.
-        if (gluepot !== undefined) checkPath(gluepot, resolved, spoolDir, 'named pipe or socket');
+        // Outside the spool directory only where the client's gluepot allows it, checked before anything is made,
+        // with the command's rights: a refusal names no place the account could not see itself.
+        if (gluepot !== undefined) checkPath(gluepot, resolved, spoolDir, 'named pipe or socket', identity);
         return resolved;
       };
       const inFifos = endpoints.inFifos.map(resolve);
@@ -130,7 +131,7 @@ export class DaemonEndpoints {
         this.identity.asUser(() => atCheckedPath(path, this.check, (pinned) => connectStream(pinned, stream, refused, path)));
       } catch (error) {
         stream.destroy();
-        refused(new EndpointError(`cannot connect to ${path}: ${(error as Error).message}`, { cause: error }));
+        refused(new EndpointError(`cannot connect to ${path}: ${reasonFor(error, path)}`, { cause: error }));
       }
     }
     return true;

@@ -46,6 +46,7 @@ import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
 import { DaemonEndpoints, resolveDaemonPath } from './endpoints.js';
 import { EndpointError } from '../bridges/fifo.js';
+import { findProgram, programToStart } from '../bridges/programs.js';
 import { checkCommand, checkPath, checkRealPath, type Gluepot } from './gluepots.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
 import { checkBinding } from './one-time-keys.js';
@@ -334,22 +335,25 @@ export class ExecSession implements SessionHandler {
   /**
    * With a gluepot, every program the request would run is resolved (PATH, symlinks) and must be listed, and every
    * absolute file a recipe redirects to outside the spool directory must be allowed; nothing is made before this
-   * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked.
+   * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked. Both are
+   * resolved with the rights of the account the commands run as: the answer tells the client no more than that
+   * account could see.
    */
   private checkGluepot(request: ExecRequest | RecipeRequest, plan: RecipePlan | undefined, identity: SessionIdentity): string[] | undefined {
     const { gluepot } = this.options;
     if (gluepot === undefined) return undefined;
+    const { runAs } = identity;
     const searchPath = commandEnvironment(request.env, identity)['PATH'] ?? '';
     if (plan === undefined) {
-      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell(identity.runAs);
-      return [checkCommand(gluepot, argv, searchPath, workingDirectory(identity.runAs))];
+      const argv = (request as ExecRequest).argv.length > 0 ? (request as ExecRequest).argv : loginShell(runAs);
+      return [checkCommand(gluepot, argv, searchPath, workingDirectory(runAs), runAs)];
     }
     for (const stage of plan.stages) {
       for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
-        if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`);
+        if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`, runAs);
       }
     }
-    return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir));
+    return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir, runAs));
   }
 
   /**
@@ -499,21 +503,25 @@ export class ExecSession implements SessionHandler {
     }
     const [program, ...args] = request.argv as [string, ...string[]];
     const identity = this.identity as SessionIdentity;
-    const [file, fileArgs] = identity.runAs.command(this.programs?.[0] ?? program, args);
+    const env = commandEnvironment(request.env, identity);
+    const cwd = workingDirectory(identity.runAs);
     let child: ChildProcess;
     try {
+      // Found as the account finds it, the same way for every account (bridges/programs.ts says what remains).
+      const named = this.programs?.[0] ?? programToStart(findProgram(program, env['PATH'] ?? '', cwd, identity.runAs), identity.runAs);
+      const [file, fileArgs] = identity.runAs.command(named, args);
       child = spawn(file, fileArgs, {
         argv0: program,
         stdio: ['pipe', outputs.writers.stdout, outputs.writers.stderr],
         detached: true,
-        env: commandEnvironment(request.env, identity),
-        cwd: workingDirectory(identity.runAs),
+        env,
+        cwd,
       });
     } catch (error) {
       // Node throws at once for some failures (ENOTDIR, E2BIG, ...) and reports others as 'error' later.
       outputs.stdout.destroy();
       outputs.stderr.destroy();
-      this.preparationFailed(spawnError(program, error as NodeJS.ErrnoException), streams);
+      this.preparationFailed(error instanceof NetplumbError ? error : spawnError(program, error as NodeJS.ErrnoException), streams);
       return;
     } finally {
       // The command has its own copies now; the daemon's must go, or the readers never see EOF.
@@ -588,15 +596,19 @@ export class ExecSession implements SessionHandler {
   private startPty(request: ExecRequest, pty: PtyRequest, streams: SessionStreams): void {
     const identity = this.identity as SessionIdentity;
     const asked = request.argv.length > 0 ? request.argv : loginShell(identity.runAs);
-    const checked = this.programs?.[0];
-    const argv = identity.runAs.command(checked ?? (asked[0] as string), asked.slice(1)).flat();
+    const env = commandEnvironment(request.env, identity);
+    const cwd = workingDirectory(identity.runAs);
     const { stdin, stdout, stderr } = streams;
+    let argv: string[] = [];
     let command: PtyCommand;
     let exited = false;
     try {
+      // node-pty would report a program it cannot exec only as output and status 1: it is found first, as the account.
+      const named = this.programs?.[0] ?? programToStart(findProgram(asked[0] as string, env['PATH'] ?? '', cwd, identity.runAs), identity.runAs);
+      argv = identity.runAs.command(named, asked.slice(1)).flat();
       command = spawnOnPty(argv, pty, {
-        env: commandEnvironment(request.env, identity),
-        cwd: workingDirectory(identity.runAs),
+        env,
+        cwd,
         onOutput: (data) => {
           if (stdout.destroyed || stdout.writableEnded) return;
           // After exit the rest of the output is read at once (node-pty drops what it has not read 200 ms on).

@@ -1,14 +1,17 @@
 // Gluepots: the commands (and paths outside the spool directory) a client may use, one file per gluepot in the
 // daemon's gluepot directory. Every program a client asks for is resolved the way exec would find it (PATH, then
-// every symlink) and compared with the programs the gluepot lists, resolved the same way when the file is loaded.
+// every symlink), with the rights of the account it will run as, and compared with the programs the gluepot lists,
+// resolved the same way when the file is loaded. Paths are resolved with that account's rights too.
 //
 //   # what backup clients may run
 //   /usr/bin/tar -cf - *          (patterns, one per argument; `*` and `?` as in a shell glob)
 //   /usr/bin/gzip ...             (`...` as the last word: any further arguments; a program alone: any arguments)
 //   path /srv/backup/*            (absolute paths a redirection, named pipe or socket may use outside the spool)
 
-import { accessSync, constants as fs, readFileSync, realpathSync, statSync } from 'node:fs';
-import { basename, delimiter, dirname, isAbsolute, join, normalize } from 'node:path';
+import { readFileSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
+import { findProgram } from '../bridges/programs.js';
 import { ConfigError, ErrorCode, RequestError } from '../protocol/errors.js';
 
 /** One allowed program, with argument patterns (undefined: any arguments). */
@@ -94,27 +97,11 @@ export function loadGluepot(dir: string, name: string): Gluepot {
 }
 
 /**
- * The program exec would run for argv[0], with every symlink resolved: a name with a slash as it is (relative to
- * cwd), otherwise the first executable file on the search path.
+ * The program exec would run for argv[0], with every symlink resolved, found with the identity's rights
+ * (bridges/programs.ts): what the gluepot compares and what then runs.
  */
-export function resolveProgram(program: string, searchPath: string, cwd: string): string {
-  const candidates = program.includes('/')
-    ? [isAbsolute(program) ? program : join(cwd, program)]
-    : searchPath
-        .split(delimiter)
-        .filter((dir) => dir !== '')
-        // A relative entry is relative to the command's working directory, as exec takes it.
-        .map((dir) => (isAbsolute(dir) ? join(dir, program) : join(cwd, dir, program)));
-  for (const candidate of candidates) {
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, fs.X_OK);
-      return realpathSync.native(candidate);
-    } catch {
-      // Not here or not executable: exec would look further too.
-    }
-  }
-  throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
+export function resolveProgram(program: string, searchPath: string, cwd: string, identity: CommandIdentity = OWN_IDENTITY): string {
+  return findProgram(program, searchPath, cwd, identity).real;
 }
 
 function argumentsAllowed(rule: GluepotRule, args: readonly string[]): boolean {
@@ -125,14 +112,16 @@ function argumentsAllowed(rule: GluepotRule, args: readonly string[]): boolean {
 
 /**
  * Checks one command against the gluepot and returns the resolved program to run (so what runs is what was
- * checked). A refusal names the command, what it resolved to, and the gluepot.
+ * checked). The program is found as `identity` would find it, so a refusal names the command, what it resolved to
+ * (only ever what that account can see) and the gluepot; a program the account cannot reach is answered as
+ * findProgram answers it, whether the gluepot lists it or not.
  */
-export function checkCommand(gluepot: Gluepot, argv: readonly string[], searchPath: string, cwd: string): string {
+export function checkCommand(gluepot: Gluepot, argv: readonly string[], searchPath: string, cwd: string, identity: CommandIdentity = OWN_IDENTITY): string {
   const [program, ...args] = argv as [string, ...string[]];
-  const resolved = resolveProgram(program, searchPath, cwd);
-  const rules = gluepot.rules.filter((rule) => rule.program === resolved);
-  if (rules.some((rule) => argumentsAllowed(rule, args))) return resolved;
-  const shown = resolved === program ? program : `${program} (${resolved})`;
+  const { real } = findProgram(program, searchPath, cwd, identity);
+  const rules = gluepot.rules.filter((rule) => rule.program === real);
+  if (rules.some((rule) => argumentsAllowed(rule, args))) return real;
+  const shown = real === program ? program : `${program} (${real})`;
   const why = rules.length === 0 ? 'is not in' : 'has arguments not allowed by';
   throw new RequestError(ErrorCode.NotPermitted, `command ${shown} ${why} gluepot ${gluepot.name}`);
 }
@@ -158,9 +147,13 @@ function resolveExisting(path: string): string {
   }
 }
 
-/** An absolute path outside the spool directory must match one of the gluepot's `path` lines. */
-export function checkPath(gluepot: Gluepot, path: string, spoolDir: string, what: string): void {
-  checkRealPath(gluepot, resolveExisting(path), spoolDir, what);
+/**
+ * An absolute path outside the spool directory must match one of the gluepot's `path` lines. Its symlinks are
+ * resolved with `identity`'s rights: a refusal never names where a link the account cannot reach leads (the part
+ * behind it is taken as written; the open, made as the account, fails there anyway).
+ */
+export function checkPath(gluepot: Gluepot, path: string, spoolDir: string, what: string, identity: CommandIdentity = OWN_IDENTITY): void {
+  identity.asUser(() => checkRealPath(gluepot, resolveExisting(path), spoolDir, what));
 }
 
 /**

@@ -1,33 +1,10 @@
 // A command on a pseudo-terminal (plumb -t): spawned through node-pty in its own session (so its process group is
 // its pid), output as raw bytes, input written as it comes, window size changes applied. Knows nothing of streams.
 
-import { accessSync, constants as fs, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { spawn as spawnPty, type IPty } from 'node-pty';
-import { ErrorCode, RequestError } from '../protocol/errors.js';
 import type { ExitStatus, PtyRequest } from '../protocol/session.js';
-
-/**
- * The program as execvp would find it. node-pty reports a failed exec only as output and exit status 1, so the
- * daemon looks first and refuses a missing or non-executable program as it does without a pty.
- */
-export function findProgram(program: string, searchPath: string): string {
-  const candidates = program.includes('/') ? [program] : searchPath.split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, program));
-  let found = false;
-  for (const candidate of candidates) {
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      found = true;
-      accessSync(candidate, fs.X_OK);
-      return candidate;
-    } catch {
-      // Not here, or not executable: look further.
-    }
-  }
-  if (found) throw new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
-  throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
-}
 
 export interface PtyCommand {
   /** The command's pid, also its process group (node-pty starts it in a new session). */
@@ -93,14 +70,15 @@ function signalName(number: number): string {
 /**
  * Spawns argv on a new pty; output goes to onOutput as bytes; onExit gets how it ended. Output may still come for a
  * moment after onExit (node-pty reads the rest for up to 200 ms), so the caller must not hold the pty paused then.
+ * argv[0] is a program file found beforehand (bridges/programs.ts): node-pty reports a failed exec only as output
+ * and exit status 1, so a missing or non-executable program must be refused before it comes here.
  */
 export function spawnOnPty(
   argv: readonly string[],
   pty: PtyRequest,
   options: { env: Record<string, string>; cwd: string; onOutput: (data: Buffer) => void; onExit: (status: ExitStatus) => void },
 ): PtyCommand {
-  const [program, ...args] = argv as [string, ...string[]];
-  const file = findProgram(program, options.env['PATH'] ?? '');
+  const [file, ...args] = argv as [string, ...string[]];
   const terminal: IPty = spawnPty(file, args, {
     name: pty.term,
     cols: pty.cols,

@@ -10,6 +10,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
+import { findProgram, programToStart } from '../bridges/programs.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -289,7 +290,17 @@ export class RecipeRun {
         return undefined;
       }
       const [program, ...args] = stage.argv as [string, ...string[]];
-      const [file, fileArgs] = (this.options.identity ?? OWN_IDENTITY).command(this.options.programs?.[stage.index] ?? program, args);
+      const identity = this.options.identity ?? OWN_IDENTITY;
+      let named: string;
+      try {
+        // Found when the command starts (an earlier one may have made it), as its account finds it: the same answer
+        // for every account, where setpriv would otherwise speak for it (bridges/programs.ts says what remains).
+        named = this.options.programs?.[stage.index] ?? programToStart(findProgram(program, this.options.env['PATH'] ?? '', this.plan.spoolDir, identity), identity);
+      } catch (error) {
+        this.report(stage, notStarted(program, error));
+        return undefined;
+      }
+      const [file, fileArgs] = identity.command(named, args);
       try {
         child = spawn(file, fileArgs, { argv0: program, stdio, detached: true, env: this.options.env, cwd: this.plan.spoolDir });
       } catch (error) {
@@ -595,6 +606,13 @@ function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatu
   if (error.code === 'ENOENT') return { error: ErrorCode.CommandNotFound, message: `command not found: ${program}`, code: STAGE_NOT_FOUND_CODE };
   if (error.code === 'EACCES') return { error: ErrorCode.CommandNotExecutable, message: `permission denied: ${program}`, code: STAGE_NOT_EXECUTABLE_CODE };
   return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error.message}`, code: STAGE_NOT_EXECUTABLE_CODE };
+}
+
+/** A program findProgram did not find or may not run, reported as spawnFailure reports the same from spawn. */
+function notStarted(program: string, error: unknown): StageStatus {
+  if (!(error instanceof NetplumbError)) return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error instanceof Error ? error.message : String(error)}`, code: STAGE_NOT_EXECUTABLE_CODE };
+  const code = error.code === ErrorCode.CommandNotFound ? STAGE_NOT_FOUND_CODE : STAGE_NOT_EXECUTABLE_CODE;
+  return { error: error.code, message: error.message, code };
 }
 
 /**

@@ -3,10 +3,10 @@
 // behind, and a directory swapped for a symlink after a check of the path's text cannot lead the open outside.
 
 import assert from 'node:assert/strict';
-import { closeSync, constants as fs, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fs, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
-import { openChecked, realPathOfFd, type PathCheck } from '../../bridges/checked-open.js';
+import { atCheckedPath, openChecked, realPathOfFd, type PathCheck } from '../../bridges/checked-open.js';
 import { tempDir, type Scope } from '../helpers/daemon.js';
 
 const CREATE = fs.O_WRONLY | fs.O_CREAT | fs.O_TRUNC;
@@ -186,5 +186,36 @@ describe('openChecked', () => {
       closeSync(fd);
     }
     assert.ok(existsSync(join(spool, 'after', 'f')));
+  });
+});
+
+describe('errors name the path given', () => {
+  /** Expects fn to fail with `code`, in words that start with `path` and never show the descriptor's name. */
+  function failsNaming(fn: () => unknown, code: string, path: string): void {
+    assert.throws(fn, (error: NodeJS.ErrnoException) => {
+      assert.equal(error.code, code, error.message);
+      assert.ok(error.message.startsWith(`${path}: `), error.message);
+      assert.doesNotMatch(error.message, /\/proc\/self\/fd/);
+      assert.equal(error.path, path);
+      return true;
+    });
+  }
+
+  test('a failed open says the path it was given and why, as a shell would, never /proc/self/fd/N', (t) => {
+    const { spool } = layout(t);
+    writeFileSync(join(spool, 'target'), 'x');
+    symlinkSync(join(spool, 'target'), join(spool, 'link'));
+    mkdirSync(join(spool, 'sub'));
+    failsNaming(() => openChecked(join(spool, 'link'), fs.O_RDONLY, 0, undefined), 'ELOOP', join(spool, 'link'));
+    failsNaming(() => openChecked(join(spool, 'missing.txt'), fs.O_RDONLY, 0, undefined), 'ENOENT', join(spool, 'missing.txt'));
+    failsNaming(() => openChecked(join(spool, 'sub'), fs.O_WRONLY, 0, undefined), 'EISDIR', join(spool, 'sub'));
+    failsNaming(() => openChecked(join(spool, 'target'), fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL, 0o600, undefined), 'EEXIST', join(spool, 'target'));
+    // A directory that is not there: the file's path, not only its directory's.
+    failsNaming(() => openChecked(join(spool, 'no-dir', 'file'), CREATE, 0o600, undefined), 'ENOENT', join(spool, 'no-dir', 'file'));
+  });
+
+  test('whatever fails by the pinned name in atCheckedPath is told with the path given', (t) => {
+    const { spool } = layout(t);
+    failsNaming(() => atCheckedPath(join(spool, 'gone'), undefined, (pinned) => lstatSync(pinned)), 'ENOENT', join(spool, 'gone'));
   });
 });

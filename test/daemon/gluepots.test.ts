@@ -1,14 +1,18 @@
 // Tests for daemon/gluepots: every line form of a gluepot file and every way a line is refused (with its line
 // number), the glob patterns, program resolution as exec does it (PATH order, symlinks), the command check and the
-// path check (spool directory, `path` lines, `..`, symlinked directories). Real files in a temp dir.
+// path check (spool directory, `path` lines, `..`, symlinked directories). Real files in a temp dir. As root, the
+// same checks made with another account's rights (the fixture accounts of test/helpers/accounts.ts).
 
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { lookupAccount, RunAs } from '../../daemon/accounts.js';
 import { checkCommand, checkPath, globToRegExp, loadGluepot, parseGluepot, resolveProgram, type Gluepot } from '../../daemon/gluepots.js';
 import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
+import { ensureFixtureAccounts, FIXTURE_GROUP, NEEDS_ROOT, OTHER, RUNAS } from '../helpers/accounts.js';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'netplumb-gluepots-')));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -396,5 +400,109 @@ describe('checkPath', () => {
     mkdirSync(join(outside, 'sub'));
     symlinkSync(join(outside, 'sub'), join(spool, 'link'));
     refusal(() => checkPath(parse('# nothing outside\n'), `${spool}/link/../x`, spool, 'file'), ErrorCode.NotPermitted);
+  });
+});
+
+describe('with the rights of the account the command runs as', { skip: NEEDS_ROOT }, () => {
+  const SEARCH = '/usr/local/bin:/usr/bin:/bin';
+  let runAs: RunAs;
+  let other: RunAs;
+  /** A directory every account may pass, and one in it only root may enter. */
+  let visible: string;
+  let hidden: string;
+
+  before(async () => {
+    ensureFixtureAccounts();
+    runAs = new RunAs(await lookupAccount(RUNAS));
+    other = new RunAs(await lookupAccount(OTHER));
+    // The test's own temp dir is root's 0700: let the accounts through to what they are meant to see.
+    chmodSync(dir, 0o711);
+    visible = freshDir('visible');
+    chmodSync(visible, 0o755);
+    hidden = freshDir('hidden');
+    chmodSync(hidden, 0o700);
+  });
+
+  /** Runs fn, expects a NetplumbError, and returns its code and message. */
+  function failure(fn: () => unknown): { code: string; message: string } {
+    try {
+      fn();
+    } catch (error) {
+      assert.ok(error instanceof NetplumbError, `not a NetplumbError: ${String(error)}`);
+      return { code: error.code, message: error.message };
+    }
+    assert.fail('expected a refusal, nothing was thrown');
+  }
+
+  test('a program in a directory the account cannot enter is answered as a missing one there would be', () => {
+    writeProgram(join(hidden, 'tool'));
+    const there = failure(() => resolveProgram(join(hidden, 'tool'), SEARCH, '/', runAs));
+    const missing = failure(() => resolveProgram(join(hidden, 'missing'), SEARCH, '/', runAs));
+    assert.equal(there.code, missing.code, `${there.message} / ${missing.message}`);
+    assert.equal(there.message.replace('tool', 'missing'), missing.message);
+    // As the daemon's own account (root) the program is there.
+    assert.equal(resolveProgram(join(hidden, 'tool'), SEARCH, '/'), join(hidden, 'tool'));
+  });
+
+  test('checkCommand: a program in a directory the account cannot enter is not "not in gluepot", but what a missing one gets', () => {
+    writeProgram(join(hidden, 'unlisted'));
+    const gluepot = parse('/bin/true\n');
+    const there = failure(() => checkCommand(gluepot, [join(hidden, 'unlisted')], SEARCH, '/', runAs));
+    const missing = failure(() => checkCommand(gluepot, [join(hidden, 'nothing-here')], SEARCH, '/', runAs));
+    assert.equal(there.code, missing.code, `${there.message} / ${missing.message}`);
+    assert.doesNotMatch(there.message, /gluepot test/);
+  });
+
+  test('checkCommand: the target of a symlink in a directory the account cannot enter is never named', () => {
+    const target = writeProgram(join(visible, 'secret-target-of-link'));
+    symlinkSync(target, join(hidden, 'link'));
+    const refused = failure(() => checkCommand(parse('/bin/true\n'), [join(hidden, 'link')], SEARCH, '/', runAs));
+    assert.doesNotMatch(refused.message, /secret-target/);
+    // The daemon's own account sees through it, and may be told.
+    assert.match(failure(() => checkCommand(parse('/bin/true\n'), [join(hidden, 'link')], SEARCH, '/')).message, /secret-target/);
+  });
+
+  test('execute permission is the account\'s, from the mode bits as the kernel reads them, not root\'s', () => {
+    const extra = Number(execFileSync('getent', ['group', FIXTURE_GROUP], { encoding: 'utf8' }).split(':')[2]);
+    const rootOnly = writeProgram(join(visible, 'root-only'), 0o700);
+    const groupOnly = writeProgram(join(visible, 'group-only'), 0o750);
+    chownSync(groupOnly, 0, extra);
+    // The group's bits decide for a member, even where the other bits would allow.
+    const notTheGroup = writeProgram(join(visible, 'not-the-group'), 0o701);
+    chownSync(notTheGroup, 0, extra);
+    const own = writeProgram(join(visible, 'owners'), 0o744);
+    chownSync(own, runAs.account.uid, 0);
+    assert.equal(failure(() => resolveProgram(rootOnly, SEARCH, '/', runAs)).code, ErrorCode.CommandNotExecutable);
+    assert.equal(resolveProgram(rootOnly, SEARCH, '/'), rootOnly, 'root may');
+    assert.equal(resolveProgram(groupOnly, SEARCH, '/', runAs), groupOnly, `${RUNAS} is in ${FIXTURE_GROUP}`);
+    assert.equal(failure(() => resolveProgram(groupOnly, SEARCH, '/', other)).code, ErrorCode.CommandNotExecutable, `${OTHER} is not`);
+    assert.equal(failure(() => resolveProgram(notTheGroup, SEARCH, '/', runAs)).code, ErrorCode.CommandNotExecutable);
+    assert.equal(resolveProgram(notTheGroup, SEARCH, '/', other), notTheGroup);
+    assert.equal(resolveProgram(own, SEARCH, '/', runAs), own);
+    assert.equal(failure(() => resolveProgram(own, SEARCH, '/', other)).code, ErrorCode.CommandNotExecutable);
+  });
+
+  test('the search path skips what the account may not execute, as exec does, and finds the next', () => {
+    const first = freshDir('search-first');
+    const second = freshDir('search-second');
+    chmodSync(first, 0o755);
+    chmodSync(second, 0o755);
+    writeProgram(join(first, 'np-gluepot-account-prog'), 0o700);
+    writeProgram(join(second, 'np-gluepot-account-prog'));
+    assert.equal(resolveProgram('np-gluepot-account-prog', `${first}:${second}`, '/', runAs), join(second, 'np-gluepot-account-prog'));
+    assert.equal(failure(() => resolveProgram('np-gluepot-account-prog', first, '/', runAs)).code, ErrorCode.CommandNotExecutable);
+  });
+
+  test('checkPath: a symlinked directory the account cannot enter does not show where it leads', () => {
+    const spool = freshDir('account-spool');
+    const secret = freshDir('secret-link-target');
+    chmodSync(secret, 0o755);
+    symlinkSync(secret, join(hidden, 'dir-link'));
+    const path = join(hidden, 'dir-link', 'file');
+    const refused = failure(() => checkPath(parse('# nothing outside\n'), path, spool, 'file', runAs));
+    assert.equal(refused.code, ErrorCode.NotPermitted);
+    assert.doesNotMatch(refused.message, /secret-link-target/);
+    assert.ok(refused.message.includes(path), refused.message);
+    assert.match(failure(() => checkPath(parse('# nothing outside\n'), path, spool, 'file')).message, /secret-link-target/);
   });
 });

@@ -3,6 +3,8 @@
 // root-only named pipe named outright, a pipe swapped between rounds, a directory swapped for a symlink before the
 // daemon cleans up, a recipe's declared pipe swapped in the instant between mkfifo and open) and checks that nothing
 // of the root-only file came out, nothing went into it, nothing of it was removed, and the daemon goes on serving.
+// Under a gluepot, the check's answers tell the account no more than its own rights show: a program in a root-only
+// directory is answered as a missing one there, and no refusal names where a root-only symlink leads.
 //
 // These tests need root, and the fixture account np-runas of run-as-user.test.ts (made there when missing, and
 // here too). The "root-only" places are temp dirs of mode 0700 owned by root, removed afterwards.
@@ -12,7 +14,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -418,4 +420,92 @@ test(`a recipe's declared named pipe raced by a symlink to a root-only file: nev
   }
   t.diagnostic(`${swaps} swaps; ${outcomes.filter((outcome) => outcome.code === 0).length} of ${RECIPE_RACE_RUNS} runs had their own pipe`);
   await assertServing(setup);
+});
+
+// ---- 5. what the gluepot check tells ---------------------------------------------------------------------------
+
+const GLUEPOT = 'escape';
+
+/** A daemon whose client runs as the account under a gluepot listing true and echo; plumb runs from a temp dir. */
+async function startGluepotNetplumb(scope: Scope): Promise<{ np: Netplumb; plumb(command: readonly string[], options?: PlumbCallOptions): Promise<ProcessResult> }> {
+  const gluepots = tempDir(scope, 'netplumb-escape-gluepots-');
+  writeFileSync(join(gluepots, GLUEPOT), '/bin/true\n/bin/echo ...\n');
+  const spool = tempDir(scope, 'netplumb-escape-spool-');
+  chmodSync(spool, 0o711);
+  const local = tempDir(scope, 'netplumb-escape-local-');
+  const np = await startNetplumb(scope, { daemonArgs: [`-spool=${spool}`, `-gluepots=${gluepots}`] });
+  await rewriteClients(np.daemon, np.clientsFile, `gluepot=${GLUEPOT},user=${RUNAS} ${np.client.publicLine}\n`);
+  const plumb = (command: readonly string[], options: PlumbCallOptions = {}): Promise<ProcessResult> => spawnPlumbIn(scope, np, local, command, options).result;
+  // Pins the host key, so what plumb says later is only about the runs that count.
+  const first = await plumb(['true']);
+  assert.equal(first.code, 0, first.stderr);
+  return { np, plumb };
+}
+
+/** A directory every account may read, named with a marker that must never show in an answer to the account. */
+function markedDir(scope: Scope, marker: string): string {
+  const dir = tempDir(scope, `netplumb-escape-${marker}-`);
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+test(`under a gluepot, a program in a root-only directory is answered to ${RUNAS} as a missing one there: not "not in gluepot"`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const { np, plumb } = await startGluepotNetplumb(t);
+  const rootOnly = rootOnlyDir(t, 'netplumb-escape-rootonly-');
+  writeFileSync(join(rootOnly, 'tool'), '#!/bin/sh\necho ran\n', { mode: 0o755 });
+  const there = await plumb([join(rootOnly, 'tool')]);
+  const missing = await plumb([join(rootOnly, 'missing')]);
+  assert.equal(reportedCode(there.stderr), ErrorCode.CommandNotExecutable, there.stderr);
+  assert.equal(reportedCode(missing.stderr), ErrorCode.CommandNotExecutable, missing.stderr);
+  assert.equal(there.code, missing.code);
+  assert.equal(there.stderr.replace(`${rootOnly}/tool`, `${rootOnly}/missing`), missing.stderr, 'the same words but for the name');
+  assert.doesNotMatch(there.stderr, /gluepot/);
+  assert.ok(np.daemon.running);
+});
+
+test(`under a gluepot, a symlink in a root-only directory: the answer to ${RUNAS} never names where it leads`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const { plumb } = await startGluepotNetplumb(t);
+  const rootOnly = rootOnlyDir(t, 'netplumb-escape-rootonly-');
+  const marker = uniqueMarker('program-target');
+  const target = join(markedDir(t, marker), 'tool');
+  writeFileSync(target, '#!/bin/sh\necho ran\n', { mode: 0o755 });
+  symlinkSync(target, join(rootOnly, 'link'));
+  const result = await plumb([join(rootOnly, 'link')]);
+  assert.equal(result.code, 126, result.stderr);
+  assert.equal(reportedCode(result.stderr), ErrorCode.CommandNotExecutable, result.stderr);
+  assert.doesNotMatch(result.stderr + result.stdout.toString(), new RegExp(marker));
+});
+
+test(`under a gluepot, a recipe redirection through a root-only directory's symlink: the refusal names the path as written, not where it leads`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const { plumb } = await startGluepotNetplumb(t);
+  const rootOnly = rootOnlyDir(t, 'netplumb-escape-rootonly-');
+  const marker = uniqueMarker('redirection-target');
+  const target = markedDir(t, marker);
+  symlinkSync(target, join(rootOnly, 'dir-link'));
+  const recipe = join(tempDir(t, 'netplumb-escape-recipes-'), 'through-link.rcp');
+  const written = join(rootOnly, 'dir-link', 'out');
+  writeFileSync(recipe, `echo x >${written}\n`);
+  const result = await plumb([`-recipe=${recipe}`]);
+  assert.equal(result.code, 255, result.stderr);
+  assert.equal(reportedCode(result.stderr), ErrorCode.NotPermitted, result.stderr);
+  assert.ok(result.stderr.includes(written), result.stderr);
+  assert.doesNotMatch(result.stderr, new RegExp(marker));
+  assert.deepEqual(readdirSync(target), [], 'nothing made there');
+});
+
+test(`under a gluepot, a socket path through a root-only directory's symlink: the refusal names the path as written, not where it leads`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const { plumb } = await startGluepotNetplumb(t);
+  const rootOnly = rootOnlyDir(t, 'netplumb-escape-rootonly-');
+  const marker = uniqueMarker('socket-target');
+  const target = markedDir(t, marker);
+  symlinkSync(target, join(rootOnly, 'dir-link'));
+  const service = join(tempDir(t, 'netplumb-escape-service-'), 'echo.sock');
+  await startEchoService(t, service);
+  const written = join(rootOnly, 'dir-link', 's');
+  const result = await plumb(['true'], { options: [`-socket=${written}:${service}`] });
+  assert.equal(result.code, 255, result.stderr);
+  assert.equal(reportedCode(result.stderr), ErrorCode.NotPermitted, result.stderr);
+  assert.ok(result.stderr.includes(written), result.stderr);
+  assert.doesNotMatch(result.stderr, new RegExp(marker));
+  assert.deepEqual(readdirSync(target), [], 'no socket made there');
 });

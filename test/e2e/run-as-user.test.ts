@@ -3,6 +3,8 @@
 // and LOGNAME, and a private spool of its own; a recipe's redirections and the named pipes the daemon makes are
 // opened and made with the account's rights, not the daemon's. A name the line does not allow, or one the host does
 // not know, is refused before anything runs or is made, and a daemon running as root without run-as does not start.
+// A command that cannot start (not found, not executable by the account) gets plumb's own answer, as it does for the
+// daemon's own account, never setpriv's; a redirection that cannot be opened is told by the path the recipe names.
 //
 // These tests need root. Their before hook makes sure the fixture accounts exist: group np-extra, user np-runas
 // (member of np-extra) and user np-other, all without a home directory. They are left in place afterwards: they own
@@ -35,6 +37,7 @@ import {
 } from '../helpers/daemon.js';
 import { accountExists, ensureFixtureAccounts, FIXTURE_GROUP, NEEDS_ROOT, OTHER, RUNAS } from '../helpers/accounts.js';
 import { mkfifo, spawnPlumbIn, writeInto } from '../helpers/endpoints.js';
+import { plumbLines } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 60_000;
 const EXTRA_GROUP = FIXTURE_GROUP;
@@ -291,6 +294,7 @@ test(`a recipe with -user=${RUNAS} runs every command as the account and opens i
   assert.equal(writer?.outcome, 'not-started');
   assert.equal(writer?.code, 1);
   assert.equal(writer?.error, ErrorCode.SpawnFailed);
+  assert.doesNotMatch(denied.stderr, /\/proc\/self\/fd/, 'the path the recipe names, not the one the daemon opened it by');
   assert.equal(existsSync(target), false, 'the daemon did not lend its own rights to the open');
 
   const asRoot = await setup.plumb([`-recipe=${redirect}`], asUser('root'));
@@ -316,6 +320,120 @@ test(`a recipe asking for an account the line does not allow is refused before a
   assert.deepEqual(processesWithMarker(marker), []);
   assert.equal(existsSync(file), false);
   assert.deepEqual(treeOf(setup.spool), spoolBefore, 'no redirection file, no user spool');
+});
+
+test(`a recipe redirection ${RUNAS} may not open is told by the path the recipe names, never by /proc/self/fd`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const setup = await startRunAsNetplumb(t, `user=${RUNAS}`);
+  // The account's spool is made at its first session; root then leaves a file of its own there.
+  assert.equal((await setup.plumb(['true'], asUser(RUNAS))).code, 0);
+  const forbidden = join(setup.spool, 'users', RUNAS, 'forbidden.txt');
+  writeFileSync(forbidden, 'ROOT-ONLY\n', { mode: 0o600 });
+  const recipe = join(setup.recipes, 'forbidden.rcp');
+  writeFileSync(recipe, 'reader: cat <forbidden.txt\necho after\n');
+  const report = join(setup.recipes, 'forbidden.json');
+  const result = await setup.plumb([`-recipe=${recipe}`, `-json=${report}`], asUser(RUNAS));
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stdout.toString(), 'after\n');
+  const reader = (JSON.parse(readFileSync(report, 'utf8')) as RecipeReportJson).stages[0];
+  assert.equal(reader?.outcome, 'not-started');
+  assert.equal(reader?.error, ErrorCode.SpawnFailed);
+  assert.equal(reader?.message, `redirection failed: ${forbidden}: permission denied`);
+  assert.deepEqual(plumbLines(result.stderr), [`plumb: reader (${recipe}:1) did not start: redirection failed: ${forbidden}: permission denied (${ErrorCode.SpawnFailed})`]);
+  assert.doesNotMatch(result.stderr, /\/proc\/self\/fd|ROOT-ONLY/);
+});
+
+// ---- commands that cannot start -------------------------------------------------------------------------------
+
+/** A directory every account may read, holding a script only root may execute and one nobody may. */
+function scripts(scope: Scope): { rootOnly: string; plain: string } {
+  const bin = tempDir(scope, 'netplumb-runas-bin-');
+  chmodSync(bin, 0o755);
+  const rootOnly = join(bin, 'root-only.sh');
+  writeFileSync(rootOnly, '#!/bin/sh\necho ran\n', { mode: 0o700 });
+  const plain = join(bin, 'plain.sh');
+  writeFileSync(plain, '#!/bin/sh\necho ran\n', { mode: 0o644 });
+  return { rootOnly, plain };
+}
+
+/** A first run that pins the daemon's host key, so that what plumb says later is only about the runs that count. */
+async function pinHostKey(setup: RunAsSetup): Promise<void> {
+  const first = await setup.plumb(['true']);
+  assert.equal(first.code, 0, first.stderr);
+}
+
+/** plumb's run of argv as user, plain or (`-t`) on a pseudo-terminal. */
+function runAs(setup: RunAsSetup, user: string, tty: boolean, argv: readonly string[]): Promise<ProcessResult> {
+  return setup.plumb(argv, { options: [`-user=${user}`, ...(tty ? ['-t'] : [])] });
+}
+
+test(`a command that is not found is plumb's own NP_COMMAND_NOT_FOUND (127) as ${RUNAS} as for the daemon's own account, plain and on a pty`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const setup = await startRunAsNetplumb(t, `user="root,${RUNAS}"`);
+  await pinHostKey(setup);
+  const words = new Set<string>();
+  for (const user of ['root', RUNAS]) {
+    for (const tty of [false, true]) {
+      const how = `${user}${tty ? ' -t' : ''}`;
+      const result = await runAs(setup, user, tty, ['np-no-such-command-e2e', 'arg']);
+      assert.equal(result.code, 127, `${how}: ${result.stderr}`);
+      assert.equal(reportedCode(result.stderr), ErrorCode.CommandNotFound, `${how}: ${result.stderr}`);
+      assert.equal(result.stdout.length, 0, how);
+      assert.doesNotMatch(result.stderr, /failed to execute|setpriv/, how);
+      words.add(result.stderr);
+    }
+  }
+  assert.deepEqual([...words], [`plumb: command not found: np-no-such-command-e2e (${ErrorCode.CommandNotFound})\n`], 'the same words every way');
+});
+
+test(`a program only root may execute is NP_COMMAND_NOT_EXECUTABLE (126) as ${RUNAS}, plain and on a pty; one nobody may execute is that for both`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const setup = await startRunAsNetplumb(t, `user="root,${RUNAS}"`);
+  await pinHostKey(setup);
+  const { rootOnly, plain } = scripts(t);
+  for (const tty of [false, true]) {
+    const how = tty ? ' -t' : '';
+    const refused = await runAs(setup, RUNAS, tty, [rootOnly]);
+    assert.equal(refused.code, 126, `${RUNAS}${how}: ${refused.stderr}`);
+    assert.equal(reportedCode(refused.stderr), ErrorCode.CommandNotExecutable, `${RUNAS}${how}: ${refused.stderr}`);
+    assert.equal(refused.stderr, `plumb: permission denied: ${rootOnly} (${ErrorCode.CommandNotExecutable})\n`);
+    assert.equal(refused.stdout.length, 0);
+    const asRoot = await runAs(setup, 'root', tty, [rootOnly]);
+    assert.equal(asRoot.code, 0, `root${how}: ${asRoot.stderr}`);
+    assert.match(asRoot.stdout.toString(), /ran/);
+    for (const user of ['root', RUNAS]) {
+      const result = await runAs(setup, user, tty, [plain]);
+      assert.equal(result.code, 126, `${user}${how}: ${result.stderr}`);
+      assert.equal(result.stderr, `plumb: permission denied: ${plain} (${ErrorCode.CommandNotExecutable})\n`, `${user}${how}`);
+    }
+  }
+});
+
+test(`each command of a recipe that cannot start as ${RUNAS} ends as for the daemon's own account: 127 or 126, in plumb's words`, { timeout: TIMEOUT_MS, skip: SKIP }, async (t) => {
+  const setup = await startRunAsNetplumb(t, `user="root,${RUNAS}"`);
+  await pinHostKey(setup);
+  const { rootOnly, plain } = scripts(t);
+  const recipe = join(setup.recipes, 'cannot-start.rcp');
+  writeFileSync(recipe, `missing: np-no-such-command-e2e\nforbidden: ${rootOnly}\nplain: ${plain}\necho after\n`);
+  const report = join(setup.recipes, 'cannot-start.json');
+  const result = await setup.plumb([`-recipe=${recipe}`, `-json=${report}`], asUser(RUNAS));
+  assert.equal(result.code, 127, result.stderr);
+  assert.equal(result.stdout.toString(), 'after\n');
+  assert.doesNotMatch(result.stderr, /failed to execute|setpriv/);
+  const missing = `plumb: missing (${recipe}:1) did not start: command not found: np-no-such-command-e2e (${ErrorCode.CommandNotFound})`;
+  const plainLine = `plumb: plain (${recipe}:3) did not start: permission denied: ${plain} (${ErrorCode.CommandNotExecutable})`;
+  assert.deepEqual(plumbLines(result.stderr), [missing, `plumb: forbidden (${recipe}:2) did not start: permission denied: ${rootOnly} (${ErrorCode.CommandNotExecutable})`, plainLine]);
+  const stages = (JSON.parse(readFileSync(report, 'utf8')) as RecipeReportJson).stages;
+  assert.deepEqual(
+    stages.slice(0, 3).map((stage) => [stage.outcome, stage.code, stage.error]),
+    [
+      ['not-started', 127, ErrorCode.CommandNotFound],
+      ['not-started', 126, ErrorCode.CommandNotExecutable],
+      ['not-started', 126, ErrorCode.CommandNotExecutable],
+    ],
+  );
+  // The daemon's own account (root) gets the same words for what it cannot start either.
+  const own = await setup.plumb([`-recipe=${recipe}`], asUser('root'));
+  assert.equal(own.code, 127, own.stderr);
+  assert.equal(own.stdout.toString(), 'ran\nafter\n');
+  assert.deepEqual(plumbLines(own.stderr), [missing, plainLine]);
 });
 
 // ---- named pipes ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { CommandIdentity } from '../../bridges/identity.js';
 import type { StageEnd } from '../../protocol/session.js';
 import { checkRecipe } from '../../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../../recipes/execute.js';
@@ -73,6 +74,8 @@ export interface ExecuteOptions {
   killGraceMs?: number;
   timeoutMs?: number;
   sourceName?: string;
+  /** Whose rights the commands and their redirections have (default: this process's). */
+  identity?: CommandIdentity;
 }
 
 export interface ExecuteResult {
@@ -91,10 +94,11 @@ export interface PreparedRecipe {
   ends: StageEnd[];
 }
 
-export async function prepareText(text: string, spoolDir: string, options: Pick<ExecuteOptions, 'killGraceMs' | 'sourceName'> = {}): Promise<PreparedRecipe> {
+export async function prepareText(text: string, spoolDir: string, options: Pick<ExecuteOptions, 'killGraceMs' | 'sourceName' | 'identity'> = {}): Promise<PreparedRecipe> {
   const plan = planRecipe(text, spoolDir, options.sourceName);
   const ends: StageEnd[] = [];
-  const run = await prepareRecipe(plan, { env: recipeEnv(), killGraceMs: options.killGraceMs ?? 2000, onStageEnd: (end) => ends.push(end) });
+  const { identity } = options;
+  const run = await prepareRecipe(plan, { env: recipeEnv(), killGraceMs: options.killGraceMs ?? 2000, onStageEnd: (end) => ends.push(end), ...(identity === undefined ? {} : { identity }) });
   return { run, plan, ends };
 }
 

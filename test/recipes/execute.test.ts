@@ -1,16 +1,19 @@
 // The recipe executor on its own (no daemon): real processes, real pipes and FIFOs in a temp spool directory.
 // Bytes arrive exactly through every kind of pipe and redirection, each command's end is reported once, the
-// recipe's status follows recipe order, abort() leaves no process and no pipe, and no fd of the caller leaks.
+// recipe's status follows recipe order, abort() leaves no process and no pipe, and no fd of the caller leaks. As
+// root, a command run as another account that cannot start is reported as for the daemon's own.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { lookupAccount, RunAs } from '../../daemon/accounts.js';
 import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
 import type { StageEnd } from '../../protocol/session.js';
-import { prepareRecipe, recipeStatus, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from '../../recipes/execute.js';
+import { prepareRecipe, recipeStatus, STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from '../../recipes/execute.js';
+import { ensureFixtureAccounts, NEEDS_ROOT, RUNAS } from '../helpers/accounts.js';
 import {
   deterministicBytes,
   deterministicSha256,
@@ -398,6 +401,46 @@ test('a redirection from a missing file is a failed stage (1) and the rest still
   assert.equal(status.error, ErrorCode.SpawnFailed);
   assert.equal(result.stdout.toString(), 'after\n');
   assert.deepEqual(result.outcome.status, { code: 1 });
+});
+
+test('a redirection that cannot be opened is told by its path, never by the /proc/self/fd name it was opened through', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  writeFileSync(join(spool, 'in.txt'), 'text\n');
+  symlinkSync('in.txt', join(spool, 'link'));
+  const result = await executeText('cat <link\ncat <missing.txt\n', spool);
+  for (const [stage, name, words] of [
+    [0, 'link', 'too many symbolic links encountered'],
+    [1, 'missing.txt', 'no such file or directory'],
+  ] as const) {
+    const status = statusOf(result.ends, stage);
+    assert.ok(status !== undefined && 'error' in status, JSON.stringify(result.ends));
+    assert.equal(status.error, ErrorCode.SpawnFailed);
+    assert.equal(status.code, STAGE_REDIRECTION_FAILED_CODE);
+    assert.equal(status.message, `redirection failed: ${join(spool, name)}: ${words}`);
+  }
+  assert.doesNotMatch(JSON.stringify(result.ends), /\/proc\/self\/fd/);
+});
+
+test(`as ${RUNAS}, a command that is not found or that it may not execute is a failed stage (127, 126) in the words the daemon's own account gets`, { timeout: TIMEOUT_MS, skip: NEEDS_ROOT }, async (t) => {
+  ensureFixtureAccounts();
+  const identity = new RunAs(await lookupAccount(RUNAS));
+  const spool = tempDir(t);
+  chmodSync(spool, 0o777);
+  // Root may execute it, the account may not: access(2), which asks for root, must not decide.
+  const bin = tempDir(t);
+  chmodSync(bin, 0o755);
+  const rootOnly = join(bin, 'root-only.sh');
+  writeFileSync(rootOnly, '#!/bin/sh\necho ran\n', { mode: 0o700 });
+  const text = `no-such-command-np-test\n${q(rootOnly)}\necho after\n`;
+  const asAccount = await executeText(text, spool, { identity });
+  const asOwn = await executeText(text, spool);
+  assert.deepEqual(statusOf(asAccount.ends, 0), { error: ErrorCode.CommandNotFound, message: 'command not found: no-such-command-np-test', code: STAGE_NOT_FOUND_CODE });
+  assert.deepEqual(statusOf(asAccount.ends, 0), statusOf(asOwn.ends, 0), 'as for the daemon\'s own account');
+  assert.deepEqual(statusOf(asAccount.ends, 1), { error: ErrorCode.CommandNotExecutable, message: `permission denied: ${rootOnly}`, code: STAGE_NOT_EXECUTABLE_CODE });
+  assert.deepEqual(statusOf(asOwn.ends, 1), { code: 0 }, 'root may run it');
+  assert.equal(asAccount.stdout.toString(), 'after\n');
+  assert.equal(asAccount.stderr.toString(), '', 'nothing of setpriv\'s own');
+  assert.deepEqual(asAccount.outcome.status, { code: 127 });
 });
 
 test('a command that cannot start does not hold up the reader of its label pipe', { timeout: TIMEOUT_MS }, async (t) => {
