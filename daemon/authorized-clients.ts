@@ -2,10 +2,10 @@
 // becomes a ConfigError naming source:line and the other lines still load; unknown options make a line bad, so a
 // restriction the daemon does not understand is never silently ignored.
 
-import { readFileSync } from 'node:fs';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { parsePublicKeyLine, type PublicIdentity } from '../protocol/keys.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
+import { readTrustedFile } from './trusted-file.js';
 
 export interface AuthorizedClient {
   identity: PublicIdentity;
@@ -168,15 +168,7 @@ export function parseAuthorizedClients(text: string, source: string): Authorized
 
 /** Reads and parses a file; a file that cannot be read (missing included) is a ConfigError(Config). */
 export function loadAuthorizedClients(path: string): AuthorizedClientsFile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot read authorized clients ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return parseAuthorizedClients(text, path);
+  return parseAuthorizedClients(readTrustedFile(path, 'authorized clients'), path);
 }
 
 /** Lookup of authorized clients by key. When a key appears twice the first entry wins. */

@@ -1,12 +1,12 @@
 // netplumbd's configuration: defaults, the config file (`name value` lines, the same names as the long options)
 // and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
 
-import { readFileSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
 import { DEFAULT_ADMISSION, parseExemptList, type AdmissionSettings } from './admission.js';
+import { readTrustedFile } from './trusted-file.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/netplumb/netplumbd.conf';
 
@@ -128,13 +128,7 @@ export function parseConfigFile(text: string, source: string): Map<string, strin
 }
 
 export function readConfigFile(path: string): Map<string, string> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot read config file ${path}: ${(error as Error).message}`, { cause: error });
-  }
-  return parseConfigFile(text, path);
+  return parseConfigFile(readTrustedFile(path, 'config file'), path);
 }
 
 /** HOST:PORT, [v6]:PORT or HOST alone (default port). Port 0 asks for a free port. */

@@ -8,11 +8,12 @@
 //   /usr/bin/gzip ...             (`...` as the last word: any further arguments; a program alone: any arguments)
 //   path /srv/backup/*            (absolute paths a redirection, named pipe or socket may use outside the spool)
 
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram } from '../bridges/programs.js';
 import { ConfigError, ErrorCode, RequestError } from '../protocol/errors.js';
+import { readTrustedFile } from './trusted-file.js';
 
 /** One allowed program, with argument patterns (undefined: any arguments). */
 export interface GluepotRule {
@@ -85,15 +86,7 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
 /** A gluepot name is a file name in the gluepot directory (the authorized-clients parser checks its characters). */
 export function loadGluepot(dir: string, name: string): Gluepot {
   const path = join(dir, name);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot read gluepot ${name} (${path}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return parseGluepot(text, name, path);
+  return parseGluepot(readTrustedFile(path, `gluepot ${name}`), name, path);
 }
 
 /**
