@@ -1,6 +1,7 @@
 // Tests for daemon/recipe-checker.ts: the check on the worker gives checkRecipe()'s plan, or its refusal with the
 // same code and rendered text; a check over its time budget is refused and the next one gets a new worker; checks
-// beyond the waiting limit are refused at once; an idle checker does not keep its process alive.
+// beyond the waiting limit are refused at once; the check runs at a lower priority; an idle checker does not keep its
+// process alive.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -109,6 +110,18 @@ describe('RecipeChecker', () => {
     assert.deepEqual(await first, checkRecipe('echo 1\n', OPTIONS));
     assert.deepEqual(await second, checkRecipe('echo 2\n', OPTIONS));
     assert.deepEqual(await checker.check('echo 4\n', OPTIONS), checkRecipe('echo 4\n', OPTIONS));
+  });
+
+  test('checks on a thread of lower priority than the event loop', { timeout: TIMEOUT_MS, skip: process.platform !== 'linux' }, async () => {
+    await new RecipeChecker().check('echo a\n', OPTIONS);
+    const niceOf = (task: string): number => {
+      const stat = readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
+      // Fields after the command name in parentheses, from the state (field 3); nice is field 19.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const nices = readdirSync('/proc/self/task').map(niceOf);
+    assert.equal(niceOf(String(process.pid)), 0, 'the main thread keeps its priority');
+    assert.ok(nices.includes(10), `no thread at nice 10: ${nices.join(' ')}`);
   });
 
   test('does not keep its process alive once the checks are done', { timeout: TIMEOUT_MS }, () => {
