@@ -40,7 +40,6 @@ import {
   type KeyBinding,
 } from '../protocol/session.js';
 import { MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import { checkRecipe } from '../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
 import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
@@ -53,6 +52,7 @@ import { checkBinding } from './one-time-keys.js';
 import { sessionGroups, spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
 import { groupAlive, signalGroup } from '../recipes/process-groups.js';
+import { RecipeChecker } from './recipe-checker.js';
 
 const enum State {
   Waiting,
@@ -84,6 +84,9 @@ export interface SessionAccounts {
   /** The daemon's run-as account (its own when not configured). */
   configured: string;
 }
+
+/** Every session's recipes are checked on this one worker, off the event loop the other sessions share. */
+const recipeChecker = new RecipeChecker();
 
 /** The environment every command starts with: the account's login variables, nothing of the daemon's own. */
 function minimalEnvironment(runAs: RunAs): Record<string, string> {
@@ -303,12 +306,22 @@ export class ExecSession implements SessionHandler {
       return;
     }
     this.identity = identity;
-    let plan: RecipePlan | undefined;
+    const checking = request.kind === StartKind.Recipe ? this.checkedRecipe(request.text, request.source, identity) : Promise.resolve(undefined);
+    checking.then(
+      (plan) => this.startChecked(request, streams, identity, plan),
+      (error: unknown) => this.preparationFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  /** startAs() once a recipe's plan is back (plan undefined for a command): the gluepot, then pipes and sockets. */
+  private startChecked(request: ExecRequest | RecipeRequest, streams: SessionStreams, identity: SessionIdentity, plan: RecipePlan | undefined): void {
+    // The connection went while the recipe was checked: preparationFailed only lets the streams go then.
+    if (this.state !== State.Spawning) {
+      this.preparationFailed(new RequestError(ErrorCode.BadRequest, 'connection closed'), streams);
+      return;
+    }
     try {
-      if (request.kind === StartKind.Recipe) {
-        plan = this.checkedRecipe(request.text, request.source, identity);
-        refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
-      }
+      if (plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
       this.programs = this.checkGluepot(request, plan, identity);
     } catch (error) {
       this.preparationFailed(asNetplumbError(error), streams);
@@ -382,9 +395,11 @@ export class ExecSession implements SessionHandler {
     const asStart: ExecRequest | RecipeRequest = { ...binding, env: [], stdin: 0, stdout: 0, stderr: 0 };
     const mint = this.options.mint;
     this.identify(asStart).then(
-      (identity) => {
+      async (identity) => {
         try {
-          const plan = binding.kind === StartKind.Recipe ? this.checkedRecipe(binding.text, binding.source, identity) : undefined;
+          const plan = binding.kind === StartKind.Recipe ? await this.checkedRecipe(binding.text, binding.source, identity) : undefined;
+          // The connection went while the recipe was checked: nobody is left to hand a key to.
+          if (this.state === State.Closed) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
           this.checkGluepot(asStart, plan, identity);
           const key = mint({ ...binding, user: identity.runAs.account.name }, request.lifetimeSeconds);
           reply(encodeMintReply({ status: MintStatus.Minted, key }));
@@ -396,10 +411,10 @@ export class ExecSession implements SessionHandler {
     );
   }
 
-  /** A recipe checked by the daemon itself, its errors as the request's refusal. */
-  private checkedRecipe(text: string, source: string, identity: SessionIdentity): RecipePlan {
+  /** A recipe checked by the daemon itself (on the checker's worker), its errors as the request's refusal. */
+  private async checkedRecipe(text: string, source: string, identity: SessionIdentity): Promise<RecipePlan> {
     try {
-      return checkRecipe(text, { sourceName: source, spoolDir: identity.spoolDir });
+      return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
     } catch (error) {
       if (error instanceof RecipeError) throw new RequestError(error.code, error.render(), { cause: error });
       throw error;

@@ -57,6 +57,11 @@ export class RecipeSource {
   readonly text: string;
   /** Offsets (UTF-16) at which each line starts; lineStarts[0] is 0. */
   private readonly lineStarts: number[];
+  /**
+   * The last column counted: the check locates places in text order, often many on one long line (a fifo
+   * declaration padded with blanks), so counting on from here keeps locating linear in the line's length.
+   */
+  private counted = { lineStart: 0, offset: 0, codePoints: 0 };
 
   constructor(text: string, name: string) {
     this.text = text;
@@ -72,7 +77,7 @@ export class RecipeSource {
     const start = this.lineStarts[lineIndex] ?? 0;
     // The CR of a CRLF line end is not part of the line shown: a place on it is the end of the line.
     const atCrlf = this.text[clamped] === '\n' && this.text[clamped - 1] === '\r' && clamped - 1 >= start;
-    const column = Array.from(this.text.slice(start, atCrlf ? clamped - 1 : clamped)).length + 1;
+    const column = this.codePointsBetween(start, atCrlf ? clamped - 1 : clamped) + 1;
     return { source: this.name, line: lineIndex + 1, column };
   }
 
@@ -91,6 +96,28 @@ export class RecipeSource {
     return new RecipeError(code, reason, location, this.lineText(location.line), options);
   }
 
+  /**
+   * Code points in text[start, end) as Array.from(text.slice(start, end)) counts them: a surrogate pair is one, a
+   * lone surrogate (or half a pair cut by `end`) is one.
+   */
+  private codePointsBetween(start: number, end: number): number {
+    const { text } = this;
+    let from = start;
+    let codePoints = 0;
+    const counted = this.counted;
+    // Counting on is exact unless the last count ended between the halves of a pair (it counted the high half alone).
+    if (counted.lineStart === start && counted.offset <= end && !(isHighSurrogate(text, counted.offset - 1) && isLowSurrogate(text, counted.offset))) {
+      from = counted.offset;
+      codePoints = counted.codePoints;
+    }
+    for (let index = from; index < end; index += 1) {
+      codePoints += 1;
+      if (isHighSurrogate(text, index) && index + 1 < end && isLowSurrogate(text, index + 1)) index += 1;
+    }
+    this.counted = { lineStart: start, offset: end, codePoints };
+    return codePoints;
+  }
+
   private lineIndexOf(offset: number): number {
     let low = 0;
     let high = this.lineStarts.length - 1;
@@ -101,4 +128,14 @@ export class RecipeSource {
     }
     return low;
   }
+}
+
+function isHighSurrogate(text: string, index: number): boolean {
+  const unit = text.charCodeAt(index);
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+function isLowSurrogate(text: string, index: number): boolean {
+  const unit = text.charCodeAt(index);
+  return unit >= 0xdc00 && unit <= 0xdfff;
 }

@@ -1,14 +1,22 @@
 // `npm run bench`: netplumb beside its peers in one run on this machine (see ../shared/BENCHMARKS.md):
 // download and round-trip throughput, `plumb host true` latency and 50 concurrent runs, plain Node TCP, and
 // OpenSSH (aes128-gcm) where a private sshd can be started on loopback; a three-stage recipe beside the same
-// pipeline run by sh -c on the daemon's host. Prints medians and ratios; never a test.
+// pipeline run by sh -c on the daemon's host; another session's echo while slow recipes are checked. Prints medians
+// and ratios; never a test.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { spawn as spawnPty } from 'node-pty';
+import { connectToDaemon } from '../plumb-cli/client.js';
+import { runRemoteCommand, type RemoteJob } from '../plumb-cli/run.js';
+import type { SecureConnection } from '../protocol/connection.js';
+import { loadPrivateIdentity } from '../protocol/keys.js';
+import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 
 const buildDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const repoDir = dirname(buildDir);
@@ -30,6 +38,11 @@ const STREAM_BULK_BYTES = parseSize(STREAM_BULK);
 const ECHO_KEYS = Number(process.env['BENCH_ECHO_KEYS'] ?? 200);
 const LATENCY_RUNS = Number(process.env['BENCH_LATENCY_RUNS'] ?? 15);
 const CONCURRENT = 50;
+const ECHO_ROUNDS = Number(process.env['BENCH_ECHO_ROUNDS'] ?? 300);
+/** Recipes sent, one every 5 ms, in each burst of the recipe-check row. */
+const SLOW_RECIPES = 20;
+/** 64 KiB of one-letter words: the daemon parses all of it, then refuses it (more than maxArgsPerCommand words). */
+const SLOW_RECIPE = `echo${' a'.repeat(32_766)}`;
 
 /** The account the run-as row runs `true` as, when the bench runs as root. */
 const OTHER_ACCOUNT = 'nobody';
@@ -148,6 +161,95 @@ async function keystrokeEchoP99(port: number, localDir: string, env: NodeJS.Proc
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
     drain.kill();
   }
+}
+
+function percentile(values: number[], fraction: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * fraction) - 1)] as number;
+}
+
+/** A connection as plumb makes one, for the client runs done in this process. */
+function connectClient(port: number, home: string): Promise<SecureConnection> {
+  return connectToDaemon(
+    { name: `127.0.0.1:${port}`, host: '127.0.0.1', port },
+    { identity: loadPrivateIdentity(join(home, 'identity')), knownHostsFile: join(home, 'known_hosts'), acceptNew: false, connectTimeoutMs: 10_000, note: () => undefined },
+  );
+}
+
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+
+function runClient(connection: SecureConnection, job: RemoteJob, stdin: Readable, stdout: Writable): Promise<number> {
+  return runRemoteCommand(connection, {
+    job,
+    stdio: { stdin, stdout, stderr: discard() },
+    signals: new EventEmitter(),
+    maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
+    initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+    maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+  });
+}
+
+/**
+ * Round trips of a line through a remote cat: ECHO_ROUNDS of them on an idle daemon, then as many while bursts of
+ * SLOW_RECIPES recipes of 64 KiB (sent one every 5 ms, each on a connection of its own) are being checked.
+ */
+async function echoBesideRecipeChecks(port: number, home: string): Promise<{ idle: number[]; checking: number[] }> {
+  const stdin = new PassThrough();
+  let seen = '';
+  let onOutput: (() => void) | undefined;
+  const stdout = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      seen += chunk.toString();
+      onOutput?.();
+      callback();
+    },
+  });
+  const exited = runClient(await connectClient(port, home), { kind: StartKind.Exec, argv: ['cat'] }, stdin, stdout);
+  let round = 0;
+  const roundTrip = async (): Promise<number> => {
+    const line = `round ${round++}\n`;
+    const start = process.hrtime.bigint();
+    await new Promise<void>((resolveEcho, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for an echo')), 10_000);
+      onOutput = () => {
+        if (!seen.includes(line)) return;
+        clearTimeout(timer);
+        seen = '';
+        resolveEcho();
+      };
+      stdin.write(line);
+    });
+    return Number(process.hrtime.bigint() - start) / 1e6;
+  };
+  const pause = (): Promise<void> => new Promise((resolvePause) => setTimeout(resolvePause, 2));
+  for (let warm = 0; warm < 10; warm++) await roundTrip();
+  const idle: number[] = [];
+  while (idle.length < ECHO_ROUNDS) {
+    idle.push(await roundTrip());
+    await pause();
+  }
+  const checking: number[] = [];
+  while (checking.length < ECHO_ROUNDS) {
+    const connections = await Promise.all(Array.from({ length: SLOW_RECIPES }, () => connectClient(port, home)));
+    let settled = 0;
+    const burst = (async () => {
+      for (const connection of connections) {
+        const recipe = runClient(connection, { kind: StartKind.Recipe, text: SLOW_RECIPE, source: 'slow.rcp' }, Readable.from([]), discard());
+        void recipe.catch(() => undefined).finally(() => settled++);
+        await new Promise((resolveGap) => setTimeout(resolveGap, 5));
+      }
+    })();
+    while (settled < SLOW_RECIPES) {
+      checking.push(await roundTrip());
+      await pause();
+    }
+    await burst;
+  }
+  stdin.end();
+  await exited;
+  return { idle, checking };
 }
 
 /** Polls check() every 20 ms until true; throws after timeoutMs. */
@@ -279,6 +381,19 @@ async function main(): Promise<void> {
     rows.push({ metric: `-socket, ${STREAM_BULK}`, netplumb: streamMbPerSecond(median(socketRuns)), peer: 'plain stdout, same bytes', peerValue: streamMbPerSecond(stdoutBulk), unit: 'MB/s', target: '>= 0.8x' });
     const echo = await keystrokeEchoP99(daemon.port, localDir, env);
     rows.push({ metric: `-t keystroke echo p99 (${ECHO_KEYS} keys) while ${STREAM_BULK} flows through an -outfifo`, netplumb: echo, peer: 'target', peerValue: undefined, unit: 'ms', target: '< 20 ms' });
+
+    // The daemon checks recipes off its event loop: another session's echo beside bursts of slow recipe checks.
+    const beside = await echoBesideRecipeChecks(daemon.port, home);
+    for (const [name, fraction] of [['p50', 0.5], ['p99', 0.99]] as const) {
+      rows.push({
+        metric: `another session's echo ${name} while ${SLOW_RECIPES} recipes of 64 KiB are checked`,
+        netplumb: percentile(beside.checking, fraction) * 1000,
+        peer: 'the same, no recipes',
+        peerValue: percentile(beside.idle, fraction) * 1000,
+        unit: 'µs',
+        target: 'none set (reference)',
+      });
+    }
 
     const nodeFloor = median(Array.from({ length: LATENCY_RUNS }, () => timeShell(`${process.execPath} -e 0`, env)));
     process.stdout.write('\n| metric | netplumb | peer | peer value | ratio | target |\n| --- | ---: | --- | ---: | ---: | --- |\n');

@@ -1,6 +1,7 @@
 // Property tests for the recipe check: random text, random bytes, recipes built from the language's own tokens and
 // mutations of the examples (byte flips, inserted operators, cuts, deleted ranges) either check, giving a plan that
 // holds together, or are refused with a RecipeError whose location points into the text. Nothing else is thrown.
+// RecipeSource.locate() counts columns as Array.from() does, whatever order places are asked for in.
 
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ErrorCode } from '../../protocol/errors.js';
 import { checkRecipe, type CheckOptions } from '../../recipes/check.js';
-import { RecipeError } from '../../recipes/errors.js';
+import { RecipeError, RecipeSource } from '../../recipes/errors.js';
 import type { RecipeLimits } from '../../recipes/limits.js';
 import { parseRecipe } from '../../recipes/parse.js';
 import type { RecipePlan } from '../../recipes/plan.js';
@@ -196,6 +197,29 @@ describe('recipe check, property tests', () => {
         checkOrRefuse(changes.reduce(mutate, example), chosen);
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  test('locate() gives the line and the column Array.from counts, whatever order places are asked for in', () => {
+    const piece = fc.constantFrom('a', ' ', '\t', '\n', '\r', '\r\n', 'é', '😀', '\ud83d', '\ude00');
+    const expected = (text: string, offset: number): [number, number] => {
+      const clamped = Math.min(Math.max(offset, 0), text.length);
+      const before = text.slice(0, clamped);
+      const start = before.lastIndexOf('\n') + 1;
+      const end = text[clamped] === '\n' && text[clamped - 1] === '\r' && clamped - 1 >= start ? clamped - 1 : clamped;
+      return [before.split('\n').length, Array.from(text.slice(start, end)).length + 1];
+    };
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 40 }), fc.array(fc.integer({ min: -2, max: 90 }), { maxLength: 12 }), (pieces, offsets) => {
+        const text = pieces.join('');
+        const source = new RecipeSource(text, 'p.rcp');
+        // In increasing order first (as the check asks), then as drawn.
+        for (const offset of [...[...offsets].sort((a, b) => a - b), ...offsets]) {
+          const { line, column } = source.locate(offset);
+          assert.deepEqual([line, column], expected(text, offset), `offset ${offset} of ${JSON.stringify(text)}`);
+        }
+      }),
+      { numRuns: RUNS * 3 },
     );
   });
 });
