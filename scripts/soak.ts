@@ -14,7 +14,7 @@ import { loadPrivateIdentity, parsePublicKeyLine, sameIdentity, type PrivateIden
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type ExitStatus, type StartReply } from '../protocol/session.js';
 import { DEFAULT_LIMITS, Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import { baseDaemonConfig, BIN, DaemonProcess, writeKeyPair, type KeyFiles } from '../test/helpers/daemon.js';
+import { baseDaemonConfig, BIN, DaemonProcess, statFields, writeKeyPair, type KeyFiles } from '../test/helpers/daemon.js';
 
 const MIB = 1024 * 1024;
 
@@ -115,16 +115,6 @@ function memoryOf(pid: number): Memory | undefined {
   }
   const kib = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { rssBytes: kib('VmRSS'), peakBytes: kib('VmHWM') };
-}
-
-/** The fields of /proc/PID/stat after the command name, which may itself hold spaces; index 0 is field 3 (state). */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
 }
 
 /** User plus system CPU seconds the process itself has used (fields 14 and 15). */

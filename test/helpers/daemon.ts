@@ -480,7 +480,8 @@ export function killMarkedAtCleanup(scope: Scope, marker: string): void {
   });
 }
 
-function statFields(pid: number): string[] | undefined {
+/** The fields of /proc/PID/stat after the command name; index 0 is field 3 (state); undefined once it is gone. */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name is in parentheses and may itself hold spaces or parentheses.
