@@ -163,6 +163,9 @@ export class ExecSession implements SessionHandler {
     // Rounds of an -infifo and connections to a -local-socket's service, once the command runs.
     if (this.state === State.Running && this.endpoints?.route(stream, fields) === true) return;
     this.pendingStreams.set(stream.id, stream);
+    // A stream the client closes before a Start claims it goes now, not with the connection: else every open and
+    // close adds one that is never let go.
+    stream.once('close', () => this.pendingStreams.delete(stream.id));
   }
 
   packet(type: PacketType, fields: FieldList): void {
