@@ -24,7 +24,7 @@ export const POST_AUTH_WORKERS = 4;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MIN_BATCH_INPUTS = 16;
 const MAX_BATCH_INPUTS = 128;
-/** Share of connections kept open for a long run of inputs: what leaks per connection shows only there. */
+/** Share of connections kept open for a long run of inputs of every kind. */
 const LONG_CONNECTION_SHARE = 0.01;
 const LONG_CONNECTION_INPUTS = [20_000, 60_000] as const;
 /** Inputs before a short connection's last one (the lengths are skewed: most connections are short). */
@@ -37,6 +37,13 @@ const MAX_OPEN_STREAMS = 200;
 const GONE_STREAMS_KEPT = 64;
 /** Attempts at a Start the safety check lets through, before a plain refused one is sent instead. */
 const START_ATTEMPTS = 8;
+
+/**
+ * What a connection sends: `mixed`, packets of every type; `churn`, stream packets only (opens and closes above all)
+ * on one connection kept for a whole run, where whatever a connection accumulates per stream adds up until the
+ * daemon's capped heap gives out.
+ */
+export type Profile = 'mixed' | 'churn';
 
 export interface PostAuthClient {
   /** 'open' (no restriction) or 'gluepot'. */
@@ -194,6 +201,7 @@ export class PostAuthWorker {
   constructor(
     private readonly name: string,
     private readonly rng: Prng,
+    private readonly profile: Profile,
     private readonly client: PostAuthClient,
     private readonly target: PostAuthTarget,
     private readonly ledger: Ledger,
@@ -258,7 +266,7 @@ export class PostAuthWorker {
       socket.destroy();
       return;
     }
-    const session = new PostSession(this.rng, connection, this.target, this.ledger, this.stats, (input) => this.note(input));
+    const session = new PostSession(this.rng, this.profile, connection, this.target, this.ledger, this.stats, (input) => this.note(input));
     connection.attach(session);
     try {
       await session.drive(this.lifetime());
@@ -269,6 +277,7 @@ export class PostAuthWorker {
 
   private lifetime(): number {
     const rng = this.rng;
+    if (this.profile === 'churn') return Number.POSITIVE_INFINITY;
     return rng.chance(LONG_CONNECTION_SHARE) ? rng.between(...LONG_CONNECTION_INPUTS) : 1 + rng.size(SHORT_CONNECTION_MAX_INPUTS);
   }
 
@@ -293,15 +302,41 @@ class PostSession implements ConnectionHandler {
   private readonly streams = new Map<number, StreamState>();
   private readonly gone: number[] = [];
   private readonly user = userInfo().username;
+  /** The inputs the daemon should survive, by weight; a generator returns undefined when it has nothing fitting. */
+  private readonly generators: readonly (readonly [number, () => Input | undefined])[];
 
   constructor(
     private readonly rng: Prng,
+    profile: Profile,
     private readonly connection: SecureConnection,
     private readonly target: PostAuthTarget,
     private readonly ledger: Ledger,
     private readonly stats: PostAuthStats,
     private readonly note: (input: Input) => void,
-  ) {}
+  ) {
+    this.generators =
+      profile === 'churn'
+        ? [
+            [40, () => this.streamOpen()],
+            [35, () => this.streamClose()],
+            [10, () => this.streamData()],
+            [8, () => this.streamWindow()],
+            [7, () => this.streamEof()],
+          ]
+        : [
+            [12, () => this.streamOpen()],
+            [18, () => this.streamData()],
+            [8, () => this.streamWindow()],
+            [5, () => this.streamEof()],
+            [7, () => this.streamClose()],
+            [16, () => this.start()],
+            [4, () => this.signal()],
+            [3, () => this.resize()],
+            [5, () => this.mintKey()],
+            [6, () => this.ping()],
+            [6, () => this.mutatedButDecodable()],
+          ];
+  }
 
   // ---- the daemon's side -----------------------------------------------------------------------------------
 
@@ -495,21 +530,8 @@ class PostSession implements ConnectionHandler {
   // ---- inputs the daemon should survive ----------------------------------------------------------------------
 
   private survivable(): Input {
-    const rng = this.rng;
     for (;;) {
-      const input = rng.weighted<() => Input | undefined>([
-        [12, () => this.streamOpen()],
-        [18, () => this.streamData()],
-        [8, () => this.streamWindow()],
-        [5, () => this.streamEof()],
-        [7, () => this.streamClose()],
-        [16, () => this.start()],
-        [4, () => this.signal()],
-        [3, () => this.resize()],
-        [5, () => this.mintKey()],
-        [6, () => this.ping()],
-        [6, () => this.mutatedButDecodable()],
-      ])();
+      const input = this.rng.weighted(this.generators)();
       if (input !== undefined) return input;
     }
   }
@@ -738,8 +760,9 @@ class PostSession implements ConnectionHandler {
 
   private badStreamOpen(): Input {
     const rng = this.rng;
-    const last = this.nextStreamId - 2;
-    const id = rng.pick([String(this.nextStreamId + 1), String(Math.max(last, 1)), '0', String(MAX_STREAM_ID + 2), 'x', '01', '']);
+    // Below the next id is a reused one; with none opened yet, that is an even (daemon's) id.
+    const reused = this.nextStreamId > 1 ? this.nextStreamId - 2 : 2;
+    const id = rng.pick([String(this.nextStreamId + 1), String(reused), '0', String(MAX_STREAM_ID + 2), 'x', '01', '']);
     const entries: RawEntry[] = rng.chance(0.1) ? [] : [[Field.stream, id]];
     if (rng.chance(0.2)) entries.push([Field.stream, String(this.nextStreamId)]);
     return { kind: 'fatal/stream-open', type: PacketType.StreamOpen, payload: fields(entries) };
@@ -789,12 +812,16 @@ class PostSession implements ConnectionHandler {
   }
 }
 
-/** Runs POST_AUTH_WORKERS workers, alternating between the client lines, until the ledger's budget or deadline is spent. */
+/**
+ * Runs POST_AUTH_WORKERS workers, alternating between the client lines, until the ledger's budget or deadline is
+ * spent; the last worker churns streams on one connection, the others send every kind of packet.
+ */
 export async function runPostAuth(target: PostAuthTarget, rng: Prng, ledger: Ledger, workers = POST_AUTH_WORKERS): Promise<PostAuthStats> {
   const stats = emptyPostAuthStats();
   const running = Array.from({ length: workers }, (_, i) => {
     const client = target.clients[i % target.clients.length] as PostAuthClient;
-    return new PostAuthWorker(`post-${i}`, rng.fork(`post-${i}`), client, target, ledger, stats).run();
+    const profile: Profile = i === workers - 1 ? 'churn' : 'mixed';
+    return new PostAuthWorker(`post-${i}`, rng.fork(`post-${i}`), profile, client, target, ledger, stats).run();
   });
   await Promise.all(running);
   return stats;
