@@ -99,6 +99,8 @@ export class FuzzDaemon {
   port = 0;
   rssBeforeKb = 0;
   rssPeakKb = 0;
+  /** CPU seconds at the last sample: what is known after the daemon has gone. */
+  lastCpuSeconds = 0;
   readonly exited: Promise<ExitInfo>;
   private exitInfo: ExitInfo | undefined;
   private readonly commandGroups = new Set<number>();
@@ -207,6 +209,7 @@ export class FuzzDaemon {
   private sampleRss(): void {
     const now = rssKb(this.pid);
     if (now !== undefined && now > this.rssPeakKb) this.rssPeakKb = now;
+    this.lastCpuSeconds = cpuSeconds(this.pid) ?? this.lastCpuSeconds;
   }
 
   private noteChildren(): void {

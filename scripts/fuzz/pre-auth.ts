@@ -304,7 +304,8 @@ export class PreAuthWorker {
       kind = 'kex-bytes';
     }
     const sequence = rng.chance(0.1) ? rng.pick([0, 2, 3]) : 1;
-    const type = rng.chance(0.1) ? rng.pick([PacketType.Hello, PacketType.Start, PacketType.Error, 11]) : PacketType.KeyExchange;
+    // Error packets are errorPacket()'s alone, so that their messages carry FUZZ_ERROR_MESSAGE.
+    const type = rng.chance(0.1) ? rng.pick([PacketType.Hello, PacketType.Start, 11]) : PacketType.KeyExchange;
     const writes = [packet(0, PacketType.Hello, template.hello), packet(sequence, type, exchange)];
     return { kind, inputs: 1, writes: rng.chance(0.5) ? [Buffer.concat(writes)] : writes, finish: 'end' };
   }
@@ -349,7 +350,7 @@ export class PreAuthWorker {
     for (let i = 0; i < n; i++) {
       if (variant === 'hellos') packets.push(packet(rng.chance(0.5) ? i : 0, PacketType.Hello, template.hello));
       else if (variant === 'exchanges') packets.push(i === 0 ? packet(0, PacketType.Hello, template.hello) : packet(i, PacketType.KeyExchange, template.keyExchange));
-      else packets.push(packet(i, rng.pick([PacketType.Hello, PacketType.KeyExchange, PacketType.Error, 31]), mutateBytes(rng.chance(0.5) ? template.hello : template.keyExchange, rng).bytes));
+      else packets.push(packet(i, rng.pick([PacketType.Hello, PacketType.KeyExchange, 31]), mutateBytes(rng.chance(0.5) ? template.hello : template.keyExchange, rng).bytes));
     }
     return { kind: `many-packets/${variant}`, inputs: 1, writes: [Buffer.concat(packets)], finish: 'end' };
   }

@@ -41,7 +41,8 @@ export function formatReport(report: FuzzReport): string {
     lines.push(`  other daemon packets: ${counts(post.daemonPackets)}`);
     lines.push(`  kinds: ${counts(post.kinds, 60)}`);
   }
-  lines.push(`daemon: crashes ${daemon.crashes}; RSS before ${mib(daemon.rssKb.before)}, after ${mib(daemon.rssKb.after)}, peak ${mib(daemon.rssKb.peak)}`);
+  const after = daemon.rssKb.after === null ? 'gone' : mib(daemon.rssKb.after);
+  lines.push(`daemon: crashes ${daemon.crashes}; RSS before ${mib(daemon.rssKb.before)}, after ${after}, peak ${mib(daemon.rssKb.peak)}`);
   lines.push(`  CPU time: daemon ${daemon.cpuSeconds.daemon.toFixed(1)} s, fuzzers ${daemon.cpuSeconds.fuzzer.toFixed(1)} s`);
   if (daemon.stopped !== undefined) lines.push(`  stopped by SIGTERM: exit code ${daemon.stopped.code}${daemon.stopped.signal === null ? '' : `, signal ${daemon.stopped.signal}`}`);
   lines.push(`  log: ${daemon.log.lines} lines; codes: ${counts(daemon.log.codes, 40)}`);
@@ -54,7 +55,8 @@ export function formatReport(report: FuzzReport): string {
     const how = daemon.crash.hung ? 'stopped answering (a restart would be needed)' : `exited with code ${daemon.crash.exit?.code} signal ${daemon.crash.exit?.signal}`;
     lines.push('');
     lines.push(`DAEMON CRASH: netplumbd ${how}`);
-    lines.push(`reproduce with: npm run fuzz -- --seed=${report.seed} --inputs=${o.inputs}${o.pre && !o.post ? ' --pre-only' : ''}${o.post && !o.pre ? ' --post-only' : ''}`);
+    const only = o.pre && !o.post ? ' --pre-only' : o.post && !o.pre ? ' --post-only' : '';
+    lines.push(`reproduce with: npm run fuzz -- --seed=${report.seed} --inputs=${o.inputs} --heap-mb=${o.heapMb}${only}`);
     lines.push('(each worker sends the same inputs for a seed; how they interleave depends on timing)');
     lines.push('last inputs sent (worker, its input number, kind, length, first bytes in hex):');
     for (const input of report.lastInputs) lines.push(`  ${input.phase} ${input.worker} #${input.index} ${input.kind} ${input.bytes} bytes ${input.hex}`);

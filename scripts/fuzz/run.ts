@@ -36,7 +36,8 @@ export const DEFAULT_FUZZ_OPTIONS: Readonly<Omit<FuzzOptions, 'progress'>> = Obj
   pre: true,
   post: true,
   preShare: 0.2,
-  heapMb: 256,
+  // The daemon gets through the fuzz with a 48 MiB heap: 128 leaves room to spare and makes a leak a crash sooner.
+  heapMb: 128,
   keepLog: false,
 });
 
@@ -73,7 +74,8 @@ export interface FuzzReport {
     crash: { exit?: ExitInfo; hung: boolean } | undefined;
     /** How it ended when stopped with SIGTERM at the end (code 0 is a clean stop). */
     stopped: ExitInfo | undefined;
-    rssKb: { before: number; after: number; peak: number };
+    /** after: null when the daemon is gone. */
+    rssKb: { before: number; after: number | null; peak: number };
     /** CPU time the daemon used while fuzzed, and the fuzzers' own (both share the machine's cores). */
     cpuSeconds: { daemon: number; fuzzer: number };
     heapMb: number;
@@ -122,7 +124,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const daemon = await FuzzDaemon.start({ heapMb: options.heapMb });
   say(`netplumbd pid ${daemon.pid} on 127.0.0.1:${daemon.port}, RSS ${daemon.rssBeforeKb} KiB, log ${daemon.logFile}`);
   let current: Ledger | undefined;
-  const recent: RecentInput[] = [];
+  /** The last inputs of the latest phase: the one a crash happened in. */
+  let recent: RecentInput[] = [];
   let crash: { exit?: ExitInfo; hung: boolean } | undefined;
   let finishing = false;
   void daemon.exited.then((exit) => {
@@ -147,7 +150,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       return { ...stats, durationMs: Date.now() - phaseStarted };
     } finally {
       clearInterval(ticker);
-      recent.push(...ledger.lastInputs());
+      recent = ledger.lastInputs();
       current = undefined;
     }
   };
@@ -177,8 +180,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     clearInterval(watchdog);
     // A moment for the last connections' ends to be handled before the memory is read.
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    const rssAfter = daemon.rssKb() ?? 0;
-    const cpu = { daemon: daemon.cpuSeconds() ?? 0, fuzzer: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 - fuzzerCpuBefore };
+    const rssAfter = daemon.rssKb() ?? null;
+    const cpu = { daemon: daemon.cpuSeconds() ?? daemon.lastCpuSeconds, fuzzer: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 - fuzzerCpuBefore };
     const finalPlumb: FuzzReport['finalPlumb'] = crash === undefined ? { ran: true, ...(await daemon.plumbTrue()) } : { ran: false };
     finishing = crash === undefined;
     const stopped = crash === undefined ? await daemon.stop() : undefined;
