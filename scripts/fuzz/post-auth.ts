@@ -764,7 +764,8 @@ class PostSession implements ConnectionHandler {
     const reused = this.nextStreamId > 1 ? this.nextStreamId - 2 : 2;
     const id = rng.pick([String(this.nextStreamId + 1), String(reused), '0', String(MAX_STREAM_ID + 2), 'x', '01', '']);
     const entries: RawEntry[] = rng.chance(0.1) ? [] : [[Field.stream, id]];
-    if (rng.chance(0.2)) entries.push([Field.stream, String(this.nextStreamId)]);
+    // Repeated: the second copy alone would be a good open.
+    if (entries.length > 0 && rng.chance(0.2)) entries.push([Field.stream, String(this.nextStreamId)]);
     return { kind: 'fatal/stream-open', type: PacketType.StreamOpen, payload: fields(entries) };
   }
 
