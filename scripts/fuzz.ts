@@ -5,7 +5,7 @@
 import { DEFAULT_FUZZ_OPTIONS, runFuzz, type FuzzOptions } from './fuzz/run.js';
 import { formatReport } from './fuzz/report.js';
 
-const USAGE = `usage: npm run fuzz -- [--seed=N] [--inputs=N] [--seconds=N] [--pre-only | --post-only] [--heap-mb=N] [--json]
+const USAGE = `usage: npm run fuzz -- [--seed=N] [--inputs=N] [--seconds=N] [--pre-only | --post-only] [--heap-mb=N] [--keep-log] [--json]
   --seed=N      seed of every input (default ${DEFAULT_FUZZ_OPTIONS.seed})
   --inputs=N    inputs in all (default ${DEFAULT_FUZZ_OPTIONS.inputs}; ${DEFAULT_FUZZ_OPTIONS.preShare * 100}% pre-auth when both run)
   --seconds=N   time cap of each fuzzer (default ${DEFAULT_FUZZ_OPTIONS.seconds})

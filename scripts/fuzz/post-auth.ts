@@ -351,12 +351,8 @@ class PostSession implements ConnectionHandler {
       case PacketType.MintKey:
         count(this.stats.mintReplies, this.replyStatus(body));
         break;
-      case PacketType.StreamClose: {
-        const id = Number(this.decode(body)?.optional(Field.stream));
-        if (this.streams.delete(id)) this.forget(id);
-        count(this.stats.daemonPackets, 'StreamClose');
-        break;
-      }
+      // A StreamClose from the daemon leaves the model as it is: packets for a stream it dropped are ignored, so
+      // they stay survivable, and the inputs stay a function of the seed rather than of when replies arrive.
       default:
         count(this.stats.daemonPackets, PacketType[type] ?? `type-${type}`);
     }

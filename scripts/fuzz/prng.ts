@@ -1,5 +1,5 @@
-// The fuzzer's only source of chance: a small seeded generator (sfc32, seeded through splitmix32), so a seed and a
-// worker's label give the same inputs on every run. Not for keys or nonces: the project's crypto uses its own.
+// The fuzzers' only source of chance: a small seeded generator (sfc32, seeded through splitmix32), so a seed and a
+// worker's label give the same choices on every run. Keys, nonces and signatures come from the project's crypto.
 
 /** A 32-bit hash step (splitmix32), used to seed and to derive independent generators from labels. */
 function splitmix32(state: number): number {

@@ -57,7 +57,7 @@ export function formatReport(report: FuzzReport): string {
     lines.push(`DAEMON CRASH: netplumbd ${how}`);
     const only = o.pre && !o.post ? ' --pre-only' : o.post && !o.pre ? ' --post-only' : '';
     lines.push(`reproduce with: npm run fuzz -- --seed=${report.seed} --inputs=${o.inputs} --heap-mb=${o.heapMb}${only}`);
-    lines.push('(each worker sends the same inputs for a seed; how they interleave depends on timing)');
+    lines.push("(for a seed each worker draws the same inputs, but for the run's own keys, nonces and temp paths; how workers interleave depends on timing)");
     lines.push('last inputs sent (worker, its input number, kind, length, first bytes in hex):');
     for (const input of report.lastInputs) lines.push(`  ${input.phase} ${input.worker} #${input.index} ${input.kind} ${input.bytes} bytes ${input.hex}`);
   }
