@@ -1,7 +1,6 @@
-// The post-authentication fuzzer: clients authorized by the daemon (one unrestricted, one bound to a gluepot) send
-// sealed packets of every type with mutated payloads through the project's SecureConnection. Inputs the daemon
-// should survive go in batches, each closed by an empty Start whose refusal proves the batch was read; an input
-// meant to end the connection goes alone, after everything before it was confirmed, and a new connection follows.
+// The post-authentication fuzzer: authorized clients (one unrestricted, one gluepot-bound) send sealed packets of every
+// type, mutated, through SecureConnection. Survivable inputs go in batches, each closed by an empty Start whose refusal
+// proves the batch was read; a fatal one goes alone once all before it is confirmed, then a new connection follows.
 
 import { connect, type Socket } from 'node:net';
 import { userInfo } from 'node:os';

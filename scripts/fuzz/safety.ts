@@ -1,7 +1,6 @@
-// What a fuzzed Start may make the daemon run. The fuzzers run as root against a daemon that runs commands as
-// root, so every Start is decoded and checked here with the daemon's own decoder and recipe checker before it is
-// sent: one the daemon would run must run only harmless programs, write only inside the fuzz's temp dir, and never
-// open a login shell. One the daemon would refuse is sent as it is: the refusal is what is being tested.
+// What a fuzzed Start may make a daemon that runs commands as root run: checked with the daemon's own decoder and
+// recipe checker before sending. Harmless programs only, files only in the fuzz's temp dir, never a login shell;
+// a Start the daemon would refuse is sent as it is, since the refusal is what is tested.
 
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
