@@ -556,9 +556,16 @@ export class SecureConnection {
   }
 }
 
+/**
+ * Most characters of a peer's Error message kept: it is logged, and an Error with a peer-visible code is echoed
+ * back, before the handshake too, where only 4096-byte packets are sure to be accepted.
+ */
+const MAX_REMOTE_MESSAGE_CHARS = 1024;
+
 function remoteError(payload: Buffer): RemoteError {
   const fields = decodeFields(payload);
   const code = fields.optional(Field.code) ?? ErrorCode.Internal;
   const message = fields.optional(Field.message) ?? 'peer reported an error';
-  return new RemoteError(isErrorCode(code) ? code : ErrorCode.Internal, message);
+  const kept = message.length > MAX_REMOTE_MESSAGE_CHARS ? `${message.slice(0, MAX_REMOTE_MESSAGE_CHARS)}...` : message;
+  return new RemoteError(isErrorCode(code) ? code : ErrorCode.Internal, kept);
 }

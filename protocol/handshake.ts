@@ -110,9 +110,19 @@ function helloEntries(limits: AnnouncedLimits): Entry[] {
   ];
 }
 
+/**
+ * Most characters of a peer's value an error quotes: NP_NO_COMMON_ALGORITHM goes back to the peer in a plaintext
+ * Error, which must fit the 4096 bytes every implementation accepts.
+ */
+const QUOTED_VALUE_CHARS = 64;
+
+function quoted(value: string): string {
+  return value.length <= QUOTED_VALUE_CHARS ? value : `${value.slice(0, QUOTED_VALUE_CHARS)}...`;
+}
+
 function checkProtocol(fields: FieldList): void {
   const protocol = fields.require(Field.protocol);
-  if (protocol !== PROTOCOL_VERSION) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `unsupported protocol ${protocol}`);
+  if (protocol !== PROTOCOL_VERSION) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `unsupported protocol ${quoted(protocol)}`);
   if (!/^[0-9a-f]{64}$/.test(fields.require(Field.nonce))) throw new HandshakeError(ErrorCode.BadFields, 'malformed nonce');
 }
 
@@ -210,7 +220,7 @@ export class ClientHandshake extends HandshakeSide<ClientState> {
     if (fields.require(Field.kex) !== KEX_ALGORITHMS[0]) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'no common key exchange');
     const chosen = fields.require(Field.cipher);
     const cipher = this.ciphers.find((name) => name === chosen);
-    if (cipher === undefined) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `daemon chose unoffered cipher ${chosen}`);
+    if (cipher === undefined) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `daemon chose unoffered cipher ${quoted(chosen)}`);
     const hostKey = parseKey(fields.require(Field.hostKey));
     if (!fields.requireList(Field.signatures).includes(this.identity.publicIdentity.signatureAlgorithm)) {
       throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'daemon does not accept this identity key type');

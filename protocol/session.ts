@@ -211,12 +211,32 @@ function decodeEnv(entries: readonly string[]): ExportedEnv {
 
 export type StartReply = { status: StartStatus.Started } | { status: StartStatus.Refused; code: ErrorCode; message: string };
 
+/**
+ * Longest `message` a Start or MintKey refusal or a StageEnd carries, in bytes of UTF-8. A refusal may quote what
+ * the client sent (a program name thousands of bytes long), and the packet must still fit the smallest
+ * max-packet-bytes a peer may announce (4096).
+ */
+export const MAX_REPLY_MESSAGE_BYTES = 2048;
+
+/** The message as sent: longer ones are cut at a character boundary, `...` marking the cut. */
+export function replyMessage(message: string): string {
+  if (Buffer.byteLength(message) <= MAX_REPLY_MESSAGE_BYTES) return message;
+  let bytes = 0;
+  let end = 0;
+  for (const char of message) {
+    bytes += Buffer.byteLength(char);
+    if (bytes > MAX_REPLY_MESSAGE_BYTES - 3) break;
+    end += char.length;
+  }
+  return `${message.slice(0, end)}...`;
+}
+
 export function encodeStartReply(reply: StartReply): Entry[] {
   if (reply.status === StartStatus.Started) return [[Field.status, reply.status]];
   return [
     [Field.status, reply.status],
     [Field.code, reply.code],
-    [Field.message, reply.message],
+    [Field.message, replyMessage(reply.message)],
   ];
 }
 
@@ -268,7 +288,7 @@ export function encodeStageEnd(end: StageEnd): Entry[] {
     [Field.line, String(end.line)],
   ];
   const { status } = end;
-  if ('error' in status) entries.push([Field.code, String(status.code)], [Field.error, status.error], [Field.message, status.message]);
+  if ('error' in status) entries.push([Field.code, String(status.code)], [Field.error, status.error], [Field.message, replyMessage(status.message)]);
   else entries.push(...encodeExit(status));
   return entries;
 }
@@ -365,7 +385,7 @@ export function encodeMintReply(reply: MintReply): Entry[] {
     return [
       [Field.status, reply.status],
       [Field.code, reply.code],
-      [Field.message, reply.message],
+      [Field.message, replyMessage(reply.message)],
     ];
   }
   const { key } = reply;

@@ -308,6 +308,15 @@ describe('secure connection', () => {
     assert.equal(await closeCode(atClient), ErrorCode.Internal);
   });
 
+  test("a peer's Error message of 100,000 characters is kept short (it is logged, and may be echoed back)", async (t) => {
+    const { server, atClient } = await connected(t);
+    server.sendFields(PacketType.Error, [[Field.code, ErrorCode.TooManyStreams], [Field.message, 'x'.repeat(100_000)]]);
+    const error = await atClient.ended;
+    assert.ok(error instanceof RemoteError);
+    assert.equal(error.code, ErrorCode.TooManyStreams);
+    assert.ok(error.message.length <= 2048, `${error.message.length} characters`);
+  });
+
   test('packets that arrive before a handler attaches are delivered on attach, in order', async (t) => {
     const { pair, client, server } = await securePair();
     t.after(() => pair.destroy());

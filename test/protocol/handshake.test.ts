@@ -386,6 +386,20 @@ describe('handshake state machines', () => {
     assert.throws(() => new ServerHandshake(hostKey(), LIMITS).consumeHelloAndReply(hello), withCode(ErrorCode.NoCommonAlgorithm));
   });
 
+  test('a protocol version thousands of characters long is refused with an error that fits the smallest packet', () => {
+    const hello = editField(new ClientHandshake(clientKey(), LIMITS).createHello(), Field.protocol, () => `TAP1/${'9'.repeat(5000)}`);
+    assert.throws(
+      () => new ServerHandshake(hostKey(), LIMITS).consumeHelloAndReply(hello),
+      (error: unknown) => {
+        assert.equal((error as HandshakeError).code, ErrorCode.NoCommonAlgorithm);
+        // The Error packet the daemon sends back: header, code and this message.
+        const payload = encodeFields([[Field.code, ErrorCode.NoCommonAlgorithm], [Field.message, (error as HandshakeError).message]]);
+        assert.ok(HEADER_BYTES + payload.length <= 4096, `${payload.length} bytes`);
+        return true;
+      },
+    );
+  });
+
   test('a Hello without a usable nonce is refused with NP_BAD_FIELDS', () => {
     const hello = editField(new ClientHandshake(clientKey(), LIMITS).createHello(), Field.nonce, () => 'short');
     assert.throws(() => new ServerHandshake(hostKey(), LIMITS).consumeHelloAndReply(hello), withCode(ErrorCode.BadFields));

@@ -11,15 +11,18 @@ import {
   decodeStageEnd,
   decodeStartRequest,
   encodeResize,
+  encodeMintReply,
   encodeStageEnd,
+  encodeStartReply,
   encodeStartRequest,
   MAX_ENDPOINTS,
+  MAX_REPLY_MESSAGE_BYTES,
   MAX_EXPORTED_VARIABLES,
   NO_ENDPOINTS,
   type StageEnd,
   type StartRequest,
 } from '../../protocol/session.js';
-import { Field, StartKind } from '../../protocol/wire.js';
+import { AEAD_TAG_BYTES, Field, HEADER_BYTES, MintStatus, StartKind, StartStatus } from '../../protocol/wire.js';
 
 const STREAMS = { stdin: 1, stdout: 3, stderr: 5 };
 
@@ -162,5 +165,30 @@ describe('StageEnd and Resize', () => {
     assert.deepEqual(decodeResize(wire(encodeResize({ cols: 200, rows: 60 }))), { cols: 200, rows: 60 });
     assert.throws(() => decodeResize(wire([[Field.cols, '0'], [Field.rows, '24']])), refusedWith(ErrorCode.BadFields));
     assert.throws(() => decodeResize(wire([[Field.cols, '80']])), refusedWith(ErrorCode.BadFields));
+  });
+});
+
+describe('reply messages', () => {
+  /** The smallest max-packet-bytes a peer may announce. */
+  const SMALLEST_PACKET_BYTES = 4096;
+  const quoted = `command not found: ${'x'.repeat(5000)}\u{1f600}`;
+  const replies: [string, Entry[]][] = [
+    ['a refused Start', encodeStartReply({ status: StartStatus.Refused, code: ErrorCode.CommandNotFound, message: quoted })],
+    ['a refused MintKey', encodeMintReply({ status: MintStatus.Refused, code: ErrorCode.CommandNotFound, message: quoted })],
+    ['a StageEnd', encodeStageEnd({ stage: 0, name: 'line 1', line: 1, status: { error: ErrorCode.CommandNotFound, message: quoted, code: 127 } })],
+  ];
+  for (const [what, entries] of replies) {
+    test(`${what} quoting a long program name is cut to fit the smallest packet a peer may announce`, () => {
+      const payload = encodeFields(entries);
+      assert.ok(HEADER_BYTES + payload.length + AEAD_TAG_BYTES <= SMALLEST_PACKET_BYTES, `${payload.length} bytes`);
+      const message = decodeFields(payload).require(Field.message);
+      assert.ok(Buffer.byteLength(message) <= MAX_REPLY_MESSAGE_BYTES);
+      assert.ok(quoted.startsWith(message.slice(0, -3)));
+    });
+  }
+
+  test('a short message is sent as it is', () => {
+    const entries = encodeStartReply({ status: StartStatus.Refused, code: ErrorCode.CommandNotFound, message: 'command not found: tarr' });
+    assert.equal(wire(entries).require(Field.message), 'command not found: tarr');
   });
 });
