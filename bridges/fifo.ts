@@ -286,7 +286,10 @@ export class FifoSink {
     private readonly open: FifoOpener = openFifo,
   ) {}
 
-  /** Queues a round. */
+  /**
+   * Queues a round. Rounds the far side dropped while they waited are forgotten here: while no reader comes, a peer
+   * opening and dropping rounds must not make the queue grow (the live ones are bounded by the stream limit).
+   */
   add(stream: Duplex): void {
     if (this.stopped) {
       stream.destroy();
@@ -295,8 +298,16 @@ export class FifoSink {
     stream.on('error', () => undefined);
     // This end only reads a round: its own direction ends at once, so the stream is done when the round is.
     stream.end();
+    let kept = 0;
+    for (const queued of this.queue) if (!queued.destroyed) this.queue[kept++] = queued;
+    this.queue.length = kept;
     this.queue.push(stream);
     this.pump();
+  }
+
+  /** Rounds waiting for their turn (the one being written not counted). */
+  get queuedRounds(): number {
+    return this.queue.length;
   }
 
   /** Resolves once every queued round has been written (at once when none is). */
@@ -331,16 +342,17 @@ export class FifoSink {
 
   private openWhenRead(stream: Duplex): void {
     if (this.stopped) return;
+    // Dropped by the far side before a reader came: there is nothing to write, and its 'close' has passed.
+    if (stream.destroyed) {
+      this.roundDone();
+      return;
+    }
     let fd: number;
     try {
       fd = this.open(this.path, fs.O_WRONLY | fs.O_NONBLOCK);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENXIO') {
-        // Nobody reads the FIFO yet; a stream that was dropped meanwhile needs no reader any more.
-        if (stream.destroyed) {
-          this.roundDone();
-          return;
-        }
+        // Nobody reads the FIFO yet: look again shortly (a round dropped meanwhile is let go then).
         this.pollTimer = setTimeout(() => this.openWhenRead(stream), FIFO_READER_POLL_MS);
         return;
       }

@@ -312,6 +312,23 @@ test('FifoSink: a round that arrives while no reader is there waits for the next
   await sink.idle();
 });
 
+test('FifoSink forgets rounds the far side dropped while no reader came, so the queue stays bounded', { timeout: TIMEOUT_MS }, async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'fifo');
+  mkfifo(path);
+  const sink = new FifoSink(path, () => undefined);
+  t.after(() => sink.stop());
+  for (let round = 0; round < 1000; round++) {
+    const stream = halfClosePair().near;
+    sink.add(stream);
+    stream.destroy();
+  }
+  assert.ok(sink.queuedRounds <= 1, `${sink.queuedRounds} dropped rounds still queued`);
+  sink.add(endedRound('kept\n'));
+  assert.equal((await readRound(t, path)).toString(), 'kept\n');
+  await sink.idle();
+});
+
 test('FifoSink.stop drops the queued rounds and settles idle()', { timeout: TIMEOUT_MS }, async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'fifo');
