@@ -4,6 +4,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { userInfo } from 'node:os';
+import { MAX_UNCLAIMED_STREAMS } from '../../daemon/exec-session.js';
 import { SPEC_CIPHER_LIMITS } from '../../protocol/cipher.js';
 import { SecureConnection, type ConnectionHandler, type ConnectionOptions } from '../../protocol/connection.js';
 import { ErrorCode, HandshakeError, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
@@ -30,8 +31,11 @@ const LONG_CONNECTION_INPUTS = [20_000, 60_000] as const;
 const SHORT_CONNECTION_MAX_INPUTS = 2000;
 /** A confirmation, or the close a fatal input should cause, that takes longer than this is reported. */
 const REPLY_TIMEOUT_MS = 20_000;
-/** Streams this side keeps open at once, under the daemon's max-streams (256), which it also tests now and then. */
-const MAX_OPEN_STREAMS = 200;
+/**
+ * Streams this side keeps open at once: no more than a session keeps before its Start claims them (a fourth costs
+ * the connection, which the e2e tests show; here it would only end connections early and starve the other inputs).
+ */
+const MAX_OPEN_STREAMS = MAX_UNCLAIMED_STREAMS;
 /** Stream ids remembered after they closed, for packets to closed streams. */
 const GONE_STREAMS_KEPT = 64;
 /** Attempts at a Start the safety check lets through, before a plain refused one is sent instead. */
