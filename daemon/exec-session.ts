@@ -522,8 +522,7 @@ export class ExecSession implements SessionHandler {
     const cwd = workingDirectory(identity.runAs);
     let child: ChildProcess;
     try {
-      // Found as the account finds it, the same way for every account (bridges/programs.ts says what remains).
-      const named = this.programs?.[0] ?? programToStart(findProgram(program, env['PATH'] ?? '', cwd, identity.runAs), identity.runAs);
+      const named = this.programToRun(program, env, cwd);
       const [file, fileArgs] = identity.runAs.command(named, args);
       child = spawn(file, fileArgs, {
         argv0: program,
@@ -619,7 +618,7 @@ export class ExecSession implements SessionHandler {
     let exited = false;
     try {
       // node-pty would report a program it cannot exec only as output and status 1: it is found first, as the account.
-      const named = this.programs?.[0] ?? programToStart(findProgram(asked[0] as string, env['PATH'] ?? '', cwd, identity.runAs), identity.runAs);
+      const named = this.programToRun(asked[0] as string, env, cwd);
       argv = identity.runAs.command(named, asked.slice(1)).flat();
       command = spawnOnPty(argv, pty, {
         env,
@@ -714,6 +713,15 @@ export class ExecSession implements SessionHandler {
     if (this.groupId === undefined) return;
     this.log.info('forwarding signal', { signal, pgid: this.groupId });
     signalGroup(this.groupId, signal);
+  }
+
+  /**
+   * What to start for argv[0] of a command: the program the gluepot check resolved, else the one the account finds,
+   * found the same way for every account (bridges/programs.ts says what remains); a RequestError when there is none.
+   */
+  private programToRun(program: string, env: Record<string, string>, cwd: string): string {
+    const { runAs } = this.identity as SessionIdentity;
+    return this.programs?.[0] ?? programToStart(findProgram(program, env['PATH'] ?? '', cwd, runAs), runAs);
   }
 
   /** The three streams a Start names, taken all or none: a Start naming one it cannot have leaves the others. */
