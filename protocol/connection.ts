@@ -172,7 +172,7 @@ export class SecureConnection {
       if (!helloSeen) {
         helloSeen = true;
         connection.sendPlain(PacketType.Hello, handshake.consumeHelloAndReply(connection.handshakePayload(frame, PacketType.Hello)));
-        options.handshakeProgress?.('hello');
+        connection.handshakeProgress?.('hello');
         return undefined;
       }
       const client = handshake.consumeKeyExchange(connection.handshakePayload(frame, PacketType.KeyExchange));
