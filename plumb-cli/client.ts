@@ -32,9 +32,12 @@ export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
       socket.removeAllListeners('error');
       resolve(socket);
     });
-    socket.once('error', (error) => {
+    socket.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new ConnectionError(ErrorCode.ConnectFailed, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
+      // A reset before libuv reports the connect means the host accepted and then hung up: the connection was
+      // made and lost, which a retry cannot mend any more than a hang-up just after 'connect'.
+      const code = error.code === 'ECONNRESET' ? ErrorCode.ConnectionLost : ErrorCode.ConnectFailed;
+      reject(new ConnectionError(code, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
     });
   });
 }
