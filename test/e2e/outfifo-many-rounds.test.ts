@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { killGroup, startNetplumb, tempDir } from '../helpers/daemon.js';
 
 const ROUNDS = 300;
@@ -17,18 +18,16 @@ test('300 rounds through one -outfifo each arrive, and the daemon serves on', { 
   const here = join(np.dir, 'here');
   mkdirSync(here);
   execFileSync('mkfifo', [join(here, 'rounds.fifo')]);
-  // One cat per round: each sees one round's bytes and its EOF; the loop stops by itself after ROUNDS + 50 opens.
-  const reader = spawn('sh', ['-c', `i=0; while [ $i -lt ${ROUNDS + 50} ]; do cat rounds.fifo; i=$((i+1)); done`], {
-    cwd: here,
-    stdio: ['ignore', 'pipe', 'ignore'],
-    detached: true,
-  });
+  // One reader holds the FIFO open both ways for the whole test, so no round can fall into the gap every FIFO
+  // has between a reader seeing EOF and closing (bytes written there are dropped by the kernel, whoever writes).
+  const reader = spawn('sh', ['-c', 'exec cat 0<>rounds.fifo'], { cwd: here, stdio: ['ignore', 'pipe', 'ignore'], detached: true });
   t.after(() => killGroup(reader.pid as number, 'SIGKILL'));
   let received = '';
   reader.stdout.setEncoding('utf8').on('data', (text: string) => (received += text));
   const writer = `i=0; while [ $i -lt ${ROUNDS} ]; do echo "round $i" >"$NETPLUMB_SPOOL/rounds.fifo"; sleep 0.02; i=$((i+1)); done`;
   const result = await np.plumb(['sh', '-c', writer], { options: ['-outfifo=rounds.fifo'], cwd: here });
   assert.equal(result.code, 0, result.stderr);
+  for (let waited = 0; waited < 5_000 && received.split('\n').length <= ROUNDS; waited += 50) await delay(50);
   const lines = received.trim().split('\n');
   assert.equal(lines.length, ROUNDS);
   assert.deepEqual(lines, Array.from({ length: ROUNDS }, (_, i) => `round ${i}`));
