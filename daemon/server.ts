@@ -13,7 +13,7 @@ import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
 import { Admission, HandshakeStage, type PendingConnection } from './admission.js';
-import { ExecSession } from './exec-session.js';
+import { Session } from './session.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
@@ -29,7 +29,7 @@ interface Authorization {
 
 interface LiveConnection {
   transport: Duplex;
-  session: ExecSession | undefined;
+  session: Session | undefined;
   connection: SecureConnection | undefined;
   /** Why the handshake failed, if it did. */
   failure: NetplumbError | undefined;
@@ -254,7 +254,7 @@ export class Daemon {
           clientLog.info('one-time key used', { key: oneTime.fingerprint, node: connection.peer.peer.fingerprint, controller: oneTime.controller, user: oneTime.binding.user });
         }
         const gluepot = this.gluepotOf(client.identity);
-        const session = new ExecSession(clientLog, {
+        const session = new Session(clientLog, {
           killGraceMs: this.config.killGraceMs,
           spoolDir: this.config.spoolDir,
           acceptEnv: this.config.acceptEnv,
@@ -304,7 +304,7 @@ export class Daemon {
     this.log.info('shutting down', { connections: this.live.size, graceMs: this.config.shutdownGraceMs });
     const closed = new Promise<void>((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
     if (!(await this.sessionsIdle(this.config.shutdownGraceMs))) {
-      for (const live of this.live) if (live.session?.running === true) live.session.endProcessGroup('daemon shutting down');
+      for (const live of this.live) if (live.session?.running === true) live.session.endProcesses('daemon shutting down');
       await this.sessionsIdle(this.config.killGraceMs + 1000);
     }
     const sessions = [...this.live].map((live) => live.session?.done);

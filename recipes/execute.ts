@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import { ErrorCode, NetplumbError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
-import { groupAlive, signalGroup } from './process-groups.js';
+import { endGroups, groupAlive, signalGroup, spawnFailure as readSpawnFailure } from './process-groups.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -157,7 +157,6 @@ export class RecipeRun {
   /** Every process group the run started, alive or not: a leader's children may outlive it. */
   private readonly groups: number[] = [];
   private abortReason: string | undefined;
-  private killTimer: NodeJS.Timeout | undefined;
   private resolveOutcome: (outcome: RecipeOutcome) => void = () => undefined;
   /** Settles once every started command has ended, every output has been read and every pipe is gone. */
   readonly outcome: Promise<RecipeOutcome>;
@@ -209,17 +208,7 @@ export class RecipeRun {
     this.abortReason = reason;
     // Nothing more will be started: pipes the daemon still holds must not keep anyone waiting.
     this.closeAllPipes();
-    this.signal('SIGTERM');
-    const deadline = Date.now() + this.options.killGraceMs;
-    this.killTimer = setInterval(() => {
-      const alive = this.groups.filter(groupAlive);
-      if (alive.length === 0) {
-        clearInterval(this.killTimer);
-        this.finish();
-      } else if (Date.now() >= deadline) {
-        for (const group of alive) signalGroup(group, 'SIGKILL');
-      }
-    }, 50);
+    void endGroups(() => this.groups, { graceMs: this.options.killGraceMs }).then(() => this.finish());
     return this.outcome;
   }
 
@@ -228,13 +217,7 @@ export class RecipeRun {
    * end with the session, as a single command's would. SIGTERM now, SIGKILL after the grace period.
    */
   private endLeftovers(): void {
-    const alive = this.groups.filter(groupAlive);
-    if (alive.length === 0) return;
-    for (const group of alive) signalGroup(group, 'SIGTERM');
-    const timer = setTimeout(() => {
-      for (const group of alive.filter(groupAlive)) signalGroup(group, 'SIGKILL');
-    }, this.options.killGraceMs);
-    timer.unref();
+    void endGroups(() => this.groups, { graceMs: this.options.killGraceMs });
   }
 
   private joinIo(io: RecipeIo): Promise<unknown> {
@@ -447,7 +430,6 @@ export class RecipeRun {
     if (this.state === State.Finished) return;
     const aborting = this.state === State.Aborting;
     this.state = State.Finished;
-    clearInterval(this.killTimer);
     // The leaders are gone but an abort must still end what they left in their groups (SIGKILL after the grace).
     if (aborting) this.endLeftovers();
     this.closeAllPipes();
@@ -603,9 +585,8 @@ function removeMadeFifos(made: readonly MadeFile[], identity: CommandIdentity): 
 }
 
 function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatus {
-  if (error.code === 'ENOENT') return { error: ErrorCode.CommandNotFound, message: `command not found: ${program}`, code: STAGE_NOT_FOUND_CODE };
-  if (error.code === 'EACCES') return { error: ErrorCode.CommandNotExecutable, message: `permission denied: ${program}`, code: STAGE_NOT_EXECUTABLE_CODE };
-  return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error.message}`, code: STAGE_NOT_EXECUTABLE_CODE };
+  const { code, message } = readSpawnFailure(program, error);
+  return { error: code, message, code: code === ErrorCode.CommandNotFound ? STAGE_NOT_FOUND_CODE : STAGE_NOT_EXECUTABLE_CODE };
 }
 
 /** A program findProgram did not find or may not run, reported as spawnFailure reports the same from spawn. */
