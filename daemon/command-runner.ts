@@ -9,26 +9,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorCode, NetplumbError, RequestError } from '../protocol/errors.js';
-import type { ExecRequest, ExitStatus, ForwardableSignal } from '../protocol/session.js';
-import { endGroups, signalGroup, spawnFailure } from '../recipes/process-groups.js';
-import type { Logger } from './log.js';
-import { programToRun, settled, type Runner, type RunnerOptions, type SessionStreams } from './runner.js';
+import type { ExecRequest, ExitStatus } from '../protocol/session.js';
+import { endGroups, spawnFailure } from '../recipes/process-groups.js';
+import { LeaderRunner, programToRun, settled, type Runner, type SessionStreams } from './runner.js';
 import { workingDirectory } from './start-policy.js';
 
 const execFileAsync = promisify(execFile);
 
-export class CommandRunner implements Runner {
+export class CommandRunner extends LeaderRunner implements Runner {
   private child: ChildProcess | undefined;
   private outputs: OutputPipes | undefined;
   private attached = false;
-  private ending: Promise<void> | undefined;
-  private resolveOutcome: (status: ExitStatus) => void = () => undefined;
-  readonly outcome: Promise<ExitStatus> = new Promise((resolve) => (this.resolveOutcome = resolve));
 
-  constructor(
-    private readonly log: Logger,
-    private readonly options: RunnerOptions,
-  ) {}
+  protected get leader(): number | undefined {
+    return this.child?.pid;
+  }
 
   private get request(): ExecRequest {
     return this.options.prepared.request as ExecRequest;
@@ -106,36 +101,22 @@ export class CommandRunner implements Runner {
     const outputsDone = Promise.all([settled(stdout), settled(stderr)]);
     child.once('exit', (code, signal) => {
       const status: ExitStatus = signal !== null ? { signal } : { code: code ?? 0 };
-      void outputsDone.then(() => {
-        this.log.info('command ended', status);
-        this.resolveOutcome(status);
-      });
+      void outputsDone.then(() => this.ended(status));
     });
-  }
-
-  signal(signal: ForwardableSignal): void {
-    const pgid = this.child?.pid;
-    if (pgid === undefined) return;
-    this.log.info('forwarding signal', { signal, pgid });
-    signalGroup(pgid, signal);
   }
 
   resize(): void {
     // No terminal to size.
   }
 
-  abort(reason?: string): Promise<void> {
-    if (this.ending !== undefined) return this.ending;
-    const pgid = this.child?.pid;
+  protected endGroups(pgid: number, reason: string | undefined): Promise<void> {
     if (!this.attached) {
       // Never joined to the client's streams: nobody else will read these.
       this.outputs?.stdout.destroy();
       this.outputs?.stderr.destroy();
     }
-    if (pgid === undefined) return (this.ending = Promise.resolve());
     if (reason !== undefined) this.log.info('ending process group', { pgid, reason });
-    this.ending = endGroups(() => [pgid], { graceMs: this.options.killGraceMs });
-    return this.ending;
+    return endGroups(() => [pgid], { graceMs: this.options.killGraceMs });
   }
 }
 

@@ -2,11 +2,11 @@
 // to the stdout stream, the stdin stream is typed into it no faster than the pty takes it, and Resize packets change
 // its size. Without argv it is the account's login shell. Ending it ends every process group of its session.
 
-import type { ExecRequest, ExitStatus, ForwardableSignal, PtyRequest } from '../protocol/session.js';
-import { endGroups, signalGroup } from '../recipes/process-groups.js';
+import type { ExecRequest, ExitStatus, PtyRequest } from '../protocol/session.js';
+import { endGroups } from '../recipes/process-groups.js';
 import type { Logger } from './log.js';
 import { sessionGroups, spawnOnPty, type PtyCommand } from './pty.js';
-import { programToRun, settled, type Runner, type RunnerOptions, type SessionStreams } from './runner.js';
+import { LeaderRunner, programToRun, settled, type Runner, type RunnerOptions, type SessionStreams } from './runner.js';
 import { loginShell, workingDirectory } from './start-policy.js';
 
 /** Input queued for a pty beyond which the stdin stream is paused, and how often it is checked then. */
@@ -16,20 +16,23 @@ const PTY_INPUT_POLL_MS = 10;
 /** How long after a pty command's exit its last output is awaited before the output stream ends. */
 const PTY_LAST_OUTPUT_MS = 250;
 
-export class PtyRunner implements Runner {
+export class PtyRunner extends LeaderRunner implements Runner {
   private command: PtyCommand | undefined;
   private argv: string[] = [];
   private streams: SessionStreams | undefined;
   private exited = false;
-  private ending: Promise<void> | undefined;
-  private resolveOutcome: (status: ExitStatus) => void = () => undefined;
-  readonly outcome: Promise<ExitStatus> = new Promise((resolve) => (this.resolveOutcome = resolve));
 
   constructor(
-    private readonly log: Logger,
-    private readonly options: RunnerOptions,
+    log: Logger,
+    options: RunnerOptions,
     private readonly pty: PtyRequest,
-  ) {}
+  ) {
+    super(log, options);
+  }
+
+  protected get leader(): number | undefined {
+    return this.command?.pid;
+  }
 
   start(): Promise<void> {
     try {
@@ -71,17 +74,14 @@ export class PtyRunner implements Runner {
     command.resume();
     const streams = this.streams;
     if (streams === undefined) {
-      this.resolveOutcome(status);
+      this.ended(status);
       return;
     }
     streams.stdin.pause();
     // The last output arrives right after the exit; end the stream once it is in.
     setTimeout(() => {
       streams.stdout.end();
-      void settled(streams.stdout).then(() => {
-        this.log.info('command ended', status);
-        this.resolveOutcome(status);
-      });
+      void settled(streams.stdout).then(() => this.ended(status));
     }, PTY_LAST_OUTPUT_MS);
   }
 
@@ -113,24 +113,13 @@ export class PtyRunner implements Runner {
     stdout.on('close', () => command.resume());
   }
 
-  signal(signal: ForwardableSignal): void {
-    const pgid = this.command?.pid;
-    if (pgid === undefined) return;
-    this.log.info('forwarding signal', { signal, pgid });
-    signalGroup(pgid, signal);
-  }
-
   resize(cols: number, rows: number): void {
     if (!this.exited) this.command?.resize(cols, rows);
   }
 
   /** The command leads a session whose jobs may have groups of their own: all of them go, hung up first. */
-  abort(reason?: string): Promise<void> {
-    if (this.ending !== undefined) return this.ending;
-    const leader = this.command?.pid;
-    if (leader === undefined) return (this.ending = Promise.resolve());
+  protected endGroups(leader: number, reason: string | undefined): Promise<void> {
     if (reason !== undefined && sessionGroups(leader).length > 0) this.log.info('ending process group', { pgid: leader, reason });
-    this.ending = endGroups(() => sessionGroups(leader), { graceMs: this.options.killGraceMs, hangUpFirst: true });
-    return this.ending;
+    return endGroups(() => sessionGroups(leader), { graceMs: this.options.killGraceMs, hangUpFirst: true });
   }
 }

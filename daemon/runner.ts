@@ -9,6 +9,8 @@ import { finished } from 'node:stream/promises';
 import type { MuxStream } from '../protocol/mux.js';
 import type { ExitStatus, ForwardableSignal } from '../protocol/session.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
+import { signalGroup } from '../recipes/process-groups.js';
+import type { Logger } from './log.js';
 import type { PreparedStart } from './start-policy.js';
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
@@ -60,4 +62,43 @@ export function settled(stream: MuxStream): Promise<void> {
     () => undefined,
     () => undefined,
   );
+}
+
+/**
+ * What the command and pty runners share: one leading process whose group receives forwarded signals, an outcome
+ * settled once, and an abort that ends the groups once however often it is asked.
+ */
+export abstract class LeaderRunner {
+  private ending: Promise<void> | undefined;
+  private resolveOutcome: (status: ExitStatus) => void = () => undefined;
+  readonly outcome: Promise<ExitStatus> = new Promise((resolve) => (this.resolveOutcome = resolve));
+
+  constructor(
+    protected readonly log: Logger,
+    protected readonly options: RunnerOptions,
+  ) {}
+
+  /** The leading process, also its process group; undefined until it has started. */
+  protected abstract get leader(): number | undefined;
+
+  /** Ends the groups of a started leader; called at most once. */
+  protected abstract endGroups(leader: number, reason: string | undefined): Promise<void>;
+
+  signal(signal: ForwardableSignal): void {
+    const pgid = this.leader;
+    if (pgid === undefined) return;
+    this.log.info('forwarding signal', { signal, pgid });
+    signalGroup(pgid, signal);
+  }
+
+  abort(reason?: string): Promise<void> {
+    const leader = this.leader;
+    this.ending ??= leader === undefined ? Promise.resolve() : this.endGroups(leader, reason);
+    return this.ending;
+  }
+
+  protected ended(status: ExitStatus): void {
+    this.log.info('command ended', status);
+    this.resolveOutcome(status);
+  }
 }

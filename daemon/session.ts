@@ -25,6 +25,7 @@ import {
   type MintedKey,
   type MintRequest,
   type StageEnd,
+  type StartRequest,
 } from '../protocol/session.js';
 import { StateMachine, type TransitionTable } from '../protocol/state-machine.js';
 import { MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
@@ -34,7 +35,8 @@ import type { Logger } from './log.js';
 import { PtyRunner } from './pty-runner.js';
 import { RecipeRunner } from './recipe-runner.js';
 import type { Runner, SessionStreams } from './runner.js';
-import { checkRequest, prepareStart, type PreparedStart, type StartGrant, type StartRequest } from './start-policy.js';
+import type { Gluepot } from './gluepots.js';
+import { checkRequest, prepareStart, type PreparedStart, type StartGrant } from './start-policy.js';
 
 export type SessionState = 'waiting' | 'preparing' | 'running' | 'exited' | 'closed';
 
@@ -53,8 +55,21 @@ export const SESSION_TRANSITIONS: TransitionTable<SessionState> = {
  */
 export const MAX_UNCLAIMED_STREAMS = 3;
 
+/** Makes the runner for an accepted Start; `stageEnded` passes a recipe command's end on to the client. */
+export type RunnerFactory = (prepared: PreparedStart, context: { log: Logger; killGraceMs: number; gluepot: Gluepot | undefined; stageEnded: (end: StageEnd) => void }) => Runner;
+
+/** The runner each way of running needs: a recipe's, a terminal's, or a plain command's. */
+export const defaultRunners: RunnerFactory = (prepared, { log, killGraceMs, gluepot, stageEnded }) => {
+  const { request } = prepared;
+  if (request.kind === StartKind.Recipe) return new RecipeRunner(log, { prepared, killGraceMs, gluepot, stageEnded });
+  if (request.pty !== undefined) return new PtyRunner(log, { prepared, killGraceMs }, request.pty);
+  return new CommandRunner(log, { prepared, killGraceMs });
+};
+
 export interface SessionOptions extends StartGrant {
   killGraceMs: number;
+  /** How an accepted Start is run; the default runs real processes. */
+  runners?: RunnerFactory;
   /** A controller's session: makes a one-time key for a binding already checked here. Absent: MintKey is refused. */
   mint?: (binding: KeyBinding & { user: string }, lifetimeSeconds: number) => MintedKey;
 }
@@ -204,7 +219,8 @@ export class Session implements SessionHandler {
         ...(gluepot === undefined ? {} : { gluepot }),
       });
       if (abandoned()) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
-      runner = this.runnerFor(prepared);
+      const makeRunner = this.options.runners ?? defaultRunners;
+      runner = makeRunner(prepared, { log: this.log, killGraceMs: this.options.killGraceMs, gluepot: this.options.gluepot, stageEnded: (end) => this.stageEnded(end) });
       await runner.start();
     } catch (error) {
       this.endpoints?.close();
@@ -227,16 +243,6 @@ export class Session implements SessionHandler {
     this.channel.send(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
     runner.attach(streams);
     void runner.outcome.then((status) => this.exited(status, streams.stdin));
-  }
-
-  private runnerFor(prepared: PreparedStart): Runner {
-    const options = { prepared, killGraceMs: this.options.killGraceMs };
-    const { request } = prepared;
-    if (request.kind === StartKind.Recipe) {
-      return new RecipeRunner(this.log, { ...options, gluepot: this.options.gluepot, stageEnded: (end) => this.stageEnded(end) });
-    }
-    if (request.pty !== undefined) return new PtyRunner(this.log, options, request.pty);
-    return new CommandRunner(this.log, options);
   }
 
   private stageEnded(end: StageEnd): void {

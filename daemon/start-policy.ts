@@ -5,7 +5,7 @@
 
 import { existsSync } from 'node:fs';
 import { ErrorCode, RequestError } from '../protocol/errors.js';
-import type { Endpoints, ExecRequest, ExportedEnv, KeyBinding, RecipeRequest } from '../protocol/session.js';
+import type { Endpoints, ExecRequest, ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import { EndpointError } from '../bridges/fifo.js';
 import { RecipeError } from '../recipes/errors.js';
@@ -43,8 +43,6 @@ export interface SessionIdentity {
   runAs: RunAs;
   spoolDir: string;
 }
-
-export type StartRequest = ExecRequest | RecipeRequest;
 
 /** A Start the policy accepted: everything a runner needs to make it happen as checked. */
 export interface PreparedStart {
