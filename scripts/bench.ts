@@ -8,26 +8,18 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { tmpdir, userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { spawn as spawnPty } from 'node-pty';
 import { connectToDaemon } from '../plumb-cli/client.js';
 import { runRemoteCommand, type RemoteJob } from '../plumb-cli/run.js';
 import type { SecureConnection } from '../protocol/connection.js';
 import { loadPrivateIdentity } from '../protocol/keys.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
+import { PROGRAMS, REPO_DIR } from './built-programs.js';
 
-const buildDir = dirname(dirname(fileURLToPath(import.meta.url)));
-const repoDir = dirname(buildDir);
-const bin = {
-  plumb: join(buildDir, 'plumb-cli', 'main.js'),
-  netplumbd: join(buildDir, 'daemon', 'main.js'),
-  keygen: join(buildDir, 'plumb-cli', 'keygen-main.js'),
-  tcpSink: join(buildDir, 'scripts', 'tcp-peer.js'),
-  unixPeer: join(buildDir, 'scripts', 'unix-peer.js'),
-};
-const sshHelper = resolve(repoDir, '..', 'shared', 'bench', 'openssh-loopback.sh');
+const bin = PROGRAMS;
+const sshHelper = resolve(REPO_DIR, '..', 'shared', 'bench', 'openssh-loopback.sh');
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const BULK = process.env['BENCH_BULK'] ?? '2G';
@@ -331,7 +323,7 @@ async function main(): Promise<void> {
 
     const download = median(measure(`${plumb} head -c ${BULK} /dev/zero >/dev/null`));
     const sshDownload = sshGcm === undefined ? undefined : median(measure(`${sshGcm} anchor 'head -c ${BULK} /dev/zero' >/dev/null`));
-    const tcp = median(measure(`${process.execPath} ${bin.tcpSink} ${BULK_BYTES}`));
+    const tcp = median(measure(`${process.execPath} ${bin.tcpPeer} ${BULK_BYTES}`));
     rows.push({ metric: `download (${BULK} via remote head -c)`, netplumb: mbPerSecond(download), peer: 'OpenSSH aes128-gcm', peerValue: sshDownload && mbPerSecond(sshDownload), unit: 'MB/s', target: '>= 1.2x' });
     rows.push({ metric: 'download vs plain Node TCP', netplumb: mbPerSecond(download), peer: 'Node TCP 64 KiB writes', peerValue: mbPerSecond(tcp), unit: 'MB/s', target: '>= 0.4x' });
 
@@ -409,7 +401,7 @@ async function main(): Promise<void> {
     rmSync(home, { recursive: true, force: true });
   }
   // Optional, after the table and on daemons of its own: the soak (scripts/soak.ts), which prints its own PASS/FAIL.
-  if (process.env['BENCH_SOAK'] === '1') spawnSync(process.execPath, [join(buildDir, 'scripts', 'soak.js')], { stdio: 'inherit' });
+  if (process.env['BENCH_SOAK'] === '1') spawnSync(process.execPath, [PROGRAMS.soak], { stdio: 'inherit' });
 }
 
 main().catch((error: unknown) => {

@@ -7,16 +7,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROGRAMS, REPO_DIR } from './built-programs.js';
 
-const buildDir = dirname(dirname(fileURLToPath(import.meta.url)));
-const repoDir = dirname(buildDir);
-const bin = {
-  plumb: join(buildDir, 'plumb-cli', 'main.js'),
-  netplumbd: join(buildDir, 'daemon', 'main.js'),
-  keygen: join(buildDir, 'plumb-cli', 'keygen-main.js'),
-};
+const bin = PROGRAMS;
 
 function step(text: string): void {
   process.stdout.write(`\n== ${text}\n`);
@@ -78,7 +72,7 @@ async function main(): Promise<number> {
     if (remote.status !== 0 || remoteSum !== local) throw new Error('remote checksum differs from the local one');
     process.stdout.write('the same bytes arrived, encrypted on the wire\n');
 
-    const recipe = join(repoDir, 'recipes', 'examples', 'backup.rcp');
+    const recipe = join(REPO_DIR, 'recipes', 'examples', 'backup.rcp');
     step(`plumb -check -recipe=recipes/examples/backup.rcp   (the plan, checked locally; nothing runs)`);
     const check = run([bin.plumb, '-check', `-recipe=${recipe}`, `-spool=${spool}`], { env });
     process.stdout.write(check.stdout);

@@ -6,14 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateIdentity, writeIdentityFiles, type PrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
+import { PROGRAMS } from '../built-programs.js';
 
-/** The compiled tree (build/): this file runs as build/scripts/fuzz/daemon.js. */
-const BUILD_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const NETPLUMBD_MAIN = join(BUILD_ROOT, 'daemon', 'main.js');
-export const PLUMB_MAIN = join(BUILD_ROOT, 'plumb-cli', 'main.js');
+export const NETPLUMBD_MAIN = PROGRAMS.netplumbd;
+export const PLUMB_MAIN = PROGRAMS.plumb;
 
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 20_000;
