@@ -3,6 +3,7 @@
 // sequence; it never reads packet meaning. Bodies are handed on as the slices they arrived in, uncopied.
 
 import { crc32 } from 'node:zlib';
+import { ByteQueue } from './byte-queue.js';
 import { ErrorCode, PacketError } from './errors.js';
 import {
   CRC_OFFSET,
@@ -88,8 +89,7 @@ const enum ReaderState {
  */
 export class FrameReader {
   private state = ReaderState.Header;
-  private readonly chunks: Buffer[] = [];
-  private bufferedBytes = 0;
+  private readonly received = new ByteQueue();
   private expectedSequence = 0;
   private header: Buffer | undefined;
   private payloadBytes = 0;
@@ -101,25 +101,23 @@ export class FrameReader {
 
   /** Bytes held for an incomplete packet: never more than maxPacketBytes. */
   get pendingBytes(): number {
-    return this.bufferedBytes;
+    return this.received.length;
   }
 
   /** True while the reader holds part of a packet (a close now means a truncated packet). */
   get midPacket(): boolean {
-    return this.bufferedBytes > 0 || this.state === ReaderState.Payload;
+    return this.received.length > 0 || this.state === ReaderState.Payload;
   }
 
   push(chunk: Buffer): void {
     if (this.state === ReaderState.Failed) throw new PacketError(ErrorCode.UnexpectedPacket, 'data after a failed packet');
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.bufferedBytes += chunk.length;
+    this.received.push(chunk);
     try {
       this.drain();
     } catch (error) {
       this.state = ReaderState.Failed;
-      this.chunks.length = 0;
-      this.bufferedBytes = 0;
+      this.received.takeAll();
       throw error;
     }
   }
@@ -127,25 +125,21 @@ export class FrameReader {
   private drain(): void {
     for (;;) {
       if (this.state === ReaderState.Header) {
-        if (!this.checkMagicPrefix() || this.bufferedBytes < HEADER_BYTES) return;
-        const header = this.take(HEADER_BYTES);
-        this.acceptHeader(Buffer.concat(header, HEADER_BYTES));
+        this.checkMagicPrefix();
+        if (this.received.length < HEADER_BYTES) return;
+        this.acceptHeader(Buffer.concat(this.received.take(HEADER_BYTES), HEADER_BYTES));
       }
-      if (this.bufferedBytes < this.payloadBytes) return;
-      this.emit(this.take(this.payloadBytes));
+      if (this.received.length < this.payloadBytes) return;
+      this.emit(this.received.take(this.payloadBytes));
     }
   }
 
   /** Checks the magic against however many bytes have arrived, so garbage is refused at its first byte. */
-  private checkMagicPrefix(): boolean {
-    let checked = 0;
-    for (const chunk of this.chunks) {
-      for (let i = 0; i < chunk.length && checked < MAGIC.length; i++, checked++) {
-        if (chunk[i] !== MAGIC[checked]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
-      }
-      if (checked === MAGIC.length) break;
+  private checkMagicPrefix(): void {
+    const prefix = this.received.peek(MAGIC.length);
+    for (let i = 0; i < prefix.length; i++) {
+      if (prefix[i] !== MAGIC[i]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
     }
-    return true;
   }
 
   private acceptHeader(header: Buffer): void {
@@ -180,25 +174,6 @@ export class FrameReader {
     });
   }
 
-  /** Removes count bytes from the front of the buffered chunks, as slices (no copy). */
-  private take(count: number): Buffer[] {
-    const out: Buffer[] = [];
-    let remaining = count;
-    while (remaining > 0) {
-      const chunk = this.chunks[0] as Buffer;
-      if (chunk.length <= remaining) {
-        out.push(chunk);
-        this.chunks.shift();
-        remaining -= chunk.length;
-      } else {
-        out.push(chunk.subarray(0, remaining));
-        this.chunks[0] = chunk.subarray(remaining);
-        remaining = 0;
-      }
-    }
-    this.bufferedBytes -= count;
-    return out;
-  }
 }
 
 /** Joins payload slices into one Buffer (copying only when there is more than one). */
