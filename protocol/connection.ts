@@ -21,13 +21,12 @@ import { decodeFields, encodeFields, type Entry } from './fields.js';
 import { FrameReader, finishHeader, joinPayload, prepareHeader, nextSequence, encodeHeader, type Frame } from './frame.js';
 import { ClientHandshake, ServerHandshake, type SessionKeys } from './handshake.js';
 import type { PrivateIdentity, PublicIdentity } from './keys.js';
+import { resolveLimits, type ResolvedLimits } from './limits.js';
 import {
   AEAD_TAG_BYTES,
   type CipherAlgorithm,
-  DEFAULT_LIMITS,
   FIRST_ENCRYPTED_TYPE,
   Field,
-  type Limits,
   PacketType,
   isKnownPacketType,
 } from './wire.js';
@@ -42,7 +41,8 @@ export interface ConnectionHandler {
 }
 
 export interface ConnectionOptions {
-  limits?: Partial<Limits>;
+  /** From resolveLimits (default: resolveLimits()), so a connection never runs with limits nobody validated. */
+  limits?: ResolvedLimits;
   cipherLimits?: CipherLimits;
   ciphers?: readonly CipherAlgorithm[];
   /** Told as the peer's side of the handshake advances: its first bytes arrived, then its Hello was answered. */
@@ -104,7 +104,7 @@ const RTT_RESAMPLE_MS = 1000;
 const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 
 export class SecureConnection {
-  readonly limits: Readonly<Limits>;
+  readonly limits: ResolvedLimits;
   private state = State.Handshaking;
   private readonly reader: FrameReader;
   private sendSequence = 0;
@@ -138,7 +138,7 @@ export class SecureConnection {
     options: ConnectionOptions,
     private readonly cipherLimits: CipherLimits,
   ) {
-    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+    this.limits = options.limits ?? resolveLimits();
     this.onFrame = (frame) => this.handleFrame(frame);
     this.reader = new FrameReader(this.limits.maxPacketBytes, this.onFrame);
     this.handshakeProgress = options.handshakeProgress;

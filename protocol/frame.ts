@@ -6,14 +6,17 @@ import { crc32 } from 'node:zlib';
 import { ByteQueue } from './byte-queue.js';
 import { ErrorCode, PacketError } from './errors.js';
 import {
+  ASSOCIATED_DATA_BYTES,
   CRC_OFFSET,
   HEADER_BYTES,
   MAGIC,
   SEQUENCE_MODULUS,
   SEQUENCE_OFFSET,
+  SIZE_FIELD_BYTES,
   SIZE_OFFSET,
   SIZE_OVERHEAD_BYTES,
   TYPE_OFFSET,
+  UNCOUNTED_BYTES,
 } from './wire.js';
 
 /** One parsed packet. `payload` is the body after the type byte, as one or more slices of received chunks. */
@@ -71,9 +74,9 @@ export function finishHeader(header: Buffer, payload: readonly Buffer[]): void {
 
 /** The associated data of a packet: size, sequence and type (the CRC is left out: it covers the ciphertext). */
 export function associatedData(header: Buffer): Buffer {
-  const aad = Buffer.allocUnsafe(9);
-  header.copy(aad, 0, SIZE_OFFSET, SIZE_OFFSET + 4);
-  header.copy(aad, 4, SEQUENCE_OFFSET, HEADER_BYTES);
+  const aad = Buffer.allocUnsafe(ASSOCIATED_DATA_BYTES);
+  header.copy(aad, 0, SIZE_OFFSET, SIZE_OFFSET + SIZE_FIELD_BYTES);
+  header.copy(aad, SIZE_FIELD_BYTES, SEQUENCE_OFFSET, HEADER_BYTES);
   return aad;
 }
 
@@ -145,8 +148,8 @@ export class FrameReader {
   private acceptHeader(header: Buffer): void {
     const size = header.readUInt32BE(SIZE_OFFSET);
     if (size < SIZE_OVERHEAD_BYTES) throw new PacketError(ErrorCode.BadSize, `packet size ${size} below the minimum`);
-    if (size + 8 > this.maxPacketBytes) {
-      throw new PacketError(ErrorCode.BadSize, `packet of ${size + 8} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
+    if (size + UNCOUNTED_BYTES > this.maxPacketBytes) {
+      throw new PacketError(ErrorCode.BadSize, `packet of ${size + UNCOUNTED_BYTES} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
     }
     this.header = header;
     this.payloadBytes = size - SIZE_OVERHEAD_BYTES;

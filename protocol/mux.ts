@@ -10,7 +10,7 @@ import type { ConnectionHandler, SecureConnection } from './connection.js';
 import { ConnectionError, ErrorCode, LimitError, NetplumbError, PacketError, RemoteError, asNetplumbError, isErrorCode } from './errors.js';
 import { decodeFields, type Entry, type FieldList } from './fields.js';
 import { joinPayload } from './frame.js';
-import { Field, MAX_STREAM_ID, PacketType, STREAM_ID_BYTES } from './wire.js';
+import { Field, MAX_ANNOUNCED_BYTES, MAX_STREAM_ID, PACKET_ROOM_BYTES, PacketType, STREAM_ID_BYTES } from './wire.js';
 
 /** Gets the packets the mux does not own, and streams the peer opens. */
 export interface SessionHandler {
@@ -258,7 +258,7 @@ export class Mux implements ConnectionHandler {
     private readonly session: SessionHandler,
   ) {
     this.nextOwnId = options.side === 'client' ? 1 : 2;
-    const peerMax = connection.peerLimits.maxPacketBytes - 64;
+    const peerMax = connection.peerLimits.maxPacketBytes - PACKET_ROOM_BYTES;
     this.maxPayloadBytes = Math.max(1, Math.min(options.maxDataPayloadBytes, peerMax));
     this.maxWindowBytes = Math.max(options.maxWindowBytes ?? 0, options.initialWindowBytes);
   }
@@ -324,7 +324,7 @@ export class Mux implements ConnectionHandler {
       case PacketType.StreamWindow: {
         const fields = decodeFields(joinPayload(payload, payloadBytes));
         const stream = this.lookup(fields.requireInt(Field.stream, 1, MAX_STREAM_ID));
-        stream?.receiveCredit(fields.requireInt(Field.credit, 1, 2 ** 31));
+        stream?.receiveCredit(fields.requireInt(Field.credit, 1, MAX_ANNOUNCED_BYTES));
         return;
       }
       case PacketType.StreamEof: {

@@ -6,11 +6,8 @@ import { Duplex } from 'node:stream';
 import { ByteQueue } from '../../protocol/byte-queue.js';
 import { SecureConnection, type ClientTrust, type ConnectionOptions, type ServerTrust } from '../../protocol/connection.js';
 import type { PrivateIdentity } from '../../protocol/keys.js';
-import { HEADER_BYTES, MAGIC, SEQUENCE_OFFSET, SIZE_OFFSET, TYPE_OFFSET } from '../../protocol/wire.js';
+import { HEADER_BYTES, MAGIC, SEQUENCE_OFFSET, SIZE_OFFSET, TYPE_OFFSET, UNCOUNTED_BYTES } from '../../protocol/wire.js';
 import { allowListServerTrust, pinnedClientTrust, throwawayIdentity } from './keys.js';
-
-/** Magic and size field: the bytes of a packet that its size field does not count. */
-const UNCOUNTED_BYTES = SIZE_OFFSET + 4;
 
 /** What a hook returns: the bytes to deliver in place of the chunk (null or [] drops it). */
 export type TapResult = Buffer | readonly Buffer[] | null;
