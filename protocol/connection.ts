@@ -128,7 +128,6 @@ export class SecureConnection {
   private goodbyeReceived = false;
   private closeError: NetplumbError | undefined;
   private handshakeDone: { resolve: (info: PeerInfo) => void; reject: (error: NetplumbError) => void } | undefined;
-  private readonly onFrame: (frame: Frame) => void;
   private readonly handshakeProgress: ((step: HandshakeStep) => void) | undefined;
   private readonly abortHandshake: AbortSignal | undefined;
   private bytesReceived = false;
@@ -139,8 +138,11 @@ export class SecureConnection {
     private readonly cipherLimits: CipherLimits,
   ) {
     this.limits = options.limits ?? resolveLimits();
-    this.onFrame = (frame) => this.handleFrame(frame);
-    this.reader = new FrameReader(this.limits.maxPacketBytes, this.onFrame);
+    this.reader = new FrameReader(
+      this.limits.maxPacketBytes,
+      (frame) => this.handleFrame(frame),
+      (frame) => this.authenticate(frame),
+    );
     this.handshakeProgress = options.handshakeProgress;
     this.abortHandshake = options.abortHandshake;
   }
@@ -402,7 +404,15 @@ export class SecureConnection {
     }
   }
 
-  /** Called by the frame reader for each packet; a throw here fails the connection (via receive). */
+  /**
+   * The frame reader's authenticate step: once keys are in place, a packet is opened before the reader counts it.
+   * Handshake packets pass as they are; the handshake's signatures authenticate them.
+   */
+  private authenticate(frame: Frame): Frame {
+    return this.state === State.Handshaking || this.state === State.Closed ? frame : this.open(frame);
+  }
+
+  /** Called by the frame reader for each authenticated packet; a throw here fails the connection (via receive). */
   private handleFrame(frame: Frame): void {
     if (this.state === State.Closed) return;
     if (this.state === State.Handshaking) {
@@ -411,14 +421,13 @@ export class SecureConnection {
       return;
     }
     if (this.handler === undefined) {
-      const opened = this.open(frame);
       // The packets after a Rekey are opened now, not at attach, so the ratchet must move now too.
-      if (opened.type === PacketType.Rekey) (this.opener as PacketOpener).rekey();
-      else this.early.push(opened);
+      if (frame.type === PacketType.Rekey) (this.opener as PacketOpener).rekey();
+      else this.early.push(frame);
       this.transport.pause();
       return;
     }
-    this.deliver(this.open(frame));
+    this.deliver(frame);
   }
 
   /** Authenticates and decrypts first; only then is the type looked at. */

@@ -1,6 +1,7 @@
 // The TAP1 frame layer: builds packet headers and parses packets incrementally from a byte stream.
 // It checks magic, size (against maxPacketBytes, from the header alone, before any body byte is kept), CRC and
-// sequence; it never reads packet meaning. Bodies are handed on as the slices they arrived in, uncopied.
+// sequence, and counts a packet only once its authenticate step passed; it never reads packet meaning. Bodies are
+// handed on as the slices they arrived in, uncopied.
 
 import { crc32 } from 'node:zlib';
 import { ByteQueue } from './byte-queue.js';
@@ -87,8 +88,18 @@ const enum ReaderState {
 }
 
 /**
+ * Turns a checked packet into the one handed on (for a sealed packet: verifies the AEAD tag and decrypts), or
+ * throws. Until it returns, the reader's sequence counter has not moved (authenticate first, then count).
+ */
+export type Authenticate = (frame: Frame) => Frame;
+
+/** The authenticate step of plaintext packets: the handshake authenticates them by its signatures instead. */
+const asReceived: Authenticate = (frame) => frame;
+
+/**
  * Incremental packet parser. push() takes chunks as they arrive and calls onFrame for each complete packet, in
- * order. The first failed check throws a PacketError and the reader refuses all further input.
+ * order, once authenticate has passed it. The first failed check throws a PacketError and the reader refuses all
+ * further input.
  */
 export class FrameReader {
   private state = ReaderState.Header;
@@ -100,7 +111,13 @@ export class FrameReader {
   constructor(
     private readonly maxPacketBytes: number,
     private readonly onFrame: (frame: Frame) => void,
+    private readonly authenticate: Authenticate = asReceived,
   ) {}
+
+  /** The sequence number the next packet must carry. */
+  get nextExpectedSequence(): number {
+    return this.expectedSequence;
+  }
 
   /** Bytes held for an incomplete packet: never more than maxPacketBytes. */
   get pendingBytes(): number {
@@ -156,6 +173,10 @@ export class FrameReader {
     this.state = ReaderState.Payload;
   }
 
+  /**
+   * CRC and sequence are compared first, touching no state; the packet is counted only after authenticate passed
+   * it, so a forged packet moves nothing (PROTOCOL.md, "Authenticate first, then count").
+   */
   private emit(payload: Buffer[]): void {
     const header = this.header as Buffer;
     let crc = crc32(header.subarray(SEQUENCE_OFFSET, HEADER_BYTES));
@@ -165,16 +186,11 @@ export class FrameReader {
     if (sequence !== this.expectedSequence) {
       throw new PacketError(ErrorCode.BadSequence, `sequence ${sequence}, expected ${this.expectedSequence}`);
     }
-    this.expectedSequence = nextSequence(sequence);
     this.state = ReaderState.Header;
     this.header = undefined;
-    this.onFrame({
-      sequence,
-      type: header.readUInt8(TYPE_OFFSET),
-      payload,
-      payloadBytes: this.payloadBytes,
-      header,
-    });
+    const frame = this.authenticate({ sequence, type: header.readUInt8(TYPE_OFFSET), payload, payloadBytes: this.payloadBytes, header });
+    this.expectedSequence = nextSequence(sequence);
+    this.onFrame(frame);
   }
 
 }
