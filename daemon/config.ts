@@ -4,7 +4,9 @@
 import { isAbsolute, normalize } from 'node:path';
 import { ConfigError, ErrorCode } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
-import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../protocol/wire.js';
+import { MAX_TIMER_MS, resolveLimits, type ResolvedLimits } from '../protocol/limits.js';
+import { DEFAULT_PORT, type Limits } from '../protocol/wire.js';
+import { DEFAULT_SPOOL_DIR } from '../recipes/check.js';
 import { DEFAULT_ADMISSION, parseExemptList, type AdmissionSettings } from './admission.js';
 import { readTrustedFile } from './trusted-file.js';
 
@@ -24,7 +26,7 @@ export interface DaemonConfig {
   spoolDir: string;
   stdio: boolean;
   foreground: boolean;
-  limits: Limits;
+  limits: ResolvedLimits;
   /** After SIGTERM, how long running sessions may go on before their processes are ended. */
   shutdownGraceMs: number;
   /** After a session's processes got SIGTERM, how long until SIGKILL. */
@@ -50,10 +52,10 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   hostKeyFile: '/etc/netplumb/host_key',
   clientsFile: '/etc/netplumb/authorized_clients',
   gluepotDir: '/etc/netplumb/gluepots',
-  spoolDir: '/var/lib/tapioca/tmp',
+  spoolDir: DEFAULT_SPOOL_DIR,
   stdio: false,
   foreground: false,
-  limits: { ...DEFAULT_LIMITS },
+  limits: resolveLimits(),
   shutdownGraceMs: 10_000,
   killGraceMs: 2_000,
   logLevel: 'info',
@@ -149,7 +151,8 @@ function positiveInt(name: string, value: string): number {
 /** Builds the validated configuration: defaults, then file settings, then command-line settings. */
 export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings, flags: { stdio: boolean; foreground: boolean }): DaemonConfig {
   const settings = new Map([...fileSettings, ...cliSettings]);
-  const config: DaemonConfig = { ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits }, admission: admissionDefaults(), ...flags };
+  const config: DaemonConfig = { ...DEFAULT_CONFIG, admission: admissionDefaults(), ...flags };
+  const limits: Partial<Limits> = {};
   for (const [name, value] of settings) {
     switch (name) {
       case 'listen':
@@ -206,11 +209,11 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         }
         const limit = LIMIT_SETTINGS[name];
         if (limit === undefined) throw new ConfigError(ErrorCode.Config, `unknown setting ${name}`);
-        config.limits[limit] = positiveInt(name, value);
+        limits[limit] = positiveInt(name, value);
       }
     }
   }
-  validateLimits(config.limits);
+  config.limits = resolveLimits(limits);
   validateAdmission(config.admission);
   return config;
 }
@@ -250,32 +253,4 @@ export function parseAcceptEnv(value: string): string[] {
 /** True when a variable name is matched by one of the accept-env patterns. */
 export function envAccepted(name: string, patterns: readonly string[]): boolean {
   return patterns.some((pattern) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern));
-}
-
-/** The longest delay a Node timer holds; a longer one fires after 1 ms (with only a warning). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Rejects limits that cannot work together. */
-export function validateLimits(limits: Limits): void {
-  const timers: [string, number][] = [
-    ['handshake-timeout-ms', limits.handshakeTimeoutMs],
-    ['idle-timeout-ms', limits.idleTimeoutMs],
-    ['keepalive-interval-ms', limits.keepaliveIntervalMs],
-  ];
-  for (const [name, ms] of timers) {
-    if (ms > MAX_TIMER_MS) throw new ConfigError(ErrorCode.Config, `${name} must be at most ${MAX_TIMER_MS}`);
-  }
-  if (limits.maxPacketBytes < 4096) throw new ConfigError(ErrorCode.Config, 'max-packet-bytes must be at least 4096');
-  if (limits.maxDataPayloadBytes + 64 > limits.maxPacketBytes) {
-    throw new ConfigError(ErrorCode.Config, 'max-data-payload-bytes must leave 64 bytes of room in max-packet-bytes');
-  }
-  if (limits.initialWindowBytes < 4096) throw new ConfigError(ErrorCode.Config, 'initial-window-bytes must be at least 4096');
-  if (limits.maxWindowBytes < limits.initialWindowBytes) throw new ConfigError(ErrorCode.Config, 'max-window-bytes cannot be below initial-window-bytes');
-  if (limits.maxWindowBytes > 2 ** 30) throw new ConfigError(ErrorCode.Config, 'max-window-bytes must be at most 1 GiB');
-  if (limits.maxUnauthenticatedConnections > limits.maxConnections) {
-    throw new ConfigError(ErrorCode.Config, 'max-unauthenticated cannot exceed max-connections');
-  }
-  if (limits.keepaliveIntervalMs >= limits.idleTimeoutMs) {
-    throw new ConfigError(ErrorCode.Config, 'keepalive-interval-ms must be shorter than idle-timeout-ms');
-  }
 }

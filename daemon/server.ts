@@ -227,7 +227,8 @@ export class Daemon {
       admitted?.pending.advance(step === 'first-bytes' ? HandshakeStage.Greeting : HandshakeStage.Exchanging);
     };
     const abortHandshake = admitted === undefined ? {} : { abortHandshake: admitted.eviction };
-    SecureConnection.accept(transport, trust, { limits: this.config.limits, handshakeProgress, ...abortHandshake }).then(
+    const reportIllegalMove = (machine: string, from: string, to: string): void => void log.error('illegal state change refused', { machine, from, to });
+    SecureConnection.accept(transport, trust, { limits: this.config.limits, handshakeProgress, reportIllegalMove, ...abortHandshake }).then(
       (connection) => {
         admitted?.pending.settle('authenticated');
         live.connection = connection;

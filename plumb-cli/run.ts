@@ -22,7 +22,7 @@ import {
   type StageEnd,
   type StartReply,
 } from '../protocol/session.js';
-import { Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { Field, PACKET_ROOM_BYTES, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
 import type { ClientEndpoints } from './endpoints.js';
 
 /** plumb's status for anything that is not the remote command's own ending. */
@@ -32,9 +32,6 @@ export const EXIT_COMMAND_NOT_FOUND = 127;
 export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
 /** The recipe was refused by the check, locally or by the daemon, before anything of it ran (as `sh` says 2). */
 export const EXIT_RECIPE_REFUSED = 2;
-
-/** Header and tag around a sealed payload. */
-const START_PACKET_OVERHEAD_BYTES = 64;
 
 /** How long plumb waits for its Goodbye to be written after the command ended. */
 const GOODBYE_WAIT_MS = 1000;
@@ -169,7 +166,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const { terminal } = options;
   const job = options.job.kind === StartKind.Exec && terminal !== undefined ? { ...options.job, pty: { term: terminal.term, ...terminalSize(terminal) } } : options.job;
   const start = encodeFields(encodeStartRequest({ ...job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
-  if (start.length + START_PACKET_OVERHEAD_BYTES > connection.peerLimits.maxPacketBytes) {
+  if (start.length + PACKET_ROOM_BYTES > connection.peerLimits.maxPacketBytes) {
     connection.close();
     const what = options.job.kind === StartKind.Exec ? 'command line' : 'recipe';
     throw new NetplumbError(ErrorCode.Usage, `${what} of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);

@@ -2,11 +2,13 @@
 // keys, keeps the connection alive and closes it on the first bad packet. It knows packet types but no
 // meaning beyond its own (Hello, KeyExchange, Rekey, Ping, Goodbye, Error); everything else goes to the handler.
 //
-//   Handshaking --keys--> Open --Goodbye sent/received--> Closing --transport closed--> Closed
-//        \__________________\___ any failure ___________________________________________/
+//   handshaking --keys--> open --close()--> goodbye-sent --peer's Goodbye--> goodbye-received --> closed
+//        |                  \--peer's Goodbye (answered)--------------------/                    ^
+//        \___________________\___ any failure, or the transport gone _________________________/
 
 import type { Duplex } from 'node:stream';
 import { PacketOpener, PacketSealer, SPEC_CIPHER_LIMITS, type CipherLimits } from './cipher.js';
+import type { ClientTrust, ConnectionHandler, ConnectionOptions, HandshakeStep, PeerInfo, ServerTrust } from './connection-types.js';
 import {
   ConnectionError,
   ErrorCode,
@@ -18,72 +20,28 @@ import {
   isErrorCode,
 } from './errors.js';
 import { decodeFields, encodeFields, type Entry } from './fields.js';
-import { FrameReader, finishHeader, joinPayload, prepareHeader, nextSequence, encodeHeader, type Frame } from './frame.js';
+import { FrameReader, joinPayload, encodeHeader, type Frame } from './frame.js';
 import { ClientHandshake, ServerHandshake, type SessionKeys } from './handshake.js';
-import type { PrivateIdentity, PublicIdentity } from './keys.js';
-import {
-  AEAD_TAG_BYTES,
-  type CipherAlgorithm,
-  DEFAULT_LIMITS,
-  FIRST_ENCRYPTED_TYPE,
-  Field,
-  type Limits,
-  PacketType,
-  isKnownPacketType,
-} from './wire.js';
+import type { PublicIdentity } from './keys.js';
+import { resolveLimits, type ResolvedLimits } from './limits.js';
+import { Liveness } from './liveness.js';
+import { PacketWriter } from './packet-writer.js';
+import { StateMachine, type IllegalMoveReporter, type TransitionTable } from './state-machine.js';
+import { AEAD_TAG_BYTES, FIRST_ENCRYPTED_TYPE, Field, PacketType, isKnownPacketType } from './wire.js';
 
-/** Receives what the connection does not handle itself. A throw from packet() fails the connection. */
-export interface ConnectionHandler {
-  packet(type: PacketType, payload: readonly Buffer[], payloadBytes: number): void;
-  /** The transport can take more data again (after write backpressure). */
-  drain(): void;
-  /** The connection is gone; error is undefined after an orderly Goodbye exchange. */
-  closed(error: NetplumbError | undefined): void;
-}
+/** The types live in connection-types.ts; users import them from here, with the connection. */
+export type { ClientTrust, ConnectionHandler, ConnectionOptions, HandshakeStep, PeerInfo, ServerTrust };
 
-export interface ConnectionOptions {
-  limits?: Partial<Limits>;
-  cipherLimits?: CipherLimits;
-  ciphers?: readonly CipherAlgorithm[];
-  /** Told as the peer's side of the handshake advances: its first bytes arrived, then its Hello was answered. */
-  handshakeProgress?: (step: HandshakeStep) => void;
-  /**
-   * Aborting it ends a handshake still under way with the signal's reason (a NetplumbError), told to the peer in a
-   * plaintext Error packet when its code is one peers are told (NP_TOO_MANY_CONNECTIONS: try again), else silently
-   * (a timeout): how a daemon makes room among connections that have not authenticated.
-   */
-  abortHandshake?: AbortSignal;
-}
+export type ConnectionState = 'handshaking' | 'open' | 'goodbye-sent' | 'goodbye-received' | 'closed';
 
-/** What a peer has done so far in the handshake, for whoever ranks connections that have not authenticated. */
-export type HandshakeStep = 'first-bytes' | 'hello';
-
-export interface ClientTrust {
-  identity: PrivateIdentity;
-  /** Throws (NP_HOST_KEY_UNKNOWN, NP_HOST_KEY_CHANGED) to refuse the daemon before any key is exchanged. */
-  verifyHostKey(hostKey: PublicIdentity): void;
-}
-
-export interface ServerTrust {
-  hostKey: PrivateIdentity;
-  /** Throws (NP_NOT_AUTHORIZED) to refuse a client whose signature has verified. */
-  authorize(client: PublicIdentity): void;
-}
-
-/** What the handshake established. */
-export interface PeerInfo {
-  /** The client's identity (on the daemon) or the daemon's host key (on the client). */
-  peer: PublicIdentity;
-  cipher: CipherAlgorithm;
-  sessionId: Buffer;
-}
-
-const enum State {
-  Handshaking,
-  Open,
-  Closing,
-  Closed,
-}
+/** Goodbye-received also means ours has gone: a peer's Goodbye is answered with one. */
+export const CONNECTION_MOVES: TransitionTable<ConnectionState> = {
+  handshaking: ['open', 'closed'],
+  open: ['goodbye-sent', 'goodbye-received', 'closed'],
+  'goodbye-sent': ['goodbye-received', 'closed'],
+  'goodbye-received': ['closed'],
+  closed: [],
+};
 
 /** Failures the peer is told about (as a plaintext or sealed Error packet); all others close silently. */
 const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm, ErrorCode.TooManyConnections]);
@@ -96,18 +54,13 @@ const ERROR_LINGER_MS = 2000;
  */
 const ABORT_LINGER_MS = 500;
 
-/** Round trips timed before rttMs reports an estimate, and how often a flowing connection times another. */
-const RTT_SAMPLES_NEEDED = 3;
-const RTT_RESAMPLE_MS = 1000;
-
-/** Pause reading while this much is waiting to be written: a peer that does not read cannot grow our buffers. */
-const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
-
 export class SecureConnection {
-  readonly limits: Readonly<Limits>;
-  private state = State.Handshaking;
+  readonly limits: ResolvedLimits;
+  readonly reportIllegalMove: IllegalMoveReporter<string>;
+  private readonly state: StateMachine<ConnectionState>;
   private readonly reader: FrameReader;
-  private sendSequence = 0;
+  private readonly writer: PacketWriter;
+  private readonly liveness: Liveness;
   private sealer: PacketSealer | undefined;
   private opener: PacketOpener | undefined;
   private handler: ConnectionHandler | undefined;
@@ -115,20 +68,8 @@ export class SecureConnection {
   private info: PeerInfo | undefined;
   private presented: PublicIdentity | undefined;
   private peerMax = { maxPacketBytes: 0, initialWindowBytes: 0 };
-  private lastReceivedMs = Date.now();
-  /** When our unanswered Ping left (performance.now()), to time the reply. */
-  private pingSentAt: number | undefined;
-  private lastPingAt = 0;
-  private minRttMs: number | undefined;
-  private rttSamples = 0;
-  private lastSentMs = Date.now();
-  private keepaliveTimer: NodeJS.Timeout | undefined;
-  private handshakeTimer: NodeJS.Timeout | undefined;
-  private goodbyeSent = false;
-  private goodbyeReceived = false;
   private closeError: NetplumbError | undefined;
   private handshakeDone: { resolve: (info: PeerInfo) => void; reject: (error: NetplumbError) => void } | undefined;
-  private readonly onFrame: (frame: Frame) => void;
   private readonly handshakeProgress: ((step: HandshakeStep) => void) | undefined;
   private readonly abortHandshake: AbortSignal | undefined;
   private bytesReceived = false;
@@ -138,9 +79,20 @@ export class SecureConnection {
     options: ConnectionOptions,
     private readonly cipherLimits: CipherLimits,
   ) {
-    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
-    this.onFrame = (frame) => this.handleFrame(frame);
-    this.reader = new FrameReader(this.limits.maxPacketBytes, this.onFrame);
+    this.limits = options.limits ?? resolveLimits();
+    this.reportIllegalMove = options.reportIllegalMove ?? (() => undefined);
+    this.state = new StateMachine<ConnectionState>('connection', 'handshaking', CONNECTION_MOVES, this.reportIllegalMove);
+    this.writer = new PacketWriter(transport);
+    this.liveness = new Liveness(this.limits, {
+      ping: () => this.sendFields(PacketType.Ping, []),
+      idle: () => this.fail(new ConnectionError(ErrorCode.IdleTimeout, `nothing received for ${this.limits.idleTimeoutMs} ms`)),
+      handshakeExpired: () => this.fail(new HandshakeError(ErrorCode.HandshakeTimeout, `no key exchange within ${this.limits.handshakeTimeoutMs} ms`)),
+    });
+    this.reader = new FrameReader(
+      this.limits.maxPacketBytes,
+      (frame) => this.handleFrame(frame),
+      (frame) => this.authenticate(frame),
+    );
     this.handshakeProgress = options.handshakeProgress;
     this.abortHandshake = options.abortHandshake;
   }
@@ -187,7 +139,7 @@ export class SecureConnection {
 
   /** The peer's identity and the session's parameters; throws before the handshake has completed. */
   get peer(): PeerInfo {
-    if (this.info === undefined || this.state === State.Handshaking) throw new NetplumbError(ErrorCode.Internal, 'handshake not complete');
+    if (this.info === undefined || this.state.is('handshaking')) throw new NetplumbError(ErrorCode.Internal, 'handshake not complete');
     return this.info;
   }
 
@@ -203,11 +155,16 @@ export class SecureConnection {
 
   /** The transport can take more without buffering beyond its high-water mark. */
   get writable(): boolean {
-    return this.state === State.Open && !this.transport.writableNeedDrain;
+    return this.state.is('open') && !this.transport.writableNeedDrain;
   }
 
   get isOpen(): boolean {
-    return this.state === State.Open;
+    return this.state.is('open');
+  }
+
+  /** Where the connection is in its life (see the diagram at the top). */
+  get connectionState(): ConnectionState {
+    return this.state.state;
   }
 
   /** Takes over packets and events; packets that arrived before are delivered now, in order. */
@@ -215,28 +172,29 @@ export class SecureConnection {
     this.handler = handler;
     this.transport.resume();
     try {
-      while (this.early.length > 0 && this.state === State.Open) this.deliver(this.early.shift() as Frame);
+      while (this.early.length > 0 && this.state.is('open')) this.deliver(this.early.shift() as Frame);
     } catch (error) {
       // As in receive(): a bad early packet fails the connection (which reports closed()), not the caller.
       const failure = asNetplumbError(error);
       this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
       return;
     }
-    if (this.state === State.Closed) handler.closed(this.closeError);
+    if (this.state.is('closed')) handler.closed(this.closeError);
   }
 
   /** Seals and writes one packet. Payload slices are not copied. */
   send(type: PacketType, payload: readonly Buffer[] | Buffer): void {
-    if (this.state !== State.Open) return;
+    if (!this.state.is('open')) return;
     const pieces = Buffer.isBuffer(payload) ? [payload] : payload;
     let plaintextBytes = 0;
     for (const piece of pieces) plaintextBytes += piece.length;
     const sealer = this.sealer as PacketSealer;
     if (sealer.needsRekey) {
-      this.writeSealed(sealer, PacketType.Rekey, [encodeFields([])], 1);
+      this.writer.writeSealed(sealer, PacketType.Rekey, [encodeFields([])], 1);
       sealer.rekey();
     }
-    this.writeSealed(sealer, type, pieces, plaintextBytes);
+    this.writer.writeSealed(sealer, type, pieces, plaintextBytes);
+    this.liveness.sent();
   }
 
   sendFields(type: PacketType, entries: Iterable<Entry>): void {
@@ -262,9 +220,9 @@ export class SecureConnection {
       this.transport.once('finish', resolve);
       this.transport.once('close', resolve);
     });
-    if (this.state === State.Open) {
-      this.sendGoodbye();
-      this.state = State.Closing;
+    if (this.state.is('open')) {
+      this.sendFields(PacketType.Goodbye, []);
+      this.state.move('goodbye-sent');
       this.transport.end();
     }
     return flushed;
@@ -272,7 +230,7 @@ export class SecureConnection {
 
   /** Ends the connection at once. A RemoteError-worthy code is sent to the peer when keys allow it. */
   fail(error: NetplumbError, tellPeer = false, lingerMs = ERROR_LINGER_MS): void {
-    if (this.state === State.Closed) return;
+    if (this.state.is('closed')) return;
     if (tellPeer) this.sendError(error);
     this.finish(error, tellPeer ? lingerMs : undefined);
   }
@@ -292,20 +250,14 @@ export class SecureConnection {
     setTimeout(() => transport.destroy(), ABORT_LINGER_MS).unref();
   }
 
-  private sendGoodbye(): void {
-    if (this.goodbyeSent) return;
-    this.goodbyeSent = true;
-    this.sendFields(PacketType.Goodbye, []);
-  }
-
   private sendError(error: NetplumbError): void {
     const entries: Entry[] = [
       [Field.code, error.code],
       [Field.message, error.message],
     ];
     try {
-      if (this.state === State.Open) this.sendFields(PacketType.Error, entries);
-      else if (this.state === State.Handshaking) this.sendPlain(PacketType.Error, encodeFields(entries));
+      if (this.state.is('open')) this.sendFields(PacketType.Error, entries);
+      else if (this.state.is('handshaking')) this.sendPlain(PacketType.Error, encodeFields(entries));
     } catch {
       // The transport may already be gone; the close below reports the real error.
     }
@@ -315,21 +267,19 @@ export class SecureConnection {
     return new Promise<PeerInfo>((resolve, reject) => {
       this.handshakeDone = { resolve, reject };
       this.handshakeStep = step;
-      this.handshakeTimer = setTimeout(() => {
-        this.fail(new HandshakeError(ErrorCode.HandshakeTimeout, `no key exchange within ${this.limits.handshakeTimeoutMs} ms`));
-      }, this.limits.handshakeTimeoutMs);
+      this.liveness.startHandshake();
       this.transport.on('data', (chunk: Buffer) => this.receive(chunk));
       this.transport.on('end', () => this.transportEnded());
       this.transport.on('close', () => this.transportEnded());
       this.transport.on('error', (error: Error) => {
         // After the peer's Goodbye it has said all it will: a reset while we answer it is no failure.
-        if (this.goodbyeReceived) this.finish(undefined);
+        if (this.state.is('goodbye-received')) this.finish(undefined);
         else this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
       });
       this.transport.on('drain', () => this.drained());
       const { abortHandshake } = this;
       abortHandshake?.addEventListener('abort', () => {
-        if (this.state !== State.Handshaking) return;
+        if (!this.state.is('handshaking')) return;
         const reason = asNetplumbError(abortHandshake.reason);
         this.fail(reason, PEER_VISIBLE_CODES.has(reason.code), ABORT_LINGER_MS);
       }, { once: true });
@@ -365,35 +315,17 @@ export class SecureConnection {
   }
 
   private sendPlain(type: PacketType, payload: Buffer): void {
-    const header = encodeHeader(this.sendSequence, type, [payload]);
-    this.sendSequence = nextSequence(this.sendSequence);
-    this.transport.cork();
-    this.transport.write(header);
-    this.transport.write(payload);
-    this.transport.uncork();
-    this.lastSentMs = Date.now();
-  }
-
-  private writeSealed(sealer: PacketSealer, type: PacketType, pieces: readonly Buffer[], plaintextBytes: number): void {
-    const header = prepareHeader(this.sendSequence, type, plaintextBytes + AEAD_TAG_BYTES);
-    const sealed = sealer.seal(header, pieces, plaintextBytes);
-    finishHeader(header, sealed);
-    this.sendSequence = nextSequence(this.sendSequence);
-    this.transport.cork();
-    this.transport.write(header);
-    for (const piece of sealed) this.transport.write(piece);
-    this.transport.uncork();
-    this.lastSentMs = Date.now();
-    if (this.transport.writableLength > MAX_UNSENT_BYTES) this.transport.pause();
+    this.writer.writePlain(type, payload);
+    this.liveness.sent();
   }
 
   private receive(chunk: Buffer): void {
-    if (this.state === State.Closed) return;
+    if (this.state.is('closed')) return;
     if (!this.bytesReceived) {
       this.bytesReceived = true;
       this.handshakeProgress?.('first-bytes');
     }
-    this.lastReceivedMs = Date.now();
+    this.liveness.received();
     try {
       this.reader.push(chunk);
     } catch (error) {
@@ -402,23 +334,30 @@ export class SecureConnection {
     }
   }
 
-  /** Called by the frame reader for each packet; a throw here fails the connection (via receive). */
+  /**
+   * The frame reader's authenticate step: once keys are in place, a packet is opened before the reader counts it.
+   * Handshake packets pass as they are; the handshake's signatures authenticate them.
+   */
+  private authenticate(frame: Frame): Frame {
+    return this.state.is('handshaking', 'closed') ? frame : this.open(frame);
+  }
+
+  /** Called by the frame reader for each authenticated packet; a throw here fails the connection (via receive). */
   private handleFrame(frame: Frame): void {
-    if (this.state === State.Closed) return;
-    if (this.state === State.Handshaking) {
+    if (this.state.is('closed')) return;
+    if (this.state.is('handshaking')) {
       const info = this.handshakeStep(frame);
       if (info !== undefined) this.handshakeCompleted(info);
       return;
     }
     if (this.handler === undefined) {
-      const opened = this.open(frame);
       // The packets after a Rekey are opened now, not at attach, so the ratchet must move now too.
-      if (opened.type === PacketType.Rekey) (this.opener as PacketOpener).rekey();
-      else this.early.push(opened);
+      if (frame.type === PacketType.Rekey) (this.opener as PacketOpener).rekey();
+      else this.early.push(frame);
       this.transport.pause();
       return;
     }
-    this.deliver(this.open(frame));
+    this.deliver(frame);
   }
 
   /** Authenticates and decrypts first; only then is the type looked at. */
@@ -440,13 +379,14 @@ export class SecureConnection {
       case PacketType.Ping: {
         const fields = decodeFields(joinPayload(frame.payload, frame.payloadBytes));
         if (fields.optional(Field.reply) === undefined) this.sendFields(PacketType.Ping, [[Field.reply, '1']]);
-        else this.pingAnswered();
+        else this.liveness.pingAnswered();
         return;
       }
       case PacketType.Goodbye:
-        this.goodbyeReceived = true;
-        this.sendGoodbye();
-        this.state = State.Closing;
+        // A repeated Goodbye says nothing new.
+        if (this.state.is('goodbye-received')) return;
+        if (this.state.is('open')) this.sendFields(PacketType.Goodbye, []);
+        this.state.move('goodbye-received');
         this.transport.end();
         return;
       case PacketType.Error:
@@ -455,18 +395,17 @@ export class SecureConnection {
       case PacketType.KeyExchange:
         throw new PacketError(ErrorCode.UnexpectedPacket, 'handshake packet after the key exchange');
       default:
-        if (this.state !== State.Open) return;
+        if (!this.state.is('open')) return;
         (this.handler as ConnectionHandler).packet(type, frame.payload, frame.payloadBytes);
     }
   }
 
   /**
-   * The smallest round trip seen so far, in ms, once RTT_SAMPLES_NEEDED Pings have been timed; undefined before.
-   * Pings are timed only while the stream layer asks (sampleRtt) and for keepalive, so an idle connection sends
-   * nothing more. The smallest, because a reply delayed by a busy peer says nothing of the path.
+   * The smallest round trip seen so far, in ms, once a few Pings have been timed; undefined before. Pings are timed
+   * only while the stream layer asks (sampleRtt) and for keepalive, so an idle connection sends nothing more.
    */
   get rttMs(): number | undefined {
-    return this.rttSamples >= RTT_SAMPLES_NEEDED ? this.minRttMs : undefined;
+    return this.liveness.rttMs;
   }
 
   /**
@@ -474,56 +413,26 @@ export class SecureConnection {
    * while data flows, so the estimate follows the path at no cost when the connection is idle.
    */
   sampleRtt(): void {
-    if (this.state !== State.Open || this.pingSentAt !== undefined) return;
-    if (this.rttSamples >= RTT_SAMPLES_NEEDED && performance.now() - this.lastPingAt < RTT_RESAMPLE_MS) return;
-    this.sendPing();
-  }
-
-  private sendPing(): void {
-    this.pingSentAt ??= performance.now();
-    this.lastPingAt = this.pingSentAt;
-    this.sendFields(PacketType.Ping, []);
-  }
-
-  private pingAnswered(): void {
-    if (this.pingSentAt === undefined) return;
-    const sample = performance.now() - this.pingSentAt;
-    this.pingSentAt = undefined;
-    this.rttSamples++;
-    this.minRttMs = Math.min(this.minRttMs ?? sample, sample);
+    if (this.state.is('open')) this.liveness.sampleRtt();
   }
 
   private handshakeCompleted(info: PeerInfo): void {
-    clearTimeout(this.handshakeTimer);
-    this.state = State.Open;
-    this.startKeepalive();
+    this.state.move('open');
+    this.liveness.startKeepalive();
     this.handshakeDone?.resolve(info);
     this.handshakeDone = undefined;
   }
 
-  private startKeepalive(): void {
-    const period = Math.max(10, Math.min(this.limits.keepaliveIntervalMs, this.limits.idleTimeoutMs) / 2);
-    this.keepaliveTimer = setInterval(() => {
-      const now = Date.now();
-      if (now - this.lastReceivedMs >= this.limits.idleTimeoutMs) {
-        this.fail(new ConnectionError(ErrorCode.IdleTimeout, `nothing received for ${this.limits.idleTimeoutMs} ms`));
-      } else if (now - this.lastSentMs >= this.limits.keepaliveIntervalMs) {
-        this.sendPing();
-      }
-    }, period);
-    this.keepaliveTimer.unref();
-  }
-
   private drained(): void {
     if (this.transport.isPaused() && this.handler !== undefined) this.transport.resume();
-    if (this.state === State.Open) this.handler?.drain();
+    if (this.state.is('open')) this.handler?.drain();
   }
 
   private transportEnded(): void {
-    if (this.state === State.Closed) return;
+    if (this.state.is('closed')) return;
     if (this.reader.midPacket) {
       this.finish(new PacketError(ErrorCode.Truncated, 'connection ended inside a packet'));
-    } else if (this.state === State.Closing) {
+    } else if (this.state.is('goodbye-sent', 'goodbye-received')) {
       this.finish(undefined);
     } else {
       this.finish(new ConnectionError(ErrorCode.ConnectionLost, 'connection closed by peer without goodbye'));
@@ -532,11 +441,9 @@ export class SecureConnection {
 
   /** Ends the connection; with lingerMs, the transport is only ended (an Error is on its way) and destroyed later. */
   private finish(error: NetplumbError | undefined, lingerMs?: number): void {
-    if (this.state === State.Closed) return;
-    this.state = State.Closed;
+    if (!this.state.move('closed')) return;
     this.closeError = error;
-    clearTimeout(this.handshakeTimer);
-    clearInterval(this.keepaliveTimer);
+    this.liveness.stop();
     this.sealer?.destroy();
     this.opener?.destroy();
     if (error === undefined) {

@@ -1,18 +1,23 @@
 // The TAP1 frame layer: builds packet headers and parses packets incrementally from a byte stream.
 // It checks magic, size (against maxPacketBytes, from the header alone, before any body byte is kept), CRC and
-// sequence; it never reads packet meaning. Bodies are handed on as the slices they arrived in, uncopied.
+// sequence, and counts a packet only once its authenticate step passed; it never reads packet meaning. Bodies are
+// handed on as the slices they arrived in, uncopied.
 
 import { crc32 } from 'node:zlib';
+import { ByteQueue } from './byte-queue.js';
 import { ErrorCode, PacketError } from './errors.js';
 import {
+  ASSOCIATED_DATA_BYTES,
   CRC_OFFSET,
   HEADER_BYTES,
   MAGIC,
   SEQUENCE_MODULUS,
   SEQUENCE_OFFSET,
+  SIZE_FIELD_BYTES,
   SIZE_OFFSET,
   SIZE_OVERHEAD_BYTES,
   TYPE_OFFSET,
+  UNCOUNTED_BYTES,
 } from './wire.js';
 
 /** One parsed packet. `payload` is the body after the type byte, as one or more slices of received chunks. */
@@ -70,9 +75,9 @@ export function finishHeader(header: Buffer, payload: readonly Buffer[]): void {
 
 /** The associated data of a packet: size, sequence and type (the CRC is left out: it covers the ciphertext). */
 export function associatedData(header: Buffer): Buffer {
-  const aad = Buffer.allocUnsafe(9);
-  header.copy(aad, 0, SIZE_OFFSET, SIZE_OFFSET + 4);
-  header.copy(aad, 4, SEQUENCE_OFFSET, HEADER_BYTES);
+  const aad = Buffer.allocUnsafe(ASSOCIATED_DATA_BYTES);
+  header.copy(aad, 0, SIZE_OFFSET, SIZE_OFFSET + SIZE_FIELD_BYTES);
+  header.copy(aad, SIZE_FIELD_BYTES, SEQUENCE_OFFSET, HEADER_BYTES);
   return aad;
 }
 
@@ -83,13 +88,22 @@ const enum ReaderState {
 }
 
 /**
+ * Turns a checked packet into the one handed on (for a sealed packet: verifies the AEAD tag and decrypts), or
+ * throws. Until it returns, the reader's sequence counter has not moved (authenticate first, then count).
+ */
+export type Authenticate = (frame: Frame) => Frame;
+
+/** The authenticate step of plaintext packets: the handshake authenticates them by its signatures instead. */
+const asReceived: Authenticate = (frame) => frame;
+
+/**
  * Incremental packet parser. push() takes chunks as they arrive and calls onFrame for each complete packet, in
- * order. The first failed check throws a PacketError and the reader refuses all further input.
+ * order, once authenticate has passed it. The first failed check throws a PacketError and the reader refuses all
+ * further input.
  */
 export class FrameReader {
   private state = ReaderState.Header;
-  private readonly chunks: Buffer[] = [];
-  private bufferedBytes = 0;
+  private readonly received = new ByteQueue();
   private expectedSequence = 0;
   private header: Buffer | undefined;
   private payloadBytes = 0;
@@ -97,29 +111,33 @@ export class FrameReader {
   constructor(
     private readonly maxPacketBytes: number,
     private readonly onFrame: (frame: Frame) => void,
+    private readonly authenticate: Authenticate = asReceived,
   ) {}
+
+  /** The sequence number the next packet must carry. */
+  get nextExpectedSequence(): number {
+    return this.expectedSequence;
+  }
 
   /** Bytes held for an incomplete packet: never more than maxPacketBytes. */
   get pendingBytes(): number {
-    return this.bufferedBytes;
+    return this.received.length;
   }
 
   /** True while the reader holds part of a packet (a close now means a truncated packet). */
   get midPacket(): boolean {
-    return this.bufferedBytes > 0 || this.state === ReaderState.Payload;
+    return this.received.length > 0 || this.state === ReaderState.Payload;
   }
 
   push(chunk: Buffer): void {
     if (this.state === ReaderState.Failed) throw new PacketError(ErrorCode.UnexpectedPacket, 'data after a failed packet');
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.bufferedBytes += chunk.length;
+    this.received.push(chunk);
     try {
       this.drain();
     } catch (error) {
       this.state = ReaderState.Failed;
-      this.chunks.length = 0;
-      this.bufferedBytes = 0;
+      this.received.takeAll();
       throw error;
     }
   }
@@ -127,38 +145,38 @@ export class FrameReader {
   private drain(): void {
     for (;;) {
       if (this.state === ReaderState.Header) {
-        if (!this.checkMagicPrefix() || this.bufferedBytes < HEADER_BYTES) return;
-        const header = this.take(HEADER_BYTES);
-        this.acceptHeader(Buffer.concat(header, HEADER_BYTES));
+        this.checkMagicPrefix();
+        if (this.received.length < HEADER_BYTES) return;
+        this.acceptHeader(Buffer.concat(this.received.take(HEADER_BYTES), HEADER_BYTES));
       }
-      if (this.bufferedBytes < this.payloadBytes) return;
-      this.emit(this.take(this.payloadBytes));
+      if (this.received.length < this.payloadBytes) return;
+      this.emit(this.received.take(this.payloadBytes));
     }
   }
 
   /** Checks the magic against however many bytes have arrived, so garbage is refused at its first byte. */
-  private checkMagicPrefix(): boolean {
-    let checked = 0;
-    for (const chunk of this.chunks) {
-      for (let i = 0; i < chunk.length && checked < MAGIC.length; i++, checked++) {
-        if (chunk[i] !== MAGIC[checked]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
-      }
-      if (checked === MAGIC.length) break;
+  private checkMagicPrefix(): void {
+    const prefix = this.received.peek(MAGIC.length);
+    for (let i = 0; i < prefix.length; i++) {
+      if (prefix[i] !== MAGIC[i]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
     }
-    return true;
   }
 
   private acceptHeader(header: Buffer): void {
     const size = header.readUInt32BE(SIZE_OFFSET);
     if (size < SIZE_OVERHEAD_BYTES) throw new PacketError(ErrorCode.BadSize, `packet size ${size} below the minimum`);
-    if (size + 8 > this.maxPacketBytes) {
-      throw new PacketError(ErrorCode.BadSize, `packet of ${size + 8} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
+    if (size + UNCOUNTED_BYTES > this.maxPacketBytes) {
+      throw new PacketError(ErrorCode.BadSize, `packet of ${size + UNCOUNTED_BYTES} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
     }
     this.header = header;
     this.payloadBytes = size - SIZE_OVERHEAD_BYTES;
     this.state = ReaderState.Payload;
   }
 
+  /**
+   * CRC and sequence are compared first, touching no state; the packet is counted only after authenticate passed
+   * it, so a forged packet moves nothing (PROTOCOL.md, "Authenticate first, then count").
+   */
   private emit(payload: Buffer[]): void {
     const header = this.header as Buffer;
     let crc = crc32(header.subarray(SEQUENCE_OFFSET, HEADER_BYTES));
@@ -168,37 +186,13 @@ export class FrameReader {
     if (sequence !== this.expectedSequence) {
       throw new PacketError(ErrorCode.BadSequence, `sequence ${sequence}, expected ${this.expectedSequence}`);
     }
-    this.expectedSequence = nextSequence(sequence);
     this.state = ReaderState.Header;
     this.header = undefined;
-    this.onFrame({
-      sequence,
-      type: header.readUInt8(TYPE_OFFSET),
-      payload,
-      payloadBytes: this.payloadBytes,
-      header,
-    });
+    const frame = this.authenticate({ sequence, type: header.readUInt8(TYPE_OFFSET), payload, payloadBytes: this.payloadBytes, header });
+    this.expectedSequence = nextSequence(sequence);
+    this.onFrame(frame);
   }
 
-  /** Removes count bytes from the front of the buffered chunks, as slices (no copy). */
-  private take(count: number): Buffer[] {
-    const out: Buffer[] = [];
-    let remaining = count;
-    while (remaining > 0) {
-      const chunk = this.chunks[0] as Buffer;
-      if (chunk.length <= remaining) {
-        out.push(chunk);
-        this.chunks.shift();
-        remaining -= chunk.length;
-      } else {
-        out.push(chunk.subarray(0, remaining));
-        this.chunks[0] = chunk.subarray(remaining);
-        remaining = 0;
-      }
-    }
-    this.bufferedBytes -= count;
-    return out;
-  }
 }
 
 /** Joins payload slices into one Buffer (copying only when there is more than one). */

@@ -29,6 +29,8 @@ import {
   HELLO_NONCE_BYTES,
   KEX_ALGORITHMS,
   type Limits,
+  MAX_ANNOUNCED_BYTES,
+  MIN_PACKET_BYTES,
   PROTOCOL_VERSION,
   SESSION_KEY_BYTES,
   SIGNATURE_ALGORITHMS,
@@ -112,7 +114,7 @@ function helloEntries(limits: AnnouncedLimits): Entry[] {
 
 /**
  * Most characters of a peer's value an error quotes: NP_NO_COMMON_ALGORITHM goes back to the peer in a plaintext
- * Error, which must fit the 4096 bytes every implementation accepts.
+ * Error, which must fit the MIN_PACKET_BYTES every implementation accepts.
  */
 const QUOTED_VALUE_CHARS = 64;
 
@@ -120,16 +122,19 @@ function quoted(value: string): string {
   return value.length <= QUOTED_VALUE_CHARS ? value : `${value.slice(0, QUOTED_VALUE_CHARS)}...`;
 }
 
+/** A Hello nonce as sent: its bytes as lowercase hex digits. */
+const HELLO_NONCE_PATTERN = new RegExp(`^[0-9a-f]{${HELLO_NONCE_BYTES * 2}}$`);
+
 function checkProtocol(fields: FieldList): void {
   const protocol = fields.require(Field.protocol);
   if (protocol !== PROTOCOL_VERSION) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `unsupported protocol ${quoted(protocol)}`);
-  if (!/^[0-9a-f]{64}$/.test(fields.require(Field.nonce))) throw new HandshakeError(ErrorCode.BadFields, 'malformed nonce');
+  if (!HELLO_NONCE_PATTERN.test(fields.require(Field.nonce))) throw new HandshakeError(ErrorCode.BadFields, 'malformed nonce');
 }
 
 function peerLimits(fields: FieldList): { peerMaxPacketBytes: number; peerInitialWindowBytes: number } {
   return {
-    peerMaxPacketBytes: fields.requireInt(Field.maxPacketBytes, 4096, 2 ** 31),
-    peerInitialWindowBytes: fields.requireInt(Field.initialWindowBytes, 4096, 2 ** 31),
+    peerMaxPacketBytes: fields.requireInt(Field.maxPacketBytes, MIN_PACKET_BYTES, MAX_ANNOUNCED_BYTES),
+    peerInitialWindowBytes: fields.requireInt(Field.initialWindowBytes, MIN_PACKET_BYTES, MAX_ANNOUNCED_BYTES),
   };
 }
 

@@ -2,15 +2,18 @@
 // round-robin scheduler. It knows stream packets only; every other packet goes to the session's handler.
 // Clients open odd stream ids, daemons even ones; ids are never reused within a connection.
 //
-// Per direction:  open --EOF--> ended        A stream is done when both directions have ended or either side
-//                   \--Close--> dropped      sent StreamClose; then it is forgotten and later packets ignored.
+// Each stream has a read half and a write half, each its own machine (EOF is not close, as in OpenSSH's nchan.c):
+//   read:  open --peer's StreamEof--> eof-received --> closed     A stream is done when both halves have seen EOF or
+//   write: open --our StreamEof-----> eof-sent ------> closed     either side sent StreamClose (both halves closed);
+//          \__________ StreamClose, either way ________/          then it is forgotten and later packets ignored.
 
 import { Duplex } from 'node:stream';
 import type { ConnectionHandler, SecureConnection } from './connection.js';
 import { ConnectionError, ErrorCode, LimitError, NetplumbError, PacketError, RemoteError, asNetplumbError, isErrorCode } from './errors.js';
 import { decodeFields, type Entry, type FieldList } from './fields.js';
 import { joinPayload } from './frame.js';
-import { Field, MAX_STREAM_ID, PacketType, STREAM_ID_BYTES } from './wire.js';
+import { StateMachine, type TransitionTable } from './state-machine.js';
+import { Field, MAX_ANNOUNCED_BYTES, MAX_STREAM_ID, PACKET_ROOM_BYTES, PacketType, STREAM_ID_BYTES } from './wire.js';
 
 /** Gets the packets the mux does not own, and streams the peer opens. */
 export interface SessionHandler {
@@ -36,6 +39,14 @@ const enum Turn {
   Idle,
 }
 
+export type ReadHalfState = 'open' | 'eof-received' | 'closed';
+export type WriteHalfState = 'open' | 'eof-sent' | 'closed';
+export type MuxState = 'open' | 'closed';
+
+export const READ_HALF_MOVES: TransitionTable<ReadHalfState> = { open: ['eof-received', 'closed'], 'eof-received': ['closed'], closed: [] };
+export const WRITE_HALF_MOVES: TransitionTable<WriteHalfState> = { open: ['eof-sent', 'closed'], 'eof-sent': ['closed'], closed: [] };
+const MUX_MOVES: TransitionTable<MuxState> = { open: ['closed'], closed: [] };
+
 /** Round trips (ms) below which a window does not grow; see MuxStream.windowGrowth. */
 export const WINDOW_GROWTH_MIN_RTT_MS = 3;
 
@@ -51,9 +62,8 @@ export class MuxStream extends Duplex {
   private sendCredit: number;
   private readonly sendQueue: PendingWrite[] = [];
   private finalCallback: ((error?: Error | null) => void) | undefined;
-  private eofSent = false;
-  private eofReceived = false;
-  private closeSent = false;
+  private readonly readHalf: StateMachine<ReadHalfState>;
+  private readonly writeHalf: StateMachine<WriteHalfState>;
   private readonly receiveQueue: Buffer[] = [];
   private receiveWindow: number;
   /** The window this side grants now: starts at ownWindowBytes and grows while it is what limits the stream. */
@@ -76,6 +86,19 @@ export class MuxStream extends Duplex {
     this.sendCredit = peerWindowBytes;
     this.receiveWindow = ownWindowBytes;
     this.grantedWindowBytes = ownWindowBytes;
+    const report = mux.connection.reportIllegalMove;
+    this.readHalf = new StateMachine<ReadHalfState>(`stream ${id} read half`, 'open', READ_HALF_MOVES, report);
+    this.writeHalf = new StateMachine<WriteHalfState>(`stream ${id} write half`, 'open', WRITE_HALF_MOVES, report);
+  }
+
+  /** Whether the peer may still send bytes: open, or after its StreamEof, or closed. */
+  get readState(): ReadHalfState {
+    return this.readHalf.state;
+  }
+
+  /** Whether this side may still send bytes: open, or after its StreamEof, or closed. */
+  get writeState(): WriteHalfState {
+    return this.writeHalf.state;
   }
 
   /** The receive window this side grants the stream now, in bytes (the initial one, or more once grown). */
@@ -91,7 +114,7 @@ export class MuxStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    if (this.closeSent) {
+    if (this.writeHalf.is('closed')) {
       done(new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
       return;
     }
@@ -112,8 +135,8 @@ export class MuxStream extends Duplex {
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
     for (const pending of this.sendQueue.splice(0)) pending.done(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
     this.receiveQueue.length = 0;
-    if (!this.closeSent) {
-      this.closeSent = true;
+    if (!this.writeHalf.is('closed')) {
+      this.closeHalves();
       this.mux.streamDropped(this, true);
     }
     done(error);
@@ -135,8 +158,8 @@ export class MuxStream extends Duplex {
       }
       return this.sendQueue.length > 0 || this.finalCallback !== undefined ? Turn.More : Turn.Idle;
     }
-    if (this.finalCallback !== undefined && !this.eofSent) {
-      this.eofSent = true;
+    if (this.finalCallback !== undefined && this.writeHalf.is('open')) {
+      this.writeHalf.move('eof-sent');
       this.mux.connection.sendFields(PacketType.StreamEof, [[Field.stream, String(this.id)]]);
       const done = this.finalCallback;
       this.finalCallback = undefined;
@@ -149,16 +172,23 @@ export class MuxStream extends Duplex {
   /** True while the scheduler should give this stream turns. */
   get wantsTurn(): boolean {
     if (this.sendQueue.length > 0) return this.sendCredit > 0;
-    return this.finalCallback !== undefined && !this.eofSent;
+    return this.finalCallback !== undefined && this.writeHalf.is('open');
   }
 
+  /** Both halves have seen EOF, or the stream was dropped. */
   get finished(): boolean {
-    return (this.eofSent && this.eofReceived) || this.closeSent;
+    return (this.writeHalf.is('eof-sent') && this.readHalf.is('eof-received')) || this.writeHalf.is('closed');
+  }
+
+  /** A StreamClose went one way or the other: neither half carries anything more. */
+  private closeHalves(): void {
+    this.readHalf.move('closed');
+    this.writeHalf.move('closed');
   }
 
   /** Stream bytes from a StreamData packet; more than the window allows fails the connection. */
   receiveData(pieces: readonly Buffer[], length: number): void {
-    if (this.eofReceived) throw new PacketError(ErrorCode.UnexpectedPacket, `data after EOF on stream ${this.id}`);
+    if (!this.readHalf.is('open')) throw new PacketError(ErrorCode.UnexpectedPacket, `data after EOF on stream ${this.id}`);
     if (length > this.receiveWindow) throw new LimitError(ErrorCode.WindowExceeded, `stream ${this.id} exceeded its window`);
     this.receiveWindow -= length;
     for (const piece of pieces) if (piece.length > 0) this.receiveQueue.push(piece);
@@ -171,16 +201,15 @@ export class MuxStream extends Duplex {
   }
 
   receiveEof(): void {
-    if (this.eofReceived) throw new PacketError(ErrorCode.UnexpectedPacket, `second EOF on stream ${this.id}`);
-    this.eofReceived = true;
+    if (!this.readHalf.is('open')) throw new PacketError(ErrorCode.UnexpectedPacket, `second EOF on stream ${this.id}`);
+    this.readHalf.move('eof-received');
     this.flushReceived();
     this.mux.maybeForget(this);
   }
 
   /** The peer dropped the stream: nothing more is sent or delivered. A code says why it refused the stream. */
   receiveClose(code: string | undefined): void {
-    this.closeSent = true;
-    this.eofReceived = true;
+    this.closeHalves();
     this.mux.streamDropped(this, false);
     if (code === undefined) this.destroy();
     else this.destroy(new RemoteError(isErrorCode(code) ? code : ErrorCode.Internal, `peer refused stream ${this.id}`));
@@ -213,7 +242,7 @@ export class MuxStream extends Duplex {
       this.consumedSinceCredit += piece.length;
       this.readWanted = this.push(piece);
     }
-    if (this.consumedSinceCredit > 0 && this.consumedSinceCredit >= this.grantedWindowBytes / 2 && !this.eofReceived) {
+    if (this.consumedSinceCredit > 0 && this.consumedSinceCredit >= this.grantedWindowBytes / 2 && this.readHalf.is('open')) {
       const credit = this.consumedSinceCredit + this.windowGrowth();
       this.receiveWindow += credit;
       this.mux.connection.sendFields(PacketType.StreamWindow, [
@@ -222,7 +251,7 @@ export class MuxStream extends Duplex {
       ]);
       this.consumedSinceCredit = 0;
     }
-    if (this.eofReceived && this.receiveQueue.length === 0 && !this.endPushed) {
+    if (this.readHalf.is('eof-received') && this.receiveQueue.length === 0 && !this.endPushed) {
       this.endPushed = true;
       this.push(null);
     }
@@ -248,7 +277,7 @@ export class Mux implements ConnectionHandler {
   private highestPeerId = 0;
   private pumping = false;
   private closedError: NetplumbError | undefined;
-  private isClosed = false;
+  private readonly state: StateMachine<MuxState>;
   private readonly maxPayloadBytes: number;
   readonly maxWindowBytes: number;
 
@@ -258,9 +287,10 @@ export class Mux implements ConnectionHandler {
     private readonly session: SessionHandler,
   ) {
     this.nextOwnId = options.side === 'client' ? 1 : 2;
-    const peerMax = connection.peerLimits.maxPacketBytes - 64;
+    const peerMax = connection.peerLimits.maxPacketBytes - PACKET_ROOM_BYTES;
     this.maxPayloadBytes = Math.max(1, Math.min(options.maxDataPayloadBytes, peerMax));
     this.maxWindowBytes = Math.max(options.maxWindowBytes ?? 0, options.initialWindowBytes);
+    this.state = new StateMachine<MuxState>('mux', 'open', MUX_MOVES, connection.reportIllegalMove);
   }
 
   get openStreams(): number {
@@ -268,12 +298,12 @@ export class Mux implements ConnectionHandler {
   }
 
   get isConnectionClosed(): boolean {
-    return this.isClosed;
+    return this.state.is('closed');
   }
 
   /** Opens a stream towards the peer, announcing it with the given fields (purpose and the like). */
   openStream(fields: readonly Entry[] = []): MuxStream {
-    if (this.isClosed) throw this.closedError ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
+    if (this.state.is('closed')) throw this.closedError ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
     if (this.streams.size >= this.options.maxStreams) throw new LimitError(ErrorCode.TooManyStreams, 'too many streams');
     const id = this.nextOwnId;
     if (id > MAX_STREAM_ID) throw new LimitError(ErrorCode.TooManyStreams, 'stream ids exhausted');
@@ -324,7 +354,7 @@ export class Mux implements ConnectionHandler {
       case PacketType.StreamWindow: {
         const fields = decodeFields(joinPayload(payload, payloadBytes));
         const stream = this.lookup(fields.requireInt(Field.stream, 1, MAX_STREAM_ID));
-        stream?.receiveCredit(fields.requireInt(Field.credit, 1, 2 ** 31));
+        stream?.receiveCredit(fields.requireInt(Field.credit, 1, MAX_ANNOUNCED_BYTES));
         return;
       }
       case PacketType.StreamEof: {
@@ -343,7 +373,7 @@ export class Mux implements ConnectionHandler {
   }
 
   closed(error: NetplumbError | undefined): void {
-    this.isClosed = true;
+    this.state.move('closed');
     this.closedError = error;
     const failure = error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
     for (const stream of [...this.streams.values()]) {
@@ -358,7 +388,7 @@ export class Mux implements ConnectionHandler {
     if (!this.streams.has(stream.id)) return;
     this.streams.delete(stream.id);
     this.ready.delete(stream);
-    if (sendClose && !this.isClosed) {
+    if (sendClose && this.state.is('open')) {
       try {
         this.connection.sendFields(PacketType.StreamClose, [[Field.stream, String(stream.id)]]);
       } catch (error) {

@@ -3,20 +3,29 @@
 
 import { ErrorCode, RequestError } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
-import { Field, MintStatus, MAX_STREAM_ID, StartKind, StartStatus } from './wire.js';
+import {
+  Field,
+  MAX_ARGV_WORDS,
+  MAX_ENDPOINT_PATH_BYTES,
+  MAX_ENDPOINTS,
+  MAX_EXPORTED_VARIABLES,
+  MAX_ONE_TIME_KEY_SECONDS,
+  MAX_REPLY_MESSAGE_BYTES,
+  MAX_SOURCE_NAME_BYTES,
+  MAX_STAGE_NAME_BYTES,
+  MAX_STREAM_ID,
+  MAX_TERMINAL_CELLS,
+  MintStatus,
+  StartKind,
+  StartStatus,
+} from './wire.js';
 
 /** Signals a client may forward to a running command. */
 export const FORWARDABLE_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 export type ForwardableSignal = (typeof FORWARDABLE_SIGNALS)[number];
 
-/** Longest argv accepted in a Start request, in words. */
-export const MAX_ARGV_WORDS = 4096;
-
 /** Environment variables the client exports to the command(s), in the order given; names are unique. */
 export type ExportedEnv = readonly (readonly [name: string, value: string])[];
-
-/** Most variables one Start may export. */
-export const MAX_EXPORTED_VARIABLES = 256;
 
 /** What an environment variable's name must look like to be exported (as POSIX shells accept them). */
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -35,21 +44,12 @@ export interface Endpoints {
 
 export const NO_ENDPOINTS: Readonly<Endpoints> = Object.freeze({ inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] });
 
-/** Most named pipes and sockets one Start may replicate, all kinds together. */
-export const MAX_ENDPOINTS = 64;
-
-/** Longest endpoint path in a Start, in bytes. */
-export const MAX_ENDPOINT_PATH_BYTES = 4096;
-
 /** A pseudo-terminal for the command: the terminal type and size of the client's terminal. */
 export interface PtyRequest {
   term: string;
   cols: number;
   rows: number;
 }
-
-/** Terminal sizes accepted, in character cells. */
-export const MAX_TERMINAL_CELLS = 10_000;
 
 export interface ExecRequest {
   kind: StartKind.Exec;
@@ -81,9 +81,6 @@ export interface RecipeRequest {
 }
 
 export type StartRequest = ExecRequest | RecipeRequest;
-
-/** Longest recipe file name carried in a Start request, in bytes. */
-export const MAX_SOURCE_NAME_BYTES = 1024;
 
 function streamEntries(request: StartRequest): Entry[] {
   return [
@@ -211,13 +208,6 @@ function decodeEnv(entries: readonly string[]): ExportedEnv {
 
 export type StartReply = { status: StartStatus.Started } | { status: StartStatus.Refused; code: ErrorCode; message: string };
 
-/**
- * Longest `message` a Start or MintKey refusal or a StageEnd carries, in bytes of UTF-8. A refusal may quote what
- * the client sent (a program name thousands of bytes long), and the packet must still fit the smallest
- * max-packet-bytes a peer may announce (4096).
- */
-export const MAX_REPLY_MESSAGE_BYTES = 2048;
-
 /** The message as sent: longer ones are cut at a character boundary, `...` marking the cut. */
 export function replyMessage(message: string): string {
   if (Buffer.byteLength(message) <= MAX_REPLY_MESSAGE_BYTES) return message;
@@ -278,9 +268,6 @@ export interface StageEnd {
   status: StageStatus;
 }
 
-/** Longest stage name in a StageEnd, in bytes (labels are short; `line N` shorter). */
-const MAX_STAGE_NAME_BYTES = 256;
-
 export function encodeStageEnd(end: StageEnd): Entry[] {
   const entries: Entry[] = [
     [Field.stage, String(end.stage)],
@@ -328,9 +315,6 @@ export interface MintRequest {
   binding: KeyBinding;
   lifetimeSeconds: number;
 }
-
-/** Longest lifetime a one-time key may be given: a week. */
-export const MAX_ONE_TIME_KEY_SECONDS = 7 * 24 * 3600;
 
 export function encodeMintRequest(request: MintRequest): Entry[] {
   const { binding } = request;

@@ -21,8 +21,29 @@ export const CRC_OFFSET = 8;
 export const SEQUENCE_OFFSET = 12;
 export const TYPE_OFFSET = 16;
 export const HEADER_BYTES = 17;
+/** Width of the size, CRC and sequence fields. */
+export const SIZE_FIELD_BYTES = 4;
 /** Bytes counted by the size field that are not payload: CRC (4) + sequence (4) + type (1). */
 export const SIZE_OVERHEAD_BYTES = 9;
+/** Bytes of a packet the size field does not count (magic and the size field itself): a packet is size + 8 bytes. */
+export const UNCOUNTED_BYTES = SIZE_OFFSET + SIZE_FIELD_BYTES;
+/** The AEAD's associated data: the size field (4), then sequence and type (5); the CRC is left out. */
+export const ASSOCIATED_DATA_BYTES = SIZE_FIELD_BYTES + HEADER_BYTES - SEQUENCE_OFFSET;
+
+/**
+ * The smallest packet every implementation accepts, and so the smallest max-packet-bytes and initial-window-bytes
+ * a peer may announce: what handshake packets, sent before the peer's limit is known, must fit in.
+ */
+export const MIN_PACKET_BYTES = 4096;
+/** The largest max-packet-bytes and initial-window-bytes a peer may announce, and the largest window credit. */
+export const MAX_ANNOUNCED_BYTES = 2 ** 31;
+/** The largest maxWindowBytes a side may grant a stream (1 GiB). */
+export const MAX_WINDOW_CEILING_BYTES = 2 ** 30;
+/**
+ * Room a sender leaves in a packet beyond its payload: a StreamData needs the header (17), stream id (4) and AEAD
+ * tag (16), 37 bytes; 64 leaves margin for any packet whose payload is sized against max-packet-bytes.
+ */
+export const PACKET_ROOM_BYTES = 64;
 
 /** Sequence numbers run 0..32767 and then start again at 0. */
 export const SEQUENCE_MODULUS = 32768;
@@ -255,5 +276,27 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   keepaliveIntervalMs: 30_000,
 });
 
-/** Room a StreamData packet needs beyond its stream bytes. */
-export const DATA_PACKET_OVERHEAD_BYTES = HEADER_BYTES + STREAM_ID_BYTES + AEAD_TAG_BYTES;
+// Request limits: what one Start or MintKey may ask for; a request beyond them is NP_BAD_REQUEST.
+
+/** Longest argv accepted in a Start request, in words. */
+export const MAX_ARGV_WORDS = 4096;
+/** Most variables one Start may export. */
+export const MAX_EXPORTED_VARIABLES = 256;
+/** Most named pipes and sockets one Start may replicate, all kinds together. */
+export const MAX_ENDPOINTS = 64;
+/** Longest endpoint path in a Start, in bytes. */
+export const MAX_ENDPOINT_PATH_BYTES = 4096;
+/** Terminal sizes accepted, in character cells. */
+export const MAX_TERMINAL_CELLS = 10_000;
+/** Longest recipe file name carried in a Start request, in bytes. */
+export const MAX_SOURCE_NAME_BYTES = 1024;
+/**
+ * Longest `message` a Start or MintKey refusal or a StageEnd carries, in bytes of UTF-8. A refusal may quote what
+ * the client sent (a program name thousands of bytes long), and the packet must still fit the smallest
+ * max-packet-bytes a peer may announce (MIN_PACKET_BYTES).
+ */
+export const MAX_REPLY_MESSAGE_BYTES = 2048;
+/** Longest stage name in a StageEnd, in bytes (labels are short; `line N` shorter). */
+export const MAX_STAGE_NAME_BYTES = 256;
+/** Longest lifetime a one-time key may be given, in seconds: a week. */
+export const MAX_ONE_TIME_KEY_SECONDS = 7 * 24 * 3600;

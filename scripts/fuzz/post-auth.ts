@@ -12,7 +12,8 @@ import { decodeFields, type FieldList } from '../../protocol/fields.js';
 import { joinPayload } from '../../protocol/frame.js';
 import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../../protocol/keys.js';
 import { FORWARDABLE_SIGNALS } from '../../protocol/session.js';
-import { DEFAULT_LIMITS, Field, MAX_STREAM_ID, PacketType, StreamPurpose, STREAM_ID_BYTES, isKnownPacketType } from '../../protocol/wire.js';
+import { resolveLimits, type ResolvedLimits } from '../../protocol/limits.js';
+import { DEFAULT_LIMITS, Field, MAX_STREAM_ID, PACKET_ROOM_BYTES, PacketType, StreamPurpose, STREAM_ID_BYTES, isKnownPacketType } from '../../protocol/wire.js';
 import { count, type Ledger } from './ledger.js';
 import { fuzzErrorMessage, mutateBytes, mutateEntries, ODD_INTEGERS, oddValue, rawFields, type RawEntry } from './mutate.js';
 import type { Prng } from './prng.js';
@@ -233,10 +234,7 @@ export class PostAuthWorker {
     const rng = this.rng;
     return {
       ciphers: rng.chance(0.3) ? ['chacha20-poly1305'] : ['aes-256-gcm'],
-      limits: {
-        maxPacketBytes: rng.pick([4096, 65_536, DEFAULT_LIMITS.maxPacketBytes]),
-        initialWindowBytes: rng.pick([4096, DEFAULT_LIMITS.initialWindowBytes]),
-      },
+      limits: announcedLimits(rng.pick([4096, 65_536, DEFAULT_LIMITS.maxPacketBytes]), rng.pick([4096, DEFAULT_LIMITS.initialWindowBytes])),
       ...(rng.chance(0.2) ? { cipherLimits: { ...SPEC_CIPHER_LIMITS, rekeyAfterRecords: rng.between(16, 2000) } } : {}),
     };
   }
@@ -825,4 +823,10 @@ export async function runPostAuth(target: PostAuthTarget, rng: Prng, ledger: Led
   });
   await Promise.all(running);
   return stats;
+}
+
+/** Limits announcing the given sizes; the own data payload shrinks to fit a small packet, as resolveLimits requires. */
+function announcedLimits(maxPacketBytes: number, initialWindowBytes: number): ResolvedLimits {
+  const maxDataPayloadBytes = Math.min(DEFAULT_LIMITS.maxDataPayloadBytes, maxPacketBytes - PACKET_ROOM_BYTES);
+  return resolveLimits({ maxPacketBytes, initialWindowBytes, maxDataPayloadBytes });
 }

@@ -1,13 +1,13 @@
 // Tests for daemon/config: the config file parser, listen addresses, how file and command line combine over the
-// defaults, and the limit checks; plus netplumbd started from a config file, and refusing a bad one, end to end.
+// defaults (the limit checks are in test/protocol/limits.test.ts); plus netplumbd started from a config file, and refusing a bad one, end to end.
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { admissionSettings, buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES, validateLimits } from '../../daemon/config.js';
+import { admissionSettings, buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../../protocol/wire.js';
+import { DEFAULT_LIMITS, DEFAULT_PORT } from '../../protocol/wire.js';
 import { baseDaemonConfig, BIN, reportedCode, runProcess, spawnProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
 
 const NO_FLAGS = { stdio: false, foreground: false };
@@ -195,50 +195,6 @@ describe('buildConfig', () => {
     assert.doesNotThrow(() => buildConfig(file, NONE, NO_FLAGS));
     assert.doesNotThrow(() => buildConfig(NONE, new Map([['max-connections', '64']]), NO_FLAGS));
     assert.throws(() => buildConfig(file, cli, NO_FLAGS), withCode(ErrorCode.Config));
-  });
-});
-
-describe('validateLimits', () => {
-  function limitsWith(changes: Partial<Limits>): Limits {
-    return { ...DEFAULT_LIMITS, ...changes };
-  }
-
-  test('the default limits pass', () => {
-    assert.doesNotThrow(() => validateLimits({ ...DEFAULT_LIMITS }));
-  });
-
-  test('max-packet-bytes below 4096 is refused', () => {
-    assert.throws(() => validateLimits(limitsWith({ maxPacketBytes: 4095, maxDataPayloadBytes: 1024 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ maxPacketBytes: 4096, maxDataPayloadBytes: 1024 })));
-  });
-
-  test('max-data-payload-bytes that leaves less than 64 bytes of room in a packet is refused', () => {
-    assert.throws(() => validateLimits(limitsWith({ maxPacketBytes: 8192, maxDataPayloadBytes: 8192 - 63 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ maxPacketBytes: 8192, maxDataPayloadBytes: 8192 - 64 })));
-  });
-
-  test('initial-window-bytes below 4096 is refused', () => {
-    assert.throws(() => validateLimits(limitsWith({ initialWindowBytes: 4095 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ initialWindowBytes: 4096 })));
-  });
-
-  test('max-unauthenticated above max-connections is refused, equal is accepted', () => {
-    assert.throws(() => validateLimits(limitsWith({ maxConnections: 2, maxUnauthenticatedConnections: 3 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ maxConnections: 2, maxUnauthenticatedConnections: 2 })));
-  });
-
-  test('keepalive-interval-ms not shorter than idle-timeout-ms is refused', () => {
-    assert.throws(() => validateLimits(limitsWith({ keepaliveIntervalMs: 5000, idleTimeoutMs: 5000 })), withCode(ErrorCode.Config));
-    assert.throws(() => validateLimits(limitsWith({ keepaliveIntervalMs: 6000, idleTimeoutMs: 5000 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ keepaliveIntervalMs: 4999, idleTimeoutMs: 5000 })));
-  });
-
-  test('a timeout longer than a Node timer can hold (2^31-1 ms) is refused rather than firing at once', () => {
-    const maxTimerMs = 2 ** 31 - 1;
-    assert.throws(() => validateLimits(limitsWith({ handshakeTimeoutMs: maxTimerMs + 1 })), withCode(ErrorCode.Config));
-    assert.throws(() => validateLimits(limitsWith({ idleTimeoutMs: maxTimerMs + 1 })), withCode(ErrorCode.Config));
-    assert.throws(() => validateLimits(limitsWith({ keepaliveIntervalMs: maxTimerMs + 1, idleTimeoutMs: maxTimerMs + 2 })), withCode(ErrorCode.Config));
-    assert.doesNotThrow(() => validateLimits(limitsWith({ handshakeTimeoutMs: maxTimerMs, idleTimeoutMs: maxTimerMs, keepaliveIntervalMs: maxTimerMs - 1 })));
   });
 });
 

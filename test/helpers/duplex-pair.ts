@@ -3,13 +3,11 @@
 // such a hook into one that sees whole TAP1 packets; securePair runs a client and a daemon handshake over a pair.
 
 import { Duplex } from 'node:stream';
+import { ByteQueue } from '../../protocol/byte-queue.js';
 import { SecureConnection, type ClientTrust, type ConnectionOptions, type ServerTrust } from '../../protocol/connection.js';
 import type { PrivateIdentity } from '../../protocol/keys.js';
-import { HEADER_BYTES, MAGIC, SEQUENCE_OFFSET, SIZE_OFFSET, TYPE_OFFSET } from '../../protocol/wire.js';
+import { HEADER_BYTES, MAGIC, SEQUENCE_OFFSET, SIZE_OFFSET, TYPE_OFFSET, UNCOUNTED_BYTES } from '../../protocol/wire.js';
 import { allowListServerTrust, pinnedClientTrust, throwawayIdentity } from './keys.js';
-
-/** Magic and size field: the bytes of a packet that its size field does not count. */
-const UNCOUNTED_BYTES = SIZE_OFFSET + 4;
 
 /** What a hook returns: the bytes to deliver in place of the chunk (null or [] drops it). */
 export type TapResult = Buffer | readonly Buffer[] | null;
@@ -177,24 +175,23 @@ export interface TransitPacket {
  * deliver for each. Bytes that do not start with the magic are passed on untouched, so the receiver sees them.
  */
 export function packetTap(onPacket: (packet: TransitPacket) => TapResult): Tap {
-  let pending = Buffer.alloc(0);
+  const pending = new ByteQueue();
   let index = 0;
   let passThrough = false;
   return (chunk) => {
     if (passThrough) return chunk;
-    pending = Buffer.concat([pending, chunk]);
+    pending.push(chunk);
     const out: Buffer[] = [];
     while (pending.length >= HEADER_BYTES) {
-      if (!pending.subarray(0, MAGIC.length).equals(MAGIC)) {
+      const head = pending.peek(HEADER_BYTES);
+      if (!head.subarray(0, MAGIC.length).equals(MAGIC)) {
         passThrough = true;
-        out.push(pending);
-        pending = Buffer.alloc(0);
+        out.push(...pending.takeAll());
         break;
       }
-      const total = pending.readUInt32BE(SIZE_OFFSET) + UNCOUNTED_BYTES;
+      const total = head.readUInt32BE(SIZE_OFFSET) + UNCOUNTED_BYTES;
       if (pending.length < total) break;
-      const bytes = Buffer.from(pending.subarray(0, total));
-      pending = pending.subarray(total);
+      const bytes = Buffer.concat(pending.take(total), total);
       const result = onPacket({ bytes, index: index++, sequence: bytes.readUInt32BE(SEQUENCE_OFFSET), type: bytes.readUInt8(TYPE_OFFSET) });
       if (result === null) continue;
       if (Buffer.isBuffer(result)) out.push(result);

@@ -4,6 +4,7 @@
 
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { ByteQueue } from '../../protocol/byte-queue.js';
 import type { Scope } from './daemon.js';
 import { onCleanup } from './daemon.js';
 
@@ -100,8 +101,7 @@ function fieldAt(offsetInPacket: number): PacketField {
  * offset; once that is done, or when the stream does not parse as packets, bytes pass on as they come.
  */
 class PacketTamperer {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly pending = new ByteQueue();
   /** Stream offset of the first pending byte. */
   private position = 0;
   private passThrough = false;
@@ -116,10 +116,9 @@ class PacketTamperer {
   push(chunk: Buffer): Buffer[] {
     if (this.passThrough) return [chunk];
     this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
     const out: Buffer[] = [];
-    while (!this.passThrough && this.pendingBytes >= HEADER_BYTES) {
-      const head = this.peek(HEADER_BYTES);
+    while (!this.passThrough && this.pending.length >= HEADER_BYTES) {
+      const head = this.pending.peek(HEADER_BYTES);
       const packetBytes = head.readUInt32BE(SIZE_OFFSET) + SIZE_FIELD_END;
       if (packetBytes < HEADER_BYTES || packetBytes > MAX_PARSED_PACKET_BYTES) {
         this.passThrough = true;
@@ -128,19 +127,15 @@ class PacketTamperer {
       const target = this.targetIn(packetBytes);
       if (target === undefined) {
         // Not the packet to alter: forward it as soon as it is all here, untouched.
-        if (this.pendingBytes < packetBytes) break;
+        if (this.pending.length < packetBytes) break;
         out.push(...this.take(packetBytes));
         continue;
       }
-      if (this.pendingBytes < packetBytes) break;
+      if (this.pending.length < packetBytes) break;
       out.push(this.alter(Buffer.concat(this.take(packetBytes)), target));
       this.passThrough = true;
     }
-    if (this.passThrough) {
-      out.push(...this.pending);
-      this.pending = [];
-      this.pendingBytes = 0;
-    }
+    if (this.passThrough) out.push(...this.pending.takeAll());
     return out;
   }
 
@@ -175,29 +170,9 @@ class PacketTamperer {
     return packet;
   }
 
-  private peek(count: number): Buffer {
-    const first = this.pending[0] as Buffer;
-    return first.length >= count ? first : Buffer.concat(this.pending).subarray(0, count);
-  }
-
   private take(count: number): Buffer[] {
-    const out: Buffer[] = [];
-    let remaining = count;
-    while (remaining > 0) {
-      const chunk = this.pending[0] as Buffer;
-      if (chunk.length <= remaining) {
-        out.push(chunk);
-        this.pending.shift();
-        remaining -= chunk.length;
-      } else {
-        out.push(chunk.subarray(0, remaining));
-        this.pending[0] = chunk.subarray(remaining);
-        remaining = 0;
-      }
-    }
-    this.pendingBytes -= count;
     this.position += count;
-    return out;
+    return this.pending.take(count);
   }
 }
 

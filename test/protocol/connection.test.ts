@@ -9,6 +9,7 @@ import type { ConnectionHandler, ConnectionOptions } from '../../protocol/connec
 import { ErrorCode, LimitError, RemoteError, type NetplumbError } from '../../protocol/errors.js';
 import { decodeFields, encodeFields } from '../../protocol/fields.js';
 import { encodeHeader, joinPayload } from '../../protocol/frame.js';
+import { resolveLimits } from '../../protocol/limits.js';
 import { Field, HEADER_BYTES, PacketType } from '../../protocol/wire.js';
 import { packetTap, securePair, type DuplexPair, type DuplexPairOptions, type SecurePair, type TransitPacket } from '../helpers/duplex-pair.js';
 
@@ -289,7 +290,7 @@ describe('secure connection', () => {
   });
 
   test('a packet larger than maxPacketBytes ends the connection with NP_BAD_SIZE', async (t) => {
-    const { client, atServer } = await connected(t, { server: { limits: { maxPacketBytes: 8192 } } });
+    const { client, atServer } = await connected(t, { server: { limits: resolveLimits({ maxPacketBytes: 8192, maxDataPayloadBytes: 4096 }) } });
     client.send(PacketType.StreamData, Buffer.alloc(9000));
     assert.equal(await closeCode(atServer), ErrorCode.BadSize);
   });
@@ -374,7 +375,7 @@ describe('secure connection', () => {
   });
 
   test('two live peers with keepalive stay connected past the idle timeout', async (t) => {
-    const limits = { idleTimeoutMs: 1500, keepaliveIntervalMs: 100 };
+    const limits = resolveLimits({ idleTimeoutMs: 1500, keepaliveIntervalMs: 100 });
     let pings = 0;
     const { client, server, atClient, atServer } = await connected(t, {
       client: { limits },
@@ -397,7 +398,7 @@ describe('secure connection', () => {
   test('a silent peer is dropped with NP_IDLE_TIMEOUT', async (t) => {
     let silent = false;
     const { client, atClient } = await connected(t, {
-      client: { limits: { idleTimeoutMs: 600, keepaliveIntervalMs: 100 } },
+      client: { limits: resolveLimits({ idleTimeoutMs: 600, keepaliveIntervalMs: 100 }) },
       pair: { bToA: (chunk) => (silent ? null : chunk) },
     });
     silent = true;

@@ -10,12 +10,13 @@ import { decodeFields, encodeFields } from '../../protocol/fields.js';
 import { FrameReader, encodeHeader, joinPayload, type Frame } from '../../protocol/frame.js';
 import { ClientHandshake, ServerHandshake, type AnnouncedLimits } from '../../protocol/handshake.js';
 import type { KeyAlgorithm, PrivateIdentity } from '../../protocol/keys.js';
+import { resolveLimits } from '../../protocol/limits.js';
 import { DEFAULT_LIMITS, Field, HEADER_BYTES, PacketType } from '../../protocol/wire.js';
 import { duplexPair, packetTap, settleHandshake, type SettledHandshake, type TransitPacket } from '../helpers/duplex-pair.js';
 import { allowListServerTrust, pinnedClientTrust, throwawayIdentity } from '../helpers/keys.js';
 
 const LIMITS: AnnouncedLimits = { maxPacketBytes: DEFAULT_LIMITS.maxPacketBytes, initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes };
-const SHORT_HANDSHAKE = { limits: { handshakeTimeoutMs: 300 } };
+const SHORT_HANDSHAKE = { limits: resolveLimits({ handshakeTimeoutMs: 300 }) };
 
 function codeOf(result: PromiseSettledResult<unknown>): string | undefined {
   assert.equal(result.status, 'rejected', 'the handshake was expected to fail');

@@ -14,12 +14,11 @@ import {
   encodeMintReply,
   encodeMintRequest,
   encodeStartRequest,
-  MAX_ONE_TIME_KEY_SECONDS,
   type MintReply,
   type MintRequest,
   type StartRequest,
 } from '../../protocol/session.js';
-import { Field, MintStatus, StartKind } from '../../protocol/wire.js';
+import { Field, MAX_ONE_TIME_KEY_SECONDS, MintStatus, StartKind } from '../../protocol/wire.js';
 
 /** Entries through the real codec, as the other side would see them. */
 function wire(entries: readonly Entry[]): ReturnType<typeof decodeFields> {

@@ -11,6 +11,7 @@ import { SecureConnection } from '../../protocol/connection.js';
 import type { NetplumbError } from '../../protocol/errors.js';
 import type { FieldList } from '../../protocol/fields.js';
 import { Mux, WINDOW_GROWTH_MIN_RTT_MS, type MuxStream, type SessionHandler } from '../../protocol/mux.js';
+import { resolveLimits } from '../../protocol/limits.js';
 import { DEFAULT_LIMITS, Field, type PacketType } from '../../protocol/wire.js';
 import { allowListServerTrust, pinnedClientTrust, throwawayIdentity } from '../helpers/keys.js';
 
@@ -61,7 +62,7 @@ async function connectedMuxes(t: TestContext, relayDelayMs: number): Promise<{ s
   const clientKey = throwawayIdentity('ed25519', 'client');
   const hostKey = throwawayIdentity('ed25519', 'host');
   const atServer = new StreamCatcher();
-  const limits = { ...DEFAULT_LIMITS, initialWindowBytes: INITIAL_WINDOW_BYTES, maxWindowBytes: MAX_WINDOW_BYTES };
+  const limits = resolveLimits({ initialWindowBytes: INITIAL_WINDOW_BYTES, maxWindowBytes: MAX_WINDOW_BYTES });
   const muxOptions = { maxStreams: 8, initialWindowBytes: INITIAL_WINDOW_BYTES, maxWindowBytes: MAX_WINDOW_BYTES, maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes };
   let accepted: (connection: SecureConnection) => void = () => undefined;
   const serverConnection = new Promise<SecureConnection>((resolve) => (accepted = resolve));

@@ -10,6 +10,7 @@ import type { ConnectionHandler, SecureConnection } from '../../protocol/connect
 import { ErrorCode, RemoteError, type NetplumbError } from '../../protocol/errors.js';
 import type { FieldList } from '../../protocol/fields.js';
 import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../../protocol/mux.js';
+import { resolveLimits } from '../../protocol/limits.js';
 import { DEFAULT_LIMITS, Field, PacketType, STREAM_ID_BYTES } from '../../protocol/wire.js';
 import { securePair, type DuplexPair } from '../helpers/duplex-pair.js';
 
@@ -76,8 +77,8 @@ async function muxPair(t: TestContext, options: MuxPairOptions = {}): Promise<Mu
   const clientWindow = options.clientWindowBytes ?? DEFAULT_LIMITS.initialWindowBytes;
   const serverWindow = options.serverWindowBytes ?? DEFAULT_LIMITS.initialWindowBytes;
   const { pair, client, server } = await securePair({
-    client: { limits: { initialWindowBytes: clientWindow } },
-    server: { limits: { initialWindowBytes: serverWindow } },
+    client: { limits: resolveLimits({ initialWindowBytes: clientWindow }) },
+    server: { limits: resolveLimits({ initialWindowBytes: serverWindow }) },
   });
   t.after(() => pair.destroy());
   const atClient = new SessionRecorder();
@@ -303,7 +304,7 @@ describe('stream multiplexer', () => {
 
   test('a peer that sends more than the window fails the connection with NP_WINDOW_EXCEEDED', async (t) => {
     const windowBytes = 4096;
-    const { pair, client, server } = await securePair({ server: { limits: { initialWindowBytes: windowBytes } } });
+    const { pair, client, server } = await securePair({ server: { limits: resolveLimits({ initialWindowBytes: windowBytes }) } });
     t.after(() => pair.destroy());
     const atServer = new SessionRecorder();
     server.attach(new Mux(server, muxOptions('daemon', windowBytes, 16), atServer));

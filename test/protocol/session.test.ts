@@ -15,14 +15,21 @@ import {
   encodeStageEnd,
   encodeStartReply,
   encodeStartRequest,
-  MAX_ENDPOINTS,
-  MAX_REPLY_MESSAGE_BYTES,
-  MAX_EXPORTED_VARIABLES,
   NO_ENDPOINTS,
   type StageEnd,
   type StartRequest,
 } from '../../protocol/session.js';
-import { AEAD_TAG_BYTES, Field, HEADER_BYTES, MintStatus, StartKind, StartStatus } from '../../protocol/wire.js';
+import {
+  AEAD_TAG_BYTES,
+  Field,
+  HEADER_BYTES,
+  MAX_ENDPOINTS,
+  MAX_EXPORTED_VARIABLES,
+  MAX_REPLY_MESSAGE_BYTES,
+  MintStatus,
+  StartKind,
+  StartStatus,
+} from '../../protocol/wire.js';
 
 const STREAMS = { stdin: 1, stdout: 3, stderr: 5 };
 
