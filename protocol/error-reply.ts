@@ -25,6 +25,8 @@ const CONNECTION_CODES_TOLD: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorC
  * The reply a peer gets for `error`, or undefined when it is told nothing. A recipe refusal is told rendered
  * (its line and a caret), so the far end can show it as the check wrote it.
  */
+export function errorReply(error: unknown, scope: 'request'): ErrorReply;
+export function errorReply(error: unknown, scope: ReplyScope): ErrorReply | undefined;
 export function errorReply(error: unknown, scope: ReplyScope): ErrorReply | undefined {
   const failure = asNetplumbError(error);
   if (scope === 'connection' && !CONNECTION_CODES_TOLD.has(failure.code)) return undefined;
@@ -38,7 +40,7 @@ export function peerIsTold(error: unknown): boolean {
 
 /** The fields of an Error packet for `error`, as a request's refusal would tell it. */
 export function errorFields(error: unknown): Entry[] {
-  const reply = errorReply(error, 'request') as ErrorReply;
+  const reply = errorReply(error, 'request');
   return [
     [Field.code, reply.code],
     [Field.message, reply.message],
