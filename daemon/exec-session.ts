@@ -14,7 +14,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { finished } from 'node:stream/promises';
-import { ErrorCode, LimitError, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
+import {
+  asNetplumbError,
+  BadRequestError,
+  CommandNotExecutableError,
+  CommandNotFoundError,
+  EndpointError,
+  EnvRefusedError,
+  NetplumbError,
+  NotPermittedError,
+  RequestError,
+  SpawnFailedError,
+  TooManyStreamsError,
+  UnexpectedPacketError,
+} from '../protocol/errors.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import type { RecipePlan } from '../recipes/plan.js';
@@ -41,10 +54,8 @@ import {
 } from '../protocol/session.js';
 import { MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
-import { RecipeError } from '../recipes/errors.js';
 import { envAccepted } from './config.js';
 import { DaemonEndpoints, resolveDaemonPath } from './endpoints.js';
-import { EndpointError } from '../bridges/fifo.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
 import { checkCommand, checkPath, checkRealPath, type Gluepot } from './gluepots.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
@@ -53,6 +64,7 @@ import { sessionGroups, spawnOnPty, type PtyCommand } from './pty.js';
 import type { Logger } from './log.js';
 import { groupAlive, signalGroup } from '../recipes/process-groups.js';
 import { RecipeChecker } from './recipe-checker.js';
+import { errorReply } from '../protocol/error-reply.js';
 
 const enum State {
   Waiting,
@@ -189,7 +201,7 @@ export class ExecSession implements SessionHandler {
     for (const [id, pending] of this.pendingStreams) if (pending.destroyed) this.pendingStreams.delete(id);
     if (this.pendingStreams.size >= MAX_UNCLAIMED_STREAMS) {
       stream.destroy();
-      throw new LimitError(ErrorCode.TooManyStreams, `more than ${MAX_UNCLAIMED_STREAMS} streams opened and not claimed by a Start`);
+      throw new TooManyStreamsError(`more than ${MAX_UNCLAIMED_STREAMS} streams opened and not claimed by a Start`);
     }
     this.pendingStreams.set(stream.id, stream);
   }
@@ -209,7 +221,7 @@ export class ExecSession implements SessionHandler {
         this.mintKey(fields);
         return;
       default:
-        throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by the daemon`);
+        throw new UnexpectedPacketError(`packet type ${type} not expected by the daemon`);
     }
   }
 
@@ -260,12 +272,12 @@ export class ExecSession implements SessionHandler {
     let request: ExecRequest | RecipeRequest;
     let streams: SessionStreams | undefined;
     try {
-      if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
+      if (this.state !== State.Waiting) throw new BadRequestError('one command per connection');
       request = decodeStartRequest(fields);
       streams = this.claimStreams(request);
       const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, this.options.acceptEnv));
       if (refused.length > 0) {
-        throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
+        throw new EnvRefusedError(`environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
       }
       if (this.options.binding !== undefined) checkBinding(this.options.binding, request);
     } catch (error) {
@@ -292,7 +304,7 @@ export class ExecSession implements SessionHandler {
     const name = chooseAccountName(request.user, allowed, configured);
     const own = daemonAccount();
     if (name !== own.name && process.geteuid?.() !== 0) {
-      throw new RequestError(ErrorCode.NotPermitted, `netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
+      throw new NotPermittedError(`netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
     }
     const runAs = new RunAs(name === own.name ? own : await lookupAccount(name));
     return { runAs, spoolDir: runAs.switches ? userSpoolDir(this.options.spoolDir, runAs.account) : this.options.spoolDir };
@@ -302,7 +314,7 @@ export class ExecSession implements SessionHandler {
   private startAs(request: ExecRequest | RecipeRequest, streams: SessionStreams, identity: SessionIdentity): void {
     // The connection went while the account was looked up: preparationFailed only lets the streams go then.
     if (this.state !== State.Spawning) {
-      this.preparationFailed(new RequestError(ErrorCode.BadRequest, 'connection closed'), streams);
+      this.preparationFailed(new BadRequestError('connection closed'), streams);
       return;
     }
     this.identity = identity;
@@ -317,7 +329,7 @@ export class ExecSession implements SessionHandler {
   private startChecked(request: ExecRequest | RecipeRequest, streams: SessionStreams, identity: SessionIdentity, plan: RecipePlan | undefined): void {
     // The connection went while the recipe was checked: preparationFailed only lets the streams go then.
     if (this.state !== State.Spawning) {
-      this.preparationFailed(new RequestError(ErrorCode.BadRequest, 'connection closed'), streams);
+      this.preparationFailed(new BadRequestError('connection closed'), streams);
       return;
     }
     try {
@@ -378,14 +390,14 @@ export class ExecSession implements SessionHandler {
     const refuse = (error: unknown): void => {
       const failure = asNetplumbError(error);
       this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
-      reply(encodeMintReply({ status: MintStatus.Refused, code: failure.code, message: failure.message }));
+      reply(encodeMintReply({ status: MintStatus.Refused, ...errorReply(failure, 'request') }));
     };
     let request: MintRequest;
     try {
       if (this.options.mint === undefined) {
-        throw new RequestError(ErrorCode.NotPermitted, 'only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
+        throw new NotPermittedError('only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
       }
-      if (this.state !== State.Waiting) throw new RequestError(ErrorCode.BadRequest, 'a one-time key is minted before any command starts');
+      if (this.state !== State.Waiting) throw new BadRequestError('a one-time key is minted before any command starts');
       request = decodeMintRequest(fields);
     } catch (error) {
       refuse(error);
@@ -399,7 +411,7 @@ export class ExecSession implements SessionHandler {
         try {
           const plan = binding.kind === StartKind.Recipe ? await this.checkedRecipe(binding.text, binding.source, identity) : undefined;
           // The connection went while the recipe was checked: nobody is left to hand a key to.
-          if (this.state === State.Closed) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
+          if (this.state === State.Closed) throw new BadRequestError('connection closed');
           this.checkGluepot(asStart, plan, identity);
           const key = mint({ ...binding, user: identity.runAs.account.name }, request.lifetimeSeconds);
           reply(encodeMintReply({ status: MintStatus.Minted, key }));
@@ -413,12 +425,7 @@ export class ExecSession implements SessionHandler {
 
   /** A recipe checked by the daemon itself (on the checker's worker), its errors as the request's refusal. */
   private async checkedRecipe(text: string, source: string, identity: SessionIdentity): Promise<RecipePlan> {
-    try {
-      return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
-    } catch (error) {
-      if (error instanceof RecipeError) throw new RequestError(error.code, error.render(), { cause: error });
-      throw error;
-    }
+    return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
   }
 
   /** Pipes, sockets or a process could not be made: the Start is refused and the session waits for another. */
@@ -445,7 +452,7 @@ export class ExecSession implements SessionHandler {
       (outputs) => this.spawnWithPipes(request, streams, outputs),
       (error: unknown) => {
         if (this.state !== State.Spawning) return;
-        this.preparationFailed(new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }), streams);
+        this.preparationFailed(new SpawnFailedError(`cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error }), streams);
       },
     );
   }
@@ -728,11 +735,11 @@ export class ExecSession implements SessionHandler {
   private claimStreams(request: { stdin: number; stdout: number; stderr: number }): SessionStreams {
     const find = (id: number): MuxStream => {
       const stream = this.pendingStreams.get(id);
-      if (stream === undefined || stream.destroyed) throw new RequestError(ErrorCode.BadRequest, `stream ${id} was not opened, or is closed`);
+      if (stream === undefined || stream.destroyed) throw new BadRequestError(`stream ${id} was not opened, or is closed`);
       return stream;
     };
     const streams = { stdin: find(request.stdin), stdout: find(request.stdout), stderr: find(request.stderr) };
-    if (new Set(Object.values(streams)).size !== 3) throw new RequestError(ErrorCode.BadRequest, 'a Start names three different streams');
+    if (new Set(Object.values(streams)).size !== 3) throw new BadRequestError('a Start names three different streams');
     for (const stream of Object.values(streams)) this.pendingStreams.delete(stream.id);
     return streams;
   }
@@ -741,7 +748,7 @@ export class ExecSession implements SessionHandler {
     this.log.info('start refused', { code: error.code, reason: error.message });
     this.mux?.connection.sendFields(
       PacketType.Start,
-      encodeStartReply({ status: StartStatus.Refused, code: error.code, message: error.message }),
+      encodeStartReply({ status: StartStatus.Refused, ...errorReply(error, 'request') }),
     );
   }
 }
@@ -820,9 +827,9 @@ async function outputPipes(): Promise<OutputPipes> {
 }
 
 function spawnError(program: string, error: NodeJS.ErrnoException): RequestError {
-  if (error.code === 'ENOENT') return new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
-  if (error.code === 'EACCES') return new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
-  return new RequestError(ErrorCode.SpawnFailed, `cannot run ${program}: ${error.message}`);
+  if (error.code === 'ENOENT') return new CommandNotFoundError(`command not found: ${program}`);
+  if (error.code === 'EACCES') return new CommandNotExecutableError(`permission denied: ${program}`);
+  return new SpawnFailedError(`cannot run ${program}: ${error.message}`);
 }
 
 /** Resolves when a stream has finished or was destroyed, whichever comes first; never rejects. */

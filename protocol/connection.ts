@@ -8,14 +8,18 @@
 import type { Duplex } from 'node:stream';
 import { PacketOpener, PacketSealer, SPEC_CIPHER_LIMITS, type CipherLimits } from './cipher.js';
 import {
-  ConnectionError,
-  ErrorCode,
-  HandshakeError,
-  NetplumbError,
-  PacketError,
-  RemoteError,
   asNetplumbError,
+  ConnectionLostError,
+  ErrorCode,
+  HandshakeTimeoutError,
+  IdleTimeoutError,
+  InternalError,
   isErrorCode,
+  NetplumbError,
+  RemoteError,
+  TruncatedError,
+  UnexpectedPacketError,
+  UnknownTypeError,
 } from './errors.js';
 import { decodeFields, encodeFields, type Entry } from './fields.js';
 import { FrameReader, finishHeader, joinPayload, prepareHeader, nextSequence, encodeHeader, type Frame } from './frame.js';
@@ -31,6 +35,7 @@ import {
   PacketType,
   isKnownPacketType,
 } from './wire.js';
+import { errorFields, peerIsTold } from './error-reply.js';
 
 /** Receives what the connection does not handle itself. A throw from packet() fails the connection. */
 export interface ConnectionHandler {
@@ -84,9 +89,6 @@ const enum State {
   Closing,
   Closed,
 }
-
-/** Failures the peer is told about (as a plaintext or sealed Error packet); all others close silently. */
-const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm, ErrorCode.TooManyConnections]);
 
 /** How long an Error packet gets to reach the peer before the transport is torn down. */
 const ERROR_LINGER_MS = 2000;
@@ -187,7 +189,7 @@ export class SecureConnection {
 
   /** The peer's identity and the session's parameters; throws before the handshake has completed. */
   get peer(): PeerInfo {
-    if (this.info === undefined || this.state === State.Handshaking) throw new NetplumbError(ErrorCode.Internal, 'handshake not complete');
+    if (this.info === undefined || this.state === State.Handshaking) throw new InternalError('handshake not complete');
     return this.info;
   }
 
@@ -219,7 +221,7 @@ export class SecureConnection {
     } catch (error) {
       // As in receive(): a bad early packet fails the connection (which reports closed()), not the caller.
       const failure = asNetplumbError(error);
-      this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
+      this.fail(failure, peerIsTold(failure));
       return;
     }
     if (this.state === State.Closed) handler.closed(this.closeError);
@@ -283,8 +285,7 @@ export class SecureConnection {
    */
   static refuse(transport: Duplex, error: NetplumbError): void {
     const payload = encodeFields([
-      [Field.code, error.code],
-      [Field.message, error.message],
+      ...errorFields(error),
     ]);
     transport.on('error', () => undefined);
     transport.resume();
@@ -300,8 +301,7 @@ export class SecureConnection {
 
   private sendError(error: NetplumbError): void {
     const entries: Entry[] = [
-      [Field.code, error.code],
-      [Field.message, error.message],
+      ...errorFields(error),
     ];
     try {
       if (this.state === State.Open) this.sendFields(PacketType.Error, entries);
@@ -316,7 +316,7 @@ export class SecureConnection {
       this.handshakeDone = { resolve, reject };
       this.handshakeStep = step;
       this.handshakeTimer = setTimeout(() => {
-        this.fail(new HandshakeError(ErrorCode.HandshakeTimeout, `no key exchange within ${this.limits.handshakeTimeoutMs} ms`));
+        this.fail(new HandshakeTimeoutError(`no key exchange within ${this.limits.handshakeTimeoutMs} ms`));
       }, this.limits.handshakeTimeoutMs);
       this.transport.on('data', (chunk: Buffer) => this.receive(chunk));
       this.transport.on('end', () => this.transportEnded());
@@ -324,14 +324,14 @@ export class SecureConnection {
       this.transport.on('error', (error: Error) => {
         // After the peer's Goodbye it has said all it will: a reset while we answer it is no failure.
         if (this.goodbyeReceived) this.finish(undefined);
-        else this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
+        else this.finish(new ConnectionLostError(`transport error: ${error.message}`, { cause: error }));
       });
       this.transport.on('drain', () => this.drained());
       const { abortHandshake } = this;
       abortHandshake?.addEventListener('abort', () => {
         if (this.state !== State.Handshaking) return;
         const reason = asNetplumbError(abortHandshake.reason);
-        this.fail(reason, PEER_VISIBLE_CODES.has(reason.code), ABORT_LINGER_MS);
+        this.fail(reason, peerIsTold(reason), ABORT_LINGER_MS);
       }, { once: true });
       try {
         begin();
@@ -359,7 +359,7 @@ export class SecureConnection {
     const payload = joinPayload(frame.payload, frame.payloadBytes);
     if (frame.type === PacketType.Error) throw remoteError(payload);
     if (frame.type !== expected) {
-      throw new HandshakeError(ErrorCode.UnexpectedPacket, `handshake expected type ${expected}, got ${frame.type}`);
+      throw new UnexpectedPacketError(`handshake expected type ${expected}, got ${frame.type}`);
     }
     return payload;
   }
@@ -398,7 +398,7 @@ export class SecureConnection {
       this.reader.push(chunk);
     } catch (error) {
       const failure = asNetplumbError(error);
-      this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
+      this.fail(failure, peerIsTold(failure));
     }
   }
 
@@ -424,10 +424,10 @@ export class SecureConnection {
   /** Authenticates and decrypts first; only then is the type looked at. */
   private open(frame: Frame): Frame {
     if (frame.type < FIRST_ENCRYPTED_TYPE) {
-      throw new PacketError(ErrorCode.UnexpectedPacket, `plaintext packet type ${frame.type} after the key exchange`);
+      throw new UnexpectedPacketError(`plaintext packet type ${frame.type} after the key exchange`);
     }
     const payload = (this.opener as PacketOpener).open(frame.header, frame.payload, frame.payloadBytes);
-    if (!isKnownPacketType(frame.type)) throw new PacketError(ErrorCode.UnknownType, `unknown packet type ${frame.type}`);
+    if (!isKnownPacketType(frame.type)) throw new UnknownTypeError(`unknown packet type ${frame.type}`);
     return { ...frame, payload, payloadBytes: frame.payloadBytes - AEAD_TAG_BYTES };
   }
 
@@ -453,7 +453,7 @@ export class SecureConnection {
         throw remoteError(joinPayload(frame.payload, frame.payloadBytes));
       case PacketType.Hello:
       case PacketType.KeyExchange:
-        throw new PacketError(ErrorCode.UnexpectedPacket, 'handshake packet after the key exchange');
+        throw new UnexpectedPacketError('handshake packet after the key exchange');
       default:
         if (this.state !== State.Open) return;
         (this.handler as ConnectionHandler).packet(type, frame.payload, frame.payloadBytes);
@@ -506,7 +506,7 @@ export class SecureConnection {
     this.keepaliveTimer = setInterval(() => {
       const now = Date.now();
       if (now - this.lastReceivedMs >= this.limits.idleTimeoutMs) {
-        this.fail(new ConnectionError(ErrorCode.IdleTimeout, `nothing received for ${this.limits.idleTimeoutMs} ms`));
+        this.fail(new IdleTimeoutError(`nothing received for ${this.limits.idleTimeoutMs} ms`));
       } else if (now - this.lastSentMs >= this.limits.keepaliveIntervalMs) {
         this.sendPing();
       }
@@ -522,11 +522,11 @@ export class SecureConnection {
   private transportEnded(): void {
     if (this.state === State.Closed) return;
     if (this.reader.midPacket) {
-      this.finish(new PacketError(ErrorCode.Truncated, 'connection ended inside a packet'));
+      this.finish(new TruncatedError('connection ended inside a packet'));
     } else if (this.state === State.Closing) {
       this.finish(undefined);
     } else {
-      this.finish(new ConnectionError(ErrorCode.ConnectionLost, 'connection closed by peer without goodbye'));
+      this.finish(new ConnectionLostError('connection closed by peer without goodbye'));
     }
   }
 
@@ -548,7 +548,7 @@ export class SecureConnection {
       this.transport.destroy();
     }
     if (this.handshakeDone !== undefined) {
-      this.handshakeDone.reject(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed during handshake'));
+      this.handshakeDone.reject(error ?? new ConnectionLostError('connection closed during handshake'));
       this.handshakeDone = undefined;
       return;
     }

@@ -3,7 +3,7 @@
 // sequence; it never reads packet meaning. Bodies are handed on as the slices they arrived in, uncopied.
 
 import { crc32 } from 'node:zlib';
-import { ErrorCode, PacketError } from './errors.js';
+import { BadCrcError, BadMagicError, BadSequenceError, BadSizeError, UnexpectedPacketError } from './errors.js';
 import {
   CRC_OFFSET,
   HEADER_BYTES,
@@ -110,7 +110,7 @@ export class FrameReader {
   }
 
   push(chunk: Buffer): void {
-    if (this.state === ReaderState.Failed) throw new PacketError(ErrorCode.UnexpectedPacket, 'data after a failed packet');
+    if (this.state === ReaderState.Failed) throw new UnexpectedPacketError('data after a failed packet');
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.bufferedBytes += chunk.length;
@@ -141,7 +141,7 @@ export class FrameReader {
     let checked = 0;
     for (const chunk of this.chunks) {
       for (let i = 0; i < chunk.length && checked < MAGIC.length; i++, checked++) {
-        if (chunk[i] !== MAGIC[checked]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
+        if (chunk[i] !== MAGIC[checked]) throw new BadMagicError('packet does not start with TAP1');
       }
       if (checked === MAGIC.length) break;
     }
@@ -150,9 +150,9 @@ export class FrameReader {
 
   private acceptHeader(header: Buffer): void {
     const size = header.readUInt32BE(SIZE_OFFSET);
-    if (size < SIZE_OVERHEAD_BYTES) throw new PacketError(ErrorCode.BadSize, `packet size ${size} below the minimum`);
+    if (size < SIZE_OVERHEAD_BYTES) throw new BadSizeError(`packet size ${size} below the minimum`);
     if (size + 8 > this.maxPacketBytes) {
-      throw new PacketError(ErrorCode.BadSize, `packet of ${size + 8} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
+      throw new BadSizeError(`packet of ${size + 8} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
     }
     this.header = header;
     this.payloadBytes = size - SIZE_OVERHEAD_BYTES;
@@ -163,10 +163,10 @@ export class FrameReader {
     const header = this.header as Buffer;
     let crc = crc32(header.subarray(SEQUENCE_OFFSET, HEADER_BYTES));
     for (const piece of payload) crc = crc32(piece, crc);
-    if (crc !== header.readUInt32BE(CRC_OFFSET)) throw new PacketError(ErrorCode.BadCrc, 'packet CRC mismatch');
+    if (crc !== header.readUInt32BE(CRC_OFFSET)) throw new BadCrcError('packet CRC mismatch');
     const sequence = header.readUInt32BE(SEQUENCE_OFFSET);
     if (sequence !== this.expectedSequence) {
-      throw new PacketError(ErrorCode.BadSequence, `sequence ${sequence}, expected ${this.expectedSequence}`);
+      throw new BadSequenceError(`sequence ${sequence}, expected ${this.expectedSequence}`);
     }
     this.expectedSequence = nextSequence(sequence);
     this.state = ReaderState.Header;
