@@ -11,8 +11,7 @@ import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ErrorCode, NetplumbError } from '../protocol/errors.js';
-
+import { EndpointError, NetplumbError } from '../protocol/errors.js';
 
 /** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
 export const FIFO_READER_POLL_MS = 20;
@@ -22,13 +21,6 @@ export const FIFO_READER_POLL_MS = 20;
  * writing gets EPIPE (as with a local reader that went away); a new writer meanwhile just waits in open().
  */
 export const DROPPED_ROUND_GRACE_MS = 100;
-
-/** A named pipe or socket path that cannot be used: missing directory, wrong file type, permission, length. */
-export class EndpointError extends NetplumbError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(ErrorCode.Endpoint, message, options);
-  }
-}
 
 /**
  * Makes sure a FIFO exists at path: an existing FIFO is used as it is (unless mustCreate: then it is refused); a
@@ -99,7 +91,6 @@ export function openFifo(path: string, flags: number, open: (path: string, flags
   }
   return fd;
 }
-
 
 /**
  * Reads rounds from a local FIFO; each round becomes a stream from openStream(), ended (EOF) when the round ends.
@@ -388,7 +379,6 @@ export class FifoSink {
     this.writing = false;
     this.pump();
   }
-
 
   private settleIdle(): void {
     if (this.writing || this.queue.length > 0) return;

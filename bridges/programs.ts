@@ -4,7 +4,7 @@
 
 import { realpathSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { ErrorCode, RequestError } from '../protocol/errors.js';
+import { CommandNotExecutableError, CommandNotFoundError } from '../protocol/errors.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 
 /** A program as found for argv[0]. */
@@ -48,8 +48,8 @@ export function findProgram(program: string, searchPath: string, cwd: string, id
         if (named || code !== 'EACCES') denied = true;
       }
     }
-    if (denied) throw new RequestError(ErrorCode.CommandNotExecutable, `permission denied: ${program}`);
-    throw new RequestError(ErrorCode.CommandNotFound, `command not found: ${program}`);
+    if (denied) throw new CommandNotExecutableError(`permission denied: ${program}`);
+    throw new CommandNotFoundError(`command not found: ${program}`);
   });
 }
 

@@ -6,9 +6,8 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { NetplumbError } from '../protocol/errors.js';
+import { EndpointError, NetplumbError } from '../protocol/errors.js';
 import { holdDirectory, reasonFor, type HeldDirectory, type PathCheck } from './checked-open.js';
-import { EndpointError } from './fifo.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 
 /** Longest socket path Linux takes (sun_path is 108 bytes with the NUL); Node would cut a longer one silently. */

@@ -8,7 +8,7 @@ import { lchownSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
-import { ErrorCode, NetplumbError, RequestError } from '../protocol/errors.js';
+import { NetplumbError, NotPermittedError, SpawnFailedError } from '../protocol/errors.js';
 import { processMayExecute, type CommandIdentity } from '../bridges/identity.js';
 
 const execFileAsync = promisify(execFile);
@@ -62,12 +62,12 @@ export async function lookupAccount(name: string): Promise<Account> {
     entry = (await execFileAsync(GETENT, ['passwd', name], { encoding: 'utf8' })).stdout;
     groups = (await execFileAsync(ID, ['-G', name], { encoding: 'utf8' })).stdout;
   } catch (error) {
-    throw new RequestError(ErrorCode.NotPermitted, `no such user ${name} on this host`, { cause: error });
+    throw new NotPermittedError(`no such user ${name} on this host`, { cause: error });
   }
   const fields = entry.trim().split('\n')[0]?.split(':') ?? [];
   const [entryName, , uid, gid, , home, shell] = fields;
   if (fields.length < 7 || entryName !== name || !/^\d+$/.test(uid ?? '') || !/^\d+$/.test(gid ?? '')) {
-    throw new RequestError(ErrorCode.NotPermitted, `no usable passwd entry for user ${name}`);
+    throw new NotPermittedError(`no usable passwd entry for user ${name}`);
   }
   return {
     name,
@@ -159,7 +159,7 @@ export function chooseAccountName(asked: string | undefined, allowed: readonly s
     const permitted = allowed === undefined ? asked === configured : allowed.includes(asked);
     if (!permitted) {
       const which = allowed === undefined ? 'no user= on its line' : `its line allows ${allowed.join(', ')}`;
-      throw new RequestError(ErrorCode.NotPermitted, `this client may not run commands as ${asked} (${which})`);
+      throw new NotPermittedError(`this client may not run commands as ${asked} (${which})`);
     }
     return asked;
   }
@@ -177,12 +177,12 @@ export function userSpoolDir(spoolRoot: string, account: Account): string {
   try {
     mkdirSync(users, { recursive: true, mode: 0o711 });
     if ((statSync(spoolRoot).mode & 0o001) === 0) {
-      throw new NetplumbError(ErrorCode.SpawnFailed, `the spool directory ${spoolRoot} does not let other users pass (chmod o+x it): ${account.name} could not reach its spool`);
+      throw new SpawnFailedError(`the spool directory ${spoolRoot} does not let other users pass (chmod o+x it): ${account.name} could not reach its spool`);
     }
     // Only the daemon may make or replace what is in `users`: no one can swap an account's spool for a symlink.
     const usersStat = lstatSync(users);
     if (!usersStat.isDirectory() || usersStat.uid !== process.geteuid?.() || (usersStat.mode & 0o022) !== 0) {
-      throw new NetplumbError(ErrorCode.SpawnFailed, `${users} must be a directory of the daemon's own that group and others cannot write to`);
+      throw new SpawnFailedError(`${users} must be a directory of the daemon's own that group and others cannot write to`);
     }
     try {
       mkdirSync(dir, { mode: 0o700 });
@@ -191,10 +191,10 @@ export function userSpoolDir(spoolRoot: string, account: Account): string {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const stat = lstatSync(dir);
-    if (!stat.isDirectory() || stat.uid !== account.uid) throw new NetplumbError(ErrorCode.SpawnFailed, `${dir} is not a directory of ${account.name}'s own`);
+    if (!stat.isDirectory() || stat.uid !== account.uid) throw new SpawnFailedError(`${dir} is not a directory of ${account.name}'s own`);
   } catch (error) {
     if (error instanceof NetplumbError) throw error;
-    throw new NetplumbError(ErrorCode.SpawnFailed, `cannot make the spool of ${account.name}: ${(error as Error).message}`, { cause: error });
+    throw new SpawnFailedError(`cannot make the spool of ${account.name}: ${(error as Error).message}`, { cause: error });
   }
   return dir;
 }

@@ -10,7 +10,7 @@
 // moment it connects, so under a flood of silent or slow connections a real client moves ahead of them at once.
 
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError, ErrorCode } from '../protocol/errors.js';
 
 /** How far a pending connection has come: the least advanced, then the oldest, is evicted first. */
 export enum HandshakeStage {
@@ -95,7 +95,7 @@ function exemptRule(word: string): { address: string; prefix: number; family: 'i
   const max = family === 'ipv4' ? 32 : 128;
   const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
   if (family === undefined || !(prefix >= 0 && prefix <= max)) {
-    throw new ConfigError(ErrorCode.Config, `penalty-exempt: ${word} is not an address or ADDRESS/PREFIX`);
+    throw new BadConfigError(`penalty-exempt: ${word} is not an address or ADDRESS/PREFIX`);
   }
   return { address, prefix, family };
 }

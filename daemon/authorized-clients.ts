@@ -2,7 +2,7 @@
 // becomes a ConfigError naming source:line and the other lines still load; unknown options make a line bad, so a
 // restriction the daemon does not understand is never silently ignored.
 
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError, ConfigError, withContext } from '../protocol/errors.js';
 import { parsePublicKeyLine, type PublicIdentity } from '../protocol/keys.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { readTrustedFile } from './trusted-file.js';
@@ -42,15 +42,6 @@ export function allowedUsers(client: AuthorizedClient): string[] | undefined {
   return typeof value === 'string' ? value.split(',') : undefined;
 }
 
-class LineError extends Error {
-  constructor(
-    message: string,
-    readonly code: ErrorCode = ErrorCode.Config,
-  ) {
-    super(message);
-  }
-}
-
 /** Reads a quoted value starting after the opening quote; `\"` stands for a quote. Returns value and next index. */
 function readQuoted(text: string, start: number): [string, number] {
   let value = '';
@@ -67,7 +58,7 @@ function readQuoted(text: string, start: number): [string, number] {
       index += 1;
     }
   }
-  throw new LineError('an option value has no closing quote');
+  throw new BadConfigError('an option value has no closing quote');
 }
 
 /** Splits the option list off the front of a line; returns the options and the key part that follows. */
@@ -76,7 +67,7 @@ function parseOptions(text: string): { options: Map<string, string | true>; rest
   let index = 0;
   for (;;) {
     const nameMatch = OPTION_NAME.exec(text.slice(index));
-    if (nameMatch === null) throw new LineError(`expected an option name at column ${index + 1}`);
+    if (nameMatch === null) throw new BadConfigError(`expected an option name at column ${index + 1}`);
     const name = nameMatch[0].toLowerCase();
     index += nameMatch[0].length;
     let value: string | true = true;
@@ -90,15 +81,15 @@ function parseOptions(text: string): { options: Map<string, string | true>; rest
         index += bare.length;
       }
     }
-    if (options.has(name)) throw new LineError(`option ${name} is given twice`);
+    if (options.has(name)) throw new BadConfigError(`option ${name} is given twice`);
     options.set(name, value);
     const next = text[index];
     if (next === ',') {
       index += 1;
       continue;
     }
-    if (next === undefined) throw new LineError('options are not followed by a key');
-    if (!/\s/.test(next)) throw new LineError(`unexpected ${JSON.stringify(next)} at column ${index + 1}`);
+    if (next === undefined) throw new BadConfigError('options are not followed by a key');
+    if (!/\s/.test(next)) throw new BadConfigError(`unexpected ${JSON.stringify(next)} at column ${index + 1}`);
     return { options, rest: text.slice(index).trim() };
   }
 }
@@ -106,18 +97,18 @@ function parseOptions(text: string): { options: Map<string, string | true>; rest
 function checkOptions(options: Map<string, string | true>): void {
   for (const [name, value] of options) {
     const kind = AUTHORIZED_CLIENT_OPTIONS.get(name);
-    if (kind === undefined) throw new LineError(`unknown option ${name}`);
-    if (kind === 'flag' && value !== true) throw new LineError(`option ${name} takes no value`);
-    if (kind === 'value' && (value === true || value === '')) throw new LineError(`option ${name} needs a value`);
+    if (kind === undefined) throw new BadConfigError(`unknown option ${name}`);
+    if (kind === 'flag' && value !== true) throw new BadConfigError(`option ${name} takes no value`);
+    if (kind === 'value' && (value === true || value === '')) throw new BadConfigError(`option ${name} needs a value`);
   }
   const gluepot = options.get('gluepot');
   if (typeof gluepot === 'string' && !GLUEPOT_NAME.test(gluepot)) {
-    throw new LineError(`gluepot name ${JSON.stringify(gluepot)} is not valid`);
+    throw new BadConfigError(`gluepot name ${JSON.stringify(gluepot)} is not valid`);
   }
   const users = options.get('user');
   if (typeof users === 'string') {
     for (const user of users.split(',')) {
-      if (!USER_NAME_PATTERN.test(user)) throw new LineError(`user name ${JSON.stringify(user)} is not valid`);
+      if (!USER_NAME_PATTERN.test(user)) throw new BadConfigError(`user name ${JSON.stringify(user)} is not valid`);
     }
   }
 }
@@ -135,12 +126,7 @@ function parseLine(line: string): { identity: PublicIdentity; options: Map<strin
     ({ options, rest: keyPart } = parseOptions(line));
     checkOptions(options);
   }
-  try {
-    return { identity: parsePublicKeyLine(keyPart), options };
-  } catch (error) {
-    if (error instanceof ConfigError) throw new LineError(error.message, error.code);
-    throw error;
-  }
+  return { identity: parsePublicKeyLine(keyPart), options };
 }
 
 /** Parses a whole file's text; `source` names it in error messages (`source:line: reason`). */
@@ -155,12 +141,12 @@ export function parseAuthorizedClients(text: string, source: string): Authorized
     try {
       const { identity, options } = parseLine(line);
       const earlier = firstLineOf.get(identity.fingerprint);
-      if (earlier !== undefined) throw new LineError(`the key ${identity.fingerprint} is already listed on line ${earlier}`);
+      if (earlier !== undefined) throw new BadConfigError(`the key ${identity.fingerprint} is already listed on line ${earlier}`);
       firstLineOf.set(identity.fingerprint, lineNumber);
       clients.push({ identity, options, line: lineNumber });
     } catch (error) {
-      if (!(error instanceof LineError)) throw error;
-      errors.push(new ConfigError(error.code, `${source}:${lineNumber}: ${error.message}`));
+      if (!(error instanceof ConfigError)) throw error;
+      errors.push(withContext(error, `${source}:${lineNumber}`));
     }
   }
   return { clients, errors };

@@ -8,7 +8,7 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ErrorCode, NetplumbError, RequestError } from '../protocol/errors.js';
+import { errorFor, NetplumbError, RequestError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExecRequest, ExitStatus } from '../protocol/session.js';
 import { endGroups, spawnFailure } from '../recipes/process-groups.js';
 import { LeaderRunner, programToRun, settled, type Runner, type SessionStreams } from './runner.js';
@@ -35,7 +35,7 @@ export class CommandRunner extends LeaderRunner implements Runner {
     try {
       outputs = await outputPipes();
     } catch (error) {
-      throw new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error });
+      throw new SpawnFailedError(`cannot make pipes for ${program}: ${(error as Error).message}`, { cause: error });
     }
     const { prepared } = this.options;
     const cwd = workingDirectory(prepared.identity.runAs);
@@ -122,7 +122,7 @@ export class CommandRunner extends LeaderRunner implements Runner {
 
 function refusal(program: string, error: NodeJS.ErrnoException): RequestError {
   const { code, message } = spawnFailure(program, error);
-  return new RequestError(code, message, { cause: error });
+  return errorFor(code, message, { cause: error });
 }
 
 /** The reading ends of the command's stdout and stderr pipes, and the writing ends the command gets. */

@@ -2,7 +2,7 @@
 // and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
 
 import { isAbsolute, normalize } from 'node:path';
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { MAX_TIMER_MS, resolveLimits, type ResolvedLimits } from '../protocol/limits.js';
 import { DEFAULT_PORT, type Limits } from '../protocol/wire.js';
@@ -121,9 +121,9 @@ export function parseConfigFile(text: string, source: string): Map<string, strin
     const line = rawLine.trim();
     if (line === '' || line.startsWith('#')) return;
     const match = /^([a-z][a-z0-9-]*)\s+(.+)$/.exec(line);
-    if (match === null) throw new ConfigError(ErrorCode.Config, `${source}:${index + 1}: expected "name value"`);
+    if (match === null) throw new BadConfigError(`${source}:${index + 1}: expected "name value"`);
     const [, name, value] = match as unknown as [string, string, string];
-    if (!SETTING_NAMES.includes(name)) throw new ConfigError(ErrorCode.Config, `${source}:${index + 1}: unknown setting ${name}`);
+    if (!SETTING_NAMES.includes(name)) throw new BadConfigError(`${source}:${index + 1}: unknown setting ${name}`);
     settings.set(name, value.trim());
   });
   return settings;
@@ -136,15 +136,15 @@ export function readConfigFile(path: string): Map<string, string> {
 /** HOST:PORT, [v6]:PORT or HOST alone (default port). Port 0 asks for a free port. */
 export function parseListenAddress(value: string): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(value);
-  if (match === null) throw new ConfigError(ErrorCode.Config, `bad listen address ${value}: expected HOST:PORT`);
+  if (match === null) throw new BadConfigError(`bad listen address ${value}: expected HOST:PORT`);
   const host = match[1] ?? match[2] ?? '';
   const port = match[3] === undefined ? DEFAULT_PORT : Number(match[3]);
-  if (port > 65535) throw new ConfigError(ErrorCode.Config, `bad port in ${value}`);
+  if (port > 65535) throw new BadConfigError(`bad port in ${value}`);
   return { host, port };
 }
 
 function positiveInt(name: string, value: string): number {
-  if (!/^[1-9][0-9]{0,12}$/.test(value)) throw new ConfigError(ErrorCode.Config, `${name} must be a positive integer, got ${value}`);
+  if (!/^[1-9][0-9]{0,12}$/.test(value)) throw new BadConfigError(`${name} must be a positive integer, got ${value}`);
   return Number(value);
 }
 
@@ -168,7 +168,7 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         config.gluepotDir = value;
         break;
       case 'spool':
-        if (!isAbsolute(value)) throw new ConfigError(ErrorCode.Config, `spool must be an absolute path, got ${value}`);
+        if (!isAbsolute(value)) throw new BadConfigError(`spool must be an absolute path, got ${value}`);
         config.spoolDir = normalize(value);
         break;
       case 'shutdown-grace-ms':
@@ -181,16 +181,16 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
         config.acceptEnv = parseAcceptEnv(value);
         break;
       case 'run-as':
-        if (!USER_NAME_PATTERN.test(value)) throw new ConfigError(ErrorCode.Config, `run-as: ${value} is not a user name`);
+        if (!USER_NAME_PATTERN.test(value)) throw new BadConfigError(`run-as: ${value} is not a user name`);
         config.runAs = value;
         break;
       case 'one-time-keys':
-        if (!isAbsolute(value)) throw new ConfigError(ErrorCode.Config, `one-time-keys must be an absolute path, got ${value}`);
+        if (!isAbsolute(value)) throw new BadConfigError(`one-time-keys must be an absolute path, got ${value}`);
         config.oneTimeKeyDir = normalize(value);
         break;
       case 'log-level':
         if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {
-          throw new ConfigError(ErrorCode.Config, `log-level must be error, warn, info or debug`);
+          throw new BadConfigError(`log-level must be error, warn, info or debug`);
         }
         config.logLevel = value;
         break;
@@ -208,7 +208,7 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
           break;
         }
         const limit = LIMIT_SETTINGS[name];
-        if (limit === undefined) throw new ConfigError(ErrorCode.Config, `unknown setting ${name}`);
+        if (limit === undefined) throw new BadConfigError(`unknown setting ${name}`);
         limits[limit] = positiveInt(name, value);
       }
     }
@@ -223,9 +223,9 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
  * deadline beyond handshake-timeout-ms, is not an error: the smaller one governs (see admissionSettings).
  */
 export function validateAdmission(admission: AdmissionConfig): void {
-  if (admission.penaltyThresholdMs > admission.maxPenaltyMs) throw new ConfigError(ErrorCode.Config, 'penalty-threshold-ms cannot exceed max-penalty-ms');
+  if (admission.penaltyThresholdMs > admission.maxPenaltyMs) throw new BadConfigError('penalty-threshold-ms cannot exceed max-penalty-ms');
   for (const [name, ms] of [['hello-timeout-ms', admission.helloTimeoutMs], ['max-penalty-ms', admission.maxPenaltyMs]] as const) {
-    if (ms > MAX_TIMER_MS) throw new ConfigError(ErrorCode.Config, `${name} must be at most ${MAX_TIMER_MS}`);
+    if (ms > MAX_TIMER_MS) throw new BadConfigError(`${name} must be at most ${MAX_TIMER_MS}`);
   }
 }
 
@@ -245,7 +245,7 @@ export function parseAcceptEnv(value: string): string[] {
   const patterns = value.split(/[\s,]+/).filter((word) => word !== '');
   if (patterns.length === 1 && patterns[0] === 'none') return [];
   for (const pattern of patterns) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/.test(pattern)) throw new ConfigError(ErrorCode.Config, `accept-env: bad name or pattern ${pattern}`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/.test(pattern)) throw new BadConfigError(`accept-env: bad name or pattern ${pattern}`);
   }
   return patterns;
 }

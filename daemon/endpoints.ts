@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { atCheckedPath, openChecked, reasonFor, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
-import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
+import { ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
@@ -14,6 +14,7 @@ import type { Endpoints } from '../protocol/session.js';
 import { Field, StreamPurpose } from '../protocol/wire.js';
 import { checkPath, checkRealPath, type Gluepot } from './gluepots.js';
 import type { Logger } from './log.js';
+import { EndpointError } from '../protocol/errors.js';
 
 /**
  * A path of the daemon's host as a client named it: absolute as it is; relative inside the spool directory, which it

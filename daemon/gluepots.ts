@@ -12,7 +12,7 @@ import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram } from '../bridges/programs.js';
-import { ConfigError, ErrorCode, RequestError } from '../protocol/errors.js';
+import { BadConfigError, NotPermittedError } from '../protocol/errors.js';
 import { readTrustedFile } from './trusted-file.js';
 
 /** One allowed program, with argument patterns (undefined: any arguments). */
@@ -57,21 +57,21 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
     if (first === undefined || first.startsWith('#')) continue;
     const where = `${source}:${line}`;
     if (first === 'path') {
-      if (rest.length !== 1 || !isAbsolute(rest[0] as string)) throw new ConfigError(ErrorCode.Config, `${where}: expected "path /ABSOLUTE/GLOB"`);
+      if (rest.length !== 1 || !isAbsolute(rest[0] as string)) throw new BadConfigError(`${where}: expected "path /ABSOLUTE/GLOB"`);
       const pattern = normalize(rest[0] as string);
       gluepot.paths.push({ pattern, matcher: globToRegExp(pattern) });
       continue;
     }
-    if (!isAbsolute(first)) throw new ConfigError(ErrorCode.Config, `${where}: a program must be an absolute path, not ${first}`);
+    if (!isAbsolute(first)) throw new BadConfigError(`${where}: a program must be an absolute path, not ${first}`);
     let program: string;
     try {
       program = realpathSync.native(first);
     } catch (error) {
-      throw new ConfigError(ErrorCode.Config, `${where}: ${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+      throw new BadConfigError(`${where}: ${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
     }
     const moreArgs = rest.at(-1) === MORE_ARGUMENTS;
     const patterns = moreArgs ? rest.slice(0, -1) : rest;
-    if (patterns.includes(MORE_ARGUMENTS)) throw new ConfigError(ErrorCode.Config, `${where}: ${MORE_ARGUMENTS} may only end a line`);
+    if (patterns.includes(MORE_ARGUMENTS)) throw new BadConfigError(`${where}: ${MORE_ARGUMENTS} may only end a line`);
     gluepot.rules.push({
       written: first,
       program,
@@ -116,7 +116,7 @@ export function checkCommand(gluepot: Gluepot, argv: readonly string[], searchPa
   if (rules.some((rule) => argumentsAllowed(rule, args))) return real;
   const shown = real === program ? program : `${program} (${real})`;
   const why = rules.length === 0 ? 'is not in' : 'has arguments not allowed by';
-  throw new RequestError(ErrorCode.NotPermitted, `command ${shown} ${why} gluepot ${gluepot.name}`);
+  throw new NotPermittedError(`command ${shown} ${why} gluepot ${gluepot.name}`);
 }
 
 /**
@@ -158,5 +158,5 @@ export function checkRealPath(gluepot: Gluepot, realPath: string, spoolDir: stri
   const spool = resolveExisting(spoolDir);
   if (realPath === spool || realPath.startsWith(`${spool}/`)) return;
   if (gluepot.paths.some(({ matcher }) => matcher.test(realPath))) return;
-  throw new RequestError(ErrorCode.NotPermitted, `${what} ${realPath} is outside the spool directory and not allowed by gluepot ${gluepot.name}`);
+  throw new NotPermittedError(`${what} ${realPath} is outside the spool directory and not allowed by gluepot ${gluepot.name}`);
 }

@@ -13,7 +13,13 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCode, HandshakeError, NetplumbError, RequestError } from '../protocol/errors.js';
+import {
+  BadConfigError,
+  KeyUsedUpError,
+  NotAuthorizedError,
+  NotPermittedError,
+  TooManyConnectionsError,
+} from '../protocol/errors.js';
 import { encodePrivateKeyPem, formatPublicKeyLine, generateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import type { Endpoints, ExecRequest, KeyBinding, MintedKey, RecipeRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
@@ -27,16 +33,6 @@ const PARTIAL = '.new';
 /** A partial record older than this is left from a mint that died (a mint takes milliseconds). */
 const ABANDONED_PARTIAL_MS = 60_000;
 const RECORD_VERSION = 1;
-
-/**
- * A key that was good once and is no more: spent or expired. Its holder has just proven it holds the key, so the
- * refusal may say which; every other refusal of a key tells the peer only "not authorized".
- */
-export class KeyUsedUpError extends HandshakeError {
-  constructor(message: string) {
-    super(ErrorCode.NotAuthorized, message);
-  }
-}
 
 /** What the store keeps of a key: never the private half. */
 export interface OneTimeKeyRecord {
@@ -70,7 +66,7 @@ export class OneTimeKeyStore {
     this.ensureDir();
     this.checkDir();
     if (this.purgeExpired() >= MAX_STORED_ONE_TIME_KEYS) {
-      throw new RequestError(ErrorCode.TooManyConnections, `the daemon holds ${MAX_STORED_ONE_TIME_KEYS} one-time keys already; wait for some to expire`);
+      throw new TooManyConnectionsError(`the daemon holds ${MAX_STORED_ONE_TIME_KEYS} one-time keys already; wait for some to expire`);
     }
     const identity = generateIdentity('ed25519', 'netplumb one-time key');
     const mintedAt = this.now();
@@ -110,7 +106,7 @@ export class OneTimeKeyStore {
     try {
       this.checkDir();
     } catch (error) {
-      throw new HandshakeError(ErrorCode.NotAuthorized, (error as Error).message, { cause: error });
+      throw new NotAuthorizedError((error as Error).message, { cause: error });
     }
     const good = join(this.dir, id + GOOD);
     const spent = join(this.dir, id + SPENT);
@@ -118,11 +114,11 @@ export class OneTimeKeyStore {
     try {
       record = parseRecord(readFileSync(good, 'utf8'));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key record unreadable', { cause: error });
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new NotAuthorizedError('one-time key record unreadable', { cause: error });
       if (this.exists(spent)) throw new KeyUsedUpError('one-time key already used');
       return undefined;
     }
-    if (record.fingerprint !== identity.fingerprint) throw new HandshakeError(ErrorCode.NotAuthorized, 'one-time key record does not match the key');
+    if (record.fingerprint !== identity.fingerprint) throw new NotAuthorizedError('one-time key record does not match the key');
     if (record.expiresAt <= this.now()) {
       rmSync(good, { force: true });
       throw new KeyUsedUpError('one-time key expired');
@@ -170,7 +166,7 @@ export class OneTimeKeyStore {
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     } catch (error) {
-      throw new NetplumbError(ErrorCode.Config, `cannot make the one-time key directory ${this.dir}: ${(error as Error).message}`, { cause: error });
+      throw new BadConfigError(`cannot make the one-time key directory ${this.dir}: ${(error as Error).message}`, { cause: error });
     }
   }
 
@@ -182,7 +178,7 @@ export class OneTimeKeyStore {
     const stat = lstatSync(this.dir);
     const euid = process.geteuid?.();
     if (!stat.isDirectory() || (euid !== undefined && stat.uid !== euid) || (stat.mode & 0o022) !== 0) {
-      throw new NetplumbError(ErrorCode.Config, `the one-time key directory ${this.dir} must be a directory of the daemon's own that group and others cannot write to`);
+      throw new BadConfigError(`the one-time key directory ${this.dir} must be a directory of the daemon's own that group and others cannot write to`);
     }
   }
 
@@ -218,7 +214,7 @@ function statSafe(path: string): number {
 function parseRecord(text: string): OneTimeKeyRecord {
   const record = JSON.parse(text) as OneTimeKeyRecord;
   if (record.version !== RECORD_VERSION || typeof record.expiresAt !== 'number' || typeof record.binding?.user !== 'string') {
-    throw new Error('not a one-time key record of this version');
+    throw new BadConfigError('not a one-time key record of this version');
   }
   return record;
 }
@@ -236,7 +232,7 @@ function endpointsWithin(asked: Endpoints, bound: Endpoints): boolean {
  */
 export function checkBinding(binding: KeyBinding, request: ExecRequest | RecipeRequest): void {
   const refuse = (why: string): never => {
-    throw new RequestError(ErrorCode.NotPermitted, `this one-time key does not allow that: ${why}`);
+    throw new NotPermittedError(`this one-time key does not allow that: ${why}`);
   };
   if (request.kind !== binding.kind) refuse(`it is bound to a ${binding.kind === StartKind.Exec ? 'command' : 'recipe'}`);
   if (request.kind === StartKind.Exec && binding.kind === StartKind.Exec) {

@@ -5,6 +5,7 @@ import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { checkRecipe } from '../recipes/check.js';
 import { refusalOf, type CheckReply, type CheckRequest } from './recipe-checker.js';
+import { InternalError } from '../protocol/errors.js';
 
 /** The nice value of this thread: when cores are short, the event loop and the sessions' processes go first. */
 const CHECK_THREAD_NICE = 10;
@@ -13,7 +14,7 @@ const CHECK_THREAD_NICE = 10;
 if (process.platform === 'linux') setPriority(CHECK_THREAD_NICE);
 
 const port = parentPort;
-if (port === null) throw new Error('recipe-check-worker.js runs as a worker thread of recipe-checker.js');
+if (port === null) throw new InternalError('recipe-check-worker.js runs as a worker thread of recipe-checker.js');
 
 port.on('message', ({ id, text, options }: CheckRequest) => {
   let reply: CheckReply;

@@ -3,9 +3,19 @@
 // RecipeError checkRecipe() threw (same code, same render()), a plan as the plain data checkRecipe() returned.
 
 import { Worker } from 'node:worker_threads';
-import { ConfigError, ErrorCode, NetplumbError, RequestError, isErrorCode } from '../protocol/errors.js';
+import {
+  ErrorCode,
+  errorFor,
+  InternalError,
+  isErrorCode,
+  NetplumbError,
+  RecipeError,
+  recipeError,
+  RecipeTooLargeError,
+  TooManyConnectionsError,
+  type RecipeErrorCode,
+} from '../protocol/errors.js';
 import type { CheckOptions } from '../recipes/check.js';
-import { RecipeError, type RecipeErrorCode } from '../recipes/errors.js';
 import type { RecipeLocation, RecipePlan } from '../recipes/plan.js';
 
 /** Longest one check may take on the worker, in ms; a 64 KiB recipe takes tens. Over it: NP_RECIPE_TOO_LARGE. */
@@ -35,7 +45,7 @@ export type CheckReply = { kind: 'ready' } | { kind: 'plan'; id: number; plan: R
 
 /** What the worker sends for an error checkRecipe() threw. */
 export function refusalOf(error: unknown): Refusal {
-  if (error instanceof RecipeError) {
+  if (error instanceof RecipeError && error.location !== undefined) {
     return { code: error.code, message: error.message, recipe: { reason: error.reason, location: error.location, lineText: error.lineText } };
   }
   if (error instanceof NetplumbError) return { code: error.code, message: error.message };
@@ -45,9 +55,9 @@ export function refusalOf(error: unknown): Refusal {
 /** The error a Refusal stands for: a RecipeError renders exactly as the one the worker caught. */
 export function errorOf(refusal: Refusal): NetplumbError {
   const { code, message, recipe } = refusal;
-  if (recipe !== undefined) return new RecipeError(code as RecipeErrorCode, recipe.reason, recipe.location, recipe.lineText);
-  if (code === ErrorCode.Config) return new ConfigError(code, message);
-  return new NetplumbError(isErrorCode(code) ? code : ErrorCode.Internal, message);
+  if (recipe !== undefined) return recipeError(code as RecipeErrorCode, recipe.reason, recipe.location, recipe.lineText);
+  if (code === ErrorCode.Config) return errorFor(code, message);
+  return errorFor(isErrorCode(code) ? code : ErrorCode.Internal, message);
 }
 
 export interface RecipeCheckerOptions {
@@ -91,7 +101,7 @@ export class RecipeChecker {
    */
   check(text: string, options: CheckOptions): Promise<RecipePlan> {
     if (this.waiting.length >= this.maxWaiting) {
-      return Promise.reject(new RequestError(ErrorCode.TooManyConnections, `the daemon has ${this.maxWaiting} recipes waiting to be checked already; try again shortly`));
+      return Promise.reject(new TooManyConnectionsError(`the daemon has ${this.maxWaiting} recipes waiting to be checked already; try again shortly`));
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ request: { id: this.nextId++, text, options }, resolve, reject });
@@ -154,7 +164,7 @@ export class RecipeChecker {
     void worker?.terminate();
     this.settled();
     const { sourceName } = check.request.options;
-    check.reject(new RequestError(ErrorCode.RecipeTooLarge, `${sourceName}: the recipe took longer than ${this.budgetMs} ms to check, the daemon's limit: make it smaller or simpler`));
+    check.reject(new RecipeTooLargeError(`${sourceName}: the recipe took longer than ${this.budgetMs} ms to check, the daemon's limit: make it smaller or simpler`));
     this.next();
   }
 
@@ -163,7 +173,7 @@ export class RecipeChecker {
    * checks waiting are refused too rather than starting one worker after another.
    */
   private workerFailed(reason: string): void {
-    const failure = (): NetplumbError => new NetplumbError(ErrorCode.Internal, `the recipe check failed: ${reason}`);
+    const failure = (): NetplumbError => new InternalError(`the recipe check failed: ${reason}`);
     const wasReady = this.ready;
     this.dropWorker();
     const check = this.running;

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { userInfo } from 'node:os';
 import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
-import { KeyUsedUpError, OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
+import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
 import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
@@ -16,7 +16,17 @@ import { Admission, HandshakeStage, type PendingConnection } from './admission.j
 import { Session } from './session.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
-import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
+import {
+  asNetplumbError,
+  BadConfigError,
+  ErrorCode,
+  errorFor,
+  KeyUsedUpError,
+  NotAuthorizedError,
+  ShuttingDownError,
+  TooManyConnectionsError,
+  type NetplumbError,
+} from '../protocol/errors.js';
 import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
 import { StartKind } from '../protocol/wire.js';
@@ -54,13 +64,13 @@ export class Daemon {
   ) {
     const own = userInfo().username;
     if (config.runAs === undefined && process.geteuid?.() === 0) {
-      throw new ConfigError(ErrorCode.Config, 'netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
+      throw new BadConfigError('netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
     }
     this.runAs = config.runAs ?? own;
     if (this.runAs !== own) {
       // A default account the daemon cannot use would refuse every client without user= at its first command.
-      if (process.geteuid?.() !== 0) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
-      if (!accountKnown(this.runAs)) throw new ConfigError(ErrorCode.Config, `run-as ${this.runAs}: no such account on this host`);
+      if (process.geteuid?.() !== 0) throw new BadConfigError(`run-as ${this.runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
+      if (!accountKnown(this.runAs)) throw new BadConfigError(`run-as ${this.runAs}: no such account on this host`);
     }
     this.admission = new Admission(admissionSettings(config));
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
@@ -146,11 +156,11 @@ export class Daemon {
     const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server = server;
     return new Promise((resolve, reject) => {
-      server.once('error', (error) => reject(new ConfigError(ErrorCode.Config, `cannot listen on ${this.config.listen.host}:${this.config.listen.port}: ${error.message}`, { cause: error })));
+      server.once('error', (error) => reject(new BadConfigError(`cannot listen on ${this.config.listen.host}:${this.config.listen.port}: ${error.message}`, { cause: error })));
       server.listen({ host: this.config.listen.host, port: this.config.listen.port }, () => {
         const address = server.address();
         if (address === null || typeof address === 'string') {
-          reject(new ConfigError(ErrorCode.Config, 'listening socket has no address'));
+          reject(new BadConfigError('listening socket has no address'));
           return;
         }
         server.on('error', (error) => this.log.error('listener error', { error: error.message }));
@@ -177,11 +187,11 @@ export class Daemon {
     if (this.live.size >= this.config.limits.maxConnections) {
       this.log.warn('connection refused', { peer, code: ErrorCode.TooManyConnections });
       // Said, so that plumb knows the daemon is busy and may try again shortly.
-      SecureConnection.refuse(socket, new LimitError(ErrorCode.TooManyConnections, 'the daemon serves as many connections as it may; try again later'));
+      SecureConnection.refuse(socket, new TooManyConnectionsError('the daemon serves as many connections as it may; try again later'));
       return;
     }
     const eviction = new AbortController();
-    const admission = this.admission.admit(socket.remoteAddress ?? '', (why) => eviction.abort(new LimitError(why.code, why.reason)));
+    const admission = this.admission.admit(socket.remoteAddress ?? '', (why) => eviction.abort(errorFor(why.code, why.reason)));
     if ('refused' in admission) {
       // A source serving a penalty gets nothing, not even a word.
       this.log.warn('connection refused', { peer, code: admission.refused.code, reason: admission.refused.reason });
@@ -215,11 +225,11 @@ export class Daemon {
         } catch (error) {
           const failure = asNetplumbError(error);
           log.warn('one-time key refused', { key: client.fingerprint, reason: failure.message });
-          throw new HandshakeError(ErrorCode.NotAuthorized, error instanceof KeyUsedUpError ? error.message : 'not authorized');
+          throw new NotAuthorizedError(error instanceof KeyUsedUpError ? error.message : 'not authorized');
         }
         if (oneTime === undefined) {
           log.warn('client not authorized', { fingerprint: client.fingerprint });
-          throw new HandshakeError(ErrorCode.NotAuthorized, 'not authorized');
+          throw new NotAuthorizedError('not authorized');
         }
       },
     };
@@ -239,7 +249,7 @@ export class Daemon {
         // Fail closed: a client (or a key's controller) a reload removed gets nothing, never an unrestricted session.
         const refuse = (why: string, details: Record<string, unknown> = {}): void => {
           clientLog.warn(why, details);
-          connection.fail(new HandshakeError(ErrorCode.NotAuthorized, 'not authorized'), true);
+          connection.fail(new NotAuthorizedError('not authorized'), true);
         };
         if (client === undefined || (oneTime !== undefined && client.options.get('controller') !== true)) {
           if (oneTime === undefined) refuse('client no longer authorized after a reload');
@@ -311,7 +321,7 @@ export class Daemon {
     const sessions = [...this.live].map((live) => live.session?.done);
     for (const live of this.live) {
       if (live.connection === undefined) live.transport.destroy();
-      else live.connection.fail(new LimitError(ErrorCode.ShuttingDown, 'daemon shutting down'), true);
+      else live.connection.fail(new ShuttingDownError('daemon shutting down'), true);
     }
     await Promise.all(sessions);
     await closed;

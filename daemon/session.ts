@@ -7,7 +7,15 @@
 //      ^                   │ refused                                                               │
 //      └───────────────────┘              (any state) ──connection closed──> closed <──────────────┘
 
-import { ErrorCode, LimitError, NetplumbError, PacketError, RequestError, asNetplumbError } from '../protocol/errors.js';
+import {
+  asNetplumbError,
+  BadRequestError,
+  NetplumbError,
+  NotPermittedError,
+  RequestError,
+  TooManyStreamsError,
+  UnexpectedPacketError,
+} from '../protocol/errors.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import {
@@ -37,6 +45,7 @@ import { RecipeRunner } from './recipe-runner.js';
 import type { Runner, SessionStreams } from './runner.js';
 import type { Gluepot } from './gluepots.js';
 import { checkRequest, prepareStart, type PreparedStart, type StartGrant } from './start-policy.js';
+import { errorReply } from '../protocol/error-reply.js';
 
 export type SessionState = 'waiting' | 'preparing' | 'running' | 'exited' | 'closed';
 
@@ -152,14 +161,14 @@ export class Session implements SessionHandler {
     for (const [id, pending] of this.pendingStreams) if (pending.destroyed) this.pendingStreams.delete(id);
     if (this.pendingStreams.size >= MAX_UNCLAIMED_STREAMS) {
       stream.destroy();
-      throw new LimitError(ErrorCode.TooManyStreams, `more than ${MAX_UNCLAIMED_STREAMS} streams opened and not claimed by a Start`);
+      throw new TooManyStreamsError(`more than ${MAX_UNCLAIMED_STREAMS} streams opened and not claimed by a Start`);
     }
     this.pendingStreams.set(stream.id, stream);
   }
 
   packet(type: PacketType, fields: FieldList): void {
     const handle = DISPATCH.get(type);
-    if (handle === undefined) throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by the daemon`);
+    if (handle === undefined) throw new UnexpectedPacketError(`packet type ${type} not expected by the daemon`);
     handle(this, fields);
   }
 
@@ -190,7 +199,7 @@ export class Session implements SessionHandler {
     let request: StartRequest;
     let streams: SessionStreams | undefined;
     try {
-      if (!this.state.is('waiting')) throw new RequestError(ErrorCode.BadRequest, 'one command per connection');
+      if (!this.state.is('waiting')) throw new BadRequestError('one command per connection');
       request = decodeStartRequest(fields);
       streams = this.claimStreams(request);
       checkRequest(request, this.options);
@@ -211,14 +220,14 @@ export class Session implements SessionHandler {
     let runner: Runner | undefined;
     try {
       const prepared = await prepareStart(request, this.options, abandoned);
-      if (abandoned()) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
+      if (abandoned()) throw new BadRequestError('connection closed');
       this.log.info('running as', { user: prepared.identity.runAs.account.name, uid: prepared.identity.runAs.account.uid });
       const { gluepot } = this.options;
       this.endpoints = await DaemonEndpoints.prepare(request.endpoints, prepared.identity.spoolDir, this.mux as Mux, this.log, {
         identity: prepared.identity.runAs,
         ...(gluepot === undefined ? {} : { gluepot }),
       });
-      if (abandoned()) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
+      if (abandoned()) throw new BadRequestError('connection closed');
       const makeRunner = this.options.runners ?? defaultRunners;
       runner = makeRunner(prepared, { log: this.log, killGraceMs: this.options.killGraceMs, gluepot: this.options.gluepot, stageEnded: (end) => this.stageEnded(end) });
       await runner.start();
@@ -271,14 +280,14 @@ export class Session implements SessionHandler {
     const refuse = (error: unknown): void => {
       const failure = asNetplumbError(error);
       this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
-      reply(encodeMintReply({ status: MintStatus.Refused, code: failure.code, message: failure.message }));
+      reply(encodeMintReply({ status: MintStatus.Refused, ...errorReply(failure, 'request') }));
     };
     let request: MintRequest;
     try {
       if (this.options.mint === undefined) {
-        throw new RequestError(ErrorCode.NotPermitted, 'only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
+        throw new NotPermittedError('only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
       }
-      if (!this.state.is('waiting')) throw new RequestError(ErrorCode.BadRequest, 'a one-time key is minted before any command starts');
+      if (!this.state.is('waiting')) throw new BadRequestError('a one-time key is minted before any command starts');
       request = decodeMintRequest(fields);
     } catch (error) {
       refuse(error);
@@ -316,18 +325,18 @@ export class Session implements SessionHandler {
   private claimStreams(request: { stdin: number; stdout: number; stderr: number }): SessionStreams {
     const find = (id: number): MuxStream => {
       const stream = this.pendingStreams.get(id);
-      if (stream === undefined || stream.destroyed) throw new RequestError(ErrorCode.BadRequest, `stream ${id} was not opened, or is closed`);
+      if (stream === undefined || stream.destroyed) throw new BadRequestError(`stream ${id} was not opened, or is closed`);
       return stream;
     };
     const streams = { stdin: find(request.stdin), stdout: find(request.stdout), stderr: find(request.stderr) };
-    if (new Set(Object.values(streams)).size !== 3) throw new RequestError(ErrorCode.BadRequest, 'a Start names three different streams');
+    if (new Set(Object.values(streams)).size !== 3) throw new BadRequestError('a Start names three different streams');
     for (const stream of Object.values(streams)) this.pendingStreams.delete(stream.id);
     return streams;
   }
 
   private refuse(error: NetplumbError): void {
     this.log.info('start refused', { code: error.code, reason: error.message });
-    this.channel.send(PacketType.Start, encodeStartReply({ status: StartStatus.Refused, code: error.code, message: error.message }));
+    this.channel.send(PacketType.Start, encodeStartReply({ status: StartStatus.Refused, ...errorReply(error, 'request') }));
   }
 }
 

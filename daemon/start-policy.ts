@@ -4,11 +4,9 @@
 // the Start it stands for would get. Nothing here spawns, opens or makes a file.
 
 import { existsSync } from 'node:fs';
-import { ErrorCode, RequestError } from '../protocol/errors.js';
+import { BadRequestError, EndpointError, EnvRefusedError, NotPermittedError } from '../protocol/errors.js';
 import type { Endpoints, ExecRequest, ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
-import { EndpointError } from '../bridges/fifo.js';
-import { RecipeError } from '../recipes/errors.js';
 import type { RecipePlan } from '../recipes/plan.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
 import { envAccepted } from './config.js';
@@ -66,7 +64,7 @@ const recipeChecker = new RecipeChecker();
 export function checkRequest(request: StartRequest, grant: StartGrant): void {
   const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, grant.acceptEnv));
   if (refused.length > 0) {
-    throw new RequestError(ErrorCode.EnvRefused, `environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
+    throw new EnvRefusedError(`environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
   }
   if (grant.binding !== undefined) checkBinding(grant.binding, request);
 }
@@ -80,7 +78,7 @@ export async function prepareStart(request: StartRequest, grant: StartGrant, aba
   checkRequest(request, grant);
   const identity = await identify(request.user, grant);
   const stillWanted = (): void => {
-    if (abandoned()) throw new RequestError(ErrorCode.BadRequest, 'connection closed');
+    if (abandoned()) throw new BadRequestError('connection closed');
   };
   stillWanted();
   const plan = request.kind === StartKind.Recipe ? await checkedRecipe(request.text, request.source, identity) : undefined;
@@ -100,7 +98,7 @@ async function identify(user: string | undefined, grant: StartGrant): Promise<Se
   const name = chooseAccountName(user, allowed, configured);
   const own = daemonAccount();
   if (name !== own.name && process.geteuid?.() !== 0) {
-    throw new RequestError(ErrorCode.NotPermitted, `netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
+    throw new NotPermittedError(`netplumbd runs as ${own.name}, not as root: it cannot run commands as ${name}`);
   }
   const runAs = new RunAs(name === own.name ? own : await lookupAccount(name));
   return { runAs, spoolDir: runAs.switches ? userSpoolDir(grant.spoolDir, runAs.account) : grant.spoolDir };
@@ -108,12 +106,7 @@ async function identify(user: string | undefined, grant: StartGrant): Promise<Se
 
 /** A recipe checked by the daemon itself (on the checker's worker), its errors as the request's refusal. */
 async function checkedRecipe(text: string, source: string, identity: SessionIdentity): Promise<RecipePlan> {
-  try {
-    return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
-  } catch (error) {
-    if (error instanceof RecipeError) throw new RequestError(error.code, error.render(), { cause: error });
-    throw error;
-  }
+  return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
 }
 
 /**

@@ -3,7 +3,14 @@
 
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
-import { ConnectionError, ErrorCode, HandshakeError, RemoteError } from '../protocol/errors.js';
+import {
+  ConnectFailedError,
+  ErrorCode,
+  errorFor,
+  HostKeyChangedError,
+  HostKeyUnknownError,
+  RemoteError,
+} from '../protocol/errors.js';
 import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
 import type { Target } from './paths.js';
@@ -25,7 +32,7 @@ export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
     const socket = tcpConnect({ host: target.host, port: target.port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new ConnectionError(ErrorCode.ConnectFailed, `cannot connect to ${target.host} port ${target.port}: timed out`));
+      reject(new ConnectFailedError(`cannot connect to ${target.host} port ${target.port}: timed out`));
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -37,7 +44,7 @@ export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
       // A reset before libuv reports the connect means the host accepted and then hung up: the connection was
       // made and lost, which a retry cannot mend any more than a hang-up just after 'connect'.
       const code = error.code === 'ECONNRESET' ? ErrorCode.ConnectionLost : ErrorCode.ConnectFailed;
-      reject(new ConnectionError(code, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
+      reject(errorFor(code, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
     });
   });
 }
@@ -60,15 +67,11 @@ export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'k
           accepted = hostKey;
           return;
         }
-        throw new HandshakeError(
-          ErrorCode.HostKeyUnknown,
-          `host key of ${name} is not known: fingerprint ${hostKey.fingerprint}; ` +
+        throw new HostKeyUnknownError(`host key of ${name} is not known: fingerprint ${hostKey.fingerprint}; ` +
             `check it against the daemon's (ssh-keygen -lf /etc/netplumb/host_key.pub on that host), then run again with -accept-new to record it`,
         );
       case 'changed':
-        throw new HandshakeError(
-          ErrorCode.HostKeyChanged,
-          `HOST KEY OF ${name} HAS CHANGED: it now presents ${hostKey.fingerprint}, but ${options.knownHostsFile}:${result.line} ` +
+        throw new HostKeyChangedError(`HOST KEY OF ${name} HAS CHANGED: it now presents ${hostKey.fingerprint}, but ${options.knownHostsFile}:${result.line} ` +
             `pins ${result.pinned.fingerprint}. Someone may be intercepting the connection. Not connecting. ` +
             `If the daemon's key was replaced on purpose, remove that line.`,
         );
@@ -122,9 +125,7 @@ async function connectOnce(target: Target, options: ConnectOptions): Promise<Sec
       : {
           verify: (hostKey: PublicIdentity): void => {
             if (sameIdentity(hostKey, pinnedHostKey)) return;
-            throw new HandshakeError(
-              ErrorCode.HostKeyChanged,
-              `host key of ${hostKeyName(target.host, target.port)} is ${hostKey.fingerprint}, not ${pinnedHostKey.fingerprint} as the one-time key says. Someone may be intercepting the connection. Not connecting.`,
+            throw new HostKeyChangedError(`host key of ${hostKeyName(target.host, target.port)} is ${hostKey.fingerprint}, not ${pinnedHostKey.fingerprint} as the one-time key says. Someone may be intercepting the connection. Not connecting.`,
             );
           },
           pinAccepted: (): void => undefined,

@@ -3,9 +3,9 @@
 // remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
 
 import { removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
-import { EndpointError, ensureFifo, FifoSink, FifoSource } from '../bridges/fifo.js';
+import { ensureFifo, FifoSink, FifoSource } from '../bridges/fifo.js';
 import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
-import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import { EndpointError, UsageError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
@@ -37,7 +37,7 @@ export function parseSocketOption(value: string, option: 'socket' | 'local-socke
   const colon = value.indexOf(':');
   const first = colon < 0 ? value : value.slice(0, colon);
   const second = colon < 0 ? value : value.slice(colon + 1);
-  if (first === '' || second === '') throw new NetplumbError(ErrorCode.Usage, `-${option}=${value}: expected PATH or PATH:PATH`);
+  if (first === '' || second === '') throw new UsageError(`-${option}=${value}: expected PATH or PATH:PATH`);
   return option === 'socket' ? { remote: first, local: second } : { local: first, remote: second };
 }
 

@@ -3,7 +3,7 @@
 
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { asNetplumbError, ErrorCode, NetplumbError } from '../protocol/errors.js';
+import { asNetplumbError, UsageError } from '../protocol/errors.js';
 import { generateIdentity, writeIdentityFiles, type KeyAlgorithm } from '../protocol/keys.js';
 import { MIN_RSA_BITS } from '../protocol/wire.js';
 
@@ -69,13 +69,13 @@ function parseArguments(argv: string[], out: (s: string) => void): KeygenOptions
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.exitCode === 0) return undefined;
-      throw new NetplumbError(ErrorCode.Usage, error.message.replace(/^error: /, ''), { cause: error });
+      throw new UsageError(error.message.replace(/^error: /, ''), { cause: error });
     }
     throw error;
   }
   const options = program.opts<KeygenOptions>();
   if (options.bits !== undefined && options.type !== 'rsa') {
-    throw new NetplumbError(ErrorCode.Usage, '-b applies only to rsa keys');
+    throw new UsageError('-b applies only to rsa keys');
   }
   return options;
 }

@@ -4,7 +4,7 @@
 
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError } from '../protocol/errors.js';
 import { parsePublicKeyLine, sameIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
 
@@ -20,7 +20,7 @@ const UNSUPPORTED_HOST_CHARS = /[\s#,[\]*?!|@"]/;
 function normaliseHost(host: string): string {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   if (bare === '' || UNSUPPORTED_HOST_CHARS.test(bare)) {
-    throw new ConfigError(ErrorCode.Config, `unusable host name ${JSON.stringify(host)}`);
+    throw new BadConfigError(`unusable host name ${JSON.stringify(host)}`);
   }
   return bare.toLowerCase();
 }
@@ -28,7 +28,7 @@ function normaliseHost(host: string): string {
 /** The known_hosts name of a daemon: `host` on DEFAULT_PORT, `[host]:port` otherwise (IPv6: `[::1]:7021`). */
 export function hostKeyName(host: string, port: number): string {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigError(ErrorCode.Config, `port ${port} is not in 1..65535`);
+    throw new BadConfigError(`port ${port} is not in 1..65535`);
   }
   const name = normaliseHost(host);
   return port === DEFAULT_PORT ? name : `[${name}]:${port}`;
@@ -50,7 +50,7 @@ function readKnownHosts(file: string): string | undefined {
     return readFileSync(file, 'utf8');
   } catch (error) {
     if ((error as { code?: unknown }).code === 'ENOENT') return undefined;
-    throw new ConfigError(ErrorCode.Config, `cannot read ${file}: ${(error as Error).message}`, { cause: error });
+    throw new BadConfigError(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -110,7 +110,7 @@ export function addHostKey(file: string, host: string, port: number, key: Public
       closeSync(fd);
     }
   } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot add a host key to ${file}: ${(error as Error).message}`, {
+    throw new BadConfigError(`cannot add a host key to ${file}: ${(error as Error).message}`, {
       cause: error,
     });
   }

@@ -5,12 +5,11 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { formatPublicKeyLine, loadPrivateIdentity } from '../protocol/keys.js';
-import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
+import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../protocol/options.js';
 import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { checkRecipe, DEFAULT_SPOOL_DIR } from '../recipes/check.js';
-import { RecipeError } from '../recipes/errors.js';
 import { formatPlan, type RecipePlan } from '../recipes/plan.js';
 import type { SecureConnection } from '../protocol/connection.js';
 import { connectToDaemon } from './client.js';
@@ -18,15 +17,8 @@ import { ClientEndpoints, parseSocketOption, remoteEndpoints, type EndpointOptio
 import { createKeyFile, formatKeyFile, loadKeyFile, mintOneTimeKey, parseLifetime } from './one-time-key.js';
 import { clientPaths, resolveTarget } from './paths.js';
 import { RecipeReport } from './recipe-report.js';
-import {
-  EXIT_COMMAND_NOT_EXECUTABLE,
-  EXIT_COMMAND_NOT_FOUND,
-  EXIT_PLUMB_FAILURE,
-  EXIT_RECIPE_REFUSED,
-  runRemoteCommand,
-  type LocalTerminal,
-  type RemoteJob,
-} from './run.js';
+import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
+import { failureExitStatus } from './exit-status.js';
 
 interface PlumbArguments {
   machine: string | undefined;
@@ -122,30 +114,30 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   let port: number | undefined;
   if (options.port !== undefined) {
     if (!/^[1-9][0-9]{0,4}$/.test(options.port) || Number(options.port) > 65535) {
-      throw new NetplumbError(ErrorCode.Usage, `bad port ${options.port}`);
+      throw new UsageError(`bad port ${options.port}`);
     }
     port = Number(options.port);
   }
   const check = options.check === true;
-  if (check && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-check needs -recipe=FILE');
-  if (!check && machine === undefined) throw new NetplumbError(ErrorCode.Usage, 'missing machine');
-  if (options.recipe !== undefined && command.length > 0) throw new NetplumbError(ErrorCode.Usage, '-recipe=FILE runs the recipe; no command may follow the machine');
+  if (check && options.recipe === undefined) throw new UsageError('-check needs -recipe=FILE');
+  if (!check && machine === undefined) throw new UsageError('missing machine');
+  if (options.recipe !== undefined && command.length > 0) throw new UsageError('-recipe=FILE runs the recipe; no command may follow the machine');
   // Without a command, on a terminal at both ends, plumb starts a login shell there (as ssh does).
   const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
-  if (!check && options.recipe === undefined && command.length === 0 && !interactive) throw new NetplumbError(ErrorCode.Usage, 'missing command');
+  if (!check && options.recipe === undefined && command.length === 0 && !interactive) throw new UsageError('missing command');
   const tty = options.tty === true || (options.recipe === undefined && !check && command.length === 0);
-  if (tty && options.recipe !== undefined) throw new NetplumbError(ErrorCode.Usage, '-t runs one command on a terminal; a recipe has no terminal');
-  if (options.json !== undefined && options.recipe === undefined) throw new NetplumbError(ErrorCode.Usage, '-json reports on a recipe: use it with -recipe=FILE');
-  if (options.spool !== undefined && !check) throw new NetplumbError(ErrorCode.Usage, "-spool is for -check; a daemon uses its own spool directory");
+  if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
+  if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
+  if (options.spool !== undefined && !check) throw new UsageError("-spool is for -check; a daemon uses its own spool directory");
   if (options.mintKey !== undefined) {
-    if (tty || check) throw new NetplumbError(ErrorCode.Usage, '-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
-    if (options.oneTimeKey !== undefined) throw new NetplumbError(ErrorCode.Usage, '-mint-key is for a controller; it cannot use a one-time key');
+    if (tty || check) throw new UsageError('-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
+    if (options.oneTimeKey !== undefined) throw new UsageError('-mint-key is for a controller; it cannot use a one-time key');
   }
   if ((options.mintKey !== undefined || options.oneTimeKey !== undefined) && options.export.length > 0) {
-    throw new NetplumbError(ErrorCode.Usage, "a one-time key's command takes no exported variables: -export does not go with -mint-key or -one-time-key");
+    throw new UsageError("a one-time key's command takes no exported variables: -export does not go with -mint-key or -one-time-key");
   }
-  if (options.expires !== undefined && options.mintKey === undefined) throw new NetplumbError(ErrorCode.Usage, '-expires goes with -mint-key');
-  if (options.oneTimeKey !== undefined && options.identity !== undefined) throw new NetplumbError(ErrorCode.Usage, '-one-time-key is the identity: -identity does not go with it');
+  if (options.expires !== undefined && options.mintKey === undefined) throw new UsageError('-expires goes with -mint-key');
+  if (options.oneTimeKey !== undefined && options.identity !== undefined) throw new UsageError('-one-time-key is the identity: -identity does not go with it');
   return {
     machine,
     command,
@@ -181,7 +173,7 @@ function collect(value: string, previous: string[]): string[] {
 function exportedNames(values: readonly string[]): string[] {
   const names: string[] = [];
   for (const name of values.flatMap((value) => value.split(','))) {
-    if (!ENV_NAME_PATTERN.test(name)) throw new NetplumbError(ErrorCode.Usage, `-export: ${JSON.stringify(name)} is not a variable name`);
+    if (!ENV_NAME_PATTERN.test(name)) throw new UsageError(`-export: ${JSON.stringify(name)} is not a variable name`);
     if (!names.includes(name)) names.push(name);
   }
   return names;
@@ -191,7 +183,7 @@ function exportedNames(values: readonly string[]): string[] {
 function exportedEnv(names: readonly string[]): [string, string][] {
   return names.map((name) => {
     const value = process.env[name];
-    if (value === undefined) throw new NetplumbError(ErrorCode.Usage, `-export: ${name} is not set in this environment`);
+    if (value === undefined) throw new UsageError(`-export: ${name} is not set in this environment`);
     return [name, value];
   });
 }
@@ -202,7 +194,7 @@ function loadRecipe(file: string, spoolDir: string): { text: string; plan: Recip
   try {
     bytes = readFileSync(file);
   } catch (error) {
-    throw new NetplumbError(ErrorCode.Usage, `cannot read recipe ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new UsageError(`cannot read recipe ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
   // Checked as bytes, so that what is not UTF-8 is reported with its place; once it passed, the text is exact.
   const plan = checkRecipe(bytes, { sourceName: file, spoolDir });
@@ -214,7 +206,7 @@ async function main(): Promise<number> {
   try {
     args = parseArguments(process.argv.slice(2));
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_PLUMB_FAILURE;
+    if (error instanceof CommanderError) return failureExitStatus(error);
     throw error;
   }
   let job: RemoteJob = { kind: StartKind.Exec, argv: args.command, ...(args.user === undefined ? {} : { user: args.user }) };
@@ -331,17 +323,6 @@ function writeJsonReport(report: RecipeReport, destination: true | string): void
   }
 }
 
-/** Codes with which a daemon refuses a recipe before anything of it ran. */
-const RECIPE_REFUSALS = new Set<string>([ErrorCode.RecipeSyntax, ErrorCode.RecipeInvalid, ErrorCode.RecipeTooLarge, ErrorCode.RecipeSetup]);
-
-/** The exit status for a failure before or around the remote command. */
-function failureExitCode(error: NetplumbError): number {
-  if (error instanceof RecipeError || RECIPE_REFUSALS.has(error.code)) return EXIT_RECIPE_REFUSED;
-  if (error.code === ErrorCode.CommandNotFound) return EXIT_COMMAND_NOT_FOUND;
-  if (error.code === ErrorCode.CommandNotExecutable) return EXIT_COMMAND_NOT_EXECUTABLE;
-  return EXIT_PLUMB_FAILURE;
-}
-
 /**
  * process.exit drops whatever a pipe has not taken yet: wait until stdout and stderr have written everything
  * (or failed, e.g. EPIPE), then exit. A write callback runs only after all earlier writes are done.
@@ -377,6 +358,6 @@ main().then(
     // A recipe error names its place and shows it under a caret: its own lines, then the code.
     const message = failure instanceof RecipeError ? failure.render() : failure.message;
     process.stderr.write(`plumb: ${message} (${failure.code})\n`);
-    exitWhenFlushed(failureExitCode(failure));
+    exitWhenFlushed(failureExitStatus(failure));
   },
 );

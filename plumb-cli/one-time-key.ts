@@ -12,7 +12,16 @@
 
 import { closeSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { SecureConnection } from '../protocol/connection.js';
-import { ConfigError, ConnectionError, ErrorCode, PacketError, RequestError, isErrorCode, type NetplumbError } from '../protocol/errors.js';
+import {
+  BadConfigError,
+  ConnectionLostError,
+  isErrorCode,
+  KeyFormatError,
+  RemoteError,
+  UnexpectedPacketError,
+  UsageError,
+  type NetplumbError,
+} from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { MAX_PRIVATE_KEY_FILE_BYTES, parsePrivateKeyPem, parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
@@ -24,10 +33,10 @@ const HOST_KEY_PREFIX = 'daemon-host-key ';
 /** `90`, `90s`, `15m`, `2h`, `1d`: a key's lifetime in seconds. */
 export function parseLifetime(value: string): number {
   const match = /^([1-9][0-9]{0,6})([smhd]?)$/.exec(value);
-  if (match === null) throw new ConfigError(ErrorCode.Usage, `bad lifetime ${value}: expected a number of seconds, or with m, h or d`);
+  if (match === null) throw new UsageError(`bad lifetime ${value}: expected a number of seconds, or with m, h or d`);
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
   const seconds = Number(match[1]) * unit;
-  if (seconds > MAX_ONE_TIME_KEY_SECONDS) throw new ConfigError(ErrorCode.Usage, `-expires=${value} is longer than the longest lifetime a key may have, ${MAX_ONE_TIME_KEY_SECONDS / 86400} days`);
+  if (seconds > MAX_ONE_TIME_KEY_SECONDS) throw new UsageError(`-expires=${value} is longer than the longest lifetime a key may have, ${MAX_ONE_TIME_KEY_SECONDS / 86400} days`);
   return seconds;
 }
 
@@ -45,7 +54,7 @@ class MintSession implements SessionHandler {
   }
 
   packet(type: PacketType, fields: FieldList): void {
-    if (type !== PacketType.MintKey) throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected while minting a key`);
+    if (type !== PacketType.MintKey) throw new UnexpectedPacketError(`packet type ${type} not expected while minting a key`);
     this.resolveReply(decodeMintReply(fields, isErrorCode));
   }
 
@@ -54,7 +63,7 @@ class MintSession implements SessionHandler {
   }
 
   closed(error: NetplumbError | undefined): void {
-    this.rejectReply(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed before the key was minted'));
+    this.rejectReply(error ?? new ConnectionLostError('connection closed before the key was minted'));
   }
 }
 
@@ -76,7 +85,7 @@ export async function mintOneTimeKey(connection: SecureConnection, request: Mint
   connection.send(PacketType.MintKey, encodeFields(encodeMintRequest(request)));
   try {
     const reply = await session.reply;
-    if (reply.status === MintStatus.Refused) throw new RequestError(reply.code, reply.message);
+    if (reply.status === MintStatus.Refused) throw new RemoteError(reply.code, reply.message);
     return reply.key;
   } finally {
     await connection.close();
@@ -110,7 +119,7 @@ export function createKeyFile(path: string): { write: (text: string) => void; di
   try {
     fd = openSync(path, 'wx', 0o600);
   } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot write the one-time key to ${path}: ${(error as Error).message}`, { cause: error });
+    throw new BadConfigError(`cannot write the one-time key to ${path}: ${(error as Error).message}`, { cause: error });
   }
   return {
     write: (text) => {
@@ -132,19 +141,19 @@ export function loadKeyFile(path: string): { identity: PrivateIdentity; hostKey:
   let text: string;
   try {
     const stat = statSync(path);
-    if (stat.size > MAX_PRIVATE_KEY_FILE_BYTES) throw new Error('file too large for a key file');
-    if ((stat.mode & 0o077) !== 0) throw new Error(`permissions ${(stat.mode & 0o777).toString(8)} are too open: only its owner may read it`);
+    if (stat.size > MAX_PRIVATE_KEY_FILE_BYTES) throw new KeyFormatError('file too large for a key file');
+    if ((stat.mode & 0o077) !== 0) throw new KeyFormatError(`permissions ${(stat.mode & 0o777).toString(8)} are too open: only its owner may read it`);
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(ErrorCode.KeyFormat, `one-time key ${path}: ${(error as Error).message}`, { cause: error });
+    throw new KeyFormatError(`one-time key ${path}: ${(error as Error).message}`, { cause: error });
   }
   const hostLine = text.split('\n').find((line) => line.startsWith(HOST_KEY_PREFIX));
-  if (hostLine === undefined) throw new ConfigError(ErrorCode.KeyFormat, `one-time key ${path}: no ${HOST_KEY_PREFIX.trim()} line`);
+  if (hostLine === undefined) throw new KeyFormatError(`one-time key ${path}: no ${HOST_KEY_PREFIX.trim()} line`);
   const pemStart = text.indexOf('-----BEGIN ');
-  if (pemStart < 0) throw new ConfigError(ErrorCode.KeyFormat, `one-time key ${path}: no private key`);
+  if (pemStart < 0) throw new KeyFormatError(`one-time key ${path}: no private key`);
   try {
     return { hostKey: parsePublicKeyLine(hostLine.slice(HOST_KEY_PREFIX.length)), identity: parsePrivateKeyPem(text.slice(pemStart)) };
   } catch (error) {
-    throw new ConfigError(ErrorCode.KeyFormat, `one-time key ${path}: ${(error as Error).message}`, { cause: error });
+    throw new KeyFormatError(`one-time key ${path}: ${(error as Error).message}`, { cause: error });
   }
 }

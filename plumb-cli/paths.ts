@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError, UsageError } from '../protocol/errors.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
 
 export interface ClientPaths {
@@ -33,10 +33,10 @@ export function parseHostPort(value: string, defaultPort: number): { host: strin
   if (match === null || host === undefined) {
     // A bare IPv6 address without brackets has no port.
     if (/^[0-9a-fA-F:]+$/.test(value) && value.includes(':')) return { host: value, port: defaultPort };
-    throw new ConfigError(ErrorCode.Usage, `bad machine ${JSON.stringify(value)}: expected host, host:port or [address]:port`);
+    throw new UsageError(`bad machine ${JSON.stringify(value)}: expected host, host:port or [address]:port`);
   }
   const port = match[3] === undefined ? defaultPort : Number(match[3]);
-  if (port < 1 || port > 65535) throw new ConfigError(ErrorCode.Usage, `bad port in ${value}`);
+  if (port < 1 || port > 65535) throw new UsageError(`bad port in ${value}`);
   return { host, port };
 }
 
@@ -50,7 +50,7 @@ export function readHostAliases(file: string): Map<string, string> {
       const line = raw.trim();
       if (line === '' || line.startsWith('#')) return;
       const words = line.split(/\s+/);
-      if (words.length !== 2) throw new ConfigError(ErrorCode.Config, `${file}:${index + 1}: expected "alias host[:port]"`);
+      if (words.length !== 2) throw new BadConfigError(`${file}:${index + 1}: expected "alias host[:port]"`);
       aliases.set(words[0] as string, words[1] as string);
     });
   return aliases;

@@ -2,10 +2,16 @@
 // Start, bridges the local stdio, forwards signals, passes on each recipe command's end, and resolves with plumb's
 // exit status (the remote command's or recipe's; 128+N for signal N; 255 for connection and protocol failures).
 
-import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { SecureConnection } from '../protocol/connection.js';
-import { ConnectionError, ErrorCode, NetplumbError, PacketError, RequestError, isErrorCode } from '../protocol/errors.js';
+import {
+  ConnectionLostError,
+  isErrorCode,
+  NetplumbError,
+  RemoteError,
+  UnexpectedPacketError,
+  UsageError,
+} from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import {
@@ -24,14 +30,7 @@ import {
 } from '../protocol/session.js';
 import { Field, PACKET_ROOM_BYTES, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
 import type { ClientEndpoints } from './endpoints.js';
-
-/** plumb's status for anything that is not the remote command's own ending. */
-export const EXIT_PLUMB_FAILURE = 255;
-/** As a shell reports them, so scripts can tell a missing command from one that failed. */
-export const EXIT_COMMAND_NOT_FOUND = 127;
-export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
-/** The recipe was refused by the check, locally or by the daemon, before anything of it ran (as `sh` says 2). */
-export const EXIT_RECIPE_REFUSED = 2;
+import { exitStatusCode } from './exit-status.js';
 
 /** How long plumb waits for its Goodbye to be written after the command ended. */
 const GOODBYE_WAIT_MS = 1000;
@@ -40,12 +39,6 @@ export interface LocalStdio {
   stdin: Readable;
   stdout: Writable;
   stderr: Writable;
-}
-
-export function exitStatusCode(status: ExitStatus): number {
-  if ('code' in status) return status.code;
-  const number = (constants.signals as Record<string, number | undefined>)[status.signal];
-  return number === undefined ? EXIT_PLUMB_FAILURE : 128 + number;
 }
 
 /** The client's session handler: collects the Start reply, the stage ends and Exit status, and how the connection ended. */
@@ -71,23 +64,23 @@ class RemoteCommand implements SessionHandler {
   packet(type: PacketType, fields: FieldList): void {
     switch (type) {
       case PacketType.Start:
-        if (this.startAnswered) throw new PacketError(ErrorCode.UnexpectedPacket, 'second Start reply');
+        if (this.startAnswered) throw new UnexpectedPacketError('second Start reply');
         this.startAnswered = true;
         this.resolveStart(decodeStartReply(fields, isErrorCode));
         return;
       case PacketType.Exit:
-        if (!this.startAnswered) throw new PacketError(ErrorCode.UnexpectedPacket, 'Exit before Start reply');
+        if (!this.startAnswered) throw new UnexpectedPacketError('Exit before Start reply');
         this.exitSeen = true;
         this.resolveExit(decodeExit(fields));
         return;
       case PacketType.StageEnd:
         if (this.onStageEnd === undefined || !this.startAnswered || this.exitSeen) {
-          throw new PacketError(ErrorCode.UnexpectedPacket, 'StageEnd outside a running recipe');
+          throw new UnexpectedPacketError('StageEnd outside a running recipe');
         }
         this.onStageEnd(decodeStageEnd(fields, isErrorCode));
         return;
       default:
-        throw new PacketError(ErrorCode.UnexpectedPacket, `packet type ${type} not expected by plumb`);
+        throw new UnexpectedPacketError(`packet type ${type} not expected by plumb`);
     }
   }
 
@@ -169,7 +162,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   if (start.length + PACKET_ROOM_BYTES > connection.peerLimits.maxPacketBytes) {
     connection.close();
     const what = options.job.kind === StartKind.Exec ? 'command line' : 'recipe';
-    throw new NetplumbError(ErrorCode.Usage, `${what} of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
+    throw new UsageError(`${what} of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
   }
   connection.send(PacketType.Start, start);
   // plumb only reads from stdout and stderr and only writes to stdin: say so at once.
@@ -177,12 +170,12 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   stderr.end();
 
   const lost = remote.connectionClosed.then((error) => {
-    throw error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed before the command ended');
+    throw error ?? new ConnectionLostError('connection closed before the command ended');
   });
   const reply = await Promise.race([remote.startReply, lost]);
   if (reply.status === StartStatus.Refused) {
     connection.close();
-    throw new RequestError(reply.code, reply.message);
+    throw new RemoteError(reply.code, reply.message);
   }
 
   try {
@@ -200,7 +193,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const interrupted = new Promise<never>((_resolve, reject) => (giveUp = reject));
   interrupted.catch(() => undefined);
   const stopSignals = forwardSignals(options.signals, connection, () => {
-    const error = new ConnectionError(ErrorCode.ConnectionLost, 'interrupted');
+    const error = new ConnectionLostError('interrupted');
     giveUp(error);
     connection.fail(error);
   });

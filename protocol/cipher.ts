@@ -3,7 +3,7 @@
 // before the safety limits in wire.ts; a key past the hard limit is refused. Old key bytes are zeroed.
 
 import { createCipheriv, createDecipheriv, hkdfSync, type CipherGCM, type DecipherGCM } from 'node:crypto';
-import { ErrorCode, NetplumbError, PacketError } from './errors.js';
+import { BadTagError, CipherLimitError, InternalError } from './errors.js';
 import { associatedData } from './frame.js';
 import {
   AEAD_NONCE_BYTES,
@@ -73,7 +73,7 @@ abstract class DirectionKey {
     key: Buffer,
     protected readonly limits: CipherLimits = SPEC_CIPHER_LIMITS,
   ) {
-    if (key.length !== SESSION_KEY_BYTES) throw new NetplumbError(ErrorCode.Internal, 'session key must be 32 bytes');
+    if (key.length !== SESSION_KEY_BYTES) throw new InternalError('session key must be 32 bytes');
     this.key = Buffer.from(key);
   }
 
@@ -116,7 +116,7 @@ export class PacketSealer extends DirectionKey {
    * tag) and returns ciphertext slices followed by the tag.
    */
   seal(header: Buffer, plaintext: readonly Buffer[], plaintextBytes: number): Buffer[] {
-    if (this.pastHardLimit(plaintextBytes)) throw new NetplumbError(ErrorCode.CipherLimit, 'key used past its limit without rekey');
+    if (this.pastHardLimit(plaintextBytes)) throw new CipherLimitError('key used past its limit without rekey');
     const cipher = createSealCipher(this.algorithm, this.key, this.nextNonce());
     cipher.setAAD(associatedData(header));
     const out: Buffer[] = [];
@@ -141,8 +141,8 @@ export class PacketOpener extends DirectionKey {
    */
   open(header: Buffer, payload: readonly Buffer[], payloadBytes: number): Buffer[] {
     const ciphertextBytes = payloadBytes - AEAD_TAG_BYTES;
-    if (ciphertextBytes < 0) throw new PacketError(ErrorCode.BadTag, 'encrypted packet shorter than its tag');
-    if (this.pastHardLimit(ciphertextBytes)) throw new PacketError(ErrorCode.CipherLimit, 'peer used a key past its limit');
+    if (ciphertextBytes < 0) throw new BadTagError('encrypted packet shorter than its tag');
+    if (this.pastHardLimit(ciphertextBytes)) throw new CipherLimitError('peer used a key past its limit');
     const decipher = createOpenCipher(this.algorithm, this.key, this.nextNonce());
     decipher.setAAD(associatedData(header));
     const { body, tag } = splitTag(payload, ciphertextBytes);
@@ -156,7 +156,7 @@ export class PacketOpener extends DirectionKey {
       const rest = decipher.final();
       if (rest.length > 0) out.push(rest);
     } catch (error) {
-      throw new PacketError(ErrorCode.BadTag, 'packet failed authentication', { cause: error });
+      throw new BadTagError('packet failed authentication', { cause: error });
     }
     this.records++;
     this.bytes += ciphertextBytes;

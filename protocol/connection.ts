@@ -10,14 +10,18 @@ import type { Duplex } from 'node:stream';
 import { PacketOpener, PacketSealer, SPEC_CIPHER_LIMITS, type CipherLimits } from './cipher.js';
 import type { ClientTrust, ConnectionHandler, ConnectionOptions, HandshakeStep, PeerInfo, ServerTrust } from './connection-types.js';
 import {
-  ConnectionError,
-  ErrorCode,
-  HandshakeError,
-  NetplumbError,
-  PacketError,
-  RemoteError,
   asNetplumbError,
+  ConnectionLostError,
+  ErrorCode,
+  HandshakeTimeoutError,
+  IdleTimeoutError,
+  InternalError,
   isErrorCode,
+  NetplumbError,
+  RemoteError,
+  TruncatedError,
+  UnexpectedPacketError,
+  UnknownTypeError,
 } from './errors.js';
 import { decodeFields, encodeFields, type Entry } from './fields.js';
 import { FrameReader, joinPayload, encodeHeader, type Frame } from './frame.js';
@@ -28,6 +32,7 @@ import { Liveness } from './liveness.js';
 import { PacketWriter } from './packet-writer.js';
 import { StateMachine, type IllegalMoveReporter, type TransitionTable } from './state-machine.js';
 import { AEAD_TAG_BYTES, FIRST_ENCRYPTED_TYPE, Field, PacketType, isKnownPacketType } from './wire.js';
+import { errorFields, peerIsTold } from './error-reply.js';
 
 /** The types live in connection-types.ts; users import them from here, with the connection. */
 export type { ClientTrust, ConnectionHandler, ConnectionOptions, HandshakeStep, PeerInfo, ServerTrust };
@@ -42,9 +47,6 @@ export const CONNECTION_MOVES: TransitionTable<ConnectionState> = {
   'goodbye-received': ['closed'],
   closed: [],
 };
-
-/** Failures the peer is told about (as a plaintext or sealed Error packet); all others close silently. */
-const PEER_VISIBLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm, ErrorCode.TooManyConnections]);
 
 /** How long an Error packet gets to reach the peer before the transport is torn down. */
 const ERROR_LINGER_MS = 2000;
@@ -85,8 +87,8 @@ export class SecureConnection {
     this.writer = new PacketWriter(transport);
     this.liveness = new Liveness(this.limits, {
       ping: () => this.sendFields(PacketType.Ping, []),
-      idle: () => this.fail(new ConnectionError(ErrorCode.IdleTimeout, `nothing received for ${this.limits.idleTimeoutMs} ms`)),
-      handshakeExpired: () => this.fail(new HandshakeError(ErrorCode.HandshakeTimeout, `no key exchange within ${this.limits.handshakeTimeoutMs} ms`)),
+      idle: () => this.fail(new IdleTimeoutError(`nothing received for ${this.limits.idleTimeoutMs} ms`)),
+      handshakeExpired: () => this.fail(new HandshakeTimeoutError(`no key exchange within ${this.limits.handshakeTimeoutMs} ms`)),
     });
     this.reader = new FrameReader(
       this.limits.maxPacketBytes,
@@ -139,7 +141,7 @@ export class SecureConnection {
 
   /** The peer's identity and the session's parameters; throws before the handshake has completed. */
   get peer(): PeerInfo {
-    if (this.info === undefined || this.state.is('handshaking')) throw new NetplumbError(ErrorCode.Internal, 'handshake not complete');
+    if (this.info === undefined || this.state.is('handshaking')) throw new InternalError('handshake not complete');
     return this.info;
   }
 
@@ -176,7 +178,7 @@ export class SecureConnection {
     } catch (error) {
       // As in receive(): a bad early packet fails the connection (which reports closed()), not the caller.
       const failure = asNetplumbError(error);
-      this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
+      this.fail(failure, peerIsTold(failure));
       return;
     }
     if (this.state.is('closed')) handler.closed(this.closeError);
@@ -241,8 +243,7 @@ export class SecureConnection {
    */
   static refuse(transport: Duplex, error: NetplumbError): void {
     const payload = encodeFields([
-      [Field.code, error.code],
-      [Field.message, error.message],
+      ...errorFields(error),
     ]);
     transport.on('error', () => undefined);
     transport.resume();
@@ -252,8 +253,7 @@ export class SecureConnection {
 
   private sendError(error: NetplumbError): void {
     const entries: Entry[] = [
-      [Field.code, error.code],
-      [Field.message, error.message],
+      ...errorFields(error),
     ];
     try {
       if (this.state.is('open')) this.sendFields(PacketType.Error, entries);
@@ -274,14 +274,14 @@ export class SecureConnection {
       this.transport.on('error', (error: Error) => {
         // After the peer's Goodbye it has said all it will: a reset while we answer it is no failure.
         if (this.state.is('goodbye-received')) this.finish(undefined);
-        else this.finish(new ConnectionError(ErrorCode.ConnectionLost, `transport error: ${error.message}`, { cause: error }));
+        else this.finish(new ConnectionLostError(`transport error: ${error.message}`, { cause: error }));
       });
       this.transport.on('drain', () => this.drained());
       const { abortHandshake } = this;
       abortHandshake?.addEventListener('abort', () => {
         if (!this.state.is('handshaking')) return;
         const reason = asNetplumbError(abortHandshake.reason);
-        this.fail(reason, PEER_VISIBLE_CODES.has(reason.code), ABORT_LINGER_MS);
+        this.fail(reason, peerIsTold(reason), ABORT_LINGER_MS);
       }, { once: true });
       try {
         begin();
@@ -309,7 +309,7 @@ export class SecureConnection {
     const payload = joinPayload(frame.payload, frame.payloadBytes);
     if (frame.type === PacketType.Error) throw remoteError(payload);
     if (frame.type !== expected) {
-      throw new HandshakeError(ErrorCode.UnexpectedPacket, `handshake expected type ${expected}, got ${frame.type}`);
+      throw new UnexpectedPacketError(`handshake expected type ${expected}, got ${frame.type}`);
     }
     return payload;
   }
@@ -330,7 +330,7 @@ export class SecureConnection {
       this.reader.push(chunk);
     } catch (error) {
       const failure = asNetplumbError(error);
-      this.fail(failure, PEER_VISIBLE_CODES.has(failure.code));
+      this.fail(failure, peerIsTold(failure));
     }
   }
 
@@ -363,10 +363,10 @@ export class SecureConnection {
   /** Authenticates and decrypts first; only then is the type looked at. */
   private open(frame: Frame): Frame {
     if (frame.type < FIRST_ENCRYPTED_TYPE) {
-      throw new PacketError(ErrorCode.UnexpectedPacket, `plaintext packet type ${frame.type} after the key exchange`);
+      throw new UnexpectedPacketError(`plaintext packet type ${frame.type} after the key exchange`);
     }
     const payload = (this.opener as PacketOpener).open(frame.header, frame.payload, frame.payloadBytes);
-    if (!isKnownPacketType(frame.type)) throw new PacketError(ErrorCode.UnknownType, `unknown packet type ${frame.type}`);
+    if (!isKnownPacketType(frame.type)) throw new UnknownTypeError(`unknown packet type ${frame.type}`);
     return { ...frame, payload, payloadBytes: frame.payloadBytes - AEAD_TAG_BYTES };
   }
 
@@ -393,7 +393,7 @@ export class SecureConnection {
         throw remoteError(joinPayload(frame.payload, frame.payloadBytes));
       case PacketType.Hello:
       case PacketType.KeyExchange:
-        throw new PacketError(ErrorCode.UnexpectedPacket, 'handshake packet after the key exchange');
+        throw new UnexpectedPacketError('handshake packet after the key exchange');
       default:
         if (!this.state.is('open')) return;
         (this.handler as ConnectionHandler).packet(type, frame.payload, frame.payloadBytes);
@@ -431,11 +431,11 @@ export class SecureConnection {
   private transportEnded(): void {
     if (this.state.is('closed')) return;
     if (this.reader.midPacket) {
-      this.finish(new PacketError(ErrorCode.Truncated, 'connection ended inside a packet'));
+      this.finish(new TruncatedError('connection ended inside a packet'));
     } else if (this.state.is('goodbye-sent', 'goodbye-received')) {
       this.finish(undefined);
     } else {
-      this.finish(new ConnectionError(ErrorCode.ConnectionLost, 'connection closed by peer without goodbye'));
+      this.finish(new ConnectionLostError('connection closed by peer without goodbye'));
     }
   }
 
@@ -455,7 +455,7 @@ export class SecureConnection {
       this.transport.destroy();
     }
     if (this.handshakeDone !== undefined) {
-      this.handshakeDone.reject(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed during handshake'));
+      this.handshakeDone.reject(error ?? new ConnectionLostError('connection closed during handshake'));
       this.handshakeDone = undefined;
       return;
     }

@@ -2,7 +2,7 @@
 // Names are [a-z0-9-]{1,64}; values are UTF-8 and hold anything but NUL, trailing spaces included.
 // Decoding is strict, so re-encoding a decoded list gives back the exact bytes (signatures rely on that).
 
-import { ErrorCode, PacketError } from './errors.js';
+import { BadFieldsError, PacketError } from './errors.js';
 
 export type Entry = readonly [name: string, value: string];
 
@@ -13,7 +13,7 @@ const EQUALS = 0x3d;
 export const MAX_ENTRIES = 8192;
 
 function badFields(message: string): PacketError {
-  return new PacketError(ErrorCode.BadFields, message);
+  return new BadFieldsError(message);
 }
 
 /** Encodes entries in order. Throws on a name outside [a-z0-9-] or a value containing NUL. */

@@ -5,7 +5,7 @@
 
 import { crc32 } from 'node:zlib';
 import { ByteQueue } from './byte-queue.js';
-import { ErrorCode, PacketError } from './errors.js';
+import { BadCrcError, BadMagicError, BadSequenceError, BadSizeError, UnexpectedPacketError } from './errors.js';
 import {
   ASSOCIATED_DATA_BYTES,
   CRC_OFFSET,
@@ -130,7 +130,7 @@ export class FrameReader {
   }
 
   push(chunk: Buffer): void {
-    if (this.state === ReaderState.Failed) throw new PacketError(ErrorCode.UnexpectedPacket, 'data after a failed packet');
+    if (this.state === ReaderState.Failed) throw new UnexpectedPacketError('data after a failed packet');
     if (chunk.length === 0) return;
     this.received.push(chunk);
     try {
@@ -158,15 +158,15 @@ export class FrameReader {
   private checkMagicPrefix(): void {
     const prefix = this.received.peek(MAGIC.length);
     for (let i = 0; i < prefix.length; i++) {
-      if (prefix[i] !== MAGIC[i]) throw new PacketError(ErrorCode.BadMagic, 'packet does not start with TAP1');
+      if (prefix[i] !== MAGIC[i]) throw new BadMagicError('packet does not start with TAP1');
     }
   }
 
   private acceptHeader(header: Buffer): void {
     const size = header.readUInt32BE(SIZE_OFFSET);
-    if (size < SIZE_OVERHEAD_BYTES) throw new PacketError(ErrorCode.BadSize, `packet size ${size} below the minimum`);
+    if (size < SIZE_OVERHEAD_BYTES) throw new BadSizeError(`packet size ${size} below the minimum`);
     if (size + UNCOUNTED_BYTES > this.maxPacketBytes) {
-      throw new PacketError(ErrorCode.BadSize, `packet of ${size + UNCOUNTED_BYTES} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
+      throw new BadSizeError(`packet of ${size + UNCOUNTED_BYTES} bytes exceeds maxPacketBytes ${this.maxPacketBytes}`);
     }
     this.header = header;
     this.payloadBytes = size - SIZE_OVERHEAD_BYTES;
@@ -181,10 +181,10 @@ export class FrameReader {
     const header = this.header as Buffer;
     let crc = crc32(header.subarray(SEQUENCE_OFFSET, HEADER_BYTES));
     for (const piece of payload) crc = crc32(piece, crc);
-    if (crc !== header.readUInt32BE(CRC_OFFSET)) throw new PacketError(ErrorCode.BadCrc, 'packet CRC mismatch');
+    if (crc !== header.readUInt32BE(CRC_OFFSET)) throw new BadCrcError('packet CRC mismatch');
     const sequence = header.readUInt32BE(SEQUENCE_OFFSET);
     if (sequence !== this.expectedSequence) {
-      throw new PacketError(ErrorCode.BadSequence, `sequence ${sequence}, expected ${this.expectedSequence}`);
+      throw new BadSequenceError(`sequence ${sequence}, expected ${this.expectedSequence}`);
     }
     this.state = ReaderState.Header;
     this.header = undefined;

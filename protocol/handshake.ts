@@ -13,7 +13,13 @@
 // lists cannot be downgraded and each side's signature is bound to the other side's public key.
 
 import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
-import { ErrorCode, HandshakeError } from './errors.js';
+import {
+  BadFieldsError,
+  BadSignatureError,
+  InternalError,
+  NoCommonAlgorithmError,
+  UnexpectedPacketError,
+} from './errors.js';
 import { decodeFields, encodeFields, type Entry, type FieldList } from './fields.js';
 import {
   parsePublicKeyLine,
@@ -65,21 +71,21 @@ interface Ephemeral {
 function newEphemeral(): Ephemeral {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
   const x = publicKey.export({ format: 'jwk' }).x;
-  if (x === undefined) throw new HandshakeError(ErrorCode.Internal, 'x25519 key without public value');
+  if (x === undefined) throw new InternalError('x25519 key without public value');
   return { privateKey, publicRaw: x };
 }
 
 function sharedSecret(own: Ephemeral, peerRaw: string): Buffer {
-  if (!/^[A-Za-z0-9_-]{43}$/.test(peerRaw)) throw new HandshakeError(ErrorCode.BadFields, 'malformed ephemeral key');
+  if (!/^[A-Za-z0-9_-]{43}$/.test(peerRaw)) throw new BadFieldsError('malformed ephemeral key');
   let secret: Buffer;
   try {
     const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peerRaw }, format: 'jwk' });
     secret = diffieHellman({ privateKey: own.privateKey, publicKey });
   } catch (error) {
-    throw new HandshakeError(ErrorCode.BadSignature, 'ephemeral key rejected', { cause: error });
+    throw new BadSignatureError('ephemeral key rejected', { cause: error });
   }
   // A low-order peer point gives an all-zero secret: the exchange would have no secret in it at all.
-  if (secret.every((byte) => byte === 0)) throw new HandshakeError(ErrorCode.BadSignature, 'degenerate ephemeral key');
+  if (secret.every((byte) => byte === 0)) throw new BadSignatureError('degenerate ephemeral key');
   return secret;
 }
 
@@ -127,8 +133,8 @@ const HELLO_NONCE_PATTERN = new RegExp(`^[0-9a-f]{${HELLO_NONCE_BYTES * 2}}$`);
 
 function checkProtocol(fields: FieldList): void {
   const protocol = fields.require(Field.protocol);
-  if (protocol !== PROTOCOL_VERSION) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `unsupported protocol ${quoted(protocol)}`);
-  if (!HELLO_NONCE_PATTERN.test(fields.require(Field.nonce))) throw new HandshakeError(ErrorCode.BadFields, 'malformed nonce');
+  if (protocol !== PROTOCOL_VERSION) throw new NoCommonAlgorithmError(`unsupported protocol ${quoted(protocol)}`);
+  if (!HELLO_NONCE_PATTERN.test(fields.require(Field.nonce))) throw new BadFieldsError('malformed nonce');
 }
 
 function peerLimits(fields: FieldList): { peerMaxPacketBytes: number; peerInitialWindowBytes: number } {
@@ -142,20 +148,20 @@ function parseKey(line: string): PublicIdentity {
   try {
     return parsePublicKeyLine(line);
   } catch (error) {
-    throw new HandshakeError(ErrorCode.BadFields, 'malformed public key in handshake', { cause: error });
+    throw new BadFieldsError('malformed public key in handshake', { cause: error });
   }
 }
 
 function signatureOf(fields: FieldList): Buffer {
   const value = fields.require(Field.signature);
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value)) throw new HandshakeError(ErrorCode.BadFields, 'malformed signature');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value)) throw new BadFieldsError('malformed signature');
   return Buffer.from(value, 'base64');
 }
 
 /** Fields of a signed payload other than the signature, re-encoded: the exact bytes the signer covered. */
 function unsignedPart(fields: FieldList): Buffer {
   const last = fields.entries[fields.entries.length - 1];
-  if (last === undefined || last[0] !== Field.signature) throw new HandshakeError(ErrorCode.BadFields, 'signature must be the last field');
+  if (last === undefined || last[0] !== Field.signature) throw new BadFieldsError('signature must be the last field');
   return encodeFields(fields.without(Field.signature).entries);
 }
 
@@ -179,7 +185,7 @@ abstract class HandshakeSide<State extends number> {
   protected expect(state: State, step: string): void {
     if (this.state !== state) {
       this.state = this.failedState;
-      throw new HandshakeError(ErrorCode.UnexpectedPacket, `${step} out of order`);
+      throw new UnexpectedPacketError(`${step} out of order`);
     }
   }
 }
@@ -222,13 +228,13 @@ export class ClientHandshake extends HandshakeSide<ClientState> {
     this.expect(ClientState.HelloSent, 'daemon hello');
     const fields = decodeFields(payload);
     checkProtocol(fields);
-    if (fields.require(Field.kex) !== KEX_ALGORITHMS[0]) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'no common key exchange');
+    if (fields.require(Field.kex) !== KEX_ALGORITHMS[0]) throw new NoCommonAlgorithmError('no common key exchange');
     const chosen = fields.require(Field.cipher);
     const cipher = this.ciphers.find((name) => name === chosen);
-    if (cipher === undefined) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, `daemon chose unoffered cipher ${quoted(chosen)}`);
+    if (cipher === undefined) throw new NoCommonAlgorithmError(`daemon chose unoffered cipher ${quoted(chosen)}`);
     const hostKey = parseKey(fields.require(Field.hostKey));
     if (!fields.requireList(Field.signatures).includes(this.identity.publicIdentity.signatureAlgorithm)) {
-      throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'daemon does not accept this identity key type');
+      throw new NoCommonAlgorithmError('daemon does not accept this identity key type');
     }
     this.limitsOfPeer = peerLimits(fields);
     this.cipher = cipher;
@@ -259,14 +265,14 @@ export class ClientHandshake extends HandshakeSide<ClientState> {
     const hostKey = this.hostKey as PublicIdentity;
     const unsigned = unsignedPart(fields);
     if (fields.require(Field.recipient) !== this.identity.publicIdentity.line) {
-      throw new HandshakeError(ErrorCode.BadSignature, 'daemon key exchange is addressed to another client');
+      throw new BadSignatureError('daemon key exchange is addressed to another client');
     }
     const signed = Buffer.concat([
       SERVER_SIGNATURE_CONTEXT,
       transcriptHash([this.clientHello, this.serverHello, this.clientKeyExchange, unsigned]),
     ]);
     if (!verifyTranscript(hostKey, signed, signatureOf(fields))) {
-      throw new HandshakeError(ErrorCode.BadSignature, 'daemon signature does not verify');
+      throw new BadSignatureError('daemon signature does not verify');
     }
     const secret = sharedSecret(this.ephemeral, fields.require(Field.ephemeral));
     const sessionId = transcriptHash([this.clientHello, this.serverHello, this.clientKeyExchange, payload]);
@@ -301,12 +307,12 @@ export class ServerHandshake extends HandshakeSide<ServerState> {
     this.expect(ServerState.Initial, 'client hello');
     const fields = decodeFields(payload);
     checkProtocol(fields);
-    if (!fields.requireList(Field.kex).includes(KEX_ALGORITHMS[0])) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'no common key exchange');
+    if (!fields.requireList(Field.kex).includes(KEX_ALGORITHMS[0])) throw new NoCommonAlgorithmError('no common key exchange');
     const offered = fields.requireList(Field.ciphers);
     const cipher = offered.map((name) => this.ciphers.find((own) => own === name)).find((name) => name !== undefined);
-    if (cipher === undefined) throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'no common cipher');
+    if (cipher === undefined) throw new NoCommonAlgorithmError('no common cipher');
     if (!fields.requireList(Field.signatures).includes(this.hostKey.publicIdentity.signatureAlgorithm)) {
-      throw new HandshakeError(ErrorCode.NoCommonAlgorithm, 'client does not accept the host key type');
+      throw new NoCommonAlgorithmError('client does not accept the host key type');
     }
     this.limitsOfPeer = peerLimits(fields);
     this.cipher = cipher;
@@ -331,12 +337,12 @@ export class ServerHandshake extends HandshakeSide<ServerState> {
     const fields = decodeFields(payload);
     const unsigned = unsignedPart(fields);
     if (fields.require(Field.recipient) !== this.hostKey.publicIdentity.line) {
-      throw new HandshakeError(ErrorCode.BadSignature, 'client key exchange is addressed to another host key');
+      throw new BadSignatureError('client key exchange is addressed to another host key');
     }
     const client = parseKey(fields.require(Field.identity));
     const signed = Buffer.concat([CLIENT_SIGNATURE_CONTEXT, transcriptHash([this.clientHello, this.serverHello, unsigned])]);
     if (!verifyTranscript(client, signed, signatureOf(fields))) {
-      throw new HandshakeError(ErrorCode.BadSignature, 'client signature does not verify');
+      throw new BadSignatureError('client signature does not verify');
     }
     this.clientEphemeral = fields.require(Field.ephemeral);
     this.client = client;

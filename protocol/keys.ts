@@ -15,7 +15,7 @@ import {
 } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, ErrorCode } from './errors.js';
+import { BadConfigError, ConfigError, KeyFormatError, withContext } from './errors.js';
 import { MIN_RSA_BITS, type SignatureAlgorithm } from './wire.js';
 
 export type KeyAlgorithm = 'ed25519' | 'rsa';
@@ -56,7 +56,7 @@ const OPENSSH_END = '-----END OPENSSH PRIVATE KEY-----';
 const OPENSSH_MAGIC = Buffer.from('openssh-key-v1\0', 'latin1');
 
 function keyFormatError(message: string, cause?: unknown): ConfigError {
-  return new ConfigError(ErrorCode.KeyFormat, message, cause === undefined ? undefined : { cause });
+  return new KeyFormatError(message, cause === undefined ? undefined : { cause });
 }
 
 function algorithmOfSshType(type: string): KeyAlgorithm | undefined {
@@ -391,7 +391,7 @@ export function loadPrivateIdentity(path: string): PrivateIdentity {
   try {
     fd = openSync(path, 'r');
   } catch (error) {
-    throw new ConfigError(ErrorCode.Config, `cannot open private key ${path}: ${(error as Error).message}`, { cause: error });
+    throw new BadConfigError(`cannot open private key ${path}: ${(error as Error).message}`, { cause: error });
   }
   let text: string;
   try {
@@ -412,7 +412,7 @@ export function loadPrivateIdentity(path: string): PrivateIdentity {
   try {
     identity = parsePrivateKeyPem(text);
   } catch (error) {
-    if (error instanceof ConfigError) throw new ConfigError(error.code, `${path}: ${error.message}`, { cause: error });
+    if (error instanceof ConfigError) throw withContext(error, path);
     throw error;
   }
   const comment = commentFromPublicFile(`${path}.pub`, identity);
@@ -465,9 +465,9 @@ function createExclusive(path: string, data: string, mode: number): void {
     fd = openSync(path, 'wx', mode);
   } catch (error) {
     if ((error as { code?: unknown }).code === 'EEXIST') {
-      throw new ConfigError(ErrorCode.Config, `${path} already exists; refusing to overwrite it`, { cause: error });
+      throw new BadConfigError(`${path} already exists; refusing to overwrite it`, { cause: error });
     }
-    throw new ConfigError(ErrorCode.Config, `cannot create ${path}: ${(error as Error).message}`, { cause: error });
+    throw new BadConfigError(`cannot create ${path}: ${(error as Error).message}`, { cause: error });
   }
   try {
     fchmodSync(fd, mode);
@@ -475,7 +475,7 @@ function createExclusive(path: string, data: string, mode: number): void {
   } catch (error) {
     closeSync(fd);
     unlinkSync(path);
-    throw new ConfigError(ErrorCode.Config, `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+    throw new BadConfigError(`cannot write ${path}: ${(error as Error).message}`, { cause: error });
   }
   closeSync(fd);
 }
@@ -489,7 +489,7 @@ export function writeIdentityFiles(path: string, id: PrivateIdentity, comment: s
   const publicPath = `${path}.pub`;
   const publicLine = `${formatPublicKeyLine(id.publicIdentity, comment)}\n`;
   for (const existing of [path, publicPath]) {
-    if (existsSync(existing)) throw new ConfigError(ErrorCode.Config, `${existing} already exists; refusing to overwrite it`);
+    if (existsSync(existing)) throw new BadConfigError(`${existing} already exists; refusing to overwrite it`);
   }
   // Like ssh-keygen with ~/.ssh: a missing directory (~/.netplumb on a fresh account) is made, private to its owner.
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

@@ -2,7 +2,7 @@
 // positive integers that work together, and frozen. A SecureConnection takes only ResolvedLimits, so no
 // connection runs with limits nobody validated; the daemon's configuration resolves its own the same way.
 
-import { ConfigError, ErrorCode } from './errors.js';
+import { BadConfigError } from './errors.js';
 import { DEFAULT_LIMITS, MAX_WINDOW_CEILING_BYTES, MIN_PACKET_BYTES, PACKET_ROOM_BYTES, type Limits } from './wire.js';
 
 declare const resolvedBrand: unique symbol;
@@ -24,7 +24,7 @@ export function resolveLimits(overrides: Partial<Limits> = {}): ResolvedLimits {
   for (const name of LIMIT_NAMES) {
     const value = overrides[name];
     if (value === undefined) continue;
-    if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(ErrorCode.Config, `limit ${name} must be a positive integer, not ${String(value)}`);
+    if (!Number.isSafeInteger(value) || value < 1) throw new BadConfigError(`limit ${name} must be a positive integer, not ${String(value)}`);
     limits[name] = value;
   }
   validateLimits(limits);
@@ -39,19 +39,19 @@ export function validateLimits(limits: Readonly<Limits>): void {
     ['keepalive-interval-ms', limits.keepaliveIntervalMs],
   ];
   for (const [name, ms] of timers) {
-    if (ms > MAX_TIMER_MS) throw new ConfigError(ErrorCode.Config, `${name} must be at most ${MAX_TIMER_MS}`);
+    if (ms > MAX_TIMER_MS) throw new BadConfigError(`${name} must be at most ${MAX_TIMER_MS}`);
   }
-  if (limits.maxPacketBytes < MIN_PACKET_BYTES) throw new ConfigError(ErrorCode.Config, `max-packet-bytes must be at least ${MIN_PACKET_BYTES}`);
+  if (limits.maxPacketBytes < MIN_PACKET_BYTES) throw new BadConfigError(`max-packet-bytes must be at least ${MIN_PACKET_BYTES}`);
   if (limits.maxDataPayloadBytes + PACKET_ROOM_BYTES > limits.maxPacketBytes) {
-    throw new ConfigError(ErrorCode.Config, `max-data-payload-bytes must leave ${PACKET_ROOM_BYTES} bytes of room in max-packet-bytes`);
+    throw new BadConfigError(`max-data-payload-bytes must leave ${PACKET_ROOM_BYTES} bytes of room in max-packet-bytes`);
   }
-  if (limits.initialWindowBytes < MIN_PACKET_BYTES) throw new ConfigError(ErrorCode.Config, `initial-window-bytes must be at least ${MIN_PACKET_BYTES}`);
-  if (limits.maxWindowBytes < limits.initialWindowBytes) throw new ConfigError(ErrorCode.Config, 'max-window-bytes cannot be below initial-window-bytes');
-  if (limits.maxWindowBytes > MAX_WINDOW_CEILING_BYTES) throw new ConfigError(ErrorCode.Config, 'max-window-bytes must be at most 1 GiB');
+  if (limits.initialWindowBytes < MIN_PACKET_BYTES) throw new BadConfigError(`initial-window-bytes must be at least ${MIN_PACKET_BYTES}`);
+  if (limits.maxWindowBytes < limits.initialWindowBytes) throw new BadConfigError('max-window-bytes cannot be below initial-window-bytes');
+  if (limits.maxWindowBytes > MAX_WINDOW_CEILING_BYTES) throw new BadConfigError('max-window-bytes must be at most 1 GiB');
   if (limits.maxUnauthenticatedConnections > limits.maxConnections) {
-    throw new ConfigError(ErrorCode.Config, 'max-unauthenticated cannot exceed max-connections');
+    throw new BadConfigError('max-unauthenticated cannot exceed max-connections');
   }
   if (limits.keepaliveIntervalMs >= limits.idleTimeoutMs) {
-    throw new ConfigError(ErrorCode.Config, 'keepalive-interval-ms must be shorter than idle-timeout-ms');
+    throw new BadConfigError('keepalive-interval-ms must be shorter than idle-timeout-ms');
   }
 }

@@ -9,7 +9,18 @@
 
 import { Duplex } from 'node:stream';
 import type { ConnectionHandler, SecureConnection } from './connection.js';
-import { ConnectionError, ErrorCode, LimitError, NetplumbError, PacketError, RemoteError, asNetplumbError, isErrorCode } from './errors.js';
+import {
+  asNetplumbError,
+  BadFieldsError,
+  ConnectionLostError,
+  ErrorCode,
+  isErrorCode,
+  NetplumbError,
+  RemoteError,
+  TooManyStreamsError,
+  UnexpectedPacketError,
+  WindowExceededError,
+} from './errors.js';
 import { decodeFields, type Entry, type FieldList } from './fields.js';
 import { joinPayload } from './frame.js';
 import { StateMachine, type TransitionTable } from './state-machine.js';
@@ -115,7 +126,7 @@ export class MuxStream extends Duplex {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     if (this.writeHalf.is('closed')) {
-      done(new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
+      done(new ConnectionLostError('stream closed'));
       return;
     }
     this.sendQueue.push({ chunk, offset: 0, done });
@@ -133,7 +144,7 @@ export class MuxStream extends Duplex {
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
-    for (const pending of this.sendQueue.splice(0)) pending.done(error ?? new ConnectionError(ErrorCode.ConnectionLost, 'stream closed'));
+    for (const pending of this.sendQueue.splice(0)) pending.done(error ?? new ConnectionLostError('stream closed'));
     this.receiveQueue.length = 0;
     if (!this.writeHalf.is('closed')) {
       this.closeHalves();
@@ -188,8 +199,8 @@ export class MuxStream extends Duplex {
 
   /** Stream bytes from a StreamData packet; more than the window allows fails the connection. */
   receiveData(pieces: readonly Buffer[], length: number): void {
-    if (!this.readHalf.is('open')) throw new PacketError(ErrorCode.UnexpectedPacket, `data after EOF on stream ${this.id}`);
-    if (length > this.receiveWindow) throw new LimitError(ErrorCode.WindowExceeded, `stream ${this.id} exceeded its window`);
+    if (!this.readHalf.is('open')) throw new UnexpectedPacketError(`data after EOF on stream ${this.id}`);
+    if (length > this.receiveWindow) throw new WindowExceededError(`stream ${this.id} exceeded its window`);
     this.receiveWindow -= length;
     for (const piece of pieces) if (piece.length > 0) this.receiveQueue.push(piece);
     this.flushReceived();
@@ -201,7 +212,7 @@ export class MuxStream extends Duplex {
   }
 
   receiveEof(): void {
-    if (!this.readHalf.is('open')) throw new PacketError(ErrorCode.UnexpectedPacket, `second EOF on stream ${this.id}`);
+    if (!this.readHalf.is('open')) throw new UnexpectedPacketError(`second EOF on stream ${this.id}`);
     this.readHalf.move('eof-received');
     this.flushReceived();
     this.mux.maybeForget(this);
@@ -303,10 +314,10 @@ export class Mux implements ConnectionHandler {
 
   /** Opens a stream towards the peer, announcing it with the given fields (purpose and the like). */
   openStream(fields: readonly Entry[] = []): MuxStream {
-    if (this.state.is('closed')) throw this.closedError ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
-    if (this.streams.size >= this.options.maxStreams) throw new LimitError(ErrorCode.TooManyStreams, 'too many streams');
+    if (this.state.is('closed')) throw this.closedError ?? new ConnectionLostError('connection closed');
+    if (this.streams.size >= this.options.maxStreams) throw new TooManyStreamsError('too many streams');
     const id = this.nextOwnId;
-    if (id > MAX_STREAM_ID) throw new LimitError(ErrorCode.TooManyStreams, 'stream ids exhausted');
+    if (id > MAX_STREAM_ID) throw new TooManyStreamsError('stream ids exhausted');
     this.nextOwnId += 2;
     const stream = this.createStream(id);
     this.connection.sendFields(PacketType.StreamOpen, [[Field.stream, String(id)], ...fields]);
@@ -375,7 +386,7 @@ export class Mux implements ConnectionHandler {
   closed(error: NetplumbError | undefined): void {
     this.state.move('closed');
     this.closedError = error;
-    const failure = error ?? new ConnectionError(ErrorCode.ConnectionLost, 'connection closed');
+    const failure = error ?? new ConnectionLostError('connection closed');
     for (const stream of [...this.streams.values()]) {
       this.streams.delete(stream.id);
       stream.destroy(stream.finished ? undefined : failure);
@@ -415,7 +426,7 @@ export class Mux implements ConnectionHandler {
     const id = fields.requireInt(Field.stream, 1, MAX_STREAM_ID);
     const peerParity = this.options.side === 'client' ? 0 : 1;
     if (id % 2 !== peerParity || id <= this.highestPeerId) {
-      throw new PacketError(ErrorCode.UnexpectedPacket, `peer opened stream ${id} out of order`);
+      throw new UnexpectedPacketError(`peer opened stream ${id} out of order`);
     }
     this.highestPeerId = id;
     if (this.streams.size >= this.options.maxStreams) {
@@ -429,7 +440,7 @@ export class Mux implements ConnectionHandler {
   }
 
   private data(payload: readonly Buffer[], payloadBytes: number): void {
-    if (payloadBytes < STREAM_ID_BYTES) throw new PacketError(ErrorCode.BadFields, 'stream data without stream id');
+    if (payloadBytes < STREAM_ID_BYTES) throw new BadFieldsError('stream data without stream id');
     let pieces = payload;
     if ((pieces[0]?.length ?? 0) < STREAM_ID_BYTES) pieces = [joinPayload(payload, payloadBytes)];
     const first = pieces[0] as Buffer;
@@ -449,7 +460,7 @@ export class Mux implements ConnectionHandler {
     if (stream !== undefined) return stream;
     const ownParity = this.options.side === 'client' ? 1 : 0;
     const seen = id % 2 === ownParity ? id < this.nextOwnId : id <= this.highestPeerId;
-    if (!seen) throw new PacketError(ErrorCode.UnexpectedPacket, `packet for unknown stream ${id}`);
+    if (!seen) throw new UnexpectedPacketError(`packet for unknown stream ${id}`);
     return undefined;
   }
 }

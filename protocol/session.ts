@@ -1,7 +1,7 @@
 // Encoders and decoders of the session packets both ends share: Start (request and reply), Exit, StageEnd and Signal.
 // Decoders validate every field, so the daemon and the client each get typed values or NP_BAD_REQUEST.
 
-import { ErrorCode, RequestError } from './errors.js';
+import { BadRequestError, ErrorCode } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
 import {
   Field,
@@ -122,17 +122,17 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
     case StartKind.Exec: {
       const argv = fields.all(Field.arg);
       const pty = fields.optional(Field.pty) === '1' ? decodePty(fields) : undefined;
-      if ((argv.length === 0 && pty === undefined) || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
-      if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
+      if ((argv.length === 0 && pty === undefined) || argv[0] === '') throw new BadRequestError('empty command');
+      if (argv.length > MAX_ARGV_WORDS) throw new BadRequestError(`more than ${MAX_ARGV_WORDS} arguments`);
       return pty === undefined ? { kind, argv, ...streams } : { kind, argv, pty, ...streams };
     }
     case StartKind.Recipe: {
       const source = fields.require(Field.source);
-      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad recipe source name');
+      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
       return { kind, text: fields.require(Field.recipe), source, ...streams };
     }
     default:
-      throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
+      throw new BadRequestError(`unknown start kind ${kind}`);
   }
 }
 
@@ -142,7 +142,7 @@ function encodePty(pty: PtyRequest): Entry[] {
 
 function decodePty(fields: FieldList): PtyRequest {
   const term = fields.require(Field.term);
-  if (!/^[A-Za-z0-9._+-]{1,64}$/.test(term)) throw new RequestError(ErrorCode.BadRequest, 'malformed terminal type');
+  if (!/^[A-Za-z0-9._+-]{1,64}$/.test(term)) throw new BadRequestError('malformed terminal type');
   return { term, ...decodeResize(fields) };
 }
 
@@ -165,7 +165,7 @@ export const USER_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}
 
 function decodeUser(fields: FieldList): string | undefined {
   const user = fields.optional(Field.user);
-  if (user !== undefined && !USER_NAME_PATTERN.test(user)) throw new RequestError(ErrorCode.BadRequest, 'malformed user name');
+  if (user !== undefined && !USER_NAME_PATTERN.test(user)) throw new BadRequestError('malformed user name');
   return user;
 }
 
@@ -186,21 +186,21 @@ function decodeEndpoints(fields: FieldList): Endpoints {
     connectSockets: fields.all(Field.connectSocket),
   };
   const paths = Object.values(endpoints).flat();
-  if (paths.length > MAX_ENDPOINTS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ENDPOINTS} named pipes and sockets`);
+  if (paths.length > MAX_ENDPOINTS) throw new BadRequestError(`more than ${MAX_ENDPOINTS} named pipes and sockets`);
   for (const path of paths) {
-    if (path === '' || Buffer.byteLength(path) > MAX_ENDPOINT_PATH_BYTES) throw new RequestError(ErrorCode.BadRequest, 'empty or over-long endpoint path');
+    if (path === '' || Buffer.byteLength(path) > MAX_ENDPOINT_PATH_BYTES) throw new BadRequestError('empty or over-long endpoint path');
   }
   return endpoints;
 }
 
 function decodeEnv(entries: readonly string[]): ExportedEnv {
-  if (entries.length > MAX_EXPORTED_VARIABLES) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_EXPORTED_VARIABLES} exported variables`);
+  if (entries.length > MAX_EXPORTED_VARIABLES) throw new BadRequestError(`more than ${MAX_EXPORTED_VARIABLES} exported variables`);
   const seen = new Set<string>();
   return entries.map((entry) => {
     const equals = entry.indexOf('=');
     const name = equals < 0 ? entry : entry.slice(0, equals);
-    if (equals < 0 || !ENV_NAME_PATTERN.test(name)) throw new RequestError(ErrorCode.BadRequest, `malformed exported variable ${JSON.stringify(name)}`);
-    if (seen.has(name)) throw new RequestError(ErrorCode.BadRequest, `variable ${name} exported twice`);
+    if (equals < 0 || !ENV_NAME_PATTERN.test(name)) throw new BadRequestError(`malformed exported variable ${JSON.stringify(name)}`);
+    if (seen.has(name)) throw new BadRequestError(`variable ${name} exported twice`);
     seen.add(name);
     return [name, entry.slice(equals + 1)] as const;
   });
@@ -233,7 +233,7 @@ export function encodeStartReply(reply: StartReply): Entry[] {
 export function decodeStartReply(fields: FieldList, isCode: (value: string) => value is ErrorCode): StartReply {
   const status = fields.require(Field.status);
   if (status === StartStatus.Started) return { status };
-  if (status !== StartStatus.Refused) throw new RequestError(ErrorCode.BadRequest, `unknown start status ${status}`);
+  if (status !== StartStatus.Refused) throw new BadRequestError(`unknown start status ${status}`);
   const code = fields.require(Field.code);
   return { status, code: isCode(code) ? code : ErrorCode.Internal, message: fields.require(Field.message) };
 }
@@ -248,7 +248,7 @@ export function encodeExit(status: ExitStatus): Entry[] {
 export function decodeExit(fields: FieldList): ExitStatus {
   const signal = fields.optional(Field.signal);
   if (signal !== undefined) {
-    if (!/^SIG[A-Z0-9]{1,12}$/.test(signal)) throw new RequestError(ErrorCode.BadRequest, 'malformed signal name');
+    if (!/^SIG[A-Z0-9]{1,12}$/.test(signal)) throw new BadRequestError('malformed signal name');
     return { signal };
   }
   return { code: fields.requireInt(Field.code, 0, 255) };
@@ -282,7 +282,7 @@ export function encodeStageEnd(end: StageEnd): Entry[] {
 
 export function decodeStageEnd(fields: FieldList, isCode: (value: string) => value is ErrorCode): StageEnd {
   const name = fields.require(Field.name);
-  if (name === '' || Buffer.byteLength(name) > MAX_STAGE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad stage name');
+  if (name === '' || Buffer.byteLength(name) > MAX_STAGE_NAME_BYTES) throw new BadRequestError('bad stage name');
   const error = fields.optional(Field.error);
   const status: StageStatus =
     error === undefined
@@ -298,7 +298,7 @@ export function encodeSignal(signal: ForwardableSignal): Entry[] {
 export function decodeSignal(fields: FieldList): ForwardableSignal {
   const signal = fields.require(Field.signal);
   const known = FORWARDABLE_SIGNALS.find((name) => name === signal);
-  if (known === undefined) throw new RequestError(ErrorCode.BadRequest, `signal ${signal} cannot be forwarded`);
+  if (known === undefined) throw new BadRequestError(`signal ${signal} cannot be forwarded`);
   return known;
 }
 
@@ -338,17 +338,17 @@ export function decodeMintRequest(fields: FieldList): MintRequest {
   switch (kind) {
     case StartKind.Exec: {
       const argv = fields.all(Field.arg);
-      if (argv.length === 0 || argv[0] === '') throw new RequestError(ErrorCode.BadRequest, 'empty command');
-      if (argv.length > MAX_ARGV_WORDS) throw new RequestError(ErrorCode.BadRequest, `more than ${MAX_ARGV_WORDS} arguments`);
+      if (argv.length === 0 || argv[0] === '') throw new BadRequestError('empty command');
+      if (argv.length > MAX_ARGV_WORDS) throw new BadRequestError(`more than ${MAX_ARGV_WORDS} arguments`);
       return { binding: { kind, argv, ...common }, lifetimeSeconds };
     }
     case StartKind.Recipe: {
       const source = fields.require(Field.source);
-      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new RequestError(ErrorCode.BadRequest, 'bad recipe source name');
+      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
       return { binding: { kind, text: fields.require(Field.recipe), source, ...common }, lifetimeSeconds };
     }
     default:
-      throw new RequestError(ErrorCode.BadRequest, `unknown start kind ${kind}`);
+      throw new BadRequestError(`unknown start kind ${kind}`);
   }
 }
 
@@ -389,7 +389,7 @@ export function decodeMintReply(fields: FieldList, isCode: (value: string) => va
     const code = fields.require(Field.code);
     return { status, code: isCode(code) ? code : ErrorCode.Internal, message: fields.require(Field.message) };
   }
-  if (status !== MintStatus.Minted) throw new RequestError(ErrorCode.BadRequest, `unknown mint status ${status}`);
+  if (status !== MintStatus.Minted) throw new BadRequestError(`unknown mint status ${status}`);
   return {
     status,
     key: {

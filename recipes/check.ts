@@ -3,9 +3,9 @@
 // no clock. Order: limits on the raw size, text encoding, syntax, then meaning (names, redirections, deadlocks).
 
 import { posix } from 'node:path';
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError, ErrorCode, type RecipeErrorCode } from '../protocol/errors.js';
 import type { CommandNode, FifoDeclarationNode, RecipeAst, RedirectionNode, RedirectionTarget } from './ast.js';
-import { RecipeSource, type RecipeErrorCode } from './errors.js';
+import { RecipeSource } from './errors.js';
 import { resolveRecipeLimits, type RecipeLimits } from './limits.js';
 import { decodeRecipe } from './decode.js';
 import { parseSource } from './parse.js';
@@ -41,7 +41,7 @@ export function checkRecipe(input: string | Uint8Array, options: CheckOptions): 
 
 function resolveSpoolDir(spoolDir: string): string {
   if (!posix.isAbsolute(spoolDir) || spoolDir.includes('\0')) {
-    throw new ConfigError(ErrorCode.Config, `the spool directory must be an absolute path, not ${JSON.stringify(spoolDir)}`);
+    throw new BadConfigError(`the spool directory must be an absolute path, not ${JSON.stringify(spoolDir)}`);
   }
   const normalised = posix.normalize(spoolDir);
   return normalised.length > 1 ? normalised.replace(/\/+$/, '') : normalised;

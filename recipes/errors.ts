@@ -1,55 +1,8 @@
-// RecipeError, the one error a recipe check throws, and RecipeSource, which turns an offset into the recipe text into
-// a line and column and builds errors that show the offending line with a caret under the column.
+// RecipeSource turns an offset into the recipe text into a line and column, and builds the located recipe errors
+// (protocol/errors.ts) that show the offending line with a caret under the column.
 
-import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import { recipeError, type ErrorOptions, type RecipeError, type RecipeErrorCode } from '../protocol/errors.js';
 import type { RecipeLocation } from './plan.js';
-
-export type RecipeErrorCode = typeof ErrorCode.RecipeSyntax | typeof ErrorCode.RecipeInvalid | typeof ErrorCode.RecipeTooLarge;
-
-/** Code points of a line shown around the column when the line is longer than this. */
-const SHOWN_LINE_CODE_POINTS = 160;
-
-/**
- * A recipe was refused: syntax (NP_RECIPE_SYNTAX, also binary garbage), meaning (NP_RECIPE_INVALID) or a limit
- * (NP_RECIPE_TOO_LARGE). `message` is `source:line:column: reason`; render() adds the line and a caret.
- */
-export class RecipeError extends NetplumbError {
-  declare readonly code: RecipeErrorCode;
-  /** 1-based line; 1-based column in code points. */
-  readonly location: RecipeLocation;
-  /** The message without its location. */
-  readonly reason: string;
-  /** The text of the line the location points into, without its newline. */
-  readonly lineText: string;
-
-  constructor(code: RecipeErrorCode, reason: string, location: RecipeLocation, lineText: string, options?: { cause?: unknown }) {
-    super(code, `${location.source}:${location.line}:${location.column}: ${reason}`, options);
-    this.location = location;
-    this.reason = reason;
-    this.lineText = lineText;
-  }
-
-  /**
-   * `source:line:column: reason`, then the line (control characters shown as U+FFFD, long lines cut around the
-   * column) and a caret under the column. No trailing newline.
-   */
-  render(): string {
-    let points = Array.from(this.lineText.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\ufeff]/g, '\ufffd'));
-    let caretIndex = Math.min(Math.max(this.location.column - 1, 0), points.length);
-    if (points.length > SHOWN_LINE_CODE_POINTS) {
-      const half = SHOWN_LINE_CODE_POINTS / 2;
-      const start = Math.max(0, Math.min(caretIndex - half, points.length - SHOWN_LINE_CODE_POINTS));
-      const shown = points.slice(start, start + SHOWN_LINE_CODE_POINTS);
-      points = [...(start > 0 ? ['…'] : []), ...shown, ...(start + SHOWN_LINE_CODE_POINTS < points.length ? ['…'] : [])];
-      caretIndex = caretIndex - start + (start > 0 ? 1 : 0);
-    }
-    const pad = points
-      .slice(0, caretIndex)
-      .map((point) => (point === '\t' ? '\t' : ' '))
-      .join('');
-    return `${this.message}\n${points.join('')}\n${pad}^`;
-  }
-}
 
 /** The recipe text and its name, with the start of every line indexed for locate(). */
 export class RecipeSource {
@@ -91,9 +44,9 @@ export class RecipeSource {
   }
 
   /** A RecipeError located at a UTF-16 offset of the text. */
-  error(code: RecipeErrorCode, reason: string, offset: number, options?: { cause?: unknown }): RecipeError {
+  error(code: RecipeErrorCode, reason: string, offset: number, options?: ErrorOptions): RecipeError {
     const location = this.locate(offset);
-    return new RecipeError(code, reason, location, this.lineText(location.line), options);
+    return recipeError(code, reason, location, this.lineText(location.line), options);
   }
 
   /**

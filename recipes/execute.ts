@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { ErrorCode, NetplumbError } from '../protocol/errors.js';
+import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
 import { endGroups, groupAlive, signalGroup, spawnFailure as readSpawnFailure } from './process-groups.js';
@@ -48,7 +48,6 @@ export interface RecipeRunOptions {
   identity?: CommandIdentity;
 }
 
-
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
 export interface RecipeIo {
   /** Read only when a stage reads `<%stdin`; otherwise left alone (the caller may drop it). */
@@ -63,13 +62,6 @@ export interface RecipeOutcome {
   status: ExitStatus;
   /** Set when abort() ended the run; stages not reached have no entry. */
   abortedBecause?: string;
-}
-
-/** The recipe could not be readied (a named pipe exists already, the spool directory cannot be made, ...). */
-export class RecipeSetupError extends NetplumbError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(ErrorCode.RecipeSetup, message, options);
-  }
 }
 
 /**
@@ -177,7 +169,7 @@ export class RecipeRun {
 
   /** Starts the commands in order; the outcome promise tells how it went. Call once. */
   start(io: RecipeIo): void {
-    if (this.state !== State.Prepared) throw new NetplumbError(ErrorCode.Internal, 'recipe started twice');
+    if (this.state !== State.Prepared) throw new InternalError('recipe started twice');
     this.state = State.Running;
     const outputsRead = this.joinIo(io);
     void this.runStages()
@@ -346,7 +338,7 @@ export class RecipeRun {
 
   /** An end the run must still hold; its absence is a bug in the plan's bookkeeping, never the user's doing. */
   private heldFd(fd: number | undefined): number {
-    if (fd === undefined) throw new NetplumbError(ErrorCode.Internal, 'pipe end already closed');
+    if (fd === undefined) throw new InternalError('pipe end already closed');
     return fd;
   }
 
@@ -458,11 +450,11 @@ export class RecipeRun {
     opened.push(fd);
     const stat = fstatSync(fd);
     if (stat.isFile()) {
-      if (this.options.checkFile !== undefined && stat.nlink > 1) throw new Error(`${path} has other names (hard links) the gluepot check cannot see`);
+      if (this.options.checkFile !== undefined && stat.nlink > 1) throw new SpawnFailedError(`${path} has other names (hard links) the gluepot check cannot see`);
       if (truncate) ftruncateSync(fd);
       return fd;
     }
-    if (!stat.isCharacterDevice()) throw new Error(`${path} is not a regular file (declare a named pipe with fifo)`);
+    if (!stat.isCharacterDevice()) throw new SpawnFailedError(`${path} is not a regular file (declare a named pipe with fifo)`);
     return fd;
   }
 }
@@ -606,5 +598,4 @@ function exited(child: ChildProcess): Promise<void> {
   if (child.pid === undefined) return new Promise((resolve) => child.once('error', () => resolve()));
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
-
 

@@ -1,7 +1,7 @@
 // The size limits of a recipe, each named with its unit. checkRecipe() enforces them before and after parsing and
 // refuses with NP_RECIPE_TOO_LARGE, located at the first thing past the limit.
 
-import { ConfigError, ErrorCode } from '../protocol/errors.js';
+import { BadConfigError } from '../protocol/errors.js';
 
 export interface RecipeLimits {
   /** Largest recipe, in bytes of UTF-8 text. Checked first, before any other look at the text. */
@@ -45,7 +45,7 @@ export function resolveRecipeLimits(overrides: Partial<RecipeLimits> = {}): Reci
     const value = overrides[name];
     if (value === undefined) continue;
     if (!Number.isSafeInteger(value) || value < 1) {
-      throw new ConfigError(ErrorCode.Config, `recipe limit ${name} must be a positive integer, not ${String(value)}`);
+      throw new BadConfigError(`recipe limit ${name} must be a positive integer, not ${String(value)}`);
     }
     limits[name] = value;
   }

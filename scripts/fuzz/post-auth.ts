@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import { MAX_UNCLAIMED_STREAMS } from '../../daemon/session.js';
 import { SPEC_CIPHER_LIMITS } from '../../protocol/cipher.js';
 import { SecureConnection, type ConnectionHandler, type ConnectionOptions } from '../../protocol/connection.js';
-import { ErrorCode, HandshakeError, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
+import { ErrorCode, HostKeyChangedError, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import { decodeFields, type FieldList } from '../../protocol/fields.js';
 import { joinPayload } from '../../protocol/frame.js';
 import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../../protocol/keys.js';
@@ -257,7 +257,7 @@ export class PostAuthWorker {
         {
           identity: this.client.identity,
           verifyHostKey: (presented) => {
-            if (!sameIdentity(presented, hostKey)) throw new HandshakeError(ErrorCode.HostKeyChanged, 'not the fuzz daemon');
+            if (!sameIdentity(presented, hostKey)) throw new HostKeyChangedError('not the fuzz daemon');
           },
         },
         this.connectionOptions(),

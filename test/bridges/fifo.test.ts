@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { madeFile, removeMadeFile } from '../../bridges/checked-open.js';
-import { EndpointError, ensureFifo, FifoSink, FifoSource, openFifo } from '../../bridges/fifo.js';
-import { ErrorCode } from '../../protocol/errors.js';
+import { ensureFifo, FifoSink, FifoSource, openFifo } from '../../bridges/fifo.js';
+import { EndpointError, ErrorCode } from '../../protocol/errors.js';
 import { deterministicBytes, runProcess, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
 import { collect, halfClosePair, mkfifo, readRound, writeInto } from '../helpers/endpoints.js';
 

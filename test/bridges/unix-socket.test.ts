@@ -7,9 +7,8 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import { EndpointError } from '../../bridges/fifo.js';
 import { checkSocketPath, connectStream, MAX_SOCKET_PATH_BYTES, SOCKET_FILE_MODE, SocketListener } from '../../bridges/unix-socket.js';
-import { ErrorCode } from '../../protocol/errors.js';
+import { EndpointError, ErrorCode } from '../../protocol/errors.js';
 import { deterministicBytes, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
 import { collect, halfClosePair, startEchoService } from '../helpers/endpoints.js';
 

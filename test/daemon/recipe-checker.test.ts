@@ -11,9 +11,8 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RecipeChecker } from '../../daemon/recipe-checker.js';
-import { ConfigError, ErrorCode, NetplumbError } from '../../protocol/errors.js';
+import { ConfigError, ErrorCode, NetplumbError, RecipeError } from '../../protocol/errors.js';
 import { checkRecipe, type CheckOptions } from '../../recipes/check.js';
-import { RecipeError } from '../../recipes/errors.js';
 
 const TIMEOUT_MS = 60_000;
 const EXAMPLES = fileURLToPath(new URL('../../../recipes/examples/', import.meta.url));

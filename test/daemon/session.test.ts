@@ -12,7 +12,7 @@ import { createLogger } from '../../daemon/log.js';
 import type { Runner } from '../../daemon/runner.js';
 import { MAX_UNCLAIMED_STREAMS, SESSION_TRANSITIONS, Session, type SessionOptions } from '../../daemon/session.js';
 import type { PreparedStart } from '../../daemon/start-policy.js';
-import { ErrorCode, RequestError, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
+import { CommandNotFoundError, ErrorCode, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import { decodeFields, encodeFields, type Entry, type FieldList } from '../../protocol/fields.js';
 import { Mux, type MuxStream } from '../../protocol/mux.js';
 import { NO_ENDPOINTS, decodeExit, decodeStartReply, encodeResize, encodeSignal, encodeStartRequest, type ExitStatus } from '../../protocol/session.js';
@@ -132,7 +132,7 @@ test('a Start is prepared by the policy, answered Started, and its Exit carries 
 });
 
 test('a runner that cannot start refuses the Start with its code, and the session takes another', async (t) => {
-  const h = await harness(t, { failStart: new RequestError(ErrorCode.CommandNotFound, 'command not found: nosuch') });
+  const h = await harness(t, { failStart: new CommandNotFoundError('command not found: nosuch') });
   const refused = h.next(PacketType.Start);
   h.start(['nosuch']);
   const first = reply(await refused);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { SecureConnection } from '../../protocol/connection.js';
-import { ErrorCode, LimitError } from '../../protocol/errors.js';
+import { ErrorCode, TooManyConnectionsError } from '../../protocol/errors.js';
 import { onCleanup, reportedCode, startNetplumb, writeKeyPair, type Scope } from '../helpers/daemon.js';
 
 const TIMEOUT_MS = 120_000;
@@ -22,7 +22,7 @@ async function refusingRelay(scope: Scope, daemonPort: number, busy: number, sil
     client.on('error', () => undefined);
     if (connections <= busy) {
       if (silently) client.resetAndDestroy();
-      else SecureConnection.refuse(client, new LimitError(ErrorCode.TooManyConnections, 'busy'));
+      else SecureConnection.refuse(client, new TooManyConnectionsError('busy'));
       return;
     }
     const upstream = connect({ host: '127.0.0.1', port: daemonPort });

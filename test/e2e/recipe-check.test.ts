@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { ErrorCode, NetplumbError, RequestError } from '../../protocol/errors.js';
+import { ErrorCode, NetplumbError, RemoteError } from '../../protocol/errors.js';
 import { loadPrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS, StartKind } from '../../protocol/wire.js';
 import { connectToDaemon } from '../../plumb-cli/client.js';
@@ -167,7 +167,7 @@ async function sendRecipe(np: Netplumb, text: string, source: string): Promise<n
 
 function refusedWith(code: string, place: RegExp) {
   return (error: unknown): boolean => {
-    assert.ok(error instanceof RequestError, String(error));
+    assert.ok(error instanceof RemoteError, String(error));
     assert.equal((error as NetplumbError).code, code);
     assert.match(error.message, place);
     return true;

@@ -3,7 +3,7 @@
 // authorizes a fixed set of client keys. RSA keys are slow to make, so each (algorithm, name) is made once.
 
 import type { ClientTrust, ServerTrust } from '../../protocol/connection.js';
-import { ErrorCode, HandshakeError } from '../../protocol/errors.js';
+import { HostKeyUnknownError, NotAuthorizedError } from '../../protocol/errors.js';
 import { generateIdentity, sameIdentity, type KeyAlgorithm, type PrivateIdentity, type PublicIdentity } from '../../protocol/keys.js';
 
 const made = new Map<string, PrivateIdentity>();
@@ -24,7 +24,7 @@ export function pinnedClientTrust(identity: PrivateIdentity, host: PublicIdentit
   return {
     identity,
     verifyHostKey(hostKey) {
-      if (!sameIdentity(hostKey, host)) throw new HandshakeError(ErrorCode.HostKeyUnknown, `host key ${hostKey.fingerprint} is not pinned`);
+      if (!sameIdentity(hostKey, host)) throw new HostKeyUnknownError(`host key ${hostKey.fingerprint} is not pinned`);
     },
   };
 }
@@ -35,7 +35,7 @@ export function allowListServerTrust(hostKey: PrivateIdentity, clients: readonly
     hostKey,
     authorize(client) {
       if (!clients.some((allowed) => sameIdentity(allowed, client))) {
-        throw new HandshakeError(ErrorCode.NotAuthorized, `client key ${client.fingerprint} is not authorized`);
+        throw new NotAuthorizedError(`client key ${client.fingerprint} is not authorized`);
       }
     },
   };

@@ -3,7 +3,7 @@
 
 import { connectToDaemon } from '../../plumb-cli/client.js';
 import { SecureConnection } from '../../protocol/connection.js';
-import { ConnectionError, ErrorCode, type NetplumbError } from '../../protocol/errors.js';
+import { ConnectionLostError, type NetplumbError } from '../../protocol/errors.js';
 import type { FieldList } from '../../protocol/fields.js';
 import { loadPrivateIdentity } from '../../protocol/keys.js';
 import { Mux, type MuxStream, type SessionHandler } from '../../protocol/mux.js';
@@ -65,7 +65,7 @@ export async function openRawSession(scope: Scope, np: Netplumb, identityFile = 
     handler,
   );
   connection.attach(mux);
-  onCleanup(scope, () => connection.fail(new ConnectionError(ErrorCode.ConnectionLost, 'test over')));
+  onCleanup(scope, () => connection.fail(new ConnectionLostError('test over')));
   return {
     connection,
     mux,

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { ConnectionHandler } from '../../protocol/connection.js';
-import { ErrorCode, PacketError, type NetplumbError } from '../../protocol/errors.js';
+import { BadTagError, ErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import { FrameReader, encodeHeader, type Frame } from '../../protocol/frame.js';
 import { HEADER_BYTES, PacketType } from '../../protocol/wire.js';
 import { packetTap, securePair, type TransitPacket } from '../helpers/duplex-pair.js';
@@ -36,7 +36,7 @@ describe('frame reader: authenticate first, then count', () => {
       4096,
       (frame) => delivered.push(frame),
       (frame) => {
-        if (frame.sequence === 1) throw new PacketError(ErrorCode.BadTag, 'forged');
+        if (frame.sequence === 1) throw new BadTagError('forged');
         return frame;
       },
     );

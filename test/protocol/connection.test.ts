@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { CipherLimits } from '../../protocol/cipher.js';
 import type { ConnectionHandler, ConnectionOptions } from '../../protocol/connection.js';
-import { ErrorCode, LimitError, RemoteError, type NetplumbError } from '../../protocol/errors.js';
+import { ErrorCode, RemoteError, TooManyStreamsError, type NetplumbError } from '../../protocol/errors.js';
 import { decodeFields, encodeFields } from '../../protocol/fields.js';
 import { encodeHeader, joinPayload } from '../../protocol/frame.js';
 import { resolveLimits } from '../../protocol/limits.js';
@@ -297,7 +297,7 @@ describe('secure connection', () => {
 
   test("the peer's Error packet ends the connection with a RemoteError carrying its code", async (t) => {
     const { server, atClient } = await connected(t);
-    server.fail(new LimitError(ErrorCode.TooManyStreams, 'refused'), true);
+    server.fail(new TooManyStreamsError('refused'), true);
     const error = await atClient.ended;
     assert.ok(error instanceof RemoteError);
     assert.equal(error.code, ErrorCode.TooManyStreams);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { SecureConnection } from '../../protocol/connection.js';
-import { ErrorCode, HandshakeError, RemoteError } from '../../protocol/errors.js';
+import { ErrorCode, HandshakeError, HostKeyChangedError, RemoteError } from '../../protocol/errors.js';
 import { decodeFields, encodeFields } from '../../protocol/fields.js';
 import { FrameReader, encodeHeader, joinPayload, type Frame } from '../../protocol/frame.js';
 import { ClientHandshake, ServerHandshake, type AnnouncedLimits } from '../../protocol/handshake.js';
@@ -136,7 +136,7 @@ describe('handshake over a SecureConnection', () => {
       clientTrust: {
         identity: clientKey,
         verifyHostKey: () => {
-          throw new HandshakeError(ErrorCode.HostKeyChanged, 'pinned key differs');
+          throw new HostKeyChangedError('pinned key differs');
         },
       },
     });

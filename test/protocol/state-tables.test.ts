@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { CONNECTION_MOVES, type ConnectionHandler, type ConnectionState, type SecureConnection } from '../../protocol/connection.js';
-import { ErrorCode, LimitError, type NetplumbError } from '../../protocol/errors.js';
+import { ErrorCode, TooManyStreamsError, type NetplumbError } from '../../protocol/errors.js';
 import { Mux, READ_HALF_MOVES, WRITE_HALF_MOVES, type MuxStream, type ReadHalfState, type SessionHandler, type WriteHalfState } from '../../protocol/mux.js';
 import { StateMachine } from '../../protocol/state-machine.js';
 import { DEFAULT_LIMITS, Field, PacketType } from '../../protocol/wire.js';
@@ -79,9 +79,9 @@ describe('connection states', () => {
     const atServer = new Ending();
     client.attach(atClient);
     server.attach(atServer);
-    server.fail(new LimitError(ErrorCode.TooManyStreams, 'refused'), true);
+    server.fail(new TooManyStreamsError('refused'), true);
     assert.equal((await atClient.ended)?.code, ErrorCode.TooManyStreams);
-    client.fail(new LimitError(ErrorCode.TooManyStreams, 'again'));
+    client.fail(new TooManyStreamsError('again'));
     assert.deepEqual([client.connectionState, server.connectionState], ['closed', 'closed']);
     assert.deepEqual(moves, []);
   });

@@ -9,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode } from '../../protocol/errors.js';
+import { ErrorCode, RecipeError, type RecipeErrorCode } from '../../protocol/errors.js';
 import { checkRecipe, DEFAULT_SPOOL_DIR, type CheckOptions } from '../../recipes/check.js';
-import { RecipeError, type RecipeErrorCode } from '../../recipes/errors.js';
 import { DEFAULT_RECIPE_LIMITS, resolveRecipeLimits } from '../../recipes/limits.js';
 import { formatPlan, type RecipePlan } from '../../recipes/plan.js';
 

@@ -3,9 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ErrorCode } from '../../protocol/errors.js';
+import { ErrorCode, RecipeError } from '../../protocol/errors.js';
 import type { CommandNode, RecipeAst, RedirectionNode } from '../../recipes/ast.js';
-import { RecipeError } from '../../recipes/errors.js';
 import { parseRecipe } from '../../recipes/parse.js';
 
 function commands(ast: RecipeAst): CommandNode[] {

@@ -9,9 +9,9 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { ErrorCode } from '../../protocol/errors.js';
+import { ErrorCode, RecipeError } from '../../protocol/errors.js';
 import { checkRecipe, type CheckOptions } from '../../recipes/check.js';
-import { RecipeError, RecipeSource } from '../../recipes/errors.js';
+import { RecipeSource } from '../../recipes/errors.js';
 import type { RecipeLimits } from '../../recipes/limits.js';
 import { parseRecipe } from '../../recipes/parse.js';
 import type { RecipePlan } from '../../recipes/plan.js';
@@ -77,6 +77,7 @@ function textOf(input: string | Uint8Array): string {
 function assertValidRefusal(error: unknown, input: string | Uint8Array): void {
   if (!(error instanceof RecipeError)) throw new Error(`not a RecipeError: ${String(error)}`, { cause: error });
   assert.ok(RECIPE_CODES.has(error.code), error.code);
+  assert.ok(error.location, 'a located recipe error');
   const { source, line, column } = error.location;
   assert.equal(source, 'p.rcp');
   const lines = textOf(input).split('\n');
