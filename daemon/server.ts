@@ -13,7 +13,8 @@ import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
 import { Admission, HandshakeStage, type PendingConnection } from './admission.js';
-import { ExecSession } from './exec-session.js';
+import { Session } from './session.js';
+import { SessionLauncher } from './session-launcher.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
@@ -29,7 +30,7 @@ interface Authorization {
 
 interface LiveConnection {
   transport: Duplex;
-  session: ExecSession | undefined;
+  session: Session | undefined;
   connection: SecureConnection | undefined;
   /** Why the handshake failed, if it did. */
   failure: NetplumbError | undefined;
@@ -254,7 +255,7 @@ export class Daemon {
           clientLog.info('one-time key used', { key: oneTime.fingerprint, node: connection.peer.peer.fingerprint, controller: oneTime.controller, user: oneTime.binding.user });
         }
         const gluepot = this.gluepotOf(client.identity);
-        const session = new ExecSession(clientLog, {
+        const session = new Session(clientLog, new SessionLauncher(clientLog, {
           killGraceMs: this.config.killGraceMs,
           spoolDir: this.config.spoolDir,
           acceptEnv: this.config.acceptEnv,
@@ -263,7 +264,7 @@ export class Daemon {
             ? { accounts: { allowed: allowedUsers(client), configured: this.runAs } }
             : { accounts: { allowed: [oneTime.binding.user], configured: oneTime.binding.user }, binding: oneTime.binding }),
           ...(oneTime === undefined && client.options.get('controller') === true ? { mint: this.minter(client, clientLog) } : {}),
-        });
+        }));
         live.session = session;
         const mux = new Mux(
           connection,

@@ -4,7 +4,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { userInfo } from 'node:os';
-import { MAX_UNCLAIMED_STREAMS } from '../../daemon/exec-session.js';
+import { MAX_UNCLAIMED_STREAMS } from '../../daemon/session.js';
 import { SPEC_CIPHER_LIMITS } from '../../protocol/cipher.js';
 import { SecureConnection, type ConnectionHandler, type ConnectionOptions } from '../../protocol/connection.js';
 import { ErrorCode, HandshakeError, isErrorCode, type NetplumbError } from '../../protocol/errors.js';
