@@ -53,7 +53,9 @@ export class RecipeRunner implements Runner {
     try {
       runner.run = await prepareRecipe(runner.plan, runner.runOptions(prepared, options));
     } catch (error) {
-      throw new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${argv[0]}: ${(error as Error).message}`, { cause: error });
+      // The executor's words are about a recipe's pipes: the command's refusal names its own.
+      const reason = error instanceof Error && error.cause instanceof Error ? error.cause : (error as Error);
+      throw new RequestError(ErrorCode.SpawnFailed, `cannot make pipes for ${argv[0]}: ${reason.message}`, { cause: error });
     }
     return runner;
   }
