@@ -1,17 +1,10 @@
-// The one interface a session drives whatever way a Start runs: a plain command on pipes (command-runner.ts), a
-// command on a pseudo-terminal (pty-runner.ts), or a recipe (recipe-runner.ts). A runner knows processes and the
-// three client streams it is given; it never sees packets, and the session never sees a process.
-//
-//   start() ──ready──> attach(streams) ──> outcome (exit status, output drained)
-//      └──rejects: the Start's refusal, nothing left        abort() at any point after start() resolved
+// How a session runs what a Start asked for, whatever it is (a command, a recipe, a command on a terminal): the
+// Runner contract the session drives, and what a Start readies for it. Runners touch processes and streams, never
+// wire bytes; the session alone answers the client.
 
-import { finished } from 'node:stream/promises';
-import type { MuxStream } from '../protocol/mux.js';
-import type { ExitStatus, ForwardableSignal } from '../protocol/session.js';
-import { findProgram, programToStart } from '../bridges/programs.js';
-import { signalGroup } from '../recipes/process-groups.js';
-import type { Logger } from './log.js';
-import type { PreparedStart } from './start-policy.js';
+import type { FieldList } from '../protocol/fields.js';
+import type { Mux, MuxStream } from '../protocol/mux.js';
+import type { ExitStatus, ForwardableSignal, MintedKey, MintRequest, StageEnd, StartRequest } from '../protocol/session.js';
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
 export interface SessionStreams {
@@ -22,83 +15,53 @@ export interface SessionStreams {
 
 export interface Runner {
   /**
-   * Readies the run: pipes made and the process spawned (a command), or every pipe of a recipe made and opened.
-   * Rejects with the NetplumbError that refuses the Start; nothing of the run is left then.
+   * Starts on the streams. Calls `started` the moment it runs, before it touches the streams; rejects (the
+   * request's refusal) without having touched them when it cannot start.
    */
-  start(): Promise<void>;
-  /** Joins the run to the client's streams, once the Start reply is out; the run goes from here. Call once. */
-  attach(streams: SessionStreams): void;
-  /** Settles, after attach(), with how the run ended once its output is out; never rejects. */
-  readonly outcome: Promise<ExitStatus>;
+  start(streams: SessionStreams, started: () => void): Promise<void>;
+  /** Forwards a signal to what runs. */
   signal(signal: ForwardableSignal): void;
   /** A terminal's new size; ignored by runners without one. */
   resize(cols: number, rows: number): void;
   /**
-   * Ends every process the run started (SIGTERM, SIGKILL after the grace period) and what they left in their
-   * process groups; resolves when none is left. Safe to call more than once, and after the run ended. The reason,
-   * when given, is logged.
+   * Ends every process it started (SIGTERM, then SIGKILL after the grace period), also those left behind after
+   * it ended; resolves when none is left. `reason` is logged; undefined: the session is simply over.
    */
   abort(reason?: string): Promise<void>;
+  /** Settles once it has ended and its output is out: the status Exit reports. */
+  readonly outcome: Promise<ExitStatus>;
 }
 
-/** What every runner is made with: the accepted Start, and how long a process may take to go after SIGTERM. */
-export interface RunnerOptions {
-  prepared: PreparedStart;
-  killGraceMs: number;
+/** The named pipes and sockets a Start replicates, served beside the runner (daemon/endpoints.ts). */
+export interface SessionEndpoints {
+  /** Takes a stream the client opened for one of them; false: not one of theirs. */
+  route(stream: MuxStream, fields: FieldList): boolean;
+  /** Resolves when every out-FIFO round has gone out. */
+  flush(): Promise<void>;
+  close(): void;
 }
 
-/**
- * What to start for argv[0] of a command: the program the gluepot check resolved, else the one the account finds,
- * found the same way for every account (bridges/programs.ts says what remains); a RequestError when there is none.
- */
-export function programToRun(prepared: PreparedStart, program: string, cwd: string): string {
-  const { runAs } = prepared.identity;
-  return prepared.programs?.[0] ?? programToStart(findProgram(program, prepared.env['PATH'] ?? '', cwd, runAs), runAs);
+/** What a Start readied: the runner, and the endpoints it serves. */
+export interface Launch {
+  runner: Runner;
+  endpoints: SessionEndpoints;
 }
 
-/** Resolves when a stream has finished or was destroyed, whichever comes first; never rejects. */
-export function settled(stream: MuxStream): Promise<void> {
-  return finished(stream, { readable: false }).then(
-    () => undefined,
-    () => undefined,
-  );
+export interface LaunchContext {
+  /** The connection's mux: endpoints open their streams on it. */
+  mux: Mux;
+  /** True once the connection has gone: the launch is refused at its next step. */
+  cancelled: () => boolean;
+  /** A recipe command's end, to be told to the client. */
+  stageEnded: (end: StageEnd) => void;
 }
 
-/**
- * What the command and pty runners share: one leading process whose group receives forwarded signals, an outcome
- * settled once, and an abort that ends the groups once however often it is asked.
- */
-export abstract class LeaderRunner {
-  private ending: Promise<void> | undefined;
-  private resolveOutcome: (status: ExitStatus) => void = () => undefined;
-  readonly outcome: Promise<ExitStatus> = new Promise((resolve) => (this.resolveOutcome = resolve));
-
-  constructor(
-    protected readonly log: Logger,
-    protected readonly options: RunnerOptions,
-  ) {}
-
-  /** The leading process, also its process group; undefined until it has started. */
-  protected abstract get leader(): number | undefined;
-
-  /** Ends the groups of a started leader; called at most once. */
-  protected abstract endGroups(leader: number, reason: string | undefined): Promise<void>;
-
-  signal(signal: ForwardableSignal): void {
-    const pgid = this.leader;
-    if (pgid === undefined) return;
-    this.log.info('forwarding signal', { signal, pgid });
-    signalGroup(pgid, signal);
-  }
-
-  abort(reason?: string): Promise<void> {
-    const leader = this.leader;
-    this.ending ??= leader === undefined ? Promise.resolve() : this.endGroups(leader, reason);
-    return this.ending;
-  }
-
-  protected ended(status: ExitStatus): void {
-    this.log.info('command ended', status);
-    this.resolveOutcome(status);
-  }
+/** Turns a session's requests into runners (and one-time keys); the policy behind them is its own. */
+export interface Launcher {
+  /** The refusals that need nothing looked up, thrown at once. */
+  check(request: StartRequest): void;
+  /** Checks the request and readies everything it needs; rejects with the refusal. */
+  launch(request: StartRequest, context: LaunchContext): Promise<Launch>;
+  /** Mints a one-time key; undefined: this client may not. */
+  readonly mint: ((request: MintRequest, cancelled: () => boolean) => Promise<MintedKey>) | undefined;
 }

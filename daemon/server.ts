@@ -14,6 +14,7 @@ import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
 import { Admission, HandshakeStage, type PendingConnection } from './admission.js';
 import { Session } from './session.js';
+import { SessionLauncher } from './session-launcher.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
 import {
@@ -265,7 +266,7 @@ export class Daemon {
           clientLog.info('one-time key used', { key: oneTime.fingerprint, node: connection.peer.peer.fingerprint, controller: oneTime.controller, user: oneTime.binding.user });
         }
         const gluepot = this.gluepotOf(client.identity);
-        const session = new Session(clientLog, {
+        const session = new Session(clientLog, new SessionLauncher(clientLog, {
           killGraceMs: this.config.killGraceMs,
           spoolDir: this.config.spoolDir,
           acceptEnv: this.config.acceptEnv,
@@ -274,7 +275,7 @@ export class Daemon {
             ? { accounts: { allowed: allowedUsers(client), configured: this.runAs } }
             : { accounts: { allowed: [oneTime.binding.user], configured: oneTime.binding.user }, binding: oneTime.binding }),
           ...(oneTime === undefined && client.options.get('controller') === true ? { mint: this.minter(client, clientLog) } : {}),
-        });
+        }));
         live.session = session;
         const mux = new Mux(
           connection,
@@ -315,7 +316,7 @@ export class Daemon {
     this.log.info('shutting down', { connections: this.live.size, graceMs: this.config.shutdownGraceMs });
     const closed = new Promise<void>((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
     if (!(await this.sessionsIdle(this.config.shutdownGraceMs))) {
-      for (const live of this.live) if (live.session?.running === true) live.session.endProcesses('daemon shutting down');
+      for (const live of this.live) if (live.session?.running === true) live.session.endProcessGroup('daemon shutting down');
       await this.sessionsIdle(this.config.killGraceMs + 1000);
     }
     const sessions = [...this.live].map((live) => live.session?.done);

@@ -1,20 +1,19 @@
-// One client's session on the daemon: maps its packets to what they ask (a dispatch table whose default is a
-// protocol error), keeps the streams a Start will claim, asks the start policy whether a Start may run, hands it to
-// a runner and reports how it ended. It never touches wire bytes nor a process; when the connection goes, every
-// process of the session goes with it.
+// One client's session on the daemon: takes its packets (a dispatch table; anything else is a protocol error),
+// keeps the streams a Start will claim, and drives the Runner the Launcher readies, answering Start, StageEnd and
+// Exit through a narrow channel. It never touches processes or wire bytes. When the connection goes, so does all.
 //
-//   waiting ──Start──> preparing ──started──> running ──exit, outputs and out-FIFOs drained──> exited
-//      ^                   │ refused                                                               │
-//      └───────────────────┘              (any state) ──connection closed──> closed <──────────────┘
+//   waiting --Start--> preparing --readied--> starting --runs--> running --ended, outputs out--> exited
+//      ^                  |                      |
+//      +---- refused -----+----------------------+            (any state) --connection closed--> closed
 
 import {
   asNetplumbError,
   BadRequestError,
-  NetplumbError,
   NotPermittedError,
   RequestError,
   TooManyStreamsError,
   UnexpectedPacketError,
+  type NetplumbError,
 } from '../protocol/errors.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
@@ -29,34 +28,15 @@ import {
   encodeStartReply,
   type ExitStatus,
   type ForwardableSignal,
-  type KeyBinding,
-  type MintedKey,
   type MintRequest,
   type StageEnd,
   type StartRequest,
 } from '../protocol/session.js';
 import { StateMachine, type TransitionTable } from '../protocol/state-machine.js';
-import { MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import { CommandRunner } from './command-runner.js';
-import { DaemonEndpoints } from './endpoints.js';
+import { MintStatus, PacketType, StartStatus } from '../protocol/wire.js';
 import type { Logger } from './log.js';
-import { PtyRunner } from './pty-runner.js';
-import { RecipeRunner } from './recipe-runner.js';
-import type { Runner, SessionStreams } from './runner.js';
-import type { Gluepot } from './gluepots.js';
-import { checkRequest, prepareStart, type PreparedStart, type StartGrant } from './start-policy.js';
+import type { Launch, Launcher, SessionStreams } from './runner.js';
 import { errorReply } from '../protocol/error-reply.js';
-
-export type SessionState = 'waiting' | 'preparing' | 'running' | 'exited' | 'closed';
-
-/** The session's legal moves; any other is refused and logged. */
-export const SESSION_TRANSITIONS: TransitionTable<SessionState> = {
-  waiting: ['preparing', 'closed'],
-  preparing: ['waiting', 'running', 'closed'],
-  running: ['exited', 'closed'],
-  exited: ['closed'],
-  closed: [],
-};
 
 /**
  * Streams a session keeps open before its Start claims them: the three a Start names (stdin, stdout, stderr). plumb
@@ -64,52 +44,40 @@ export const SESSION_TRANSITIONS: TransitionTable<SessionState> = {
  */
 export const MAX_UNCLAIMED_STREAMS = 3;
 
-/** Makes the runner for an accepted Start; `stageEnded` passes a recipe command's end on to the client. */
-export type RunnerFactory = (prepared: PreparedStart, context: { log: Logger; killGraceMs: number; gluepot: Gluepot | undefined; stageEnded: (end: StageEnd) => void }) => Runner;
-
-/** The runner each way of running needs: a recipe's, a terminal's, or a plain command's. */
-export const defaultRunners: RunnerFactory = (prepared, { log, killGraceMs, gluepot, stageEnded }) => {
-  const { request } = prepared;
-  if (request.kind === StartKind.Recipe) return new RecipeRunner(log, { prepared, killGraceMs, gluepot, stageEnded });
-  if (request.pty !== undefined) return new PtyRunner(log, { prepared, killGraceMs }, request.pty);
-  return new CommandRunner(log, { prepared, killGraceMs });
-};
-
-export interface SessionOptions extends StartGrant {
-  killGraceMs: number;
-  /** How an accepted Start is run; the default runs real processes. */
-  runners?: RunnerFactory;
-  /** A controller's session: makes a one-time key for a binding already checked here. Absent: MintKey is refused. */
-  mint?: (binding: KeyBinding & { user: string }, lifetimeSeconds: number) => MintedKey;
-}
-
-/** All a session says to its client: its own packets, nothing else of the connection. */
+/** All a session says to its client: packets of fields. */
 export interface SessionChannel {
-  send(type: PacketType, entries: Entry[]): void;
+  sendFields(type: PacketType, entries: Iterable<Entry>): void;
 }
 
-/** The channel of a mux's connection. */
+/** The channel of a connection's mux. */
 export function muxChannel(mux: Mux): SessionChannel {
-  return { send: (type, entries) => mux.connection.sendFields(type, entries) };
+  return { sendFields: (type, entries) => mux.connection.sendFields(type, entries) };
 }
 
-type PacketHandler = (session: Session, fields: FieldList) => void;
+export type SessionState = 'waiting' | 'preparing' | 'starting' | 'running' | 'exited' | 'closed';
 
-/** What each packet a client may send asks of the session; a type not listed ends the connection. */
-const DISPATCH: ReadonlyMap<PacketType, PacketHandler> = new Map<PacketType, PacketHandler>([
-  [PacketType.Start, (session, fields) => session.start(fields)],
-  [PacketType.Signal, (session, fields) => session.forwardSignal(fields)],
-  [PacketType.Resize, (session, fields) => session.resize(fields)],
-  [PacketType.MintKey, (session, fields) => session.mintKey(fields)],
-]);
+const SESSION_MOVES: TransitionTable<SessionState> = {
+  waiting: ['preparing', 'closed'],
+  preparing: ['waiting', 'starting', 'closed'],
+  starting: ['waiting', 'running', 'closed'],
+  running: ['exited', 'closed'],
+  exited: ['closed'],
+  closed: [],
+};
 
 export class Session implements SessionHandler {
   private readonly state: StateMachine<SessionState>;
   private mux: Mux | undefined;
-  private channel: SessionChannel = { send: () => undefined };
+  private channel: SessionChannel | undefined;
   private readonly pendingStreams = new Map<number, MuxStream>();
-  private runner: Runner | undefined;
-  private endpoints: DaemonEndpoints | undefined;
+  /** What the accepted Start readied, from the end of preparing on. */
+  private launched: Launch | undefined;
+  private readonly handlers = new Map<PacketType, (fields: FieldList) => void>([
+    [PacketType.Start, (fields) => this.start(fields)],
+    [PacketType.Signal, (fields) => this.forwardSignal(fields)],
+    [PacketType.Resize, (fields) => this.resize(fields)],
+    [PacketType.MintKey, (fields) => this.mintKey(fields)],
+  ]);
   private resolveDone: () => void = () => undefined;
   /** How the connection ended: undefined after an orderly Goodbye. */
   closeError: NetplumbError | undefined;
@@ -118,9 +86,9 @@ export class Session implements SessionHandler {
 
   constructor(
     private readonly log: Logger,
-    private readonly options: SessionOptions,
+    private readonly launcher: Launcher,
   ) {
-    this.state = new StateMachine('session', 'waiting', SESSION_TRANSITIONS, (machine, from, to) => log.warn('illegal state change refused', { machine, from, to }));
+    this.state = new StateMachine('session', 'waiting', SESSION_MOVES, (machine, from, to) => log.warn('illegal state move refused', { machine, from, to }));
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -129,9 +97,9 @@ export class Session implements SessionHandler {
     this.channel = channel;
   }
 
-  /** A Start has been taken and its command (or recipe) has not ended yet. */
+  /** A Start is being readied or its command runs. */
   get running(): boolean {
-    return this.state.is('preparing', 'running');
+    return this.state.is('preparing', 'starting', 'running');
   }
 
   /**
@@ -150,7 +118,7 @@ export class Session implements SessionHandler {
    */
   streamOpened(stream: MuxStream, fields: FieldList): void {
     stream.on('error', () => undefined);
-    if (this.state.is('running') && this.endpoints?.route(stream, fields) === true) return;
+    if (this.state.is('running') && this.launched?.endpoints.route(stream, fields) === true) return;
     if (!this.state.is('waiting')) {
       // Nothing will ever claim it: a Start has been taken already (or the connection is going).
       stream.destroy();
@@ -167,42 +135,46 @@ export class Session implements SessionHandler {
   }
 
   packet(type: PacketType, fields: FieldList): void {
-    const handle = DISPATCH.get(type);
-    if (handle === undefined) throw new UnexpectedPacketError(`packet type ${type} not expected by the daemon`);
-    handle(this, fields);
+    const handler = this.handlers.get(type);
+    if (handler === undefined) throw new UnexpectedPacketError(`packet type ${type} not expected by the daemon`);
+    handler(fields);
   }
 
   closed(error: NetplumbError | undefined): void {
     this.closeError = error;
     const wasRunning = this.running;
+    // While a Start is readied, its end (launched or failed) lets go of what it made.
     const wasPreparing = this.state.is('preparing');
     this.state.move('closed');
-    this.endpoints?.close();
+    this.launched?.endpoints.close();
     for (const stream of this.pendingStreams.values()) stream.destroy();
     this.pendingStreams.clear();
     if (error !== undefined) this.log.info('connection closed', { code: error.code, reason: error.message });
-    // A Start being prepared sees the close at its next step, and lets go of what it made then.
-    if (wasPreparing) return;
-    if (this.runner === undefined) {
+    if (!wasPreparing) this.endRun(wasRunning ? 'connection closed while the command ran' : undefined);
+  }
+
+  /** Ends what the Start runs (SIGTERM, SIGKILL after the grace period), as at shutdown; nothing while it is readied. */
+  endProcessGroup(reason: string | undefined): void {
+    if (!this.state.is('preparing')) this.endRun(reason);
+  }
+
+  private endRun(reason: string | undefined): void {
+    const runner = this.launched?.runner;
+    if (runner === undefined) {
       this.resolveDone();
       return;
     }
-    void this.runner.abort(wasRunning ? 'connection closed while the command ran' : undefined).then(() => this.resolveDone());
+    void runner.abort(reason).then(() => this.resolveDone());
   }
 
-  /** SIGTERM to every process of the running command (or recipe), SIGKILL after the grace period if any is left. */
-  endProcesses(reason: string): void {
-    if (this.state.is('running')) void this.runner?.abort(reason);
-  }
-
-  start(fields: FieldList): void {
+  private start(fields: FieldList): void {
     let request: StartRequest;
     let streams: SessionStreams | undefined;
     try {
       if (!this.state.is('waiting')) throw new BadRequestError('one command per connection');
       request = decodeStartRequest(fields);
       streams = this.claimStreams(request);
-      checkRequest(request, this.options);
+      this.launcher.check(request);
     } catch (error) {
       // Streams the refused request named (those it could claim) are of no more use.
       for (const stream of Object.values(streams ?? {})) stream.destroy();
@@ -211,105 +183,66 @@ export class Session implements SessionHandler {
     }
     // Preparing from here on, so a second Start is refused while the account, pipes and sockets are readied.
     this.state.move('preparing');
-    void this.launch(request, streams);
+    const claimed = streams;
+    const context = { mux: this.mux as Mux, cancelled: () => this.state.is('closed'), stageEnded: (end: StageEnd) => this.stageEnded(end) };
+    this.launcher.launch(request, context).then(
+      (launch) => this.run(launch, claimed),
+      (error: unknown) => this.startFailed(asNetplumbError(error), claimed),
+    );
   }
 
-  /** The start policy, then the endpoints, then the runner; a failure at any step refuses the Start. */
-  private async launch(request: StartRequest, streams: SessionStreams): Promise<void> {
-    const abandoned = (): boolean => this.state.is('closed');
-    let runner: Runner | undefined;
-    try {
-      const prepared = await prepareStart(request, this.options, abandoned);
-      if (abandoned()) throw new BadRequestError('connection closed');
-      this.log.info('running as', { user: prepared.identity.runAs.account.name, uid: prepared.identity.runAs.account.uid });
-      const { gluepot } = this.options;
-      this.endpoints = await DaemonEndpoints.prepare(request.endpoints, prepared.identity.spoolDir, this.mux as Mux, this.log, {
-        identity: prepared.identity.runAs,
-        ...(gluepot === undefined ? {} : { gluepot }),
-      });
-      if (abandoned()) throw new BadRequestError('connection closed');
-      const makeRunner = this.options.runners ?? defaultRunners;
-      runner = makeRunner(prepared, { log: this.log, killGraceMs: this.options.killGraceMs, gluepot: this.options.gluepot, stageEnded: (end) => this.stageEnded(end) });
-      await runner.start();
-    } catch (error) {
-      this.endpoints?.close();
-      this.endpoints = undefined;
+  private run(launch: Launch, streams: SessionStreams): void {
+    this.launched = launch;
+    if (this.state.is('closed')) {
+      // The connection went while the Start was readied.
+      launch.endpoints.close();
       for (const stream of Object.values(streams)) stream.destroy();
-      if (abandoned()) this.resolveDone();
-      else {
-        this.state.move('waiting');
-        this.refuse(asNetplumbError(error));
-      }
+      void launch.runner.abort('connection closed during start').then(() => this.resolveDone());
       return;
     }
-    this.runner = runner;
-    if (abandoned()) {
-      // The connection went while the process (or the recipe's pipes) was being made.
-      void runner.abort('connection closed during start').then(() => this.resolveDone());
+    this.state.move('starting');
+    const started = (): void => {
+      if (this.state.is('closed')) return;
+      this.state.move('running');
+      this.channel?.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
+    };
+    launch.runner.start(streams, started).then(
+      () => void launch.runner.outcome.then((status) => this.exited(status, streams.stdin)),
+      (error: unknown) => this.startFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  /** Pipes, sockets or a process could not be made: the Start is refused and the session waits for another. */
+  private startFailed(error: NetplumbError, streams: SessionStreams): void {
+    this.launched?.endpoints.close();
+    this.launched = undefined;
+    for (const stream of Object.values(streams)) stream.destroy();
+    if (this.state.is('closed')) {
+      this.resolveDone();
       return;
     }
-    this.state.move('running');
-    this.channel.send(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
-    runner.attach(streams);
-    void runner.outcome.then((status) => this.exited(status, streams.stdin));
+    this.state.move('waiting');
+    this.refuse(error);
   }
 
   private stageEnded(end: StageEnd): void {
-    if (this.state.is('running')) this.channel.send(PacketType.StageEnd, encodeStageEnd(end));
+    if (this.state.is('running')) this.channel?.sendFields(PacketType.StageEnd, encodeStageEnd(end));
   }
 
   /** The command (or recipe) has ended and its output is out: once its out-FIFOs are flushed too, Exit goes. */
   private exited(status: ExitStatus, stdin: MuxStream): void {
     if (!this.state.is('running')) return;
-    void (this.endpoints?.flush() ?? Promise.resolve()).then(() => {
+    void (this.launched?.endpoints.flush() ?? Promise.resolve()).then(() => {
       if (!this.state.is('running')) return;
       this.state.move('exited');
-      this.endpoints?.close();
+      this.launched?.endpoints.close();
       if (!stdin.destroyed) stdin.destroy();
-      this.channel.send(PacketType.Exit, encodeExit(status));
+      this.channel?.sendFields(PacketType.Exit, encodeExit(status));
     });
   }
 
-  /**
-   * A controller's request for a one-time key: checked by the same start policy as a Start of the same command
-   * (the account the client's line allows, a recipe's check, the gluepot), so a key never grants more than its
-   * controller has.
-   */
-  mintKey(fields: FieldList): void {
-    const reply = (entries: Entry[]): void => this.channel.send(PacketType.MintKey, entries);
-    const refuse = (error: unknown): void => {
-      const failure = asNetplumbError(error);
-      this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
-      reply(encodeMintReply({ status: MintStatus.Refused, ...errorReply(failure, 'request') }));
-    };
-    let request: MintRequest;
-    try {
-      if (this.options.mint === undefined) {
-        throw new NotPermittedError('only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
-      }
-      if (!this.state.is('waiting')) throw new BadRequestError('a one-time key is minted before any command starts');
-      request = decodeMintRequest(fields);
-    } catch (error) {
-      refuse(error);
-      return;
-    }
-    const { binding } = request;
-    const mint = this.options.mint;
-    // The Start the key stands for, as its node will send it: no exported variables, streams not yet named.
-    const asStart: StartRequest = { ...binding, env: [], stdin: 0, stdout: 0, stderr: 0 };
-    prepareStart(asStart, this.options, () => this.state.is('closed')).then((prepared) => {
-      const key = mint({ ...binding, user: prepared.identity.runAs.account.name }, request.lifetimeSeconds);
-      reply(encodeMintReply({ status: MintStatus.Minted, key }));
-    }, refuse);
-  }
-
-  resize(fields: FieldList): void {
-    const { cols, rows } = decodeResize(fields);
-    if (this.state.is('running')) this.runner?.resize(cols, rows);
-  }
-
   /** A signal the daemon does not forward is a refused request, logged; the connection stays up. */
-  forwardSignal(fields: FieldList): void {
+  private forwardSignal(fields: FieldList): void {
     let signal: ForwardableSignal;
     try {
       signal = decodeSignal(fields);
@@ -318,7 +251,35 @@ export class Session implements SessionHandler {
       this.log.warn('signal refused', { code: error.code, reason: error.message });
       return;
     }
-    if (this.state.is('running')) this.runner?.signal(signal);
+    if (this.state.is('running')) this.launched?.runner.signal(signal);
+  }
+
+  private resize(fields: FieldList): void {
+    const { cols, rows } = decodeResize(fields);
+    if (this.state.is('running')) this.launched?.runner.resize(cols, rows);
+  }
+
+  /** A controller's request for a one-time key, before any command starts; the launcher's policy decides. */
+  private mintKey(fields: FieldList): void {
+    const reply = (entries: Entry[]): void => this.channel?.sendFields(PacketType.MintKey, entries);
+    const refuse = (error: unknown): void => {
+      const failure = asNetplumbError(error);
+      this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
+      reply(encodeMintReply({ status: MintStatus.Refused, ...errorReply(failure, 'request') }));
+    };
+    const mint = this.launcher.mint;
+    let request: MintRequest;
+    try {
+      if (mint === undefined) {
+        throw new NotPermittedError('only a controller may mint one-time keys (its authorized-clients line needs the controller flag)');
+      }
+      if (!this.state.is('waiting')) throw new BadRequestError('a one-time key is minted before any command starts');
+      request = decodeMintRequest(fields);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    mint(request, () => this.state.is('closed')).then((key) => reply(encodeMintReply({ status: MintStatus.Minted, key })), refuse);
   }
 
   /** The three streams a Start names, taken all or none: a Start naming one it cannot have leaves the others. */
@@ -336,7 +297,6 @@ export class Session implements SessionHandler {
 
   private refuse(error: NetplumbError): void {
     this.log.info('start refused', { code: error.code, reason: error.message });
-    this.channel.send(PacketType.Start, encodeStartReply({ status: StartStatus.Refused, ...errorReply(error, 'request') }));
+    this.channel?.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Refused, ...errorReply(error, 'request') }));
   }
 }
-

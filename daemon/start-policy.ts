@@ -1,11 +1,10 @@
-// What the daemon decides before anything of a Start is made: whether the request may run at all (exported
-// environment, a one-time key's binding, the account, the recipe's own check, the gluepot), as which account, from
-// which spool, and which programs exactly. A key's minting asks the same questions, so a key never grants more than
-// the Start it stands for would get. Nothing here spawns, opens or makes a file.
+// What a client may start, decided before anything runs: the exported environment, a one-time key's binding, the
+// account, the daemon's own check of a recipe, the gluepot and the named pipes a recipe declares. A key is minted
+// through the same checks, so it can never grant more than its controller has.
 
 import { existsSync } from 'node:fs';
 import { BadRequestError, EndpointError, EnvRefusedError, NotPermittedError } from '../protocol/errors.js';
-import type { Endpoints, ExecRequest, ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
+import type { ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { RecipePlan } from '../recipes/plan.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
@@ -15,9 +14,9 @@ import { checkCommand, checkPath, type Gluepot } from './gluepots.js';
 import { checkBinding } from './one-time-keys.js';
 import { RecipeChecker } from './recipe-checker.js';
 
-/** What one client's line (or one-time key) allows its sessions. */
+/** What the client's authorized-clients line (or its one-time key) grants a session. */
 export interface StartGrant {
-  /** Where relative file names and named pipes live for the daemon's own account. */
+  /** Where a recipe's relative file names and named pipes live; its commands run there. */
   spoolDir: string;
   /** Patterns of the variable names a client may export (accept-env). */
   acceptEnv: readonly string[];
@@ -42,24 +41,28 @@ export interface SessionIdentity {
   spoolDir: string;
 }
 
-/** A Start the policy accepted: everything a runner needs to make it happen as checked. */
+/** A request the policy let through, with everything needed to run it as checked. */
 export interface PreparedStart {
-  request: StartRequest;
   identity: SessionIdentity;
-  /** The daemon's own plan of a recipe; undefined for a command. */
-  plan: RecipePlan | undefined;
-  /** The programs the gluepot check resolved, in argv or stage order, so what runs is what was checked; undefined without a gluepot. */
-  programs: string[] | undefined;
-  /** The command's environment: the account's login variables, NETPLUMB_SPOOL and the accepted exports. */
+  /** The environment the commands start with. */
   env: Record<string, string>;
+  /** Where a command (not a recipe) runs: the account's home, or / when it has none. */
+  cwd: string;
+  /** A recipe's plan as the daemon checked it; undefined for a command. */
+  plan: RecipePlan | undefined;
+  /** Programs resolved by the gluepot check, in argv or stage order, to run as checked; undefined without a gluepot. */
+  programs: string[] | undefined;
 }
+
+/** A Start is checked to be run; a MintKey's binding to be handed to a key (no environment, no pipes made). */
+export type PolicyMode = 'start' | 'mint';
 
 /** Every session's recipes are checked on this one worker, off the event loop the other sessions share. */
 const recipeChecker = new RecipeChecker();
 
 /**
- * The checks that need no account and no I/O, done as the Start arrives: exported variables the daemon does not
- * accept, and a one-time key's binding. Throws the refusal.
+ * The refusals that need nothing looked up: exported variables the daemon does not accept, and anything a one-time
+ * key's binding does not allow. Throws a RequestError.
  */
 export function checkRequest(request: StartRequest, grant: StartGrant): void {
   const refused = request.env.map(([name]) => name).filter((name) => !envAccepted(name, grant.acceptEnv));
@@ -70,23 +73,32 @@ export function checkRequest(request: StartRequest, grant: StartGrant): void {
 }
 
 /**
- * The whole policy for a request: checkRequest, the account, the daemon's own check of a recipe (the client's
- * check is never trusted), named pipes a recipe both declares and replicates, and the gluepot. `abandoned` is
- * asked after each wait: once it says true, the preparation stops with a refusal nobody will read.
+ * Checks a request (a Start, or a binding to mint a key for) against what the client was granted and readies what
+ * running it needs. `cancelled` is asked between the slow steps: once it says true, the request is refused.
+ * Rejects with a NetplumbError whose code the refusal carries.
  */
-export async function prepareStart(request: StartRequest, grant: StartGrant, abandoned: () => boolean): Promise<PreparedStart> {
-  checkRequest(request, grant);
+export async function prepareStart(request: StartRequest | KeyBinding, grant: StartGrant, mode: PolicyMode, cancelled: () => boolean = () => false): Promise<PreparedStart> {
+  const exported: ExportedEnv = 'env' in request ? request.env : [];
+  if (mode === 'start') checkRequest(request as StartRequest, grant);
   const identity = await identify(request.user, grant);
-  const stillWanted = (): void => {
-    if (abandoned()) throw new BadRequestError('connection closed');
-  };
-  stillWanted();
+  refuseIfCancelled(cancelled);
   const plan = request.kind === StartKind.Recipe ? await checkedRecipe(request.text, request.source, identity) : undefined;
-  stillWanted();
-  if (plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
-  const env = commandEnvironment(request.env, identity);
-  const programs = checkGluepot(request, plan, identity, env, grant.gluepot);
-  return { request, identity, plan, programs, env };
+  refuseIfCancelled(cancelled);
+  if (mode === 'start' && plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
+  const env = commandEnvironment(exported, identity);
+  const cwd = workingDirectory(identity.runAs);
+  const argv = request.kind === StartKind.Exec ? commandArgv(request.argv, identity.runAs) : [];
+  const programs = checkGluepot(grant.gluepot, argv, plan, env['PATH'] ?? '', cwd, identity.runAs);
+  return { identity, env, cwd, plan, programs };
+}
+
+/** What a pty session without a command runs: the account's login shell; otherwise argv as asked. */
+export function commandArgv(argv: readonly string[], runAs: RunAs): string[] {
+  return argv.length > 0 ? [...argv] : [runAs.account.shell, '-l'];
+}
+
+function refuseIfCancelled(cancelled: () => boolean): void {
+  if (cancelled()) throw new BadRequestError('connection closed');
 }
 
 /**
@@ -113,11 +125,10 @@ async function checkedRecipe(text: string, source: string, identity: SessionIden
  * A recipe's own named pipes are made and held by the recipe; the same path cannot also be a replicated -infifo or
  * -outfifo (two readers would share one pipe). Refused before anything is made.
  */
-function refuseReplicatedRecipeFifos(endpoints: Endpoints, plan: RecipePlan, spoolDir: string): void {
+function refuseReplicatedRecipeFifos(endpoints: { inFifos: readonly string[]; outFifos: readonly string[] }, plan: RecipePlan, spoolDir: string): void {
   const declared = new Set(plan.fifos.map((fifo) => fifo.path));
   for (const path of [...endpoints.inFifos, ...endpoints.outFifos]) {
-    const resolved = resolveDaemonPath(path, spoolDir);
-    if (declared.has(resolved)) {
+    if (declared.has(resolveDaemonPath(path, spoolDir))) {
       throw new EndpointError(`${path} is a named pipe the recipe declares; replicate another path and let a command copy it`);
     }
   }
@@ -126,17 +137,13 @@ function refuseReplicatedRecipeFifos(endpoints: Endpoints, plan: RecipePlan, spo
 /**
  * With a gluepot, every program the request would run is resolved (PATH, symlinks) and must be listed, and every
  * absolute file a recipe redirects to outside the spool directory must be allowed; nothing is made before this
- * passes. Both are resolved with the rights of the account the commands run as: the answer tells the client no
- * more than that account could see.
+ * passes. Returns the resolved programs, in argv or stage order, so what runs is what was checked. Both are
+ * resolved with the rights of the account the commands run as: the answer tells the client no more than that
+ * account could see.
  */
-function checkGluepot(request: StartRequest, plan: RecipePlan | undefined, identity: SessionIdentity, env: Record<string, string>, gluepot: Gluepot | undefined): string[] | undefined {
+function checkGluepot(gluepot: Gluepot | undefined, argv: string[], plan: RecipePlan | undefined, searchPath: string, cwd: string, runAs: RunAs): string[] | undefined {
   if (gluepot === undefined) return undefined;
-  const { runAs } = identity;
-  const searchPath = env['PATH'] ?? '';
-  if (plan === undefined) {
-    const argv = (request as ExecRequest).argv;
-    return [checkCommand(gluepot, argv.length > 0 ? argv : loginShell(runAs), searchPath, workingDirectory(runAs), runAs)];
-  }
+  if (plan === undefined) return [checkCommand(gluepot, argv, searchPath, cwd, runAs)];
   for (const stage of plan.stages) {
     for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
       if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`, runAs);
@@ -145,27 +152,21 @@ function checkGluepot(request: StartRequest, plan: RecipePlan | undefined, ident
   return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir, runAs));
 }
 
-/** What a pty session without a command runs: the account's login shell. */
-export function loginShell(runAs: RunAs): string[] {
-  return [runAs.account.shell, '-l'];
+/**
+ * The account's login variables (nothing of the daemon's own), NETPLUMB_SPOOL (where relative named pipes and
+ * sockets live), and the client's exported variables (already accepted) on top.
+ */
+function commandEnvironment(exported: ExportedEnv, identity: SessionIdentity): Record<string, string> {
+  const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', ...identity.runAs.environment(), LANG: 'C.UTF-8', NETPLUMB_SPOOL: identity.spoolDir };
+  for (const [name, value] of exported) env[name] = value;
+  return env;
 }
 
 /**
  * The account's home directory, or / when it does not exist: a missing cwd fails spawn with ENOENT, which
  * would read as "command not found".
  */
-export function workingDirectory(runAs: RunAs): string {
+function workingDirectory(runAs: RunAs): string {
   const { home } = runAs.account;
   return existsSync(home) ? home : '/';
-}
-
-/**
- * The environment every command starts with: the account's login variables (nothing of the daemon's own),
- * NETPLUMB_SPOOL (where relative named pipes and sockets live), and the client's exported variables (already
- * accepted) on top.
- */
-function commandEnvironment(exported: ExportedEnv, identity: SessionIdentity): Record<string, string> {
-  const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', ...identity.runAs.environment(), LANG: 'C.UTF-8', NETPLUMB_SPOOL: identity.spoolDir };
-  for (const [name, value] of exported) env[name] = value;
-  return env;
 }

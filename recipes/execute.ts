@@ -7,12 +7,11 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { madeFile, openChecked, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { madeFile, openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
-import { openFifo, type FifoOpener } from '../bridges/fifo.js';
-import { Socket } from 'node:net';
+import { openFifo } from '../bridges/fifo.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -21,14 +20,13 @@ import { promisify } from 'node:util';
 import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
-import { endGroups, groupAlive, signalGroup, spawnFailure as readSpawnFailure } from './process-groups.js';
+import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
+import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
+import { mkfifoReason, openBothEnds, openPlumbEnds, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
+
+export { STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 
 const execFileAsync = promisify(execFile);
-
-/** As a shell reports a command it could not run: not found, not executable, a redirection that failed. */
-export const STAGE_NOT_FOUND_CODE = 127;
-export const STAGE_NOT_EXECUTABLE_CODE = 126;
-export const STAGE_REDIRECTION_FAILED_CODE = 1;
 
 /** Mode of files a recipe creates with > and >> (before the umask). */
 const OUTPUT_FILE_MODE = 0o644;
@@ -40,6 +38,8 @@ export interface RecipeRunOptions {
   killGraceMs: number;
   /** Called as each command ends (or fails to start), in the order that happens. */
   onStageEnd?: (end: StageEnd) => void;
+  /** Called as each command has been started, with the process (and group) id. */
+  onStageStart?: (stage: RecipeStage, pid: number) => void;
   /** The program file to run for each stage, already resolved (and checked) by the caller; argv[0] stays as written. */
   programs?: readonly string[];
   /** Called with the real path of every redirection's file as it is opened; throws to refuse it. */
@@ -65,74 +65,10 @@ export interface RecipeOutcome {
 }
 
 /**
- * One pipe the run owns. The daemon holds a blocking read end and a blocking write end for the commands until
- * the last command that uses each end has been started; then it closes its copy, so a reader sees EOF exactly
- * when every writing command has ended.
+ * When start() joins plumb's streams: at once, or only once a command has started (a plain command that cannot
+ * start then leaves them untouched, for its caller to refuse the request instead).
  */
-class RecipePipe {
-  readFd: number | undefined;
-  writeFd: number | undefined;
-  private readersLeft = 0;
-  private writersLeft = 0;
-
-  constructor(readonly path: string) {}
-
-  /** Counts a command that will get one of the ends. */
-  expect(end: 'read' | 'write'): void {
-    if (end === 'read') this.readersLeft++;
-    else this.writersLeft++;
-  }
-
-  /** A command that was to use the end has been started (or will never be): close our copy after the last one. */
-  handedOver(end: 'read' | 'write'): void {
-    if (end === 'read' && --this.readersLeft === 0) this.closeEnd('read');
-    if (end === 'write' && --this.writersLeft === 0) this.closeEnd('write');
-  }
-
-  /** Ends no command is waiting for are closed at once, so an unread pipe does not hold a writer. */
-  closeUnclaimed(): void {
-    if (this.readersLeft === 0) this.closeEnd('read');
-    if (this.writersLeft === 0) this.closeEnd('write');
-  }
-
-  closeEnd(end: 'read' | 'write'): void {
-    const fd = end === 'read' ? this.readFd : this.writeFd;
-    if (fd === undefined) return;
-    if (end === 'read') this.readFd = undefined;
-    else this.writeFd = undefined;
-    closeSync(fd);
-  }
-
-  close(): void {
-    this.closeEnd('read');
-    this.closeEnd('write');
-  }
-}
-
-/**
- * Opens both ends of a FIFO without ever blocking: a non-blocking read end first (so the write open finds a
- * reader), then the blocking write end, then a blocking read end (which finds the writer). Commands get blocking
- * ends: O_NONBLOCK belongs to the open file, and a command reading a non-blocking stdin would fail with EAGAIN.
- */
-function openBothEnds(pipe: RecipePipe, open: FifoOpener = openFifo): void {
-  const probe = open(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
-  try {
-    pipe.writeFd = open(pipe.path, fs.O_WRONLY);
-    pipe.readFd = open(pipe.path, fs.O_RDONLY);
-  } finally {
-    closeSync(probe);
-  }
-}
-
-/** The daemon's own ends of plumb's three streams: it reads stdout and stderr, writes stdin. */
-interface IoPipes {
-  stdin: RecipePipe;
-  stdinWriter: Socket | undefined;
-  stdout: RecipePipe;
-  stdoutReader: Socket | undefined;
-  stderr: RecipePipe;
-  stderrReader: Socket | undefined;
-}
+export type JoinIo = 'at-once' | 'once-started';
 
 const enum State {
   Prepared,
@@ -149,6 +85,10 @@ export class RecipeRun {
   /** Every process group the run started, alive or not: a leader's children may outlive it. */
   private readonly groups: number[] = [];
   private abortReason: string | undefined;
+  /** Set while an abort (or the end of leftovers) is ending the groups; resolves when none is left. */
+  private ending: Promise<void> | undefined;
+  /** The join of plumb's streams, while it waits for a command to start. */
+  private joinPending: (() => void) | undefined;
   private resolveOutcome: (outcome: RecipeOutcome) => void = () => undefined;
   /** Settles once every started command has ended, every output has been read and every pipe is gone. */
   readonly outcome: Promise<RecipeOutcome>;
@@ -156,10 +96,9 @@ export class RecipeRun {
   constructor(
     readonly plan: RecipePlan,
     private readonly options: RecipeRunOptions,
-    private readonly labelPipes: Map<string, RecipePipe>,
-    private readonly fifoPipes: Map<string, RecipePipe>,
-    private readonly stagePipes: Map<number, RecipePipe>,
-    private readonly io: IoPipes,
+    /** Every pipe of the run, plumb's three included, by the key stage-io.ts gives it. */
+    private readonly pipes: Map<PipeKey, RecipePipe>,
+    private readonly io: IoSockets,
     /** The declared named pipes, as made: removed when the run is over. */
     private readonly madeFifos: readonly MadeFile[],
   ) {
@@ -167,11 +106,15 @@ export class RecipeRun {
     this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
   }
 
-  /** Starts the commands in order; the outcome promise tells how it went. Call once. */
-  start(io: RecipeIo): void {
+  /** Starts the commands in order, joining plumb's streams as `join` says; the outcome promise tells how it went. Call once. */
+  start(io: RecipeIo, join: JoinIo = 'at-once'): void {
     if (this.state !== State.Prepared) throw new InternalError('recipe started twice');
     this.state = State.Running;
-    const outputsRead = this.joinIo(io);
+    let outputsRead: Promise<unknown> = Promise.resolve();
+    this.joinPending = () => {
+      outputsRead = this.joinIo(io);
+    };
+    if (join === 'at-once') this.joinNow();
     void this.runStages()
       .then(() => this.allExited())
       .then(() => outputsRead)
@@ -187,8 +130,8 @@ export class RecipeRun {
   /** Stops starting commands, ends every running one (SIGTERM, then SIGKILL after the grace period) and cleans up. */
   abort(reason: string): Promise<RecipeOutcome> {
     if (this.state === State.Finished) {
-      this.endLeftovers();
-      return this.outcome;
+      // Processes the commands left behind in their groups (`sleep 60 &` in a command's shell) end with the session.
+      return this.endAllGroups().then(() => this.outcome);
     }
     if (this.state === State.Prepared) {
       this.abortReason = reason;
@@ -200,16 +143,20 @@ export class RecipeRun {
     this.abortReason = reason;
     // Nothing more will be started: pipes the daemon still holds must not keep anyone waiting.
     this.closeAllPipes();
-    void endGroups(() => this.groups, { graceMs: this.options.killGraceMs }).then(() => this.finish());
+    void this.endAllGroups().then(() => this.finish());
     return this.outcome;
   }
 
-  /**
-   * After the run: processes the commands left behind in their process groups (`sleep 60 &` in a command's shell)
-   * end with the session, as a single command's would. SIGTERM now, SIGKILL after the grace period.
-   */
-  private endLeftovers(): void {
-    void endGroups(() => this.groups, { graceMs: this.options.killGraceMs });
+  /** Every group the run started: SIGTERM now, SIGKILL after the grace period; resolves when none is left. */
+  private endAllGroups(): Promise<void> {
+    this.ending ??= endGroups(() => this.groups, this.options.killGraceMs);
+    return this.ending;
+  }
+
+  private joinNow(): void {
+    const join = this.joinPending;
+    this.joinPending = undefined;
+    join?.();
   }
 
   private joinIo(io: RecipeIo): Promise<unknown> {
@@ -291,6 +238,8 @@ export class RecipeRun {
       if (started.pid === undefined) return started;
       this.live.set(stage.index, started);
       this.groups.push(started.pid);
+      this.options.onStageStart?.(stage, started.pid);
+      this.joinNow();
       started.once('exit', (code, signal) => {
         this.live.delete(stage.index);
         this.report(stage, signal !== null ? { signal } : { code: code ?? 0 });
@@ -303,37 +252,14 @@ export class RecipeRun {
   }
 
   private inputFd(input: StageInput, opened: number[]): number | 'ignore' {
-    switch (input.kind) {
-      case 'null':
-        return 'ignore';
-      case 'plumb-stdin':
-        return this.heldFd(this.io.stdin.readFd);
-      case 'label':
-        return this.heldFd(this.labelPipes.get(input.label)?.readFd);
-      case 'pipe':
-        return this.heldFd(this.stagePipes.get(input.fromStage)?.readFd);
-      case 'fifo':
-        return this.heldFd(this.fifoPipes.get(input.name)?.readFd);
-      case 'file':
-        return this.openRedirection(input.path, fs.O_RDONLY, opened);
-    }
+    if (input.kind === 'null') return 'ignore';
+    if (input.kind === 'file') return this.openRedirection(input.path, fs.O_RDONLY, opened);
+    return this.heldFd(this.inputPipe(input)?.readFd);
   }
 
   private outputFd(output: StageOutput, opened: number[]): number {
-    switch (output.kind) {
-      case 'plumb-stdout':
-        return this.heldFd(this.io.stdout.writeFd);
-      case 'plumb-stderr':
-        return this.heldFd(this.io.stderr.writeFd);
-      case 'label':
-        return this.heldFd(this.labelPipes.get(output.label)?.writeFd);
-      case 'pipe':
-        return this.heldFd(this.stagePipes.get(output.toStage - 1)?.writeFd);
-      case 'fifo':
-        return this.heldFd(this.fifoPipes.get(output.name)?.writeFd);
-      case 'file':
-        return this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
-    }
+    if (output.kind === 'file') return this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
+    return this.heldFd(this.outputPipe(output)?.writeFd);
   }
 
   /** An end the run must still hold; its absence is a bug in the plan's bookkeeping, never the user's doing. */
@@ -362,36 +288,13 @@ export class RecipeRun {
   }
 
   private inputPipe(input: StageInput): RecipePipe | undefined {
-    switch (input.kind) {
-      case 'plumb-stdin':
-        return this.io.stdin;
-      case 'label':
-        return this.labelPipes.get(input.label);
-      case 'pipe':
-        return this.stagePipes.get(input.fromStage);
-      case 'fifo':
-        return this.fifoPipes.get(input.name);
-      case 'null':
-      case 'file':
-        return undefined;
-    }
+    const key = inputPipeKey(input);
+    return key === undefined ? undefined : this.pipes.get(key);
   }
 
   private outputPipe(output: StageOutput): RecipePipe | undefined {
-    switch (output.kind) {
-      case 'plumb-stdout':
-        return this.io.stdout;
-      case 'plumb-stderr':
-        return this.io.stderr;
-      case 'label':
-        return this.labelPipes.get(output.label);
-      case 'pipe':
-        return this.stagePipes.get(output.toStage - 1);
-      case 'fifo':
-        return this.fifoPipes.get(output.name);
-      case 'file':
-        return undefined;
-    }
+    const key = outputPipeKey(output);
+    return key === undefined ? undefined : this.pipes.get(key);
   }
 
   private report(stage: RecipeStage, status: StageStatus): void {
@@ -406,24 +309,13 @@ export class RecipeRun {
   }
 
   private closeAllPipes(): void {
-    for (const pipe of this.allPipes()) pipe.close();
-  }
-
-  private *allPipes(): Iterable<RecipePipe> {
-    yield* this.labelPipes.values();
-    yield* this.fifoPipes.values();
-    yield* this.stagePipes.values();
-    yield this.io.stdin;
-    yield this.io.stdout;
-    yield this.io.stderr;
+    for (const pipe of this.pipes.values()) pipe.close();
   }
 
   private finish(): void {
     if (this.state === State.Finished) return;
-    const aborting = this.state === State.Aborting;
+    // An abort's ending of the groups goes on: the leaders are gone, but what they left in their groups goes too.
     this.state = State.Finished;
-    // The leaders are gone but an abort must still end what they left in their groups (SIGKILL after the grace).
-    if (aborting) this.endLeftovers();
     this.closeAllPipes();
     this.io.stdinWriter?.destroy();
     this.io.stdoutReader?.destroy();
@@ -434,6 +326,7 @@ export class RecipeRun {
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }
+
   /**
    * Opens a redirection's file for a command, with the command's rights. What is opened is what was checked
    * (bridges/checked-open.ts): never through a symlink, and the real path of its directory, as the kernel has it at
@@ -488,18 +381,18 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   const made: MadeFile[] = [];
   const identity = options.identity ?? OWN_IDENTITY;
   try {
-    const labelPipes = new Map(plan.labels.map((label) => [label.label, new RecipePipe(join(privateDir, `label-${pipes.length}-${label.readerStage}`))]));
-    const stagePipes = new Map<number, RecipePipe>();
-    for (const stage of plan.stages) {
-      if (stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe') stagePipes.set(stage.index, new RecipePipe(join(privateDir, `pipe-${stage.index}`)));
-    }
-    const fifoPipes = new Map(plan.fifos.map((fifo) => [fifo.name, new RecipePipe(fifo.path)]));
+    const labelPipes = plan.labels.map((label) => [`label:${label.label}`, new RecipePipe(join(privateDir, `label-0-${label.readerStage}`))] as const);
+    const stagePipes = plan.stages
+      .filter((stage) => stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe')
+      .map((stage) => [`stage:${stage.index}`, new RecipePipe(join(privateDir, `pipe-${stage.index}`))] as const);
+    const fifoPipes = plan.fifos.map((fifo) => [`fifo:${fifo.name}`, new RecipePipe(fifo.path)] as const);
     const io = {
       stdin: new RecipePipe(join(privateDir, 'stdin')),
       stdout: new RecipePipe(join(privateDir, 'stdout')),
       stderr: new RecipePipe(join(privateDir, 'stderr')),
     };
-    pipes.push(...labelPipes.values(), ...stagePipes.values(), io.stdin, io.stdout, io.stderr);
+    const privatePipes = [...labelPipes, ...stagePipes].map(([, pipe]) => pipe);
+    pipes.push(...privatePipes, io.stdin, io.stdout, io.stderr);
     const privatePaths = pipes.map((pipe) => pipe.path);
     await execFileAsync('mkfifo', ['-m', '600', ...privatePaths]);
     for (const fifo of plan.fifos) {
@@ -511,46 +404,15 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
       }
       made.push(madeFile(fifo.path));
     }
-    pipes.push(...fifoPipes.values());
+    pipes.push(...fifoPipes.map(([, pipe]) => pipe));
 
-    for (const pipe of [...labelPipes.values(), ...stagePipes.values()]) openBothEnds(pipe);
+    for (const pipe of privatePipes) openBothEnds(pipe);
     // The declared named pipes are in the spool, where the account's other sessions may be at work: opened with its
     // rights, never through a symlink, and only as the FIFOs just made.
-    for (const pipe of fifoPipes.values()) openBothEnds(pipe, (path, flags) => identity.asUser(() => openFifo(path, flags)));
-    // plumb's stdout and stderr: the daemon reads them through a non-blocking end; the commands get blocking write ends.
-    // Until the sockets own them, these descriptors are closed here if a later open fails.
-    const loose: number[] = [];
-    const openLoose = (path: string, flags: number): number => {
-      const fd = openSync(path, flags);
-      loose.push(fd);
-      return fd;
-    };
-    let stdoutReadFd: number;
-    let stderrReadFd: number;
-    let stdinWriteFd: number | undefined;
-    try {
-      stdoutReadFd = openLoose(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
-      io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
-      stderrReadFd = openLoose(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
-      io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
-      if (plan.readsPlumbStdin) {
-        const probe = openLoose(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
-        stdinWriteFd = openLoose(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
-        io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
-        closeSync(probe);
-        loose.splice(loose.indexOf(probe), 1);
-      }
-    } catch (error) {
-      for (const fd of loose) closeSync(fd);
-      throw error;
-    }
-    const ioPipes: IoPipes = {
-      ...io,
-      stdinWriter: stdinWriteFd === undefined ? undefined : new Socket({ fd: stdinWriteFd, readable: false, writable: true }),
-      stdoutReader: new Socket({ fd: stdoutReadFd, readable: true, writable: false }),
-      stderrReader: new Socket({ fd: stderrReadFd, readable: true, writable: false }),
-    };
-    const run = new RecipeRun(plan, options, labelPipes, fifoPipes, stagePipes, ioPipes, made);
+    for (const [, pipe] of fifoPipes) openBothEnds(pipe, (path, flags) => identity.asUser(() => openFifo(path, flags)));
+    const sockets = openPlumbEnds(io, plan.readsPlumbStdin);
+    const byKey = new Map<PipeKey, RecipePipe>([...labelPipes, ...stagePipes, ...fifoPipes, ['plumb:stdin', io.stdin], ['plumb:stdout', io.stdout], ['plumb:stderr', io.stderr]]);
+    const run = new RecipeRun(plan, options, byKey, sockets, made);
     for (const stage of plan.stages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
     for (const pipe of pipes) pipe.closeUnclaimed();
     return run;
@@ -565,29 +427,6 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   }
 }
 
-function mkfifoReason(error: unknown): string {
-  const stderr = (error as { stderr?: unknown }).stderr;
-  const text = typeof stderr === 'string' ? stderr.trim().replace(/^mkfifo: /, '') : '';
-  return text !== '' ? text : (error as Error).message;
-}
-
-/** Removes the declared named pipes the run made, with the commands' rights, and only those very files. */
-function removeMadeFifos(made: readonly MadeFile[], identity: CommandIdentity): void {
-  for (const fifo of made) identity.asUser(() => removeMadeFile(fifo));
-}
-
-function spawnFailure(program: string, error: NodeJS.ErrnoException): StageStatus {
-  const { code, message } = readSpawnFailure(program, error);
-  return { error: code, message, code: code === ErrorCode.CommandNotFound ? STAGE_NOT_FOUND_CODE : STAGE_NOT_EXECUTABLE_CODE };
-}
-
-/** A program findProgram did not find or may not run, reported as spawnFailure reports the same from spawn. */
-function notStarted(program: string, error: unknown): StageStatus {
-  if (!(error instanceof NetplumbError)) return { error: ErrorCode.SpawnFailed, message: `cannot run ${program}: ${error instanceof Error ? error.message : String(error)}`, code: STAGE_NOT_EXECUTABLE_CODE };
-  const code = error.code === ErrorCode.CommandNotFound ? STAGE_NOT_FOUND_CODE : STAGE_NOT_EXECUTABLE_CODE;
-  return { error: error.code, message: error.message, code };
-}
-
 /**
  * Resolves when the process has exited (at once if it already has), or, for one that could not start, once its
  * spawn error has been reported: Node emits that error a tick after spawn(), and the next command must not start
@@ -598,4 +437,3 @@ function exited(child: ChildProcess): Promise<void> {
   if (child.pid === undefined) return new Promise((resolve) => child.once('error', () => resolve()));
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
-

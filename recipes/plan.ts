@@ -1,6 +1,9 @@
 // The checked recipe as the executor consumes it (stages with argv and resolved streams, named pipes and label
 // pipes to create) and formatPlan() for `plumb -check`. Only checkRecipe() builds a RecipePlan, so an executor may
-// trust it: labels exist, paths are absolute, and pipe ends open in an order that cannot deadlock.
+// trust it: labels exist, paths are absolute, and pipe ends open in an order that cannot deadlock. A plain command
+// is a plan too (commandPlan), so one executor runs both.
+
+import { describeInput, describeOutput } from './stage-io.js';
 
 /** A place in a recipe's text; line and column are 1-based, column counts Unicode code points. */
 export interface RecipeLocation {
@@ -75,44 +78,22 @@ export interface RecipePlan {
   readsPlumbStdin: boolean;
 }
 
-function describeInput(plan: RecipePlan, input: StageInput): string {
-  switch (input.kind) {
-    case 'null':
-      return '/dev/null';
-    case 'plumb-stdin':
-      return "plumb's stdin";
-    case 'label': {
-      const pipe = plan.labels.find((candidate) => candidate.label === input.label);
-      const writers = (pipe?.writerStages ?? []).map((index) => plan.stages[index]?.name ?? `#${index}`);
-      return `label pipe %${input.label} (written by ${writers.join(', ')})`;
-    }
-    case 'pipe':
-      return `pipe from ${plan.stages[input.fromStage]?.name ?? `#${input.fromStage}`}`;
-    case 'file':
-      return `file ${input.path}`;
-    case 'fifo':
-      return `fifo ${input.path}`;
-  }
-}
-
-function describeOutput(plan: RecipePlan, output: StageOutput): string {
-  switch (output.kind) {
-    case 'plumb-stdout':
-      return "plumb's stdout";
-    case 'plumb-stderr':
-      return "plumb's stderr";
-    case 'label': {
-      const pipe = plan.labels.find((candidate) => candidate.label === output.label);
-      const reader = pipe === undefined ? '?' : (plan.stages[pipe.readerStage]?.name ?? `#${pipe.readerStage}`);
-      return `label pipe %${output.label} (read by ${reader})`;
-    }
-    case 'pipe':
-      return `pipe to ${plan.stages[output.toStage]?.name ?? `#${output.toStage}`}`;
-    case 'file':
-      return `${output.append ? 'append to' : 'file'} ${output.path}`;
-    case 'fifo':
-      return `fifo ${output.path}`;
-  }
+/**
+ * A plain command as a one-stage plan: reads plumb's stdin, writes plumb's stdout and stderr, and runs in
+ * `directory` (which it also names the spool: a command has no relative files of its own).
+ */
+export function commandPlan(argv: readonly [string, ...string[]], directory: string): RecipePlan {
+  const stage: RecipeStage = {
+    index: 0,
+    name: argv[0],
+    location: { source: 'command', line: 1, column: 1 },
+    argv: [...argv],
+    stdin: { kind: 'plumb-stdin' },
+    stdout: { kind: 'plumb-stdout' },
+    stderr: { kind: 'plumb-stderr' },
+    background: false,
+  };
+  return { source: 'command', spoolDir: directory, stages: [stage], fifos: [], labels: [], readsPlumbStdin: true };
 }
 
 /** Quotes an argv word so the listing shows where words begin and end; plain words stay bare. */
