@@ -3,8 +3,8 @@
 // meaning beyond its own (Hello, KeyExchange, Rekey, Ping, Goodbye, Error); everything else goes to the handler.
 //
 //   handshaking --keys--> open --close()--> goodbye-sent --peer's Goodbye--> goodbye-received --> closed
-//        |                  \--peer's Goodbye (answered)--------------------/                    ^
-//        \___________________\___ any failure, or the transport gone _________________________/
+//                           \--peer's Goodbye, answered with ours---------->/
+//   Every state but closed moves to closed on a failure, or when the transport is gone.
 
 import type { Duplex } from 'node:stream';
 import { PacketOpener, PacketSealer, SPEC_CIPHER_LIMITS, type CipherLimits } from './cipher.js';

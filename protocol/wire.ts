@@ -239,7 +239,7 @@ export const REJECT_AFTER_RECORDS = 2 ** 28;
 /** Default TCP port of netplumbd. */
 export const DEFAULT_PORT = 7020;
 
-/** Tunable limits, each with its unit in its name. One default each; validated once at start-up. */
+/** Tunable limits, each with its unit in its name. One default each; resolveLimits (limits.ts) validates them once. */
 export interface Limits {
   /** Largest packet accepted (the size field plus 8), checked from the header before the body is read. */
   maxPacketBytes: number;
