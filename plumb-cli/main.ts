@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { formatPublicKeyLine, loadPrivateIdentity } from '../protocol/keys.js';
 import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
-import { normaliseLongOptions } from '../protocol/options.js';
+import { normaliseLongOptions } from '../bridges/long-options.js';
 import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { checkRecipe, DEFAULT_SPOOL_DIR } from '../recipes/check.js';
