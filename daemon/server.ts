@@ -17,7 +17,8 @@ import { ExecSession } from './exec-session.js';
 import type { Logger } from './log.js';
 import { SecureConnection, type HandshakeStep, type ServerTrust } from '../protocol/connection.js';
 import { ConfigError, ErrorCode, HandshakeError, LimitError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
-import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
+import { loadPrivateIdentity } from '../bridges/key-files.js';
+import type { PrivateIdentity, PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
 import { StartKind } from '../protocol/wire.js';
 

@@ -4,7 +4,8 @@
 
 import { Command, CommanderError } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { formatPublicKeyLine, loadPrivateIdentity } from '../protocol/keys.js';
+import { loadPrivateIdentity } from '../bridges/key-files.js';
+import { formatPublicKeyLine } from '../protocol/keys.js';
 import { ErrorCode, NetplumbError, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions } from '../bridges/long-options.js';
 import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';

@@ -14,7 +14,8 @@ import { closeSync, openSync, readFileSync, rmSync, statSync, writeFileSync } fr
 import type { SecureConnection } from '../protocol/connection.js';
 import { ConfigError, ConnectionError, ErrorCode, PacketError, RequestError, isErrorCode, type NetplumbError } from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
-import { MAX_PRIVATE_KEY_FILE_BYTES, parsePrivateKeyPem, parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
+import { MAX_PRIVATE_KEY_FILE_BYTES } from '../bridges/key-files.js';
+import { parsePrivateKeyPem, parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeMintReply, encodeMintRequest, MAX_ONE_TIME_KEY_SECONDS, type MintedKey, type MintReply, type MintRequest } from '../protocol/session.js';
 import { DEFAULT_LIMITS, MintStatus, PacketType, StartKind } from '../protocol/wire.js';

@@ -7,7 +7,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync,
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateIdentity, writeIdentityFiles, type PrivateIdentity } from '../../protocol/keys.js';
+import { writeIdentityFiles } from '../../bridges/key-files.js';
+import { generateIdentity, type PrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
 
 /** The compiled tree (build/): this file runs as build/scripts/fuzz/daemon.js. */
