@@ -24,14 +24,7 @@ import {
 } from '../protocol/session.js';
 import { Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
 import type { ClientEndpoints } from './endpoints.js';
-
-/** plumb's status for anything that is not the remote command's own ending. */
-export const EXIT_PLUMB_FAILURE = 255;
-/** As a shell reports them, so scripts can tell a missing command from one that failed. */
-export const EXIT_COMMAND_NOT_FOUND = 127;
-export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
-/** The recipe was refused by the check, locally or by the daemon, before anything of it ran (as `sh` says 2). */
-export const EXIT_RECIPE_REFUSED = 2;
+import { EXIT_PLUMB_FAILURE } from './exit-status.js';
 
 /** Header and tag around a sealed payload. */
 const START_PACKET_OVERHEAD_BYTES = 64;

@@ -36,7 +36,7 @@ import {
   type Scope,
 } from '../helpers/daemon.js';
 import { ensureFixtureAccounts, RUNAS } from '../helpers/accounts.js';
-import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/run.js';
+import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/exit-status.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { mkfifo, spawnPlumbIn, startEchoService } from '../helpers/endpoints.js';
 
