@@ -4,14 +4,15 @@
 
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { atCheckedPath, openChecked, reasonFor, removeMadeFile, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
-import { ensureFifo, FifoSink, FifoSource, openFifo } from '../bridges/fifo.js';
-import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
+import { DAEMON_ROLES, EndpointRouter } from '../bridges/endpoint-router.js';
+import { ensureFifo, FifoSink, openFifo } from '../bridges/fifo.js';
+import { checkSocketPath, connectStream } from '../bridges/unix-socket.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
-import { Field, StreamPurpose } from '../protocol/wire.js';
 import { checkPath, checkRealPath, type Gluepot } from './gluepots.js';
 import type { Logger } from './log.js';
 import { EndpointError } from '../protocol/errors.js';
@@ -34,11 +35,8 @@ export interface EndpointAccess {
 }
 
 export class DaemonEndpoints {
+  private readonly router = new EndpointRouter(DAEMON_ROLES);
   private readonly createdFifos: MadeFile[] = [];
-  private readonly sources: FifoSource[] = [];
-  private readonly sinks: FifoSink[] = [];
-  private readonly listeners: SocketListener[] = [];
-  private connectPaths: string[] = [];
   private closed = false;
 
   private constructor(
@@ -67,8 +65,8 @@ export class DaemonEndpoints {
       const inFifos = endpoints.inFifos.map(resolve);
       const outFifos = endpoints.outFifos.map(resolve);
       const listenSockets = endpoints.listenSockets.map(resolve);
-      self.connectPaths = endpoints.connectSockets.map(resolve);
-      for (const path of [...listenSockets, ...self.connectPaths]) checkSocketPath(path);
+      const connectPaths = endpoints.connectSockets.map(resolve);
+      for (const path of [...listenSockets, ...connectPaths]) checkSocketPath(path);
       if ([...inFifos, ...outFifos, ...listenSockets].some((path) => path.startsWith(`${spoolDir}/`))) {
         mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
       }
@@ -86,22 +84,10 @@ export class DaemonEndpoints {
       // Every round opens the pipe again, by path: with the command's rights, never through a symlink, only a FIFO,
       // and (with a gluepot) only where the gluepot allows, as the directory really is at that moment.
       const openPipe = (path: string, flags: number): number => identity.asUser(() => openFifo(path, flags, (at, how) => openChecked(at, how, 0, check)));
-      inFifos.forEach((path) => self.sinks.push(new FifoSink(path, failed, openPipe)));
-      outFifos.forEach((path, index) => {
-        const source = new FifoSource(
-          path,
-          (round) => mux.openStream([[Field.purpose, StreamPurpose.OutFifo], [Field.endpoint, String(index)], [Field.round, String(round)]]),
-          failed,
-          openPipe,
-        );
-        self.sources.push(source);
-        source.start();
-      });
-      for (const [index, path] of listenSockets.entries()) {
-        const listener = new SocketListener(path, () => mux.openStream([[Field.purpose, StreamPurpose.ListenSocket], [Field.endpoint, String(index)]]));
-        self.listeners.push(listener);
-        await listener.listen(identity, check);
-      }
+      inFifos.forEach((path) => self.router.addSink(new FifoSink(path, failed, openPipe)));
+      connectPaths.forEach((path) => self.router.addConnector((stream) => self.connect(path, stream)));
+      outFifos.forEach((path) => self.router.readFifo(path, mux, failed, openPipe));
+      for (const path of listenSockets) await self.router.listen(path, mux, identity, check);
       return self;
     } catch (error) {
       self.close();
@@ -111,31 +97,7 @@ export class DaemonEndpoints {
 
   /** Takes a stream the client opened for an endpoint; false when it is not one of ours. */
   route(stream: MuxStream, fields: FieldList): boolean {
-    const purpose = fields.optional(Field.purpose);
-    if (purpose !== StreamPurpose.InFifo && purpose !== StreamPurpose.ConnectSocket) return false;
-    const index = fields.requireInt(Field.endpoint, 0, 1 << 20);
-    if (purpose === StreamPurpose.InFifo) {
-      const sink = this.sinks[index];
-      if (sink === undefined || this.closed) stream.destroy();
-      else sink.add(stream);
-      return true;
-    }
-    const path = this.connectPaths[index];
-    if (path === undefined || this.closed) stream.destroy();
-    else {
-      const refused = (error: EndpointError): void => {
-        this.log.info('socket connection refused', { code: error.code, reason: error.message });
-      };
-      // connect(2) happens within connectStream(), synchronously: with the command's account (the service sees it,
-      // not root), through the directory as checked now.
-      try {
-        this.identity.asUser(() => atCheckedPath(path, this.check, (pinned) => connectStream(pinned, stream, refused, path)));
-      } catch (error) {
-        stream.destroy();
-        refused(new EndpointError(`cannot connect to ${path}: ${reasonFor(error, path)}`, { cause: error }));
-      }
-    }
-    return true;
+    return this.router.route(stream, fields);
   }
 
   /**
@@ -144,17 +106,33 @@ export class DaemonEndpoints {
    * Connections on listening sockets get up to SOCKET_DRAIN_MS to end by themselves.
    */
   async flush(): Promise<void> {
-    await Promise.all([...this.sources.map((source) => source.finish()), ...this.listeners.map((listener) => listener.drained(SOCKET_DRAIN_MS))]);
+    await Promise.all([this.router.readsFinished(), this.router.connectionsDrained()]);
   }
 
   /** Stops every bridge, drops their streams and removes the FIFOs and socket files this session created. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const source of this.sources) source.stop();
-    for (const sink of this.sinks) sink.stop();
-    for (const listener of this.listeners) listener.close();
+    this.router.close();
     // With the command's rights, and only the very pipes made: the command may have put something else there.
     for (const fifo of this.createdFifos) this.identity.asUser(() => removeMadeFile(fifo));
+  }
+
+  private connect(path: string, stream: Duplex): void {
+    if (this.closed) {
+      stream.destroy();
+      return;
+    }
+    const refused = (error: EndpointError): void => {
+      this.log.info('socket connection refused', { code: error.code, reason: error.message });
+    };
+    // connect(2) happens within connectStream(), synchronously: with the command's account (the service sees it,
+    // not root), through the directory as checked now.
+    try {
+      this.identity.asUser(() => atCheckedPath(path, this.check, (pinned) => connectStream(pinned, stream, refused, path)));
+    } catch (error) {
+      stream.destroy();
+      refused(new EndpointError(`cannot connect to ${path}: ${reasonFor(error, path)}`, { cause: error }));
+    }
   }
 }

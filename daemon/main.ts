@@ -9,7 +9,7 @@ import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES } from 
 import { createLogger } from './log.js';
 import { Daemon } from './server.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
-import { normaliseLongOptions } from '../protocol/options.js';
+import { normaliseLongOptions } from '../bridges/long-options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
 const FLAGS = ['foreground', 'stdio'];

@@ -28,7 +28,8 @@ import {
   TooManyConnectionsError,
   type NetplumbError,
 } from '../protocol/errors.js';
-import { loadPrivateIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
+import { loadPrivateIdentity } from '../bridges/key-files.js';
+import type { PrivateIdentity, PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
 import { StartKind } from '../protocol/wire.js';
 

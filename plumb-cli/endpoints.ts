@@ -3,13 +3,13 @@
 // remote command runs. plumb exits only after every round of an -outfifo has been taken by a local reader.
 
 import { removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
-import { ensureFifo, FifoSink, FifoSource } from '../bridges/fifo.js';
-import { checkSocketPath, connectStream, SOCKET_DRAIN_MS, SocketListener } from '../bridges/unix-socket.js';
+import { CLIENT_ROLES, EndpointRouter } from '../bridges/endpoint-router.js';
+import { ensureFifo, FifoSink } from '../bridges/fifo.js';
+import { checkSocketPath, connectStream } from '../bridges/unix-socket.js';
 import { EndpointError, UsageError } from '../protocol/errors.js';
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { Endpoints } from '../protocol/session.js';
-import { Field, StreamPurpose } from '../protocol/wire.js';
 
 /** One replicated socket: the path on the daemon's host and the one here. */
 export interface SocketPair {
@@ -52,16 +52,15 @@ export function remoteEndpoints(options: EndpointOptions): Endpoints {
 }
 
 export class ClientEndpoints {
+  private readonly router = new EndpointRouter(CLIENT_ROLES);
   private readonly createdFifos: MadeFile[] = [];
-  private readonly sources: FifoSource[] = [];
-  private readonly sinks: FifoSink[];
-  private readonly listeners: SocketListener[] = [];
 
   private constructor(
     private readonly options: EndpointOptions,
     private readonly report: (error: EndpointError) => void,
   ) {
-    this.sinks = options.outFifos.map((path) => new FifoSink(path, (error) => this.failed(error)));
+    for (const path of options.outFifos) this.router.addSink(new FifoSink(path, (error) => this.failed(error)));
+    for (const pair of options.sockets) this.router.addConnector((stream) => connectStream(pair.local, stream, (error) => this.failed(error)));
   }
 
   /**
@@ -95,37 +94,13 @@ export class ClientEndpoints {
 
   /** The remote command runs: read the in-FIFOs and listen on the local sockets. */
   async start(mux: Mux): Promise<void> {
-    this.options.inFifos.forEach((path, index) => {
-      const source = new FifoSource(
-        path,
-        (round) => mux.openStream([[Field.purpose, StreamPurpose.InFifo], [Field.endpoint, String(index)], [Field.round, String(round)]]),
-        (error) => this.failed(error),
-      );
-      this.sources.push(source);
-      source.start();
-    });
-    for (const [index, pair] of this.options.localSockets.entries()) {
-      const listener = new SocketListener(pair.local, () => mux.openStream([[Field.purpose, StreamPurpose.ConnectSocket], [Field.endpoint, String(index)]]));
-      this.listeners.push(listener);
-      await listener.listen();
-    }
+    for (const path of this.options.inFifos) this.router.readFifo(path, mux, (error) => this.failed(error));
+    for (const pair of this.options.localSockets) await this.router.listen(pair.local, mux);
   }
 
   /** Takes a stream the daemon opened; false when it is not one of ours. */
   route(stream: MuxStream, fields: FieldList): boolean {
-    const purpose = fields.optional(Field.purpose);
-    if (purpose !== StreamPurpose.OutFifo && purpose !== StreamPurpose.ListenSocket) return false;
-    const index = fields.requireInt(Field.endpoint, 0, 1 << 20);
-    if (purpose === StreamPurpose.OutFifo) {
-      const sink = this.sinks[index];
-      if (sink === undefined) stream.destroy();
-      else sink.add(stream);
-      return true;
-    }
-    const pair = this.options.sockets[index];
-    if (pair === undefined) stream.destroy();
-    else connectStream(pair.local, stream, (error) => this.failed(error));
-    return true;
+    return this.router.route(stream, fields);
   }
 
   /**
@@ -133,14 +108,12 @@ export class ClientEndpoints {
    * -local-socket listeners have ended (or SOCKET_DRAIN_MS passed).
    */
   async delivered(): Promise<void> {
-    await Promise.all([...this.sinks.map((sink) => sink.idle()), ...this.listeners.map((listener) => listener.drained(SOCKET_DRAIN_MS))]);
+    await Promise.all([this.router.writesDelivered(), this.router.connectionsDrained()]);
   }
 
   /** Stops every bridge and removes the FIFOs plumb created. */
   close(): void {
-    for (const source of this.sources) source.stop();
-    for (const sink of this.sinks) sink.stop();
-    for (const listener of this.listeners) listener.close();
+    this.router.close();
     for (const fifo of this.createdFifos.splice(0)) removeMadeFile(fifo);
   }
 

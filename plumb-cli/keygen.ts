@@ -4,7 +4,8 @@
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { asNetplumbError, UsageError } from '../protocol/errors.js';
-import { generateIdentity, writeIdentityFiles, type KeyAlgorithm } from '../protocol/keys.js';
+import { writeIdentityFiles } from '../bridges/key-files.js';
+import { generateIdentity, type KeyAlgorithm } from '../protocol/keys.js';
 import { MIN_RSA_BITS } from '../protocol/wire.js';
 
 interface KeygenOptions {

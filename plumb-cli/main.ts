@@ -1,54 +1,29 @@
 #!/usr/bin/env node
-// plumb: parses the command line, connects to the machine's netplumbd and runs the command there. This file only
-// reads arguments, wires the parts together and turns the outcome into the exit status and one line on stderr.
+// plumb: reads the command line and hands it to its command: a command or a recipe run on the machine, a recipe
+// checked here, or a one-time key minted. What fails ends plumb with one line on stderr and its exit status.
 
 import { Command, CommanderError } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { formatPublicKeyLine, loadPrivateIdentity } from '../protocol/keys.js';
+import { normaliseLongOptions } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
-import { normaliseLongOptions } from '../protocol/options.js';
-import { ENV_NAME_PATTERN, type MintedKey } from '../protocol/session.js';
-import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
-import { checkRecipe, DEFAULT_SPOOL_DIR } from '../recipes/check.js';
-import { formatPlan, type RecipePlan } from '../recipes/plan.js';
-import type { SecureConnection } from '../protocol/connection.js';
-import { connectToDaemon } from './client.js';
-import { ClientEndpoints, parseSocketOption, remoteEndpoints, type EndpointOptions } from './endpoints.js';
-import { createKeyFile, formatKeyFile, loadKeyFile, mintOneTimeKey, parseLifetime } from './one-time-key.js';
-import { clientPaths, resolveTarget } from './paths.js';
-import { RecipeReport } from './recipe-report.js';
-import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
+import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
+import { DEFAULT_SPOOL_DIR } from '../recipes/check.js';
+import { checkCommand, loadRecipe } from './check-command.js';
+import { parseSocketOption } from './endpoints.js';
 import { failureExitStatus } from './exit-status.js';
+import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
+import { parseLifetime } from './one-time-key.js';
+import { recipeCommand, recipeJob, type RecipeArguments } from './recipe-command.js';
+import { execJob, runCommand } from './run-command.js';
 
-interface PlumbArguments {
-  machine: string | undefined;
-  command: string[];
+interface PlumbArguments extends RecipeArguments, MintKeyArguments {
   recipe: string | undefined;
   check: boolean;
-  /** true: the JSON report on stderr; a string: into that file. */
-  json: boolean | string;
   spool: string | undefined;
-  tty: boolean;
   /** Variable names from every -export, in order, without repeats. */
   exports: string[];
-  endpoints: EndpointOptions;
-  identity: string | undefined;
-  knownHosts: string | undefined;
-  acceptNew: boolean;
-  port: number | undefined;
-  verbose: boolean;
-  /** -user: the account on the machine. */
-  user: string | undefined;
   /** -mint-key: write a one-time key for the command to this file instead of running it. */
   mintKey: string | undefined;
-  /** -expires: the minted key's lifetime, in seconds. */
-  lifetimeSeconds: number;
-  /** -one-time-key: authenticate with this key file (and the host key it names). */
-  oneTimeKey: string | undefined;
 }
-
-/** How long a minted key stays good unless -expires says otherwise. */
-const DEFAULT_KEY_LIFETIME_SECONDS = 3600;
 
 const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key'];
 const FLAGS = ['accept-new', 'verbose', 'check'];
@@ -180,25 +155,12 @@ function exportedNames(values: readonly string[]): string[] {
 }
 
 /** The exported variables with their values here; a variable that is not set is an error, never left out silently. */
-function exportedEnv(names: readonly string[]): [string, string][] {
+function exportedEnv(names: readonly string[]): ExportedEnv {
   return names.map((name) => {
     const value = process.env[name];
     if (value === undefined) throw new UsageError(`-export: ${name} is not set in this environment`);
     return [name, value];
   });
-}
-
-/** Reads and checks a recipe file; the daemon checks it again, but a refusal here needs no connection. */
-function loadRecipe(file: string, spoolDir: string): { text: string; plan: RecipePlan } {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    throw new UsageError(`cannot read recipe ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  // Checked as bytes, so that what is not UTF-8 is reported with its place; once it passed, the text is exact.
-  const plan = checkRecipe(bytes, { sourceName: file, spoolDir });
-  return { text: bytes.toString('utf8'), plan };
 }
 
 async function main(): Promise<number> {
@@ -209,118 +171,13 @@ async function main(): Promise<number> {
     if (error instanceof CommanderError) return failureExitStatus(error);
     throw error;
   }
-  let job: RemoteJob = { kind: StartKind.Exec, argv: args.command, ...(args.user === undefined ? {} : { user: args.user }) };
   const env = exportedEnv(args.exports);
-  let report: RecipeReport | undefined;
-  if (args.recipe !== undefined) {
-    const { text, plan } = loadRecipe(args.recipe, args.spool ?? DEFAULT_SPOOL_DIR);
-    if (args.check) {
-      process.stdout.write(formatPlan(plan));
-      return 0;
-    }
-    job = { kind: StartKind.Recipe, text, source: args.recipe, ...(args.user === undefined ? {} : { user: args.user }) };
-    report = new RecipeReport(args.recipe, args.machine as string, plan);
-  }
-  if (args.mintKey !== undefined) return mintKey(args, args.mintKey, job);
-  // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
-  const endpoints = await ClientEndpoints.prepare(args.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`));
-  try {
-    const connection = await connect(args);
-    const runOptions = {
-      job,
-      env,
-      endpoints,
-      ...(args.tty ? { terminal: localTerminal() } : {}),
-      stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-      signals: process,
-      maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
-      initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
-      maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
-      maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
-    };
-    if (report === undefined) return await runRemoteCommand(connection, runOptions);
-    const recipeReport = report;
-    const status = await runRemoteCommand(connection, {
-      ...runOptions,
-      onStageEnd: (end) => {
-        const line = recipeReport.stageEnded(end);
-        if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
-      },
-    });
-    recipeReport.finished(status);
-    return status;
-  } catch (error) {
-    report?.failed(asNetplumbError(error));
-    throw error;
-  } finally {
-    endpoints.close();
-    if (report !== undefined && args.json !== false) writeJsonReport(report, args.json);
-  }
-}
-
-/** The terminal -t replicates; raw mode is undone on every way out, process.exit included. */
-function localTerminal(): LocalTerminal {
-  const input = process.stdin.isTTY === true ? process.stdin : undefined;
-  if (input !== undefined) {
-    const wasRaw = input.isRaw;
-    process.once('exit', () => input.setRawMode(wasRaw));
-  }
-  return { term: process.env['TERM'] ?? 'xterm-256color', input, output: process.stdout.isTTY === true ? process.stdout : undefined };
-}
-
-/**
- * -mint-key: asks the daemon for a one-time key bound to the job (its user and its remote named pipes and sockets
- * too) and writes the key file; nothing runs.
- */
-async function mintKey(args: PlumbArguments, file: string, job: RemoteJob): Promise<number> {
-  const binding = { ...job, endpoints: remoteEndpoints(args.endpoints) };
-  const keyFile = createKeyFile(file);
-  let key: MintedKey;
-  try {
-    const connection = await connect(args);
-    // The host key the node will pin is the one this connection has just verified, not what the reply says.
-    const hostKey = formatPublicKeyLine(connection.peer.peer);
-    key = { ...(await mintOneTimeKey(connection, { binding, lifetimeSeconds: args.lifetimeSeconds })), hostKey };
-  } catch (error) {
-    keyFile.discard();
-    throw error;
-  }
-  keyFile.write(formatKeyFile(key, binding));
-  process.stderr.write(`plumb: one-time key ${key.fingerprint} for ${args.machine as string} written to ${file}: good once, until ${new Date(key.expiresAt).toISOString()}, as ${key.user}\n`);
-  return 0;
-}
-
-/** Connects to the machine's daemon and authenticates both ends. */
-function connect(args: PlumbArguments): Promise<SecureConnection> {
-  const paths = clientPaths();
-  const note = (line: string): void => {
-    if (args.verbose) process.stderr.write(`plumb: ${line}\n`);
-  };
-  const target = resolveTarget(args.machine as string, paths.hosts, args.port);
-  const oneTime = args.oneTimeKey === undefined ? undefined : loadKeyFile(args.oneTimeKey);
-  const identity = oneTime?.identity ?? loadPrivateIdentity(args.identity ?? paths.identity);
-  return connectToDaemon(target, {
-    identity,
-    ...(oneTime === undefined ? {} : { pinnedHostKey: oneTime.hostKey }),
-    knownHostsFile: args.knownHosts ?? paths.knownHosts,
-    acceptNew: args.acceptNew,
-    connectTimeoutMs: 10_000,
-    note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? process.stderr.write(`plumb: ${line}\n`) : note(line)),
-  });
-}
-
-/** Writes the JSON report; a file that cannot be written is said on stderr and never changes the exit status. */
-function writeJsonReport(report: RecipeReport, destination: true | string): void {
-  const text = `${JSON.stringify(report.toJSON())}\n`;
-  if (destination === true) {
-    process.stderr.write(text);
-    return;
-  }
-  try {
-    writeFileSync(destination, text, { mode: 0o600 });
-  } catch (error) {
-    process.stderr.write(`plumb: cannot write the JSON report to ${destination}: ${(error as Error).message} (${ErrorCode.Usage})\n`);
-  }
+  const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
+  if (args.check) return checkCommand(args.recipe as string, spoolDir);
+  const recipe = args.recipe === undefined ? undefined : loadRecipe(args.recipe, spoolDir);
+  if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipe === undefined ? execJob(args) : recipeJob(recipe, args.user));
+  if (recipe !== undefined) return recipeCommand(args, recipe, env);
+  return runCommand(args, env);
 }
 
 /**

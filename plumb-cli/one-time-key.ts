@@ -23,7 +23,8 @@ import {
   type NetplumbError,
 } from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
-import { MAX_PRIVATE_KEY_FILE_BYTES, parsePrivateKeyPem, parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
+import { MAX_PRIVATE_KEY_FILE_BYTES } from '../bridges/key-files.js';
+import { parsePrivateKeyPem, parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeMintReply, encodeMintRequest, type MintedKey, type MintReply, type MintRequest } from '../protocol/session.js';
 import { DEFAULT_LIMITS, MAX_ONE_TIME_KEY_SECONDS, MintStatus, PacketType, StartKind } from '../protocol/wire.js';

@@ -14,7 +14,7 @@ import { spawn as spawnPty } from 'node-pty';
 import { connectToDaemon } from '../plumb-cli/client.js';
 import { runRemoteCommand, type RemoteJob } from '../plumb-cli/run.js';
 import type { SecureConnection } from '../protocol/connection.js';
-import { loadPrivateIdentity } from '../protocol/keys.js';
+import { loadPrivateIdentity } from '../bridges/key-files.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { PROGRAMS, REPO_DIR } from './built-programs.js';
 

@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { generateIdentity, writeIdentityFiles, type PrivateIdentity } from '../../protocol/keys.js';
+import { writeIdentityFiles } from '../../bridges/key-files.js';
+import { generateIdentity, type PrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
 import { PROGRAMS } from '../built-programs.js';
 

@@ -9,7 +9,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
 import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
 import type { SecureConnection } from '../../protocol/connection.js';
-import { loadPrivateIdentity } from '../../protocol/keys.js';
+import { loadPrivateIdentity } from '../../bridges/key-files.js';
 import { DEFAULT_LIMITS, StartKind } from '../../protocol/wire.js';
 import { connectToDaemon } from '../../plumb-cli/client.js';
 import { runRemoteCommand, type RemoteJob } from '../../plumb-cli/run.js';

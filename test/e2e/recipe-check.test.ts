@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { ErrorCode, NetplumbError, RemoteError } from '../../protocol/errors.js';
-import { loadPrivateIdentity } from '../../protocol/keys.js';
+import { loadPrivateIdentity } from '../../bridges/key-files.js';
 import { DEFAULT_LIMITS, StartKind } from '../../protocol/wire.js';
 import { connectToDaemon } from '../../plumb-cli/client.js';
 import { runRemoteCommand } from '../../plumb-cli/run.js';

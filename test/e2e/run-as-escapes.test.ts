@@ -36,9 +36,9 @@ import {
   type Scope,
 } from '../helpers/daemon.js';
 import { ensureFixtureAccounts, RUNAS } from '../helpers/accounts.js';
+import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/exit-status.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { mkfifo, spawnPlumbIn, startEchoService } from '../helpers/endpoints.js';
-import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/exit-status.js';
 
 const TIMEOUT_MS = 30_000;
 /** How long a refused attempt is given to show a leak anyway, after plumb ended. */

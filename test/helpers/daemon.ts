@@ -9,7 +9,8 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { generateIdentity, writeIdentityFiles } from '../../protocol/keys.js';
+import { writeIdentityFiles } from '../../bridges/key-files.js';
+import { generateIdentity } from '../../protocol/keys.js';
 
 /** The compiled tree (build/): this file runs as build/test/helpers/daemon.js. */
 const BUILD_ROOT = fileURLToPath(new URL('../../', import.meta.url));

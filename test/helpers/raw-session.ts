@@ -5,7 +5,7 @@ import { connectToDaemon } from '../../plumb-cli/client.js';
 import { SecureConnection } from '../../protocol/connection.js';
 import { ConnectionLostError, type NetplumbError } from '../../protocol/errors.js';
 import type { FieldList } from '../../protocol/fields.js';
-import { loadPrivateIdentity } from '../../protocol/keys.js';
+import { loadPrivateIdentity } from '../../bridges/key-files.js';
 import { Mux, type MuxStream, type SessionHandler } from '../../protocol/mux.js';
 import { DEFAULT_LIMITS, type PacketType } from '../../protocol/wire.js';
 import { onCleanup, type Netplumb, type Scope } from './daemon.js';

@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '../../protocol/errors.js';
-import { loadPrivateIdentity, parsePublicKeyLine } from '../../protocol/keys.js';
+import { loadPrivateIdentity } from '../../bridges/key-files.js';
+import { parsePublicKeyLine } from '../../protocol/keys.js';
 
 const SSH_KEYGEN = '/usr/bin/ssh-keygen';
 if (!existsSync(SSH_KEYGEN)) {

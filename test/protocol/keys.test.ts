@@ -1,63 +1,26 @@
-// Tests for protocol/keys: generation, signatures, OpenSSH public lines and PEM/OpenSSH private keys, with
-// ssh-keygen as the reference for formats and fingerprints. Keys are made at test time in a temp directory.
+// Tests for protocol/keys: generation, signatures, OpenSSH public lines and PEM private keys, with ssh-keygen as
+// the reference for formats and fingerprints. Key files are read and written in test/bridges/key-files.test.ts.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { constants, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { before, describe, test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
 import {
   encodePrivateKeyPem,
   fingerprintOfBlob,
   formatPublicKeyLine,
   generateIdentity,
-  loadPrivateIdentity,
   parsePrivateKeyPem,
   parsePublicKeyLine,
   publicIdentityFromKey,
   signTranscript,
   verifyTranscript,
-  writeIdentityFiles,
   type PrivateIdentity,
 } from '../../protocol/keys.js';
+import { keyDirectory, sshFingerprint, withCode } from '../helpers/ssh-keygen.js';
 
-const SSH_KEYGEN = '/usr/bin/ssh-keygen';
-if (!existsSync(SSH_KEYGEN)) {
-  throw new Error(`${SSH_KEYGEN} is missing: install openssh-client (apt-get install openssh-client)`);
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'netplumb-keys-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-let counter = 0;
-function freshPath(name: string): string {
-  counter += 1;
-  return join(dir, `${name}-${counter}`);
-}
-
-/** Runs ssh-keygen to make a key pair without passphrase; returns the private key path. */
-function sshKeygen(type: string, extra: string[] = [], comment = 'made by ssh-keygen'): string {
-  const path = freshPath(`ssh-${type}`);
-  execFileSync(SSH_KEYGEN, ['-q', '-t', type, '-N', '', '-C', comment, '-f', path, ...extra]);
-  return path;
-}
-
-/** The SHA256 fingerprint ssh-keygen -lf prints for a file. */
-function sshFingerprint(path: string): string {
-  const output = execFileSync(SSH_KEYGEN, ['-lf', path], { encoding: 'utf8' });
-  const fingerprint = output.split(' ')[1] ?? '';
-  assert.match(fingerprint, /^SHA256:/, `unexpected ssh-keygen output: ${output}`);
-  return fingerprint;
-}
-
-function withCode(code: string): (error: unknown) => boolean {
-  return (error) => {
-    assert.equal((error as { code?: unknown }).code, code);
-    return true;
-  };
-}
+const { sshKeygen } = keyDirectory('netplumb-keys-');
 
 function lineWithBlob(type: string, blob: Buffer): string {
   return `${type} ${blob.toString('base64')}`;
@@ -269,110 +232,5 @@ describe('private keys', () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     assert.throws(() => parsePrivateKeyPem(pem), withCode(ErrorCode.KeyFormat));
-  });
-
-  for (const [type, extra] of [
-    ['ed25519', []],
-    ['rsa', ['-b', '3072']],
-  ] as const) {
-    test(`an unencrypted OpenSSH ${type} private key from ssh-keygen loads and matches its public key`, () => {
-      const path = sshKeygen(type, [...extra], 'from pub file');
-      const id = loadPrivateIdentity(path);
-      assert.equal(id.publicIdentity.fingerprint, sshFingerprint(`${path}.pub`));
-      assert.equal(id.publicIdentity.comment, 'from pub file');
-      const pinned = parsePublicKeyLine(readFileSync(`${path}.pub`, 'utf8'));
-      assert.ok(verifyTranscript(pinned, data, signTranscript(id, data)));
-    });
-  }
-
-  test('an OpenSSH private key without a .pub file takes the comment stored inside it', () => {
-    const path = sshKeygen('ed25519', [], 'stored inside');
-    rmSync(`${path}.pub`);
-    assert.equal(loadPrivateIdentity(path).publicIdentity.comment, 'stored inside');
-  });
-
-  test('an OpenSSH private key with a passphrase is refused', () => {
-    const path = freshPath('encrypted');
-    execFileSync(SSH_KEYGEN, ['-q', '-t', 'ed25519', '-N', 'secret', '-f', path]);
-    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
-  });
-
-  test('a damaged OpenSSH private key is refused', () => {
-    const path = sshKeygen('ed25519');
-    const lines = readFileSync(path, 'utf8').split('\n');
-    lines[2] = `${(lines[2] ?? '').slice(0, 20)}${(lines[2] ?? '').slice(28)}`;
-    writeFileSync(path, lines.join('\n'));
-    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
-  });
-
-  test('a private key file readable by others is refused', () => {
-    const path = freshPath('open');
-    writeIdentityFiles(path, ed25519, 'c');
-    chmodSync(path, 0o644);
-    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
-  });
-
-  test('a private key file readable by its group is refused', () => {
-    const path = freshPath('group');
-    writeIdentityFiles(path, ed25519, 'c');
-    chmodSync(path, 0o640);
-    assert.throws(() => loadPrivateIdentity(path), withCode(ErrorCode.KeyFormat));
-  });
-
-  test('a missing private key file is a configuration error', () => {
-    assert.throws(() => loadPrivateIdentity(join(dir, 'does-not-exist')), withCode(ErrorCode.Config));
-  });
-
-  test('a private key written by writeIdentityFiles loads with the comment from its .pub file', () => {
-    const path = freshPath('ours');
-    writeIdentityFiles(path, rsa, 'ours comment');
-    const loaded = loadPrivateIdentity(path);
-    assert.deepEqual(loaded.publicIdentity.blob, rsa.publicIdentity.blob);
-    assert.equal(loaded.publicIdentity.comment, 'ours comment');
-  });
-});
-
-describe('writeIdentityFiles', () => {
-  for (const algorithm of ['ed25519', 'rsa'] as const) {
-    test(`the fingerprint of a written ${algorithm} key matches ssh-keygen -lf`, () => {
-      const id = algorithm === 'rsa' ? rsa : ed25519;
-      const path = freshPath(`written-${algorithm}`);
-      writeIdentityFiles(path, id, 'written');
-      assert.equal(sshFingerprint(`${path}.pub`), id.publicIdentity.fingerprint);
-    });
-  }
-
-  test('the public file holds one line: type, base64 and comment', () => {
-    const path = freshPath('line');
-    writeIdentityFiles(path, ed25519, 'me@here');
-    assert.equal(readFileSync(`${path}.pub`, 'utf8'), `${ed25519.publicIdentity.line} me@here\n`);
-  });
-
-  test('the private key is created 0600 and the public key 0644, even under umask 000', () => {
-    const path = freshPath('modes');
-    const previous = process.umask(0);
-    try {
-      writeIdentityFiles(path, ed25519, 'c');
-    } finally {
-      process.umask(previous);
-    }
-    assert.equal(statSync(path).mode & 0o777, 0o600);
-    assert.equal(statSync(`${path}.pub`).mode & 0o777, 0o644);
-  });
-
-  test('an existing private key file is not overwritten', () => {
-    const path = freshPath('exists');
-    writeFileSync(path, 'keep me', { mode: 0o600 });
-    assert.throws(() => writeIdentityFiles(path, ed25519, 'c'), withCode(ErrorCode.Config));
-    assert.equal(readFileSync(path, 'utf8'), 'keep me');
-    assert.equal(existsSync(`${path}.pub`), false);
-  });
-
-  test('an existing public key file is not overwritten and no private key is left behind', () => {
-    const path = freshPath('pub-exists');
-    writeFileSync(`${path}.pub`, 'keep me');
-    assert.throws(() => writeIdentityFiles(path, ed25519, 'c'), withCode(ErrorCode.Config));
-    assert.equal(readFileSync(`${path}.pub`, 'utf8'), 'keep me');
-    assert.equal(existsSync(path), false);
   });
 });

@@ -1,9 +1,9 @@
-// Tests for protocol/options: single-dash long options rewritten for commander, options after the machine moved
+// Tests for bridges/long-options: single-dash long options rewritten for commander, options after the machine moved
 // before it, and the remote command's own words (flags included) passed on untouched; plus plumb end to end.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { normaliseLongOptions, type LongOptionSpec } from '../../protocol/options.js';
+import { normaliseLongOptions, type LongOptionSpec } from '../../bridges/long-options.js';
 import { BIN, runProcess, startNetplumb } from '../helpers/daemon.js';
 
 /** The spelling plumb's main uses: one machine word before the remote command. */

@@ -1,0 +1,38 @@
+// The machine a command goes to, as the command line names it: resolved through $NETPLUMB_HOME/hosts, reached with
+// the identity (or one-time key) and known hosts the options give, both ends authenticated before anything is sent.
+
+import { loadPrivateIdentity } from '../bridges/key-files.js';
+import type { SecureConnection } from '../protocol/connection.js';
+import { connectToDaemon } from './client.js';
+import { loadKeyFile } from './one-time-key.js';
+import { clientPaths, resolveTarget } from './paths.js';
+
+export interface MachineOptions {
+  machine: string | undefined;
+  identity: string | undefined;
+  knownHosts: string | undefined;
+  acceptNew: boolean;
+  port: number | undefined;
+  verbose: boolean;
+  /** -one-time-key: authenticate with this key file (and the host key it names). */
+  oneTimeKey: string | undefined;
+}
+
+/** Connects to the machine's daemon and authenticates both ends. */
+export function connectToMachine(args: MachineOptions): Promise<SecureConnection> {
+  const paths = clientPaths();
+  const note = (line: string): void => {
+    if (args.verbose) process.stderr.write(`plumb: ${line}\n`);
+  };
+  const target = resolveTarget(args.machine as string, paths.hosts, args.port);
+  const oneTime = args.oneTimeKey === undefined ? undefined : loadKeyFile(args.oneTimeKey);
+  const identity = oneTime?.identity ?? loadPrivateIdentity(args.identity ?? paths.identity);
+  return connectToDaemon(target, {
+    identity,
+    ...(oneTime === undefined ? {} : { pinnedHostKey: oneTime.hostKey }),
+    knownHostsFile: args.knownHosts ?? paths.knownHosts,
+    acceptNew: args.acceptNew,
+    connectTimeoutMs: 10_000,
+    note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? process.stderr.write(`plumb: ${line}\n`) : note(line)),
+  });
+}
