@@ -12,6 +12,7 @@ import { basename } from 'node:path';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { EndpointError, NetplumbError } from '../protocol/errors.js';
+import { StateMachine, type IllegalMoveReporter, type TransitionTable } from '../protocol/state-machine.js';
 
 /** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
 export const FIFO_READER_POLL_MS = 20;
@@ -93,26 +94,54 @@ export function openFifo(path: string, flags: number, open: (path: string, flags
 }
 
 /**
+ * A source's life. `reading` has the FIFO open for reading (a round may be on its way); `finishing` is reading the
+ * last round, ended by finish(); `dropped` keeps no reader open for DROPPED_ROUND_GRACE_MS after the far side
+ * dropped a round. `stopped` is final: after stop(), an error, or the last round.
+ *
+ *   created --> reading --(finish)--> finishing --> stopped
+ *                 ^   |                                ^
+ *     (grace over)|   +--(round dropped)--> dropped ---+   (and every live state --(stop, error)--> stopped)
+ */
+export type FifoSourceState = 'created' | 'reading' | 'finishing' | 'dropped' | 'stopped';
+
+/** The legal moves of a FifoSource; `reading` re-enters itself when one round ends and the next reader opens. */
+export const FIFO_SOURCE_MOVES: TransitionTable<FifoSourceState> = {
+  created: ['reading', 'stopped'],
+  reading: ['reading', 'finishing', 'dropped', 'stopped'],
+  finishing: ['stopped'],
+  dropped: ['reading', 'stopped'],
+  stopped: [],
+};
+
+/**
  * Reads rounds from a local FIFO; each round becomes a stream from openStream(), ended (EOF) when the round ends.
  * A round's stream is opened at its first byte (or at its EOF, for a writer that wrote nothing), so an idle FIFO
  * costs no stream.
  */
 export class FifoSource {
+  private readonly machine: StateMachine<FifoSourceState>;
+  /** The FIFO's read end; set exactly while reading or finishing. */
   private socket: Socket | undefined;
+  /** The current round's stream, from its first byte until the round ends. */
   private stream: Duplex | undefined;
-  private stopped = false;
   private roundsDone = 0;
-  private roundEnded: (() => void) | undefined;
-  /** Set by finish(): the round that ends next is the last, and an empty one is not sent. */
-  private finishing: (() => void) | undefined;
-  private dropTimer: NodeJS.Timeout | undefined;
+  private roundEndWaiters: (() => void)[] = [];
+  private finishWaiters: (() => void)[] = [];
+  private graceTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly path: string,
     private readonly openStream: (round: number) => Duplex,
     private readonly onError: (error: EndpointError) => void,
     private readonly open: FifoOpener = openFifo,
-  ) {}
+    reportIllegalMove?: IllegalMoveReporter<FifoSourceState>,
+  ) {
+    this.machine = new StateMachine(`named pipe source ${path}`, 'created', FIFO_SOURCE_MOVES, reportIllegalMove);
+  }
+
+  get state(): FifoSourceState {
+    return this.machine.state;
+  }
 
   start(): void {
     this.nextRound();
@@ -126,50 +155,63 @@ export class FifoSource {
   /** Resolves when no round is in progress (at once when none is). */
   idle(): Promise<void> {
     if (this.stream === undefined) return Promise.resolve();
-    return new Promise((resolve) => (this.roundEnded = resolve));
+    return new Promise((resolve) => this.roundEndWaiters.push(resolve));
   }
 
   /**
    * Ends the source once everything written so far has been sent: opens the FIFO for writing and closes it at once,
    * so the reader sees the end of what is buffered, or of the round a writer that is still there holds open.
-   * Resolves when that round's stream has ended (no stream is sent for a round without bytes).
+   * Resolves when that round's stream has ended (no stream is sent for a round without bytes). A source that is not
+   * reading (not started, stopped, or between rounds after a dropped one) resolves at once.
    */
   finish(): Promise<void> {
-    if (this.stopped || this.socket === undefined) return Promise.resolve();
+    if (this.machine.is('finishing')) return new Promise((resolve) => this.finishWaiters.push(resolve));
+    if (!this.machine.is('reading')) return Promise.resolve();
     return new Promise((resolve) => {
-      this.finishing = resolve;
+      this.finishWaiters.push(resolve);
+      this.machine.move('finishing');
       try {
         closeSync(this.open(this.path, fs.O_WRONLY | fs.O_NONBLOCK));
       } catch {
         // Our own reader is gone: nothing more can come.
-        this.stop();
+        this.shutDown();
       }
     });
   }
 
   /** Stops reading; a round in progress is cut off (its stream destroyed). */
   stop(): void {
-    this.stopped = true;
-    clearTimeout(this.dropTimer);
-    this.settleFinish();
+    this.shutDown();
+  }
+
+  /**
+   * The one way a source ends: the reader and an unfinished round's stream are destroyed, every waiter is
+   * released, and `error` is reported unless the source had already stopped.
+   */
+  private shutDown(error?: EndpointError): void {
+    const wasLive = this.machine.move('stopped');
+    clearTimeout(this.graceTimer);
+    settle(this.finishWaiters);
     this.socket?.destroy();
     this.socket = undefined;
     this.stream?.destroy();
     this.endRound();
+    if (wasLive && error !== undefined) this.onError(error);
   }
 
   private nextRound(): void {
-    if (this.stopped) return;
+    if (!this.machine.canMove('reading')) return;
     let fd: number;
     try {
       // Non-blocking, so no thread waits in open(); a reader opened this way sees EOF only after a writer came and went.
       fd = this.open(this.path, fs.O_RDONLY | fs.O_NONBLOCK);
     } catch (error) {
-      this.onError(new EndpointError(`cannot open named pipe ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
+      this.shutDown(new EndpointError(`cannot open named pipe ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
       return;
     }
     const socket = new Socket({ fd, readable: true, writable: false });
     this.socket = socket;
+    this.machine.move('reading');
     socket.on('data', (chunk: Buffer) => {
       const stream = this.roundStream();
       if (stream === undefined) return;
@@ -179,25 +221,18 @@ export class FifoSource {
       }
     });
     socket.on('end', () => {
-      if (this.finishing === undefined || this.stream !== undefined) this.roundStream()?.end();
+      const last = this.machine.is('finishing');
+      // The last round is sent only if it has bytes; any other round is sent even empty.
+      if (!last || this.stream !== undefined) this.roundStream()?.end();
       socket.destroy();
       this.socket = undefined;
       this.endRound();
-      if (this.finishing !== undefined) {
-        this.stopped = true;
-        this.settleFinish();
-        return;
-      }
-      this.nextRound();
+      if (last) this.shutDown();
+      else this.nextRound();
     });
     socket.on('error', (error) => {
-      const wasStopped = this.stopped;
       this.socket = undefined;
-      this.stopped = true;
-      this.settleFinish();
-      this.stream?.destroy();
-      this.endRound();
-      if (!wasStopped) this.onError(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));
+      this.shutDown(new EndpointError(`reading named pipe ${this.path}: ${error.message}`, { cause: error }));
     });
   }
 
@@ -207,14 +242,8 @@ export class FifoSource {
    * new round: from outside, nothing tells it from a new writer.
    */
   private awaitDroppedWriters(): void {
-    if (this.stopped) return;
-    this.dropTimer = setTimeout(() => this.nextRound(), DROPPED_ROUND_GRACE_MS);
-  }
-
-  private settleFinish(): void {
-    const resolve = this.finishing;
-    this.finishing = undefined;
-    resolve?.();
+    if (!this.machine.move('dropped')) return;
+    this.graceTimer = setTimeout(() => this.nextRound(), DROPPED_ROUND_GRACE_MS);
   }
 
   /** The current round's stream, opened at its first byte; undefined when no stream can be opened (reported). */
@@ -225,11 +254,7 @@ export class FifoSource {
       stream = this.openStream(this.roundsDone);
     } catch (error) {
       // No stream for this round (the connection's stream limit, or it is closing): the writer is cut off.
-      this.socket?.destroy();
-      this.socket = undefined;
-      this.stopped = true;
-      this.settleFinish();
-      this.onError(new EndpointError(`named pipe ${this.path}: cannot send a round: ${(error as Error).message}`, { cause: error }));
+      this.shutDown(new EndpointError(`named pipe ${this.path}: cannot send a round: ${(error as Error).message}`, { cause: error }));
       return undefined;
     }
     this.stream = stream;
@@ -243,7 +268,7 @@ export class FifoSource {
         this.socket = undefined;
         this.endRound();
         // A source being finished ends here: no writer will come back to end another round.
-        if (this.finishing !== undefined) this.stop();
+        if (this.machine.is('finishing')) this.shutDown();
         else this.awaitDroppedWriters();
       }
     });
@@ -253,21 +278,35 @@ export class FifoSource {
   private endRound(): void {
     if (this.stream !== undefined) this.roundsDone++;
     this.stream = undefined;
-    const ended = this.roundEnded;
-    this.roundEnded = undefined;
-    ended?.();
+    settle(this.roundEndWaiters);
   }
 }
+
+/**
+ * A sink's life: `idle` has no round in hand; `awaiting-reader` holds the next round until some process opens the
+ * FIFO for reading; `writing` copies that round in. `stopped` is final.
+ *
+ *   idle --> awaiting-reader --> writing --> idle      (awaiting-reader --> idle: the round was dropped or refused)
+ */
+export type FifoSinkState = 'idle' | 'awaiting-reader' | 'writing' | 'stopped';
+
+/** The legal moves of a FifoSink. */
+export const FIFO_SINK_MOVES: TransitionTable<FifoSinkState> = {
+  idle: ['awaiting-reader', 'stopped'],
+  'awaiting-reader': ['writing', 'idle', 'stopped'],
+  writing: ['idle', 'stopped'],
+  stopped: [],
+};
 
 /**
  * Writes streams into a local FIFO, one round per stream, in the order they were given. A round waits until some
  * process has the FIFO open for reading; until then its stream is not read, so the far writer is held back.
  */
 export class FifoSink {
+  private readonly machine: StateMachine<FifoSinkState>;
   private readonly queue: Duplex[] = [];
-  private writing = false;
-  private stopped = false;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** The round in hand (awaiting a reader or being written) and, once a reader came, the FIFO's write end. */
   private current: { stream: Duplex; socket: Socket | undefined } | undefined;
   private idleWaiters: (() => void)[] = [];
 
@@ -275,14 +314,21 @@ export class FifoSink {
     readonly path: string,
     private readonly onError: (error: EndpointError) => void,
     private readonly open: FifoOpener = openFifo,
-  ) {}
+    reportIllegalMove?: IllegalMoveReporter<FifoSinkState>,
+  ) {
+    this.machine = new StateMachine(`named pipe sink ${path}`, 'idle', FIFO_SINK_MOVES, reportIllegalMove);
+  }
+
+  get state(): FifoSinkState {
+    return this.machine.state;
+  }
 
   /**
    * Queues a round. Rounds the far side dropped while they waited are forgotten here: while no reader comes, a peer
    * opening and dropping rounds must not make the queue grow (the live ones are bounded by the stream limit).
    */
   add(stream: Duplex): void {
-    if (this.stopped) {
+    if (this.machine.is('stopped')) {
       stream.destroy();
       return;
     }
@@ -303,36 +349,35 @@ export class FifoSink {
 
   /** Resolves once every queued round has been written (at once when none is). */
   idle(): Promise<void> {
-    if (!this.writing && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    if (this.roundsLeft()) return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return Promise.resolve();
   }
 
   /** Gives up: the round being written and every queued one are dropped. */
   stop(): void {
-    this.stopped = true;
+    this.machine.move('stopped');
     clearTimeout(this.pollTimer);
     this.current?.socket?.destroy();
     this.current?.stream.destroy();
     for (const stream of this.queue.splice(0)) stream.destroy();
     this.current = undefined;
-    this.writing = false;
     this.settleIdle();
   }
 
   private pump(): void {
-    if (this.writing || this.stopped) return;
+    if (!this.machine.is('idle')) return;
     const stream = this.queue.shift();
     if (stream === undefined) {
       this.settleIdle();
       return;
     }
-    this.writing = true;
+    this.machine.move('awaiting-reader');
     this.current = { stream, socket: undefined };
     this.openWhenRead(stream);
   }
 
   private openWhenRead(stream: Duplex): void {
-    if (this.stopped) return;
+    if (!this.machine.is('awaiting-reader')) return;
     // Dropped by the far side before a reader came: there is nothing to write, and its 'close' has passed.
     if (stream.destroyed) {
       this.roundDone();
@@ -354,6 +399,7 @@ export class FifoSink {
     }
     const socket = new Socket({ fd, readable: false, writable: true });
     if (this.current !== undefined) this.current.socket = socket;
+    this.machine.move('writing');
     let done = false;
     const finish = (): void => {
       if (done) return;
@@ -374,14 +420,24 @@ export class FifoSink {
     stream.pipe(socket);
   }
 
+  /** The round in hand is over (written, dropped or refused): the next one may start. A stopped sink stays stopped. */
   private roundDone(): void {
+    if (this.machine.is('stopped')) return;
     this.current = undefined;
-    this.writing = false;
+    this.machine.move('idle');
     this.pump();
   }
 
-  private settleIdle(): void {
-    if (this.writing || this.queue.length > 0) return;
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  private roundsLeft(): boolean {
+    return this.machine.is('awaiting-reader', 'writing') || this.queue.length > 0;
   }
+
+  private settleIdle(): void {
+    if (!this.roundsLeft()) settle(this.idleWaiters);
+  }
+}
+
+/** Calls and forgets every waiter in the list. */
+function settle(waiters: (() => void)[]): void {
+  for (const resolve of waiters.splice(0)) resolve();
 }
