@@ -7,7 +7,8 @@ import { createInterface } from 'node:readline';
 import { FuzzDaemon, type ExitInfo, type PlumbResult } from './daemon.js';
 import { Ledger, type RecentInput } from './ledger.js';
 import { FUZZ_ERROR_MESSAGE } from './mutate.js';
-import { runPostAuth, emptyPostAuthStats, type PostAuthStats } from './post-auth.js';
+import { runPostAuth } from './post-auth.js';
+import { emptyPostAuthStats, type PostAuthStats } from './post-target.js';
 import { runPreAuth, emptyPreAuthStats, type PreAuthStats } from './pre-auth.js';
 import { Prng } from './prng.js';
 
