@@ -2,22 +2,12 @@
 // sends it BYTES in 64 KiB writes, honouring backpressure; it exits once the receiver has counted every byte.
 
 import { spawn } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-
-const CHUNK = Buffer.alloc(64 * 1024);
+import { countingServer, sendBytes } from './peer.js';
 
 function receive(): void {
-  const server = createServer((socket) => {
-    let total = 0;
-    socket.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-    });
-    socket.on('end', () => {
-      process.stdout.write(`received ${total}\n`);
-      server.close();
-    });
-  });
+  const server = countingServer();
   server.listen(0, '127.0.0.1', () => {
     const address = server.address();
     if (address !== null && typeof address !== 'string') process.stdout.write(`port ${address.port}\n`);
@@ -32,20 +22,7 @@ function send(bytes: number): void {
     const port = /port (\d+)/.exec(output);
     if (port !== null && !output.includes('sending')) {
       output += 'sending';
-      const socket = connect({ host: '127.0.0.1', port: Number(port[1]) });
-      let left = bytes;
-      const pump = (): void => {
-        while (left > 0) {
-          const piece = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
-          left -= piece.length;
-          if (!socket.write(piece)) {
-            socket.once('drain', pump);
-            return;
-          }
-        }
-        socket.end();
-      };
-      socket.once('connect', pump);
+      sendBytes(connect({ host: '127.0.0.1', port: Number(port[1]) }), bytes);
     }
   });
   receiver.once('exit', (code) => {

@@ -2,40 +2,16 @@
 // connection and prints `received N`; `unix-peer.js source PATH BYTES` connects to PATH and sends BYTES in 64 KiB
 // writes, honouring backpressure.
 
-import { connect, createServer } from 'node:net';
-
-const CHUNK = Buffer.alloc(64 * 1024);
+import { connect } from 'node:net';
+import { countingServer, sendBytes } from './peer.js';
 
 function sink(path: string): void {
-  const server = createServer((socket) => {
-    let total = 0;
-    socket.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-    });
-    socket.on('end', () => {
-      process.stdout.write(`received ${total}\n`);
-      socket.end();
-      server.close();
-    });
-  });
-  server.listen(path, () => process.stdout.write('listening\n'));
+  countingServer().listen(path, () => process.stdout.write('listening\n'));
 }
 
 function source(path: string, bytes: number): void {
   const socket = connect(path);
-  let left = bytes;
-  const pump = (): void => {
-    while (left > 0) {
-      const piece = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
-      left -= piece.length;
-      if (!socket.write(piece)) {
-        socket.once('drain', pump);
-        return;
-      }
-    }
-    socket.end();
-  };
-  socket.once('connect', pump);
+  sendBytes(socket, bytes);
   socket.on('error', (error) => {
     process.stderr.write(`unix-peer: ${error.message}\n`);
     process.exitCode = 1;
