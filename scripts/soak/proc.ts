@@ -3,7 +3,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { statFields } from '../../test/helpers/daemon.js';
+import { statFields } from '../../test/helpers/processes.js';
 
 export const MIB = 1024 * 1024;
 

@@ -7,7 +7,7 @@ import { closeSync, constants as fs, existsSync, lstatSync, mkdirSync, readdirSy
 import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { atCheckedPath, openChecked, realPathOfFd, type PathCheck } from '../../bridges/checked-open.js';
-import { tempDir, type Scope } from '../helpers/daemon.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const CREATE = fs.O_WRONLY | fs.O_CREAT | fs.O_TRUNC;
 

@@ -10,7 +10,8 @@ import { CLIENT_ROLES, DAEMON_ROLES, EndpointRouter, type StreamOpener } from '.
 import { FifoSink } from '../../bridges/fifo.js';
 import { decodeFields, encodeFields, type Entry } from '../../protocol/fields.js';
 import { Field, StreamPurpose } from '../../protocol/wire.js';
-import { tempDir, waitUntil } from '../helpers/daemon.js';
+import { waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import { collect, halfClosePair, mkfifo, readRound, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;

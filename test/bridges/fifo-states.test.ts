@@ -7,7 +7,8 @@ import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { FIFO_SINK_MOVES, FIFO_SOURCE_MOVES, FifoSink, FifoSource, type FifoSinkState, type FifoSourceState } from '../../bridges/fifo.js';
 import { StateMachine, type TransitionTable } from '../../protocol/state-machine.js';
-import { delay, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
+import { delay, spawnProcess, waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import { collect, halfClosePair, mkfifo, readRound, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;

@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import { madeFile, removeMadeFile } from '../../bridges/checked-open.js';
 import { ensureFifo, FifoSink, FifoSource, openFifo } from '../../bridges/fifo.js';
 import { EndpointError, ErrorCode } from '../../protocol/errors.js';
-import { deterministicBytes, runProcess, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
+import { deterministicBytes } from '../helpers/payloads.js';
+import { runProcess, spawnProcess, waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import { collect, halfClosePair, mkfifo, readRound, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { normaliseLongOptions, type LongOptionSpec } from '../../bridges/long-options.js';
-import { BIN, runProcess, startNetplumb } from '../helpers/daemon.js';
+import { BIN, startNetplumb } from '../helpers/daemon.js';
+import { runProcess } from '../helpers/processes.js';
 
 /** The spelling plumb's main uses: one machine word before the remote command. */
 const PLUMB: LongOptionSpec = {

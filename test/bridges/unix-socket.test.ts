@@ -9,7 +9,9 @@ import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { checkSocketPath, connectStream, MAX_SOCKET_PATH_BYTES, SOCKET_FILE_MODE, SocketListener } from '../../bridges/unix-socket.js';
 import { EndpointError, ErrorCode } from '../../protocol/errors.js';
-import { deterministicBytes, spawnProcess, tempDir, waitUntil } from '../helpers/daemon.js';
+import { deterministicBytes } from '../helpers/payloads.js';
+import { spawnProcess, waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import { collect, halfClosePair, startEchoService } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, SETPRIV, userSpoolDir, type Account } from '../../daemon/accounts.js';
 import { ErrorCode, type NetplumbError } from '../../protocol/errors.js';
-import { tempDir, type Scope } from '../helpers/daemon.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 30_000;
 const IS_ROOT = process.geteuid?.() === 0;

@@ -8,7 +8,9 @@ import { describe, test } from 'node:test';
 import { admissionSettings, buildConfig, DEFAULT_CONFIG, parseConfigFile, parseListenAddress, readConfigFile, SETTING_NAMES } from '../../daemon/config.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_LIMITS, DEFAULT_PORT } from '../../protocol/wire.js';
-import { baseDaemonConfig, BIN, reportedCode, runProcess, spawnProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
+import { baseDaemonConfig, BIN, reportedCode, writeKeyPair } from '../helpers/daemon.js';
+import { runProcess, spawnProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 
 const NO_FLAGS = { stdio: false, foreground: false };
 const NONE: ReadonlyMap<string, string> = new Map();

@@ -15,7 +15,8 @@ import { decodeFields, encodeFields, type Entry } from '../../protocol/fields.js
 import type { Mux, MuxStream } from '../../protocol/mux.js';
 import { NO_ENDPOINTS, type Endpoints } from '../../protocol/session.js';
 import { Field, StreamPurpose } from '../../protocol/wire.js';
-import { tempDir, waitUntil } from '../helpers/daemon.js';
+import { waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import { collect, halfClosePair, mkfifo, readRound, specialFilesIn, startEchoService, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 60_000;

@@ -13,7 +13,8 @@ import { ErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import { formatPublicKeyLine, generateIdentity, parsePrivateKeyPem, type PublicIdentity } from '../../protocol/keys.js';
 import type { Endpoints, ExecRequest, KeyBinding, RecipeRequest } from '../../protocol/session.js';
 import { StartKind } from '../../protocol/wire.js';
-import { spawnProcess, tempDir, type Scope } from '../helpers/daemon.js';
+import { spawnProcess } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 30_000;
 const CONTROLLER = generateIdentity('ed25519', 'controller of the tests').publicIdentity;

@@ -12,7 +12,9 @@ import { readConfigFile } from '../../daemon/config.js';
 import { loadGluepot } from '../../daemon/gluepots.js';
 import { readTrustedFile } from '../../daemon/trusted-file.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { BIN, reportedCode, runProcess, tempDir, writeKeyPair } from '../helpers/daemon.js';
+import { BIN, reportedCode, writeKeyPair } from '../helpers/daemon.js';
+import { runProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 
 function scratch(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'netplumb-trusted-'));

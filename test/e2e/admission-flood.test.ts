@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { onCleanup, startNetplumb, waitUntil, type Netplumb, type Scope } from '../helpers/daemon.js';
+import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { waitUntil } from '../helpers/processes.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 180_000;
 /** Long enough that no deadline ends an attacker's connection during a test: only eviction can. */

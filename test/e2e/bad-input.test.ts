@@ -8,7 +8,8 @@ import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { ErrorCode } from '../../protocol/errors.js';
-import { onCleanup, startNetplumb, type Netplumb, type Scope } from '../helpers/daemon.js';
+import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 const HANDSHAKE_TIMEOUT_MS = 1000;

@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { killMarkedAtCleanup, processesWithMarker, runProcess, startNetplumb, uniqueMarker, waitUntil } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 const RUN_TIMEOUT_MS = 60_000;

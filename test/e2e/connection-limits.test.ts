@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { killGroup, onCleanup, reportedCode, startNetplumb, waitUntil, type Netplumb, type RunningProcess, type Scope } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { killGroup, waitUntil, type RunningProcess } from '../helpers/processes.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 /** A refused connection is closed at accept; far below any handshake timeout used here. */

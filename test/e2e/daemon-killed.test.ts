@@ -3,16 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  deterministicStream,
-  generatorCommand,
-  killMarkedAtCleanup,
-  processesWithMarker,
-  reportedCode,
-  startNetplumb,
-  uniqueMarker,
-  waitUntil,
-} from '../helpers/daemon.js';
+import { reportedCode, startNetplumb } from '../helpers/daemon.js';
+import { deterministicStream, generatorCommand } from '../helpers/payloads.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 /** Failures plumb may report when the daemon vanishes (between packets, or inside one). */

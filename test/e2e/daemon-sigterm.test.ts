@@ -8,7 +8,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { killMarkedAtCleanup, processesWithMarker, reportedCode, startNetplumb, tempDir, uniqueMarker, waitUntil, type Netplumb, type RunningProcess, type Scope } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil, type RunningProcess } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 const SHUTDOWN_GRACE_MS = 1500;

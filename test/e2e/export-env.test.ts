@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { reportedCode, startNetplumb, tempDir, type Netplumb, type ProcessResult } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { type ProcessResult } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { deterministicSha256, GENERATOR_SCRIPT, spawnProcess, waitUntil } from '../helpers/daemon.js';
+import { deterministicSha256, GENERATOR_SCRIPT } from '../helpers/payloads.js';
+import { spawnProcess, waitUntil } from '../helpers/processes.js';
 import { HASH_READER, hashFrom, mkfifo, parseHashLine, startEndpointNetplumb, watchRss, writeSeedInto } from '../helpers/endpoints.js';
 
 const BYTES = 256 * 1024 * 1024;

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { reportedCode, waitUntil } from '../helpers/daemon.js';
+import { reportedCode } from '../helpers/daemon.js';
+import { waitUntil } from '../helpers/processes.js';
 import { specialFilesIn, startEndpointNetplumb, type EndpointNetplumb } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

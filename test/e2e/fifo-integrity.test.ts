@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { deterministicSha256, GENERATOR_SCRIPT } from '../helpers/daemon.js';
+import { deterministicSha256, GENERATOR_SCRIPT } from '../helpers/payloads.js';
 import { HASH_READER, hashFrom, mkfifo, parseHashLine, startEndpointNetplumb, writeSeedInto } from '../helpers/endpoints.js';
 
 const BYTES = 256 * 1024 * 1024;

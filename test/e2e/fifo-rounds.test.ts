@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { delay, deterministicSha256, GENERATOR_SCRIPT, runProcess, spawnProcess, waitUntil } from '../helpers/daemon.js';
+import { deterministicSha256, GENERATOR_SCRIPT } from '../helpers/payloads.js';
+import { delay, runProcess, spawnProcess, waitUntil } from '../helpers/processes.js';
 import { hashFrom, mkfifo, parseHashLine, startEndpointNetplumb, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

@@ -9,16 +9,10 @@ import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  deterministicSha256,
-  reportedCode,
-  startNetplumb,
-  tempDir,
-  type Netplumb,
-  type PlumbCallOptions,
-  type ProcessResult,
-  type Scope,
-} from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, type Netplumb, type PlumbCallOptions } from '../helpers/daemon.js';
+import { deterministicSha256 } from '../helpers/payloads.js';
+import { type ProcessResult } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 import { HASH_CLIENT, parseHashLine, specialFilesIn, spawnPlumbIn, startEchoService, startOnTerminal } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

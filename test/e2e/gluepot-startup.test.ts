@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { BIN, reportedCode, runProcess, startDaemon, tempDir, writeKeyPair, type DaemonProcess, type KeyFiles, type ProcessResult, type Scope } from '../helpers/daemon.js';
+import { BIN, reportedCode, startDaemon, writeKeyPair, type DaemonProcess, type KeyFiles } from '../helpers/daemon.js';
+import { runProcess, type ProcessResult } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 const UNRESTRICTED_WARNING = 'client may run any command: its line names no gluepot';

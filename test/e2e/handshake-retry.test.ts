@@ -7,7 +7,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { SecureConnection } from '../../protocol/connection.js';
 import { ErrorCode, TooManyConnectionsError } from '../../protocol/errors.js';
-import { onCleanup, reportedCode, startNetplumb, writeKeyPair, type Scope } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, writeKeyPair } from '../helpers/daemon.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
 import { generateIdentity } from '../../protocol/keys.js';
 import { addHostKey } from '../../plumb-cli/known-hosts.js';
-import { delay, reportedCode, startNetplumb, writeKeyPair } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, writeKeyPair } from '../helpers/daemon.js';
+import { delay } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 

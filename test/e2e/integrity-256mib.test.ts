@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deterministicSha256, deterministicStream, GENERATOR_SCRIPT, hashStream, startNetplumb } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { deterministicSha256, deterministicStream, GENERATOR_SCRIPT, hashStream } from '../helpers/payloads.js';
 
 const BYTES = 256 * 1024 * 1024;
 const TIMEOUT_MS = 300_000;

@@ -8,16 +8,9 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  BIN,
-  delay,
-  onCleanup,
-  spawnProcess,
-  tempDir,
-  type DaemonProcess,
-  type Scope,
-  rewriteClients,
-} from '../helpers/daemon.js';
+import { BIN, rewriteClients, type DaemonProcess } from '../helpers/daemon.js';
+import { delay, spawnProcess } from '../helpers/processes.js';
+import { onCleanup, tempDir, type Scope } from '../helpers/scope.js';
 import { ensureFixtureAccounts, OTHER, RUNAS } from '../helpers/accounts.js';
 import { startTamperProxy } from '../helpers/tamper-proxy.js';
 import { appendTo, assertMinted, assertRefused, logLines, markerLines, startControllerNetplumb, assertSecretAbsent } from '../helpers/one-time-keys.js';

@@ -9,7 +9,9 @@ import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, statSyn
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { BIN, delay, rewriteClients, spawnProcess, startDaemon, tempDir, type ProcessResult, type Scope } from '../helpers/daemon.js';
+import { BIN, rewriteClients, startDaemon } from '../helpers/daemon.js';
+import { delay, spawnProcess, type ProcessResult } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 import { appendTo, assertMinted, assertSecretAbsent, assertRefused, logLines, markerLines, startControllerNetplumb } from '../helpers/one-time-keys.js';
 
 const TIMEOUT_MS = 60_000;

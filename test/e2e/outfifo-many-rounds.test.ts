@@ -8,7 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { killGroup, startNetplumb, tempDir } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { killGroup } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 
 const ROUNDS = 300;
 

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { delay, killGroup, startNetplumb } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { delay, killGroup } from '../helpers/processes.js';
 
 const RSS_LIMIT_BYTES = 200 * 1024 * 1024;
 

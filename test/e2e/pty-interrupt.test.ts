@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { killMarkedAtCleanup, processesWithMarker, startNetplumb, uniqueMarker, waitUntil } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
 import { startOnTerminal } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { childrenOf, startNetplumb, waitUntil, type Netplumb } from '../helpers/daemon.js';
+import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { childrenOf, waitUntil } from '../helpers/processes.js';
 import { startOnTerminal, type Terminal } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

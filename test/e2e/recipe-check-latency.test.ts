@@ -14,7 +14,8 @@ import { DEFAULT_LIMITS, StartKind } from '../../protocol/wire.js';
 import { connectToDaemon } from '../../plumb-cli/client.js';
 import { runRemoteCommand, type RemoteJob } from '../../plumb-cli/run.js';
 import { checkRecipe } from '../../recipes/check.js';
-import { delay, type Netplumb } from '../helpers/daemon.js';
+import { type Netplumb } from '../helpers/daemon.js';
+import { delay } from '../helpers/processes.js';
 import { collector, startRecipeNetplumb, withinMs } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 180_000;

@@ -16,7 +16,9 @@ import { connectToDaemon } from '../../plumb-cli/client.js';
 import { runRemoteCommand } from '../../plumb-cli/run.js';
 import { checkRecipe, DEFAULT_SPOOL_DIR } from '../../recipes/check.js';
 import { formatPlan } from '../../recipes/plan.js';
-import { BIN, onCleanup, reportedCode, runProcess, tempDir, type Netplumb, type Scope } from '../helpers/daemon.js';
+import { BIN, reportedCode, type Netplumb } from '../helpers/daemon.js';
+import { runProcess } from '../helpers/processes.js';
+import { onCleanup, tempDir, type Scope } from '../helpers/scope.js';
 import { collector, startRecipeNetplumb } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 120_000;

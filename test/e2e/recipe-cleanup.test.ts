@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { RecipeReportJson } from '../../plumb-cli/recipe-report.js';
-import { killMarkedAtCleanup, processesWithMarker, tempDir, uniqueMarker, waitUntil, type Scope } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 import { fifosIn, markedSleep, plumbLines, startRecipeNetplumb } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 120_000;

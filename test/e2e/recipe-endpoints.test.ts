@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { killGroup } from '../helpers/daemon.js';
+import { killGroup } from '../helpers/processes.js';
 import { startRecipeNetplumb } from '../helpers/recipes.js';
 
 test('a recipe reads an -infifo, writes an -outfifo and sees an exported variable', { timeout: 60_000 }, async (t) => {

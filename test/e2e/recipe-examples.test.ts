@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { checkRecipe } from '../../recipes/check.js';
-import { runProcess, type ProcessResult, type Scope } from '../helpers/daemon.js';
+import { runProcess, type ProcessResult } from '../helpers/processes.js';
+import { type Scope } from '../helpers/scope.js';
 import { fifosIn, startRecipeNetplumb } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 120_000;

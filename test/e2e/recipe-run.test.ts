@@ -8,16 +8,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
 import type { RecipeReportJson } from '../../plumb-cli/recipe-report.js';
-import {
-  deterministicSha256,
-  deterministicStream,
-  hashStream,
-  killMarkedAtCleanup,
-  processesWithMarker,
-  runProcess,
-  uniqueMarker,
-  waitUntil,
-} from '../helpers/daemon.js';
+import { deterministicSha256, deterministicStream, hashStream } from '../helpers/payloads.js';
+import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil } from '../helpers/processes.js';
 import { BIG_PAYLOAD_BYTES, commandStderr, fifosIn, plumbLines, startRecipeNetplumb } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 180_000;

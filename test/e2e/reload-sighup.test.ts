@@ -7,20 +7,9 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  BIN,
-  reportedCode,
-  spawnProcess,
-  startDaemon,
-  tempDir,
-  waitUntil,
-  writeKeyPair,
-  type DaemonProcess,
-  type KeyFiles,
-  type ProcessResult,
-  type RunningProcess,
-  type Scope,
-} from '../helpers/daemon.js';
+import { BIN, reportedCode, startDaemon, writeKeyPair, type DaemonProcess, type KeyFiles } from '../helpers/daemon.js';
+import { spawnProcess, waitUntil, type ProcessResult, type RunningProcess } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 const RELOADED = /authorization reloaded/g;

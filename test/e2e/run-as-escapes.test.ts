@@ -19,22 +19,9 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import {
-  delay,
-  onCleanup,
-  reportedCode,
-  rewriteClients,
-  spawnProcess,
-  startNetplumb,
-  tempDir,
-  uniqueMarker,
-  waitUntil,
-  type Netplumb,
-  type PlumbCallOptions,
-  type ProcessResult,
-  type RunningProcess,
-  type Scope,
-} from '../helpers/daemon.js';
+import { reportedCode, rewriteClients, startNetplumb, type Netplumb, type PlumbCallOptions } from '../helpers/daemon.js';
+import { delay, spawnProcess, uniqueMarker, waitUntil, type ProcessResult, type RunningProcess } from '../helpers/processes.js';
+import { onCleanup, tempDir, type Scope } from '../helpers/scope.js';
 import { ensureFixtureAccounts, RUNAS } from '../helpers/accounts.js';
 import { EXIT_RECIPE_REFUSED } from '../../plumb-cli/exit-status.js';
 import { ErrorCode } from '../../protocol/errors.js';

@@ -17,24 +17,9 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import type { RecipeReportJson } from '../../plumb-cli/recipe-report.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  BIN,
-  killMarkedAtCleanup,
-  processesWithMarker,
-  reportedCode,
-  runProcess,
-  startNetplumb,
-  tempDir,
-  uniqueMarker,
-  waitUntil,
-  writeKeyPair,
-  type Netplumb,
-  type PlumbCallOptions,
-  type ProcessResult,
-  type RunningProcess,
-  type Scope,
-  rewriteClients,
-} from '../helpers/daemon.js';
+import { BIN, reportedCode, rewriteClients, startNetplumb, writeKeyPair, type Netplumb, type PlumbCallOptions } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil, type ProcessResult, type RunningProcess } from '../helpers/processes.js';
+import { tempDir, type Scope } from '../helpers/scope.js';
 import { accountExists, ensureFixtureAccounts, FIXTURE_GROUP, NEEDS_ROOT, OTHER, RUNAS } from '../helpers/accounts.js';
 import { mkfifo, spawnPlumbIn, writeInto } from '../helpers/endpoints.js';
 import { plumbLines } from '../helpers/recipes.js';

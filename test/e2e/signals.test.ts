@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { killMarkedAtCleanup, processesWithMarker, reportedCode, startNetplumb, uniqueMarker, waitUntil } from '../helpers/daemon.js';
+import { reportedCode, startNetplumb } from '../helpers/daemon.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 

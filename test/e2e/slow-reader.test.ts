@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deterministicSha256, GENERATOR_SCRIPT, runProcess, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { deterministicSha256, GENERATOR_SCRIPT } from '../helpers/payloads.js';
+import { runProcess } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 

@@ -9,7 +9,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startNetplumb, tempDir } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/scope.js';
 
 const BYTES = 8 * 1024 * 1024;
 

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { deterministicSha256, spawnProcess } from '../helpers/daemon.js';
+import { deterministicSha256 } from '../helpers/payloads.js';
+import { spawnProcess } from '../helpers/processes.js';
 import { ECHO_SERVER, HASH_CLIENT, parseHashLine, startEchoService, startEndpointNetplumb } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 300_000;

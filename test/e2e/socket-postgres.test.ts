@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runProcess } from '../helpers/daemon.js';
+import { runProcess } from '../helpers/processes.js';
 import { startEndpointNetplumb, startPostgres } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 180_000;

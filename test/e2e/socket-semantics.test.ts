@@ -8,7 +8,9 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { onCleanup, reportedCode, spawnProcess, waitUntil, type Scope } from '../helpers/daemon.js';
+import { reportedCode } from '../helpers/daemon.js';
+import { spawnProcess, waitUntil } from '../helpers/processes.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 import { collect, ECHO_SERVER, specialFilesIn, startEchoService, startEndpointNetplumb, type EndpointNetplumb } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;

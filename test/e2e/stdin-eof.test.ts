@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deterministicBytes, startNetplumb } from '../helpers/daemon.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { deterministicBytes } from '../helpers/payloads.js';
 
 const TIMEOUT_MS = 120_000;
 

@@ -9,21 +9,10 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  BIN,
-  DaemonProcess,
-  deterministicSha256,
-  deterministicStream,
-  hashStream,
-  onCleanup,
-  reportedCode,
-  startNetplumb,
-  waitUntil,
-  writeKeyPair,
-  type Netplumb,
-  type Scope,
-  baseDaemonConfig,
-} from '../helpers/daemon.js';
+import { baseDaemonConfig, BIN, DaemonProcess, reportedCode, startNetplumb, writeKeyPair, type Netplumb } from '../helpers/daemon.js';
+import { deterministicSha256, deterministicStream, hashStream } from '../helpers/payloads.js';
+import { waitUntil } from '../helpers/processes.js';
+import { onCleanup, type Scope } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 120_000;
 

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { decodeExit, decodeStartReply, encodeStartRequest, NO_ENDPOINTS } from '../../protocol/session.js';
 import { Field, PacketType, StartKind, StartStatus } from '../../protocol/wire.js';
-import { startNetplumb, waitUntil, type Netplumb } from '../helpers/daemon.js';
+import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { waitUntil } from '../helpers/processes.js';
 import { openRawSession, type RawSession } from '../helpers/raw-session.js';
 
 const TIMEOUT_MS = 300_000;

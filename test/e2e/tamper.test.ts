@@ -5,16 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import {
-  deterministicBytes,
-  deterministicSha256,
-  deterministicStream,
-  generatorCommand,
-  reportedCode,
-  startNetplumb,
-  type Netplumb,
-  type ProcessResult,
-} from '../helpers/daemon.js';
+import { reportedCode, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { deterministicBytes, deterministicSha256, deterministicStream, generatorCommand } from '../helpers/payloads.js';
+import { type ProcessResult } from '../helpers/processes.js';
 import { startTamperProxy, type PacketField, type TamperProxy, type TamperRule } from '../helpers/tamper-proxy.js';
 
 const TIMEOUT_MS = 120_000;

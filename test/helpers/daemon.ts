@@ -1,16 +1,16 @@
-// End-to-end launcher: throwaway keys in a temp dir, a real netplumbd on 127.0.0.1 (random port), and runners
-// for the real plumb binary and other processes. Whatever a helper starts or writes is removed by the scope's
-// after hook: processes (and the process groups the daemon started) are killed, temp dirs deleted.
+// End-to-end launcher: throwaway key files in a temp dir, a real netplumbd on 127.0.0.1 (random port), and runs of
+// the real plumb binary against it. Whatever a helper starts or writes is removed by the scope's after hook (scope.ts):
+// processes (and the process groups the daemon started) are killed, temp dirs deleted.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { writeIdentityFiles } from '../../bridges/key-files.js';
 import { generateIdentity } from '../../protocol/keys.js';
+import { childrenOf, delay, killGroup, spawnProcess, waitUntil, type ProcessResult, type RunningProcess, type RunOptions } from './processes.js';
+import { onCleanup, tempDir, type Scope } from './scope.js';
 
 /** The compiled tree (build/): this file runs as build/test/helpers/daemon.js. */
 const BUILD_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -20,59 +20,9 @@ export const BIN = {
   plumb: join(BUILD_ROOT, 'plumb-cli', 'main.js'),
 } as const;
 
-/** Generous bounds: the machine has two cores shared with other test runs. */
-export const DEFAULT_RUN_TIMEOUT_MS = 60_000;
+/** Generous, as the run timeouts in processes.ts: the machine has two cores shared with other test runs. */
 const DAEMON_START_TIMEOUT_MS = 20_000;
 const DAEMON_STOP_TIMEOUT_MS = 20_000;
-
-/** Anything with an after hook: a TestContext, or `{ after }` from node:test for a whole file. */
-export interface Scope {
-  after(fn: () => unknown): void;
-}
-
-/** Runs cleanup tasks last-registered-first, once, from a single after hook of the scope. */
-class Cleanup {
-  private readonly tasks: (() => unknown)[] = [];
-
-  constructor(scope: Scope) {
-    scope.after(async () => {
-      for (const task of this.tasks.splice(0).reverse()) {
-        try {
-          await task();
-        } catch {
-          // One failed cleanup step must not leave the others undone.
-        }
-      }
-    });
-  }
-
-  add(task: () => unknown): void {
-    this.tasks.push(task);
-  }
-}
-
-const cleanups = new WeakMap<Scope, Cleanup>();
-
-function cleanupOf(scope: Scope): Cleanup {
-  let cleanup = cleanups.get(scope);
-  if (cleanup === undefined) {
-    cleanup = new Cleanup(scope);
-    cleanups.set(scope, cleanup);
-  }
-  return cleanup;
-}
-
-/** Registers a cleanup step on the scope, run (with the others, newest first) after the test. */
-export function onCleanup(scope: Scope, task: () => unknown): void {
-  cleanupOf(scope).add(task);
-}
-
-/** A fresh directory under the system temp dir, removed afterwards. */
-export function tempDir(scope: Scope, prefix = 'netplumb-e2e-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  onCleanup(scope, () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 export interface KeyFiles {
   privateFile: string;
@@ -93,136 +43,6 @@ export function writeKeyPair(dir: string, name: string): KeyFiles {
     publicLine: readFileSync(`${privateFile}.pub`, 'utf8').trim(),
     fingerprint: identity.publicIdentity.fingerprint,
   };
-}
-
-export interface ProcessResult {
-  /** Exit status, or null when the process was killed by a signal. */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-export interface RunOptions {
-  /** Bytes to write then close, a stream to pipe in, or 'open' to leave stdin to the caller. Default: closed at once. */
-  stdin?: Buffer | string | Readable | 'open';
-  /** 'buffer' collects stdout into the result; 'stream' leaves child.stdout to the caller. */
-  stdout?: 'buffer' | 'stream';
-  /** 'text' collects stderr into the result; 'stream' leaves child.stderr (bytes) to the caller. */
-  stderr?: 'text' | 'stream';
-  env?: NodeJS.ProcessEnv;
-  /** Working directory (default: this process's). */
-  cwd?: string;
-  /** The process (its whole group) is killed after this long and the result rejects. */
-  timeoutMs?: number;
-}
-
-export interface RunningProcess {
-  child: ChildProcess;
-  /** Settles once the process has exited and its output streams have closed. */
-  result: Promise<ProcessResult>;
-  /** stdout so far (empty with stdout: 'stream'). */
-  stdoutSoFar(): string;
-  stderrSoFar(): string;
-  /** Resolves once stdout so far matches; rejects after timeoutMs or if the process ends first. */
-  waitForStdout(pattern: RegExp, timeoutMs?: number): Promise<string>;
-  /** Resolves once stderr so far matches; rejects after timeoutMs or if the process ends first. */
-  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<string>;
-}
-
-/** Sends a signal to a whole process group; quiet when it is already gone. */
-export function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: nothing left.
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Starts argv[0] with the rest as arguments in its own process group; the group is killed at cleanup if
- * anything of it is still there. stdin, stdout and stderr are pipes.
- */
-export function spawnProcess(scope: Scope, argv: readonly string[], options: RunOptions = {}): RunningProcess {
-  const [file, ...args] = argv as [string, ...string[]];
-  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
-  const pid = child.pid;
-  onCleanup(scope, () => {
-    if (pid !== undefined) killGroup(pid, 'SIGKILL');
-  });
-  const stdin = child.stdin as NonNullable<ChildProcess['stdin']>;
-  stdin.on('error', () => undefined);
-  const input = options.stdin;
-  if (input === undefined) stdin.end();
-  else if (input === 'open') {
-    // The caller writes and ends it.
-  } else if (typeof input === 'string' || Buffer.isBuffer(input)) stdin.end(input);
-  else if (input instanceof Readable) {
-    input.on('error', () => stdin.destroy());
-    stdin.on('error', () => input.destroy());
-    stdin.on('close', () => {
-      input.unpipe(stdin);
-      input.destroy();
-    });
-    input.pipe(stdin);
-  }
-  const stdoutChunks: Buffer[] = [];
-  if (options.stdout !== 'stream') child.stdout?.on('data', (chunk: Buffer) => stdoutChunks.push(chunk));
-  let stderr = '';
-  if (options.stderr !== 'stream') child.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  const timeoutMs = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
-  const result = new Promise<ProcessResult>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      if (pid !== undefined) killGroup(pid, 'SIGKILL');
-      reject(new Error(`${argv.join(' ')} did not finish within ${timeoutMs} ms; stderr so far: ${stderr}`));
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(stdoutChunks), stderr });
-    });
-  });
-  // A caller that only awaits later must not see an unhandled rejection in between.
-  result.catch(() => undefined);
-  let ended = false;
-  child.once('close', () => (ended = true));
-  const stdoutSoFar = (): string => Buffer.concat(stdoutChunks).toString();
-  const stderrSoFar = (): string => stderr;
-  const waitFor = async (name: string, text: () => string, pattern: RegExp, timeoutMs = 20_000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const seen = text();
-      if (pattern.test(seen)) return seen;
-      if (ended) throw new Error(`${argv[0]} ended before its ${name} matched ${pattern}: ${JSON.stringify(seen)}; stderr: ${stderr}`);
-      if (Date.now() >= deadline) throw new Error(`${name} did not match ${pattern} within ${timeoutMs} ms: ${JSON.stringify(seen)}`);
-      await delay(20);
-    }
-  };
-  return {
-    child,
-    result,
-    stdoutSoFar,
-    stderrSoFar,
-    waitForStdout: (pattern, timeoutMs) => waitFor('stdout', stdoutSoFar, pattern, timeoutMs),
-    waitForStderr: (pattern, timeoutMs) => waitFor('stderr', stderrSoFar, pattern, timeoutMs),
-  };
-}
-
-/** Runs a process to completion; see spawnProcess. */
-export function runProcess(scope: Scope, argv: readonly string[], options: RunOptions = {}): Promise<ProcessResult> {
-  return spawnProcess(scope, argv, options).result;
 }
 
 export interface DaemonOptions {
@@ -433,155 +253,3 @@ export async function rewriteClients(daemon: DaemonProcess, clientsFile: string,
 export function reportedCode(stderr: string): string | undefined {
   return /\((NP_[A-Z_]+)\)\s*$/.exec(stderr)?.[1];
 }
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls until check() is true; rejects with `what` after timeoutMs. */
-export async function waitUntil(what: string, check: () => boolean, timeoutMs = 10_000, stepMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(stepMs);
-  }
-}
-
-/** A word unlikely to appear anywhere else, to find a test's processes by their command line. */
-export function uniqueMarker(name: string): string {
-  return `np-e2e-${name}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
-}
-
-/** Pids of the live processes whose command line contains marker (this test process excluded). */
-export function processesWithMarker(marker: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (cmdline.includes(marker) && !isZombie(Number(entry))) found.push(Number(entry));
-  }
-  return found;
-}
-
-/** Kills (SIGKILL) every process whose command line contains marker, at cleanup. */
-export function killMarkedAtCleanup(scope: Scope, marker: string): void {
-  onCleanup(scope, () => {
-    for (const pid of processesWithMarker(marker)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-  });
-}
-
-/** The fields of /proc/PID/stat after the command name; index 0 is field 3 (state); undefined once it is gone. */
-export function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name is in parentheses and may itself hold spaces or parentheses.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-function isZombie(pid: number): boolean {
-  return statFields(pid)?.[0] === 'Z';
-}
-
-/** Pids of the live children of a process. */
-export function childrenOf(parent: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const fields = statFields(Number(entry));
-    if (fields !== undefined && Number(fields[1]) === parent && fields[0] !== 'Z' && alive(Number(entry))) children.push(Number(entry));
-  }
-  return children;
-}
-
-// Deterministic payloads: an AES-256-CTR keystream keyed by a seed, so both ends can produce or check the same
-// bytes without storing them. The remote side runs the same stream as a `node -e` one-liner.
-
-const CHUNK_BYTES = 64 * 1024;
-
-function keystream(seed: string): { next(bytes: number): Buffer } {
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16));
-  const zeros = Buffer.alloc(CHUNK_BYTES);
-  return { next: (bytes) => cipher.update(bytes === CHUNK_BYTES ? zeros : zeros.subarray(0, bytes)) };
-}
-
-/** A Readable of exactly `bytes` bytes of the seed's stream, honouring backpressure. */
-export function deterministicStream(seed: string, bytes: number): Readable {
-  const source = keystream(seed);
-  let left = bytes;
-  return new Readable({
-    highWaterMark: CHUNK_BYTES,
-    read() {
-      while (left > 0) {
-        const size = Math.min(left, CHUNK_BYTES);
-        left -= size;
-        if (!this.push(source.next(size))) return;
-      }
-      this.push(null);
-    },
-  });
-}
-
-/** The first `bytes` bytes of the seed's stream, in memory (for small payloads). */
-export function deterministicBytes(seed: string, bytes: number): Buffer {
-  const source = keystream(seed);
-  const pieces: Buffer[] = [];
-  for (let left = bytes; left > 0; left -= CHUNK_BYTES) pieces.push(source.next(Math.min(left, CHUNK_BYTES)));
-  return Buffer.concat(pieces, bytes);
-}
-
-/** SHA-256 (hex) of the first `bytes` bytes of the seed's stream. */
-export function deterministicSha256(seed: string, bytes: number): string {
-  const source = keystream(seed);
-  const hash = createHash('sha256');
-  for (let left = bytes; left > 0; left -= CHUNK_BYTES) hash.update(source.next(Math.min(left, CHUNK_BYTES)));
-  return hash.digest('hex');
-}
-
-/**
- * The remote generator: `node -e GENERATOR_SCRIPT SEED [BYTES]` writes the seed's stream (endless without BYTES)
- * and exits quietly when its reader goes away.
- */
-export const GENERATOR_SCRIPT = [
-  "const c=require('crypto');",
-  "const x=c.createCipheriv('aes-256-ctr',c.createHash('sha256').update(process.argv[1]).digest(),Buffer.alloc(16));",
-  `const z=Buffer.alloc(${CHUNK_BYTES});`,
-  'let left=process.argv[2]===undefined?Infinity:Number(process.argv[2]);',
-  "process.stdout.on('error',()=>process.exit(0));",
-  `function go(){while(left>0){const n=Math.min(left,${CHUNK_BYTES});left-=n;`,
-  `if(!process.stdout.write(x.update(n===${CHUNK_BYTES}?z:z.subarray(0,n)))){process.stdout.once('drain',go);return}}}`,
-  'go()',
-].join('');
-
-/** argv of a remote command writing the seed's stream: endless, or `bytes` long. */
-export function generatorCommand(seed: string, bytes?: number): string[] {
-  return [process.execPath, '-e', GENERATOR_SCRIPT, seed, ...(bytes === undefined ? [] : [String(bytes)])];
-}
-
-/** Hashes a stream as it flows; resolves with the byte count and SHA-256 (hex) at its end. */
-export function hashStream(stream: Readable): Promise<{ bytes: number; sha256: string }> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-      hash.update(chunk);
-    });
-    stream.once('error', reject);
-    stream.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
-  });
-}
-

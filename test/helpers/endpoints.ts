@@ -8,19 +8,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { spawn as spawnPty, type IPty } from 'node-pty';
-import {
-  delay,
-  GENERATOR_SCRIPT,
-  onCleanup,
-  runProcess,
-  spawnProcess,
-  startNetplumb,
-  tempDir,
-  type Netplumb,
-  type PlumbCallOptions,
-  type RunningProcess,
-  type Scope,
-} from './daemon.js';
+import { startNetplumb, type Netplumb, type PlumbCallOptions } from './daemon.js';
+import { GENERATOR_SCRIPT } from './payloads.js';
+import { delay, runProcess, spawnProcess, type RunningProcess } from './processes.js';
+import { onCleanup, tempDir, type Scope } from './scope.js';
 
 export function mkfifo(path: string): void {
   execFileSync('mkfifo', ['-m', '600', path]);

@@ -6,7 +6,9 @@ import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ErrorCode } from '../../protocol/errors.js';
-import { BIN, reportedCode, rewriteClients, spawnProcess, startNetplumb, tempDir, writeKeyPair, type DaemonProcess, type KeyFiles, type Netplumb, type NetplumbOptions, type ProcessResult, type RunningProcess, type Scope } from './daemon.js';
+import { BIN, reportedCode, rewriteClients, startNetplumb, writeKeyPair, type DaemonProcess, type KeyFiles, type Netplumb, type NetplumbOptions } from './daemon.js';
+import { spawnProcess, type ProcessResult, type RunningProcess } from './processes.js';
+import { tempDir, type Scope } from './scope.js';
 export interface ControllerNetplumb {
   np: Netplumb;
   /** The daemon's one-time key store (made by the daemon at the first mint). */

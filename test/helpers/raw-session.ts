@@ -8,7 +8,8 @@ import type { FieldList } from '../../protocol/fields.js';
 import { loadPrivateIdentity } from '../../bridges/key-files.js';
 import { Mux, type MuxStream, type SessionHandler } from '../../protocol/mux.js';
 import { DEFAULT_LIMITS, type PacketType } from '../../protocol/wire.js';
-import { onCleanup, type Netplumb, type Scope } from './daemon.js';
+import { type Netplumb } from './daemon.js';
+import { onCleanup, type Scope } from './scope.js';
 
 export interface RawSession {
   connection: SecureConnection;

@@ -12,7 +12,10 @@ import type { StageEnd } from '../../protocol/session.js';
 import { checkRecipe } from '../../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../../recipes/execute.js';
 import type { RecipePlan } from '../../recipes/plan.js';
-import { delay, deterministicStream, hashStream, startNetplumb, tempDir, type Netplumb, type Scope } from './daemon.js';
+import { startNetplumb, type Netplumb } from './daemon.js';
+import { deterministicStream, hashStream } from './payloads.js';
+import { delay } from './processes.js';
+import { tempDir, type Scope } from './scope.js';
 
 /** How long a recipe run may take in a test before it is aborted and the test fails. */
 export const RECIPE_RUN_TIMEOUT_MS = 60_000;

@@ -5,8 +5,8 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { ByteQueue } from '../../protocol/byte-queue.js';
-import type { Scope } from './daemon.js';
-import { onCleanup } from './daemon.js';
+import type { Scope } from './scope.js';
+import { onCleanup } from './scope.js';
 
 /** toDaemon: bytes plumb sends; toClient: bytes the daemon sends. */
 export type Direction = 'toDaemon' | 'toClient';

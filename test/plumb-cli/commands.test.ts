@@ -24,7 +24,9 @@ import {
 } from '../../protocol/errors.js';
 import { DEFAULT_SPOOL_DIR } from '../../recipes/check.js';
 import { formatPlan } from '../../recipes/plan.js';
-import { BIN, rewriteClients, runProcess, startNetplumb, tempDir, type Netplumb } from '../helpers/daemon.js';
+import { BIN, rewriteClients, startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { runProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 60_000;
 const scope = { after };

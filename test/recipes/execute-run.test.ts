@@ -12,15 +12,9 @@ import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
 import type { StageEnd } from '../../protocol/session.js';
 import { prepareRecipe, recipeStatus, STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from '../../recipes/execute.js';
 import { ensureFixtureAccounts, NEEDS_ROOT, RUNAS } from '../helpers/accounts.js';
-import {
-  deterministicSha256,
-  deterministicStream,
-  killMarkedAtCleanup,
-  processesWithMarker,
-  tempDir,
-  uniqueMarker,
-  waitUntil,
-} from '../helpers/daemon.js';
+import { deterministicSha256, deterministicStream } from '../helpers/payloads.js';
+import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import {
   BIG_PAYLOAD_BYTES,
   boundedOutcome,

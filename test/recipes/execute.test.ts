@@ -8,13 +8,9 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import {
-  deterministicBytes,
-  deterministicSha256,
-  deterministicStream,
-  tempDir,
-  waitUntil,
-} from '../helpers/daemon.js';
+import { deterministicBytes, deterministicSha256, deterministicStream } from '../helpers/payloads.js';
+import { waitUntil } from '../helpers/processes.js';
+import { tempDir } from '../helpers/scope.js';
 import {
   BIG_PAYLOAD_BYTES,
   boundedOutcome,
