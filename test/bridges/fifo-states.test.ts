@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { FIFO_SINK_MOVES, FIFO_SOURCE_MOVES, FifoSink, FifoSource, type FifoSinkState, type FifoSourceState } from '../../bridges/fifo.js';
 import { StateMachine, type TransitionTable } from '../../protocol/state-machine.js';
 import { delay, spawnProcess, waitUntil } from '../helpers/processes.js';
@@ -22,6 +22,32 @@ function liveStates<S extends string>(table: TransitionTable<S>, final: S): S[] 
 function recorder(): { refused: string[]; report: (machine: string, from: string, to: string) => void } {
   const refused: string[] = [];
   return { refused, report: (_machine, from, to) => refused.push(`${from}->${to}`) };
+}
+
+/** A new FIFO read by a source whose refused moves are recorded; the far end of each round's stream is kept. */
+function watchedSource(t: TestContext): { path: string; source: FifoSource; fars: Duplex[]; refused: string[] } {
+  const path = join(tempDir(t), 'fifo');
+  mkfifo(path);
+  const { refused, report } = recorder();
+  const fars: Duplex[] = [];
+  const opened = (): Duplex => {
+    const { near, far } = halfClosePair();
+    fars.push(far);
+    return near;
+  };
+  const source = new FifoSource(path, opened, () => undefined, undefined, report);
+  t.after(() => source.stop());
+  return { path, source, fars, refused };
+}
+
+/** A new FIFO written by a sink whose refused moves are recorded. */
+function watchedSink(t: TestContext): { path: string; sink: FifoSink; refused: string[] } {
+  const path = join(tempDir(t), 'fifo');
+  mkfifo(path);
+  const { refused, report } = recorder();
+  const sink = new FifoSink(path, () => undefined, undefined, report);
+  t.after(() => sink.stop());
+  return { path, sink, refused };
 }
 
 test('every live source state can stop, and a stopped source can go nowhere', () => {
@@ -62,50 +88,20 @@ test('a sink machine refuses to write a round before a reader was awaited, and r
 });
 
 test('a source goes from created through reading and finishing to stopped without a refused move', { timeout: TIMEOUT_MS }, async (t) => {
-  const path = join(tempDir(t), 'fifo');
-  mkfifo(path);
-  const { refused, report } = recorder();
-  const rounds: Promise<Buffer>[] = [];
-  const source = new FifoSource(
-    path,
-    (): Duplex => {
-      const { near, far } = halfClosePair();
-      rounds.push(collect(far));
-      return near;
-    },
-    () => undefined,
-    undefined,
-    report,
-  );
-  t.after(() => source.stop());
+  const { path, source, fars, refused } = watchedSource(t);
   assert.equal(source.state, 'created');
   source.start();
   assert.equal(source.state, 'reading');
   assert.equal((await writeInto(t, path, 'a round\n').result).code, 0);
-  await waitUntil('the round', () => rounds.length === 1);
-  assert.equal((await rounds[0])?.toString(), 'a round\n');
+  await waitUntil('the round', () => fars.length === 1);
+  assert.equal((await collect(fars[0] as Duplex)).toString(), 'a round\n');
   await source.finish();
   assert.equal(source.state, 'stopped');
   assert.deepEqual(refused, []);
 });
 
 test('a source whose far side drops a round waits in dropped, then reads the next round', { timeout: TIMEOUT_MS }, async (t) => {
-  const path = join(tempDir(t), 'fifo');
-  mkfifo(path);
-  const { refused, report } = recorder();
-  const fars: Duplex[] = [];
-  const source = new FifoSource(
-    path,
-    (): Duplex => {
-      const { near, far } = halfClosePair();
-      fars.push(far);
-      return near;
-    },
-    () => undefined,
-    undefined,
-    report,
-  );
-  t.after(() => source.stop());
+  const { path, source, fars, refused } = watchedSource(t);
   source.start();
   // A writer still writing when its round is dropped (for at most 10 s): its failed write ends it early.
   const writer = spawnProcess(t, ['sh', '-c', 'exec > "$0"; for i in $(seq 1 200); do printf x || exit 9; sleep 0.05; done', path], { timeoutMs: 30_000 });
@@ -144,11 +140,7 @@ test('a source that cannot open its FIFO stops and reports the failure once', (t
 });
 
 test('a sink awaits a reader, writes the round, then is idle again without a refused move', { timeout: TIMEOUT_MS }, async (t) => {
-  const path = join(tempDir(t), 'fifo');
-  mkfifo(path);
-  const { refused, report } = recorder();
-  const sink = new FifoSink(path, () => undefined, undefined, report);
-  t.after(() => sink.stop());
+  const { path, sink, refused } = watchedSink(t);
   assert.equal(sink.state, 'idle');
   const { near, far } = halfClosePair();
   far.end('one round\n');
@@ -162,10 +154,7 @@ test('a sink awaits a reader, writes the round, then is idle again without a ref
 });
 
 test('a sink stopped while awaiting a reader drops the round and stays stopped', { timeout: TIMEOUT_MS }, async (t) => {
-  const path = join(tempDir(t), 'fifo');
-  mkfifo(path);
-  const { refused, report } = recorder();
-  const sink = new FifoSink(path, () => undefined, undefined, report);
+  const { sink, refused } = watchedSink(t);
   const { near } = halfClosePair();
   sink.add(near);
   assert.equal(sink.state, 'awaiting-reader');
