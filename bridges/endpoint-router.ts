@@ -7,7 +7,8 @@ import type { FieldList } from '../protocol/fields.js';
 import type { Mux } from '../protocol/mux.js';
 import { Field, StreamPurpose } from '../protocol/wire.js';
 import type { PathCheck } from './checked-open.js';
-import { FifoSource, openFifo, type FifoOpener, type FifoSink } from './fifo.js';
+import { FifoSource, openFifo, type FifoOpener, type FifoSink, type FifoSourceState } from './fifo.js';
+import type { IllegalMoveReporter } from '../protocol/state-machine.js';
 import { OWN_IDENTITY, type CommandIdentity } from './identity.js';
 import { SOCKET_DRAIN_MS, SocketListener } from './unix-socket.js';
 import { EndpointError } from '../protocol/errors.js';
@@ -63,13 +64,14 @@ export class EndpointRouter {
   }
 
   /** Starts reading the next FIFO here: every round opens a stream to the peer. */
-  readFifo(path: string, mux: StreamOpener, failed: (error: EndpointError) => void, open: FifoOpener = openFifo): void {
+  readFifo(path: string, mux: StreamOpener, failed: (error: EndpointError) => void, open: FifoOpener = openFifo, reportIllegalMove?: IllegalMoveReporter<FifoSourceState>): void {
     const endpoint = String(this.sources.length);
     const source = new FifoSource(
       path,
       (round) => mux.openStream([[Field.purpose, this.roles.readsFifo], [Field.endpoint, endpoint], [Field.round, String(round)]]),
       failed,
       open,
+      reportIllegalMove,
     );
     this.sources.push(source);
     source.start();

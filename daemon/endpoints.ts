@@ -84,9 +84,10 @@ export class DaemonEndpoints {
       // Every round opens the pipe again, by path: with the command's rights, never through a symlink, only a FIFO,
       // and (with a gluepot) only where the gluepot allows, as the directory really is at that moment.
       const openPipe = (path: string, flags: number): number => identity.asUser(() => openFifo(path, flags, (at, how) => openChecked(at, how, 0, check)));
-      inFifos.forEach((path) => self.router.addSink(new FifoSink(path, failed, openPipe)));
+      const reportIllegalMove = (machine: string, from: string, to: string): void => void log.error('illegal state change refused', { machine, from, to });
+      inFifos.forEach((path) => self.router.addSink(new FifoSink(path, failed, openPipe, reportIllegalMove)));
       connectPaths.forEach((path) => self.router.addConnector((stream) => self.connect(path, stream)));
-      outFifos.forEach((path) => self.router.readFifo(path, mux, failed, openPipe));
+      outFifos.forEach((path) => self.router.readFifo(path, mux, failed, openPipe, reportIllegalMove));
       for (const path of listenSockets) await self.router.listen(path, mux, identity, check);
       return self;
     } catch (error) {
