@@ -11,9 +11,6 @@ import { generateIdentity, type PrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
 import { PROGRAMS } from '../built-programs.js';
 
-export const NETPLUMBD_MAIN = PROGRAMS.netplumbd;
-export const PLUMB_MAIN = PROGRAMS.plumb;
-
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 20_000;
 const PLUMB_TIMEOUT_MS = 60_000;
@@ -165,7 +162,7 @@ export class FuzzDaemon {
     try {
       child = spawn(
         process.execPath,
-        [`--max-old-space-size=${options.heapMb}`, NETPLUMBD_MAIN, `-config=${configFile}`, '-listen=127.0.0.1:0', `-hostkey=${hostKey.file}`, `-clients=${clientsFile}`],
+        [`--max-old-space-size=${options.heapMb}`, PROGRAMS.netplumbd, `-config=${configFile}`, '-listen=127.0.0.1:0', `-hostkey=${hostKey.file}`, `-clients=${clientsFile}`],
         { stdio: ['ignore', 'ignore', logFd] },
       );
     } finally {
@@ -231,7 +228,7 @@ export class FuzzDaemon {
   plumbTrue(): Promise<PlumbResult> {
     const started = Date.now();
     const home = join(this.dir, 'home');
-    const child = spawn(process.execPath, [PLUMB_MAIN, `-identity=${this.open.file}`, '-accept-new', `127.0.0.1:${this.port}`, 'true'], {
+    const child = spawn(process.execPath, [PROGRAMS.plumb, `-identity=${this.open.file}`, '-accept-new', `127.0.0.1:${this.port}`, 'true'], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, NETPLUMB_HOME: home },
     });
