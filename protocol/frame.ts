@@ -3,7 +3,7 @@
 // sequence, and counts a packet only once its authenticate step passed; it never reads packet meaning. Bodies are
 // handed on as the slices they arrived in, uncopied.
 
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { ByteQueue } from './byte-queue.js';
 import { BadCrcError, BadMagicError, BadSequenceError, BadSizeError, UnexpectedPacketError } from './errors.js';
 import {

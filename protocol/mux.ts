@@ -42,6 +42,8 @@ interface PendingWrite {
   done: (error?: Error | null) => void;
 }
 
+const noop = (): void => undefined;
+
 /** Returned by a stream's scheduler turn. */
 const enum Turn {
   /** Sent a packet and has more to send. */
@@ -133,6 +135,20 @@ export class MuxStream extends Duplex {
     this.mux.schedule(this);
   }
 
+  /**
+   * The writes buffered while the previous ones were in flight, queued together: a source writing small chunks
+   * (a pipe read as soon as a few KiB arrive) then fills packets instead of sending one each.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, done: (error?: Error | null) => void): void {
+    if (this.writeHalf.is('closed')) {
+      done(new ConnectionLostError('stream closed'));
+      return;
+    }
+    const last = chunks.length - 1;
+    chunks.forEach(({ chunk }, index) => this.sendQueue.push({ chunk, offset: 0, done: index === last ? done : noop }));
+    this.mux.schedule(this);
+  }
+
   override _final(done: (error?: Error | null) => void): void {
     this.finalCallback = done;
     this.mux.schedule(this);
@@ -155,18 +171,26 @@ export class MuxStream extends Duplex {
 
   /** One scheduler turn: at most one packet. */
   sendTurn(maxPayloadBytes: number): Turn {
-    const head = this.sendQueue[0];
-    if (head !== undefined) {
-      const length = Math.min(head.chunk.length - head.offset, this.sendCredit, maxPayloadBytes);
-      if (length === 0) return Turn.Idle;
-      const piece = head.offset === 0 && length === head.chunk.length ? head.chunk : head.chunk.subarray(head.offset, head.offset + length);
-      this.mux.connection.send(PacketType.StreamData, [this.idBytes, piece]);
-      this.sendCredit -= length;
-      head.offset += length;
-      if (head.offset === head.chunk.length) {
-        this.sendQueue.shift();
-        head.done();
+    if (this.sendQueue.length > 0) {
+      const budget = Math.min(this.sendCredit, maxPayloadBytes);
+      if (budget === 0) return Turn.Idle;
+      // One packet carries as many queued chunks (or parts of them) as the budget allows, uncopied.
+      const pieces: Buffer[] = [this.idBytes];
+      const finished: PendingWrite[] = [];
+      let length = 0;
+      for (const pending of this.sendQueue) {
+        const take = Math.min(pending.chunk.length - pending.offset, budget - length);
+        pieces.push(pending.offset === 0 && take === pending.chunk.length ? pending.chunk : pending.chunk.subarray(pending.offset, pending.offset + take));
+        pending.offset += take;
+        length += take;
+        if (pending.offset === pending.chunk.length) finished.push(pending);
+        if (length === budget) break;
       }
+      // Empty writes finish without a packet: a StreamData of no bytes tells the peer nothing.
+      if (length > 0) this.mux.connection.send(PacketType.StreamData, pieces);
+      this.sendCredit -= length;
+      this.sendQueue.splice(0, finished.length);
+      for (const pending of finished) pending.done();
       return this.sendQueue.length > 0 || this.finalCallback !== undefined ? Turn.More : Turn.Idle;
     }
     if (this.finalCallback !== undefined && this.writeHalf.is('open')) {

@@ -412,6 +412,25 @@ describe('stream multiplexer', () => {
     assert.ok(floodAtMessage < floodBytes / 2, `the message waited for ${floodAtMessage} flood bytes`);
   });
 
+  test('small writes buffered while one is in flight leave together in one packet, in order', async (t) => {
+    const pair = await muxPair(t);
+    const { local, remote } = await clientStream(pair);
+    let dataPackets = 0;
+    const deliver = pair.serverMux.packet.bind(pair.serverMux);
+    pair.serverMux.packet = (type, payload, payloadBytes) => {
+      if (type === PacketType.StreamData) dataPackets++;
+      deliver(type, payload, payloadBytes);
+    };
+    const received = readAll(remote);
+    const data = randomBytes(64 * 1024);
+    // One synchronous burst: each write that finds one in flight waits in the stream's buffer, and those waiting
+    // are queued together (one packet each would make 64).
+    for (let offset = 0; offset < data.length; offset += 1024) local.write(data.subarray(offset, offset + 1024));
+    local.end();
+    assert.deepEqual(await received, data);
+    assert.ok(dataPackets <= 32, `64 writes of 1 KiB took ${dataPackets} packets`);
+  });
+
   test('non-stream packets go to the session handler with their fields', async (t) => {
     const pair = await muxPair(t);
     pair.client.sendFields(PacketType.Signal, [[Field.signal, 'SIGINT']]);
