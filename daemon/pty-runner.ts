@@ -43,6 +43,8 @@ export class PtyRunner implements Runner {
     const { runAs } = identity;
     const asked = commandArgv(this.argv, runAs);
     const { stdin, stdout, stderr } = streams;
+    // What the terminal shows goes out ahead of any bulk on the connection (an -outfifo, a socket).
+    stdout.interactive = true;
     let argv: string[];
     let command: PtyCommand;
     let exited = false;

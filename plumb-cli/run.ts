@@ -157,6 +157,8 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   for (const stream of [stdin, stdout, stderr]) stream.on('error', () => undefined);
   const streams = { stdin: stdin.id, stdout: stdout.id, stderr: stderr.id };
   const { terminal } = options;
+  // Keystrokes go out ahead of any bulk this connection carries (an -infifo, a socket).
+  stdin.interactive = terminal !== undefined;
   const job = options.job.kind === StartKind.Exec && terminal !== undefined ? { ...options.job, pty: { term: terminal.term, ...terminalSize(terminal) } } : options.job;
   const start = encodeFields(encodeStartRequest({ ...job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
   if (start.length + PACKET_ROOM_BYTES > connection.peerLimits.maxPacketBytes) {

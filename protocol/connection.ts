@@ -292,6 +292,8 @@ export class SecureConnection {
   }
 
   private handshakeStep: (frame: Frame) => PeerInfo | undefined = () => undefined;
+  /** When our last handshake packet left (performance.now()): the peer's next one answers it. */
+  private plainSentAt: number | undefined;
 
   private installKeys(keys: SessionKeys, role: 'client' | 'server', peer: PublicIdentity): PeerInfo {
     const [sending, receiving] = role === 'client' ? [keys.clientToServer, keys.serverToClient] : [keys.serverToClient, keys.clientToServer];
@@ -317,6 +319,7 @@ export class SecureConnection {
   private sendPlain(type: PacketType, payload: Buffer): void {
     this.writer.writePlain(type, payload);
     this.liveness.sent();
+    this.plainSentAt = performance.now();
   }
 
   private receive(chunk: Buffer): void {
@@ -346,6 +349,10 @@ export class SecureConnection {
   private handleFrame(frame: Frame): void {
     if (this.state.is('closed')) return;
     if (this.state.is('handshaking')) {
+      // The client's Hello is answered at once; the daemon's Hello is answered after the client's key work, so
+      // its sample is longer than the path, which a minimum can afford.
+      if (this.plainSentAt !== undefined) this.liveness.handshakeRoundTrip(performance.now() - this.plainSentAt);
+      this.plainSentAt = undefined;
       const info = this.handshakeStep(frame);
       if (info !== undefined) this.handshakeCompleted(info);
       return;

@@ -68,7 +68,9 @@ export class Liveness {
 
   /**
    * The smallest round trip seen so far, in ms, once RTT_SAMPLES_NEEDED Pings have been timed; undefined before.
-   * The smallest, because a reply delayed by a busy peer says nothing of the path.
+   * The smallest, because a reply delayed by a busy peer says nothing of the path. The handshake's round trip
+   * counts too (handshakeRoundTrip): Pings are timed while data flows, behind the bulk the peer has queued for us,
+   * so on a short path they measure that queue, and a window grown on them would only lengthen it.
    */
   get rttMs(): number | undefined {
     return this.rttSamples >= RTT_SAMPLES_NEEDED ? this.minRttMs : undefined;
@@ -79,6 +81,11 @@ export class Liveness {
     if (this.pingSentAt !== undefined) return;
     if (this.rttSamples >= RTT_SAMPLES_NEEDED && performance.now() - this.lastPingAt < RTT_RESAMPLE_MS) return;
     this.ping();
+  }
+
+  /** A round trip of the handshake, timed before any stream data could queue ahead of the answer. */
+  handshakeRoundTrip(sampleMs: number): void {
+    this.minRttMs = Math.min(this.minRttMs ?? sampleMs, sampleMs);
   }
 
   /** The peer answered a Ping: times the oldest unanswered one. */

@@ -61,7 +61,7 @@ export const WRITE_HALF_MOVES: TransitionTable<WriteHalfState> = { open: ['eof-s
 const MUX_MOVES: TransitionTable<MuxState> = { open: ['closed'], closed: [] };
 
 /** Round trips (ms) below which a window does not grow; see MuxStream.windowGrowth. */
-export const WINDOW_GROWTH_MIN_RTT_MS = 3;
+export const WINDOW_GROWTH_MIN_RTT_MS = 5;
 
 /** Readable high-water mark of a stream: bytes pushed here are already credited back to the sender. */
 const STREAM_READ_BUFFER_BYTES = 64 * 1024;
@@ -86,6 +86,11 @@ export class MuxStream extends Duplex {
   private consumedSinceCredit = 0;
   private readWanted = false;
   private endPushed = false;
+  /**
+   * Carries keystrokes or a terminal's output: the scheduler sends it before bulk streams. Set by whoever knows
+   * (plumb -t for its input, the daemon for a terminal's output); the peer is not told, each side orders its own sends.
+   */
+  interactive = false;
 
   constructor(
     private readonly mux: Mux,
@@ -308,6 +313,8 @@ export interface MuxOptions {
 export class Mux implements ConnectionHandler {
   private readonly streams = new Map<number, MuxStream>();
   private readonly ready = new Set<MuxStream>();
+  /** The ready streams marked interactive: served before the others. */
+  private readonly readyInteractive = new Set<MuxStream>();
   private nextOwnId: number;
   private highestPeerId = 0;
   private pumping = false;
@@ -351,26 +358,35 @@ export class Mux implements ConnectionHandler {
   /** Lets a stream take part in scheduling; sends at once when the connection can take it. */
   schedule(stream: MuxStream): void {
     if (!stream.wantsTurn) return;
-    this.ready.add(stream);
+    (stream.interactive ? this.readyInteractive : this.ready).add(stream);
     this.pump();
   }
 
-  /** Round robin: one packet per ready stream per round, while the transport takes more. */
+  /**
+   * Round robin: one packet per ready stream per round, while the transport takes more; interactive streams first,
+   * and ahead of the rest of a round once they have something, so a keystroke never waits for a round of bulk.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     this.connection.cork();
     try {
-      while (this.ready.size > 0 && this.connection.writable) {
-        for (const stream of [...this.ready]) {
-          this.ready.delete(stream);
-          if (stream.sendTurn(this.maxPayloadBytes) === Turn.More && stream.wantsTurn) this.ready.add(stream);
-          if (!this.connection.writable) break;
-        }
+      while ((this.ready.size > 0 || this.readyInteractive.size > 0) && this.connection.writable) {
+        this.serveRound(this.readyInteractive);
+        if (this.readyInteractive.size === 0) this.serveRound(this.ready);
       }
     } finally {
       this.connection.uncork();
       this.pumping = false;
+    }
+  }
+
+  /** One packet for each stream of the set, in order; stops early when the transport is full or an interactive stream waits. */
+  private serveRound(ready: Set<MuxStream>): void {
+    for (const stream of [...ready]) {
+      ready.delete(stream);
+      if (stream.sendTurn(this.maxPayloadBytes) === Turn.More && stream.wantsTurn) ready.add(stream);
+      if (!this.connection.writable || (ready !== this.readyInteractive && this.readyInteractive.size > 0)) return;
     }
   }
 
@@ -423,6 +439,7 @@ export class Mux implements ConnectionHandler {
     if (!this.streams.has(stream.id)) return;
     this.streams.delete(stream.id);
     this.ready.delete(stream);
+    this.readyInteractive.delete(stream);
     if (sendClose && this.state.is('open')) {
       try {
         this.connection.sendFields(PacketType.StreamClose, [[Field.stream, String(stream.id)]]);
@@ -437,6 +454,7 @@ export class Mux implements ConnectionHandler {
     if (stream.finished) {
       this.streams.delete(stream.id);
       this.ready.delete(stream);
+      this.readyInteractive.delete(stream);
     }
   }
 

@@ -33,8 +33,11 @@ class StreamCatcher implements SessionHandler {
   closed(_error: NetplumbError | undefined): void {}
 }
 
-/** A TCP relay on 127.0.0.1 that holds each chunk for delayMs in each direction, keeping the order. */
-async function delayingRelay(t: TestContext, targetPort: number, delayMs: number): Promise<number> {
+/**
+ * A TCP relay on 127.0.0.1 that holds each chunk for delayMs in each direction, keeping the order; the first
+ * quickBytes of each direction pass at once (a path quick during the handshake, slow once data queues on it).
+ */
+async function delayingRelay(t: TestContext, targetPort: number, delayMs: number, quickBytes = 0): Promise<number> {
   const sockets: Socket[] = [];
   const relay: Server = createServer((inbound) => {
     const outbound = connect(targetPort, '127.0.0.1');
@@ -43,7 +46,17 @@ async function delayingRelay(t: TestContext, targetPort: number, delayMs: number
       [inbound, outbound],
       [outbound, inbound],
     ] as const) {
-      from.on('data', (chunk: Buffer) => setTimeout(() => to.write(chunk), delayMs));
+      let relayed = 0;
+      let held = Promise.resolve();
+      from.on('data', (chunk: Buffer) => {
+        relayed += chunk.length;
+        const wait = relayed <= quickBytes ? 0 : delayMs;
+        // Chained, so a quick chunk never overtakes a held one.
+        held = held.then(() => new Promise<void>((resolve) => setTimeout(() => {
+          to.write(chunk);
+          resolve();
+        }, wait)));
+      });
       from.on('end', () => setTimeout(() => to.end(), delayMs));
       from.on('error', () => to.destroy());
     }
@@ -58,7 +71,7 @@ async function delayingRelay(t: TestContext, targetPort: number, delayMs: number
 }
 
 /** A client and a daemon connection with muxes, the client reaching the daemon through relayDelayMs (0: direct). */
-async function connectedMuxes(t: TestContext, relayDelayMs: number): Promise<{ server: Promise<SecureConnection>; clientMux: Mux; atServer: StreamCatcher }> {
+async function connectedMuxes(t: TestContext, relayDelayMs: number, quickBytes = 0): Promise<{ server: Promise<SecureConnection>; clientMux: Mux; atServer: StreamCatcher }> {
   const clientKey = throwawayIdentity('ed25519', 'client');
   const hostKey = throwawayIdentity('ed25519', 'host');
   const atServer = new StreamCatcher();
@@ -77,7 +90,7 @@ async function connectedMuxes(t: TestContext, relayDelayMs: number): Promise<{ s
   await once(server, 'listening');
   t.after(() => server.close());
   const daemonPort = (server.address() as { port: number }).port;
-  const port = relayDelayMs > 0 ? await delayingRelay(t, daemonPort, relayDelayMs) : daemonPort;
+  const port = relayDelayMs > 0 ? await delayingRelay(t, daemonPort, relayDelayMs, quickBytes) : daemonPort;
   const socket = connect(port, '127.0.0.1');
   socket.setNoDelay(true);
   t.after(() => socket.destroy());
@@ -119,4 +132,15 @@ test('on plain loopback a bulk stream keeps the initial window', { timeout: 120_
   assert.ok(rtt !== undefined, 'no round trip was timed while data flowed');
   // The rule is about the measured round trip; a machine so loaded that loopback takes longer proves nothing here.
   if (rtt < WINDOW_GROWTH_MIN_RTT_MS) assert.equal(remote.windowBytes, INITIAL_WINDOW_BYTES);
+});
+
+test('a path quick during the handshake keeps the initial window when Pings later wait behind data', { timeout: 120_000 }, async (t) => {
+  // Every chunk after the handshake waits 10 ms, as a Ping queued behind bulk bytes would: the Pings alone would
+  // measure a long path and grow the window, lengthening the very queue they measured.
+  const { server, clientMux, atServer } = await connectedMuxes(t, 10, 8 * 1024);
+  const { remote, sent, received } = await sendBulk(clientMux, atServer);
+  assert.equal(received, sent);
+  const rtt = (await server).rttMs;
+  assert.ok(rtt !== undefined && rtt < WINDOW_GROWTH_MIN_RTT_MS, `the handshake's round trip was not kept: ${rtt} ms`);
+  assert.equal(remote.windowBytes, INITIAL_WINDOW_BYTES);
 });

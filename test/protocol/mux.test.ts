@@ -431,6 +431,29 @@ describe('stream multiplexer', () => {
     assert.ok(dataPackets <= 32, `64 writes of 1 KiB took ${dataPackets} packets`);
   });
 
+  test('an interactive stream is sent ahead of bulk streams that wait with full windows', async (t) => {
+    const pair = await muxPair(t, { serverWindowBytes: 4 * 1024 * 1024 });
+    const bulk = await Promise.all(Array.from({ length: 6 }, () => clientStream(pair, 'bulk')));
+    const keys = await clientStream(pair, 'keys');
+    keys.local.interactive = true;
+    const sentIds: number[] = [];
+    const send = pair.client.send.bind(pair.client);
+    pair.client.send = (type, payload) => {
+      if (type === PacketType.StreamData) sentIds.push((Array.isArray(payload) ? (payload[0] as Buffer) : (payload as Buffer)).readUInt32BE(0));
+      send(type, payload);
+    };
+    for (const { remote } of bulk) remote.resume();
+    const writing = bulk.map(({ local }) => writeAll(local, Buffer.alloc(2 * 1024 * 1024, 0x42), 256 * 1024));
+    await until(() => sentIds.length >= 12, 'the bulk streams to flow');
+    const keyArrived = once(keys.remote, 'data');
+    const sentBefore = sentIds.length;
+    keys.local.write(Buffer.from('k'));
+    await keyArrived;
+    const bulkAhead = sentIds.slice(sentBefore, sentIds.indexOf(keys.local.id, sentBefore)).length;
+    assert.equal(bulkAhead, 0, `${bulkAhead} bulk packets left between the key and its packet`);
+    await Promise.all(writing);
+  });
+
   test('non-stream packets go to the session handler with their fields', async (t) => {
     const pair = await muxPair(t);
     pair.client.sendFields(PacketType.Signal, [[Field.signal, 'SIGINT']]);
