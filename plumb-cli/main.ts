@@ -6,13 +6,12 @@ import { Command, CommanderError } from 'commander';
 import { normaliseLongOptions } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
-import { DEFAULT_SPOOL_DIR } from '../recipes/check.js';
-import { checkCommand, loadRecipe } from './check-command.js';
+import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
 import { failureExitStatus } from './exit-status.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
-import { recipeCommand, recipeJob, type RecipeArguments } from './recipe-command.js';
+import type { RecipeArguments } from './recipe-command.js';
 import { execJob, runCommand } from './run-command.js';
 
 interface PlumbArguments extends RecipeArguments, MintKeyArguments {
@@ -173,11 +172,17 @@ async function main(): Promise<number> {
   }
   const env = exportedEnv(args.exports);
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
-  if (args.check) return checkCommand(args.recipe as string, spoolDir);
-  const recipe = args.recipe === undefined ? undefined : loadRecipe(args.recipe, spoolDir);
-  if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipe === undefined ? execJob(args) : recipeJob(recipe, args.user));
-  if (recipe !== undefined) return recipeCommand(args, recipe, env);
-  return runCommand(args, env);
+  if (args.recipe === undefined) {
+    if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
+    return runCommand(args, env);
+  }
+  // The recipe parser is loaded only for a recipe: a plain command starts without it.
+  const { checkCommand, loadRecipe } = await import('./check-command.js');
+  if (args.check) return checkCommand(args.recipe, spoolDir);
+  const { recipeCommand, recipeJob } = await import('./recipe-command.js');
+  const recipe = loadRecipe(args.recipe, spoolDir);
+  if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
+  return recipeCommand(args, recipe, env);
 }
 
 /**

@@ -9,10 +9,9 @@ import { RecipeSource } from './errors.js';
 import { resolveRecipeLimits, type RecipeLimits } from './limits.js';
 import { decodeRecipe } from './decode.js';
 import { parseSource } from './parse.js';
-import type { RecipeFifo, RecipeLabelPipe, RecipePlan, RecipeStage, StageOutput } from './plan.js';
+import { DEFAULT_SPOOL_DIR, type RecipeFifo, type RecipeLabelPipe, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
 
-/** Where relative file names and fifos live unless the caller says otherwise (netplumbd's default spool). */
-export const DEFAULT_SPOOL_DIR = '/var/lib/tapioca/tmp';
+export { DEFAULT_SPOOL_DIR } from './plan.js';
 
 /** Label names a recipe may not define: `%stdin` is plumb's stdin; stdout and stderr are kept for the same use. */
 export const RESERVED_LABELS: readonly string[] = Object.freeze(['stdin', 'stdout', 'stderr']);

@@ -5,6 +5,13 @@
 
 import { describeInput, describeOutput } from './stage-io.js';
 
+
+/**
+ * Where relative file names and fifos live unless the caller says otherwise (netplumbd's default spool). Here, with
+ * the plan, rather than in check.ts, so that plumb can name it without loading the recipe parser.
+ */
+export const DEFAULT_SPOOL_DIR = '/var/lib/tapioca/tmp';
+
 /** A place in a recipe's text; line and column are 1-based, column counts Unicode code points. */
 export interface RecipeLocation {
   source: string;

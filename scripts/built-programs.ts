@@ -11,7 +11,8 @@ export const REPO_DIR = dirname(BUILD_DIR);
 
 /** Each program's main module, to run with process.execPath. */
 export const PROGRAMS = {
-  plumb: join(BUILD_DIR, 'plumb-cli', 'main.js'),
+  /** plumb as installed: one bundled file, so it starts without resolving and reading some fifty modules. */
+  plumb: join(BUILD_DIR, 'plumb.mjs'),
   netplumbd: join(BUILD_DIR, 'daemon', 'main.js'),
   keygen: join(BUILD_DIR, 'plumb-cli', 'keygen-main.js'),
   tcpPeer: join(BUILD_DIR, 'scripts', 'tcp-peer.js'),

@@ -26,7 +26,7 @@ interface Program {
 }
 
 const PROGRAMS: readonly Program[] = [
-  { name: 'plumb', page: join(root, 'man/plumb.1'), binary: join(here, '../../plumb-cli/main.js') },
+  { name: 'plumb', page: join(root, 'man/plumb.1'), binary: join(here, '../../plumb.mjs') },
   { name: 'netplumbd', page: join(root, 'man/netplumbd.8'), binary: join(here, '../../daemon/main.js') },
   { name: 'netplumb-keygen', page: join(root, 'man/netplumb-keygen.1'), binary: join(here, '../../plumb-cli/keygen-main.js') },
 ];

@@ -17,7 +17,7 @@ const BUILD_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export const BIN = {
   netplumbd: join(BUILD_ROOT, 'daemon', 'main.js'),
-  plumb: join(BUILD_ROOT, 'plumb-cli', 'main.js'),
+  plumb: join(BUILD_ROOT, 'plumb.mjs'),
 } as const;
 
 /** Generous, as the run timeouts in processes.ts: the machine has two cores shared with other test runs. */
