@@ -270,7 +270,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxConnections: 4096,
   maxUnauthenticatedConnections: 64,
   maxStreamsPerConnection: 256,
-  initialWindowBytes: 256 * 1024,
+  initialWindowBytes: 1024 * 1024,
   maxWindowBytes: 16 * 1024 * 1024,
   idleTimeoutMs: 90_000,
   keepaliveIntervalMs: 30_000,
