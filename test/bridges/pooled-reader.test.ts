@@ -1,0 +1,97 @@
+// The pooled pipe reader over real pipes: every byte arrives in order through a sink that holds chunks for a while
+// (so a buffer read into again too early would show as corrupted data), reading stops while the whole ring is out
+// and starts again as buffers come back, EOF ends the sink, and at the end every buffer is back in the ring.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { constants, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { pipeFdPooled, POOLED_READ_BUFFERS } from '../../bridges/pooled-reader.js';
+import { tempDir } from '../helpers/scope.js';
+
+/** A sink that takes each chunk only after `delayMs`, keeping a hash of what it was given when it took it. */
+function slowSink(delayMs: number): { sink: Writable; digest: () => string; maxHeld: () => number } {
+  const hash = createHash('sha256');
+  let held = 0;
+  let maxHeld = 0;
+  const sink = new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _encoding, done) {
+      held++;
+      maxHeld = Math.max(maxHeld, held);
+      // The bytes are read only when the chunk is taken, as a mux stream's cipher reads them.
+      setTimeout(() => {
+        hash.update(chunk);
+        held--;
+        done();
+      }, delayMs);
+    },
+  });
+  return { sink, digest: () => hash.digest('hex'), maxHeld: () => maxHeld };
+}
+
+describe('pooled pipe reader', () => {
+  test('a child writing a named pipe: every byte arrives in order through a slow sink, and all buffers come back', async (t) => {
+    const dir = tempDir(t, 'pooled-reader-');
+    const data = randomBytes(8 * 1024 * 1024 + 123);
+    writeFileSync(join(dir, 'data'), data);
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
+    const child = spawn('sh', ['-c', `cat '${join(dir, 'data')}' > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
+    t.after(() => child.kill());
+    const { sink, digest, maxHeld } = slowSink(1);
+    const reader = pipeFdPooled(fd, sink);
+    await once(sink, 'finish');
+    assert.equal(digest(), createHash('sha256').update(data).digest('hex'));
+    assert.ok(maxHeld() <= POOLED_READ_BUFFERS, `the sink held ${maxHeld()} chunks at once`);
+    // One buffer always waits with the socket for its next read.
+    assert.equal(reader.freeBuffers, POOLED_READ_BUFFERS - 1);
+  });
+
+  test('with every buffer out, reading stops; it starts again when the sink takes them', async (t) => {
+    const dir = tempDir(t, 'pooled-reader-');
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
+    const total = 4 * 1024 * 1024;
+    const child = spawn('sh', ['-c', `head -c ${total} /dev/zero > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
+    t.after(() => child.kill());
+    const waiting: (() => void)[] = [];
+    let received = 0;
+    const sink = new Writable({
+      highWaterMark: 16 * 1024 * 1024,
+      write(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        waiting.push(done);
+      },
+    });
+    const reader = pipeFdPooled(fd, sink);
+    // Nothing is taken: the reader may have at most the ring's worth out, and then it must stop.
+    await until(() => reader.freeBuffers === 0, 'the ring to run out');
+    const stoppedAt = received;
+    await sleep(200);
+    assert.equal(received, stoppedAt, 'the reader went on reading with no buffer free');
+    assert.ok(received <= (POOLED_READ_BUFFERS - 1) * 64 * 1024);
+    // Taking chunks as they come lets the rest through.
+    const release = setInterval(() => waiting.splice(0).forEach((done) => done()), 1);
+    t.after(() => clearInterval(release));
+    await once(sink, 'finish');
+    assert.equal(received, total);
+  });
+
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
