@@ -8,7 +8,7 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { madeFile, openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
 import { openFifo } from '../bridges/fifo.js';
@@ -22,7 +22,7 @@ import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
-import { mkfifoReason, openBothEnds, openPlumbEnds, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
+import { makeDeclaredFifos, openBothEnds, openPlumbEnds, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
 
 export { STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 
@@ -395,15 +395,7 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     pipes.push(...privatePipes, io.stdin, io.stdout, io.stderr);
     const privatePaths = pipes.map((pipe) => pipe.path);
     await execFileAsync('mkfifo', ['-m', '600', ...privatePaths]);
-    for (const fifo of plan.fifos) {
-      try {
-        // In the spool, as whoever runs the commands: the pipe is theirs, made with their rights.
-        await execFileAsync(...identity.command('mkfifo', ['-m', '600', fifo.path]));
-      } catch (error) {
-        throw new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${mkfifoReason(error)}`, { cause: error });
-      }
-      made.push(madeFile(fifo.path));
-    }
+    made.push(...(await makeDeclaredFifos(plan.fifos, plan.spoolDir, identity)));
     pipes.push(...fifoPipes.map(([, pipe]) => pipe));
 
     for (const pipe of privatePipes) openBothEnds(pipe);

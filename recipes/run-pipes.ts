@@ -1,11 +1,19 @@
 // The pipes of a recipe run: one RecipePipe per pipe (the daemon holds each end until the last command that needs it
-// has started), opened without ever blocking the daemon, and the daemon's own ends of plumb's three streams.
+// has started), opened without ever blocking the daemon, the daemon's own ends of plumb's three streams, and the
+// declared named pipes, made in the spool with one mkfifo for all of them.
 
-import { closeSync, constants as fs, openSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { closeSync, constants as fs, linkSync, lstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { madeFile, reasonFor, removeMadeFile, toldAsPath, type MadeFile } from '../bridges/checked-open.js';
 import type { CommandIdentity } from '../bridges/identity.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
+import { RecipeSetupError } from '../protocol/errors.js';
+import type { RecipeFifo } from './plan.js';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * One pipe the run owns. The daemon holds a blocking read end and a blocking write end for the commands until
@@ -113,10 +121,78 @@ export function openPlumbEnds(io: { stdin: RecipePipe; stdout: RecipePipe; stder
   return sockets;
 }
 
-export function mkfifoReason(error: unknown): string {
+/** Why mkfifo failed for `made` (the path it was given), told by `path`: its own line of stderr, else all it said. */
+export function mkfifoReason(error: unknown, made?: string, path?: string): string {
   const stderr = (error as { stderr?: unknown }).stderr;
-  const text = typeof stderr === 'string' ? stderr.trim().replace(/^mkfifo: /, '') : '';
-  return text !== '' ? text : (error as Error).message;
+  const lines = typeof stderr === 'string' ? stderr.trim().split('\n') : [];
+  const own = made === undefined ? undefined : lines.find((line) => line.includes(made));
+  const text = (own ?? lines.join('\n')).replace(/^mkfifo: /, '');
+  if (text === '') return (error as Error).message;
+  return made === undefined || path === undefined ? text : text.split(made).join(path);
+}
+
+/**
+ * Makes the recipe's declared named pipes in the spool directory, mode 0600, as whoever runs the commands (the
+ * pipes are theirs, made with their rights), with one mkfifo for them all: a process forked from the daemon per
+ * pipe cost more than the rest of a run's setup. mkfifo makes them in a new directory of the account's inside the
+ * spool, and each is then linked to its name in declaration order, with the account's rights: link(2) never
+ * replaces a file, so a name that exists refuses that pipe alone, told by its name, the pipes before it made and
+ * those after it not, and what was made is known exactly (nothing else can be in the new directory). The caller
+ * removes the returned pipes when the run is over; on a refusal, those made so far are removed here.
+ */
+export async function makeDeclaredFifos(fifos: readonly RecipeFifo[], spoolDir: string, identity: CommandIdentity): Promise<MadeFile[]> {
+  const [first] = fifos;
+  if (first === undefined) return [];
+  const refusal = (fifo: RecipeFifo, reason: string, cause: unknown): RecipeSetupError =>
+    new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${reason}`, { cause });
+  let staging: string;
+  try {
+    // A name no fifo can have: fifo names start with a letter, a digit or _.
+    staging = identity.asUser(() => mkdtempSync(join(spoolDir, '.netplumbd-fifos-')));
+  } catch (error) {
+    throw refusal(first, reasonFor(toldAsPath(error, spoolDir), spoolDir), error);
+  }
+  const made: MadeFile[] = [];
+  try {
+    const staged = fifos.map((fifo) => join(staging, fifo.name));
+    try {
+      await execFileAsync(...identity.command('mkfifo', ['-m', '600', ...staged]));
+    } catch (error) {
+      // mkfifo goes on after a failure: the first pipe it did not make is the one to tell.
+      const failed = fifos.findIndex((_, index) => !identity.asUser(() => isFifo(staged[index] as string)));
+      const fifo = fifos[Math.max(failed, 0)] as RecipeFifo;
+      throw refusal(fifo, mkfifoReason(error, join(staging, fifo.name), fifo.path), error);
+    }
+    for (const [index, fifo] of fifos.entries()) {
+      const stagedPath = staged[index] as string;
+      try {
+        // Known by the pipe mkfifo made, not by whatever the name may hold by the time it is looked at.
+        const { dev, ino } = madeFile(stagedPath);
+        identity.asUser(() => linkSync(stagedPath, fifo.path));
+        made.push({ path: fifo.path, dev, ino });
+      } catch (error) {
+        throw refusal(fifo, reasonFor(toldAsPath(error, fifo.path), fifo.path), error);
+      }
+    }
+    return made;
+  } catch (error) {
+    removeMadeFifos(made, identity);
+    throw error;
+  } finally {
+    try {
+      identity.asUser(() => rmSync(staging, { recursive: true, force: true }));
+    } catch {
+      // Left behind, it holds nothing anyone uses: the pipes that count were linked out of it.
+    }
+  }
+}
+
+function isFifo(path: string): boolean {
+  try {
+    return lstatSync(path).isFIFO();
+  } catch {
+    return false;
+  }
 }
 
 /** Removes the declared named pipes the run made, with the commands' rights, and only those very files. */
