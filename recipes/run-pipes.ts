@@ -1,9 +1,10 @@
 // The pipes of a recipe run: one RecipePipe per pipe (the daemon holds each end until the last command that needs it
-// has started), opened without ever blocking the daemon, the daemon's own ends of plumb's three streams, and the
-// declared named pipes, made in the spool with one mkfifo for all of them.
+// has started), the daemon's own ends of plumb's three streams, and the declared named pipes, made in the spool with
+// one mkfifo for all of them and opened without ever blocking the daemon. The private pipes come ready-made from
+// the pipe stock (pipe-stock.ts).
 
 import { execFile } from 'node:child_process';
-import { closeSync, constants as fs, linkSync, lstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fs, linkSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,22 +12,24 @@ import { madeFile, reasonFor, removeMadeFile, toldAsPath, type MadeFile } from '
 import type { CommandIdentity } from '../bridges/identity.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
 import { RecipeSetupError } from '../protocol/errors.js';
+import type { StockedPipe } from './pipe-stock.js';
 import type { RecipeFifo } from './plan.js';
 
 const execFileAsync = promisify(execFile);
 
 /**
- * One pipe the run owns. The daemon holds a blocking read end and a blocking write end for the commands until
- * the last command that uses each end has been started; then it closes its copy, so a reader sees EOF exactly
- * when every writing command has ended.
+ * One pipe the run owns. The daemon holds a read end and a write end for the commands until the last command that
+ * uses each end has been started; then it closes its copy, so a reader sees EOF exactly when every writing command
+ * has ended. An end no command will use is undefined, or closed at once (closeUnclaimed).
  */
 export class RecipePipe {
-  readFd: number | undefined;
-  writeFd: number | undefined;
   private readersLeft = 0;
   private writersLeft = 0;
 
-  constructor(readonly path: string) {}
+  constructor(
+    public readFd: number | undefined,
+    public writeFd: number | undefined,
+  ) {}
 
   /** Counts a command that will get one of the ends. */
   expect(end: 'read' | 'write'): void {
@@ -61,15 +64,20 @@ export class RecipePipe {
 }
 
 /**
- * Opens both ends of a FIFO without ever blocking: a non-blocking read end first (so the write open finds a
+ * Opens both ends of a named pipe without ever blocking: a non-blocking read end first (so the write open finds a
  * reader), then the blocking write end, then a blocking read end (which finds the writer). Commands get blocking
  * ends: O_NONBLOCK belongs to the open file, and a command reading a non-blocking stdin would fail with EAGAIN.
  */
-export function openBothEnds(pipe: RecipePipe, open: FifoOpener = openFifo): void {
-  const probe = open(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
+export function openBothEnds(path: string, open: FifoOpener = openFifo): RecipePipe {
+  const probe = open(path, fs.O_RDONLY | fs.O_NONBLOCK);
   try {
-    pipe.writeFd = open(pipe.path, fs.O_WRONLY);
-    pipe.readFd = open(pipe.path, fs.O_RDONLY);
+    const writeFd = open(path, fs.O_WRONLY);
+    try {
+      return new RecipePipe(open(path, fs.O_RDONLY), writeFd);
+    } catch (error) {
+      closeSync(writeFd);
+      throw error;
+    }
   } finally {
     closeSync(probe);
   }
@@ -82,43 +90,30 @@ export interface IoSockets {
   stderrReader: Socket | undefined;
 }
 
+/** Plumb's three pipes: the commands' ends, and the daemon's (IoSockets). */
+export interface PlumbPipes {
+  stdin: RecipePipe;
+  stdout: RecipePipe;
+  stderr: RecipePipe;
+  sockets: IoSockets;
+}
+
 /**
- * Opens plumb's three pipes: the daemon reads stdout and stderr through non-blocking ends and writes stdin (when a
- * stage reads it) through one; the commands get blocking ends.
+ * Splits plumb's pipes between the commands and the daemon: the daemon reads stdout and stderr and writes stdin
+ * (only when a stage reads it: `stdin` is then given) through sockets, which make their ends non-blocking; the
+ * commands get the other ends, which libuv makes blocking in a command's stdin, stdout and stderr.
  */
-export function openPlumbEnds(io: { stdin: RecipePipe; stdout: RecipePipe; stderr: RecipePipe }, readsStdin: boolean): IoSockets {
-  // Until the sockets own them, these descriptors are closed here if a later open fails.
-  const loose: number[] = [];
-  const openLoose = (path: string, flags: number): number => {
-    const fd = openSync(path, flags);
-    loose.push(fd);
-    return fd;
+export function plumbPipes(stdout: StockedPipe, stderr: StockedPipe, stdin: StockedPipe | undefined): PlumbPipes {
+  return {
+    stdin: new RecipePipe(stdin?.readFd, undefined),
+    stdout: new RecipePipe(undefined, stdout.writeFd),
+    stderr: new RecipePipe(undefined, stderr.writeFd),
+    sockets: {
+      stdinWriter: stdin === undefined ? undefined : new Socket({ fd: stdin.writeFd, readable: false, writable: true }),
+      stdoutReader: new Socket({ fd: stdout.readFd, readable: true, writable: false }),
+      stderrReader: new Socket({ fd: stderr.readFd, readable: true, writable: false }),
+    },
   };
-  let stdoutReadFd: number;
-  let stderrReadFd: number;
-  let stdinWriteFd: number | undefined;
-  try {
-    stdoutReadFd = openLoose(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
-    stderrReadFd = openLoose(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
-    if (readsStdin) {
-      const probe = openLoose(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
-      stdinWriteFd = openLoose(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
-      io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
-      closeSync(probe);
-      loose.splice(loose.indexOf(probe), 1);
-    }
-  } catch (error) {
-    for (const fd of loose) closeSync(fd);
-    throw error;
-  }
-  const sockets: IoSockets = {
-    stdinWriter: stdinWriteFd === undefined ? undefined : new Socket({ fd: stdinWriteFd, readable: false, writable: true }),
-    stdoutReader: new Socket({ fd: stdoutReadFd, readable: true, writable: false }),
-    stderrReader: new Socket({ fd: stderrReadFd, readable: true, writable: false }),
-  };
-  return sockets;
 }
 
 /** Why mkfifo failed for `made` (the path it was given), told by `path`: its own line of stderr, else all it said. */
