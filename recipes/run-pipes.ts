@@ -116,14 +116,12 @@ export function plumbPipes(stdout: StockedPipe, stderr: StockedPipe, stdin: Stoc
   };
 }
 
-/** Why mkfifo failed for `made` (the path it was given), told by `path`: its own line of stderr, else all it said. */
-export function mkfifoReason(error: unknown, made?: string, path?: string): string {
+/** Why mkfifo failed to make `staged`, told by `path`: the line of its stderr about it, else all it said. */
+function mkfifoReason(error: unknown, staged: string, path: string): string {
   const stderr = (error as { stderr?: unknown }).stderr;
   const lines = typeof stderr === 'string' ? stderr.trim().split('\n') : [];
-  const own = made === undefined ? undefined : lines.find((line) => line.includes(made));
-  const text = (own ?? lines.join('\n')).replace(/^mkfifo: /, '');
-  if (text === '') return (error as Error).message;
-  return made === undefined || path === undefined ? text : text.split(made).join(path);
+  const text = (lines.find((line) => line.includes(staged)) ?? lines.join('\n')).replace(/^mkfifo: /, '');
+  return text === '' ? (error as Error).message : text.split(staged).join(path);
 }
 
 /**

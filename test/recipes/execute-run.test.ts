@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { OWN_IDENTITY } from '../../bridges/identity.js';
 import { lookupAccount, RunAs } from '../../daemon/accounts.js';
 import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
 import type { StageEnd } from '../../protocol/session.js';
@@ -385,6 +386,20 @@ test('a refused named pipe is told by its own name and line; the spool keeps not
     return true;
   });
   assert.deepEqual(readdirSync(spool), ['second'], 'no pipe made, no staging directory left');
+});
+
+test('when mkfifo fails for one of the declared named pipes, the first it did not make is told, in its own words', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  // mkfifo as it fails on a full disk, for b only: it goes on with the others, as GNU mkfifo does.
+  const failsForB = 'st=0; for p; do case $p in */b) echo "mkfifo: cannot create fifo \'$p\': No space left on device" >&2; st=1;; *) mkfifo -m 600 "$p";; esac; done; exit $st';
+  const identity = { ...OWN_IDENTITY, command: (_program: string, args: readonly string[]): [string, string[]] => ['sh', ['-c', failsForB, 'sh', ...args.slice(2)]] };
+  const plan = planRecipe('fifo a b c\necho a >@a &\ncat <@a\necho b >@b &\ncat <@b\necho c >@c &\ncat <@c\n', spool, 'full.rcp');
+  await assert.rejects(prepareRecipe(plan, { env: recipeEnv(), killGraceMs: 1000, identity }), (error: unknown) => {
+    assert.ok(error instanceof NetplumbError && error.code === ErrorCode.RecipeSetup, String(error));
+    assert.equal(error.message, `cannot make named pipe ${join(spool, 'b')} (full.rcp:1): cannot create fifo '${join(spool, 'b')}': No space left on device`);
+    return true;
+  });
+  assert.deepEqual(readdirSync(spool), [], 'neither the pipes mkfifo made nor its directory are left');
 });
 
 test('every declared named pipe is made, mode 0600, and removed at the end; nothing else is left in the spool', { timeout: TIMEOUT_MS }, async (t) => {
