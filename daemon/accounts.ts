@@ -1,7 +1,10 @@
-// The accounts commands run as. A session's Account comes from the system's user database (getent, so NSS
-// sources such as LDAP count) with its supplementary groups; RunAs wraps every command in setpriv so the child
-// gets exactly that identity (libuv's uid/gid spawn options would drop the supplementary groups), and opens files
-// (and looks programs up) on the user's behalf with the user's rights, so the daemon never lends a client its own.
+// The accounts commands run as. A session's Account comes from /etc/passwd and /etc/group, read by the daemon itself
+// and kept parsed until they change (daemon/account-files.ts): no helper is forked from the daemon for a session.
+// A name those files do not give is asked of the system's user database through getent and id, so other NSS
+// sources such as LDAP still count; those are the only helpers left, for such accounts only. The supplementary
+// groups are those initgroups(3) would set. RunAs wraps every command in setpriv so the child gets exactly that
+// identity (libuv's uid/gid spawn options would drop the supplementary groups), and opens files (and looks
+// programs up) on the user's behalf with the user's rights, so the daemon never lends a client its own.
 
 import { execFile, execFileSync } from 'node:child_process';
 import { lchownSync, lstatSync, mkdirSync, statSync } from 'node:fs';
@@ -10,6 +13,7 @@ import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
 import { NetplumbError, NotPermittedError, SpawnFailedError } from '../protocol/errors.js';
 import { processMayExecute, type CommandIdentity } from '../bridges/identity.js';
+import { AccountFiles } from './account-files.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -44,8 +48,12 @@ export function daemonAccount(): Account {
   };
 }
 
+/** The host's own account files, parsed once and again only when they change. */
+const systemFiles = new AccountFiles();
+
 /** Whether the system's user database knows the account (a synchronous lookup, for start-up checks). */
-export function accountKnown(name: string): boolean {
+export function accountKnown(name: string, files: AccountFiles = systemFiles): boolean {
+  if (files.has(name)) return true;
   try {
     execFileSync(GETENT, ['passwd', name], { stdio: 'ignore' });
     return true;
@@ -54,8 +62,19 @@ export function accountKnown(name: string): boolean {
   }
 }
 
-/** Looks an account up by name; an unknown name is a RequestError(NP_NOT_PERMITTED) naming it. */
-export async function lookupAccount(name: string): Promise<Account> {
+/**
+ * Looks an account up by name: in the account files, else in the system's user database (getent and id, for
+ * accounts of other NSS sources). An unknown name is a RequestError(NP_NOT_PERMITTED) naming it.
+ */
+export async function lookupAccount(name: string, files: AccountFiles = systemFiles): Promise<Account> {
+  const found = files.find(name);
+  if (found === undefined) return await lookupInUserDatabase(name);
+  const { uid, gid, groups, home, shell } = found;
+  return { name, uid, gid, groups, home, shell: shell === '' ? '/bin/sh' : shell };
+}
+
+/** An account the files do not give, from every source NSS knows. */
+async function lookupInUserDatabase(name: string): Promise<Account> {
   let entry: string;
   let groups: string;
   try {

@@ -32,6 +32,7 @@ import { loadPrivateIdentity } from '../bridges/key-files.js';
 import type { PrivateIdentity, PublicIdentity } from '../protocol/keys.js';
 import { Mux } from '../protocol/mux.js';
 import { StartKind } from '../protocol/wire.js';
+import { pipeStock } from '../recipes/pipe-stock.js';
 
 /** Who may connect, and what each may run. Replaced whole on reload. */
 interface Authorization {
@@ -80,6 +81,8 @@ export class Daemon {
     this.oneTimeKeys.purgeExpired();
     this.authorization = this.loadAuthorization(false);
     log.info('host key loaded', { fingerprint: this.hostKey.publicIdentity.fingerprint, runAs: this.runAs });
+    // The first sessions find their pipes ready instead of waiting for the stock's first batch.
+    pipeStock.warm();
   }
 
   /**

@@ -6,27 +6,23 @@
 //   prepareRecipe ──> Prepared ──start()──> Running ──every stage ended, outputs read──> Finished
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { madeFile, openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync } from 'node:fs';
+import { openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
 import { openFifo } from '../bridges/fifo.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
 import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
-import { mkfifoReason, openBothEnds, openPlumbEnds, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
+import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
+import { makeDeclaredFifos, openBothEnds, plumbPipes, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
 
 export { STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
-
-const execFileAsync = promisify(execFile);
 
 /** Mode of files a recipe creates with > and >> (before the umask). */
 const OUTPUT_FILE_MODE = 0o644;
@@ -367,8 +363,8 @@ export function recipeStatus(stages: readonly StageEnd[], aborted = false): Exit
 
 /**
  * Readies every pipe of a checked plan: creates the spool directory if missing, the declared named pipes there
- * (an existing file of that name is refused, never reused), and private FIFOs for label pipes, `|` pipes and
- * plumb's streams, and opens all of them. Nothing runs yet. On failure everything made so far is removed.
+ * (an existing file of that name is refused, never reused), takes the label pipes, `|` pipes and plumb's streams
+ * from the pipe stock, and opens the named pipes. Nothing runs yet. On failure everything made so far is removed.
  */
 export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions): Promise<RecipeRun> {
   try {
@@ -376,54 +372,44 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   } catch (error) {
     throw new RecipeSetupError(`cannot make the spool directory ${plan.spoolDir}: ${(error as Error).message}`, { cause: error });
   }
-  const privateDir = mkdtempSync(join(tmpdir(), 'netplumbd-recipe-'));
+  const identity = options.identity ?? OWN_IDENTITY;
   const pipes: RecipePipe[] = [];
   const made: MadeFile[] = [];
-  const identity = options.identity ?? OWN_IDENTITY;
+  // Taken from the stock and not yet a RecipePipe's or a socket's: closed here if the setup fails.
+  let loose: StockedPipe[] = [];
   try {
-    const labelPipes = plan.labels.map((label) => [`label:${label.label}`, new RecipePipe(join(privateDir, `label-0-${label.readerStage}`))] as const);
-    const stagePipes = plan.stages
-      .filter((stage) => stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe')
-      .map((stage) => [`stage:${stage.index}`, new RecipePipe(join(privateDir, `pipe-${stage.index}`))] as const);
-    const fifoPipes = plan.fifos.map((fifo) => [`fifo:${fifo.name}`, new RecipePipe(fifo.path)] as const);
-    const io = {
-      stdin: new RecipePipe(join(privateDir, 'stdin')),
-      stdout: new RecipePipe(join(privateDir, 'stdout')),
-      stderr: new RecipePipe(join(privateDir, 'stderr')),
+    made.push(...(await makeDeclaredFifos(plan.fifos, plan.spoolDir, identity)));
+    const pipedStages = plan.stages.filter((stage) => stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe');
+    loose = await pipeStock.take(plan.labels.length + pipedStages.length + (plan.readsPlumbStdin ? 3 : 2));
+    const fromStock = (): RecipePipe => {
+      const { readFd, writeFd } = loose.shift() as StockedPipe;
+      const pipe = new RecipePipe(readFd, writeFd);
+      pipes.push(pipe);
+      return pipe;
     };
-    const privatePipes = [...labelPipes, ...stagePipes].map(([, pipe]) => pipe);
-    pipes.push(...privatePipes, io.stdin, io.stdout, io.stderr);
-    const privatePaths = pipes.map((pipe) => pipe.path);
-    await execFileAsync('mkfifo', ['-m', '600', ...privatePaths]);
-    for (const fifo of plan.fifos) {
-      try {
-        // In the spool, as whoever runs the commands: the pipe is theirs, made with their rights.
-        await execFileAsync(...identity.command('mkfifo', ['-m', '600', fifo.path]));
-      } catch (error) {
-        throw new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${mkfifoReason(error)}`, { cause: error });
-      }
-      made.push(madeFile(fifo.path));
-    }
-    pipes.push(...fifoPipes.map(([, pipe]) => pipe));
-
-    for (const pipe of privatePipes) openBothEnds(pipe);
+    const labelPipes = plan.labels.map((label) => [`label:${label.label}`, fromStock()] as const);
+    const stagePipes = pipedStages.map((stage) => [`stage:${stage.index}`, fromStock()] as const);
     // The declared named pipes are in the spool, where the account's other sessions may be at work: opened with its
     // rights, never through a symlink, and only as the FIFOs just made.
-    for (const [, pipe] of fifoPipes) openBothEnds(pipe, (path, flags) => identity.asUser(() => openFifo(path, flags)));
-    const sockets = openPlumbEnds(io, plan.readsPlumbStdin);
+    const fifoPipes = plan.fifos.map((fifo) => {
+      const pipe = openBothEnds(fifo.path, (path, flags) => identity.asUser(() => openFifo(path, flags)));
+      pipes.push(pipe);
+      return [`fifo:${fifo.name}`, pipe] as const;
+    });
+    const [stdout, stderr, stdin] = loose.splice(0) as [StockedPipe, StockedPipe, StockedPipe | undefined];
+    const io = plumbPipes(stdout, stderr, stdin);
+    pipes.push(io.stdin, io.stdout, io.stderr);
     const byKey = new Map<PipeKey, RecipePipe>([...labelPipes, ...stagePipes, ...fifoPipes, ['plumb:stdin', io.stdin], ['plumb:stdout', io.stdout], ['plumb:stderr', io.stderr]]);
-    const run = new RecipeRun(plan, options, byKey, sockets, made);
+    const run = new RecipeRun(plan, options, byKey, io.sockets, made);
     for (const stage of plan.stages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
     for (const pipe of pipes) pipe.closeUnclaimed();
     return run;
   } catch (error) {
+    for (const pipe of loose) closePipe(pipe);
     for (const pipe of pipes) pipe.close();
     removeMadeFifos(made, identity);
     if (error instanceof NetplumbError) throw error;
     throw new RecipeSetupError(`cannot ready the recipe's pipes: ${(error as Error).message}`, { cause: error });
-  } finally {
-    // The private FIFOs are open where they are needed; their names are not.
-    rmSync(privateDir, { recursive: true, force: true });
   }
 }
 

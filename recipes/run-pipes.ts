@@ -1,24 +1,35 @@
 // The pipes of a recipe run: one RecipePipe per pipe (the daemon holds each end until the last command that needs it
-// has started), opened without ever blocking the daemon, and the daemon's own ends of plumb's three streams.
+// has started), the daemon's own ends of plumb's three streams, and the declared named pipes, made in the spool with
+// one mkfifo for all of them and opened without ever blocking the daemon. The private pipes come ready-made from
+// the pipe stock (pipe-stock.ts).
 
-import { closeSync, constants as fs, openSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { closeSync, constants as fs, linkSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { removeMadeFile, type MadeFile } from '../bridges/checked-open.js';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { madeFile, reasonFor, removeMadeFile, toldAsPath, type MadeFile } from '../bridges/checked-open.js';
 import type { CommandIdentity } from '../bridges/identity.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
+import { RecipeSetupError } from '../protocol/errors.js';
+import type { StockedPipe } from './pipe-stock.js';
+import type { RecipeFifo } from './plan.js';
+
+const execFileAsync = promisify(execFile);
 
 /**
- * One pipe the run owns. The daemon holds a blocking read end and a blocking write end for the commands until
- * the last command that uses each end has been started; then it closes its copy, so a reader sees EOF exactly
- * when every writing command has ended.
+ * One pipe the run owns. The daemon holds a read end and a write end for the commands until the last command that
+ * uses each end has been started; then it closes its copy, so a reader sees EOF exactly when every writing command
+ * has ended. An end no command will use is undefined, or closed at once (closeUnclaimed).
  */
 export class RecipePipe {
-  readFd: number | undefined;
-  writeFd: number | undefined;
   private readersLeft = 0;
   private writersLeft = 0;
 
-  constructor(readonly path: string) {}
+  constructor(
+    public readFd: number | undefined,
+    public writeFd: number | undefined,
+  ) {}
 
   /** Counts a command that will get one of the ends. */
   expect(end: 'read' | 'write'): void {
@@ -53,15 +64,20 @@ export class RecipePipe {
 }
 
 /**
- * Opens both ends of a FIFO without ever blocking: a non-blocking read end first (so the write open finds a
+ * Opens both ends of a named pipe without ever blocking: a non-blocking read end first (so the write open finds a
  * reader), then the blocking write end, then a blocking read end (which finds the writer). Commands get blocking
  * ends: O_NONBLOCK belongs to the open file, and a command reading a non-blocking stdin would fail with EAGAIN.
  */
-export function openBothEnds(pipe: RecipePipe, open: FifoOpener = openFifo): void {
-  const probe = open(pipe.path, fs.O_RDONLY | fs.O_NONBLOCK);
+export function openBothEnds(path: string, open: FifoOpener = openFifo): RecipePipe {
+  const probe = open(path, fs.O_RDONLY | fs.O_NONBLOCK);
   try {
-    pipe.writeFd = open(pipe.path, fs.O_WRONLY);
-    pipe.readFd = open(pipe.path, fs.O_RDONLY);
+    const writeFd = open(path, fs.O_WRONLY);
+    try {
+      return new RecipePipe(open(path, fs.O_RDONLY), writeFd);
+    } catch (error) {
+      closeSync(writeFd);
+      throw error;
+    }
   } finally {
     closeSync(probe);
   }
@@ -74,49 +90,102 @@ export interface IoSockets {
   stderrReader: Socket | undefined;
 }
 
-/**
- * Opens plumb's three pipes: the daemon reads stdout and stderr through non-blocking ends and writes stdin (when a
- * stage reads it) through one; the commands get blocking ends.
- */
-export function openPlumbEnds(io: { stdin: RecipePipe; stdout: RecipePipe; stderr: RecipePipe }, readsStdin: boolean): IoSockets {
-  // Until the sockets own them, these descriptors are closed here if a later open fails.
-  const loose: number[] = [];
-  const openLoose = (path: string, flags: number): number => {
-    const fd = openSync(path, flags);
-    loose.push(fd);
-    return fd;
-  };
-  let stdoutReadFd: number;
-  let stderrReadFd: number;
-  let stdinWriteFd: number | undefined;
-  try {
-    stdoutReadFd = openLoose(io.stdout.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stdout.writeFd = openSync(io.stdout.path, fs.O_WRONLY);
-    stderrReadFd = openLoose(io.stderr.path, fs.O_RDONLY | fs.O_NONBLOCK);
-    io.stderr.writeFd = openSync(io.stderr.path, fs.O_WRONLY);
-    if (readsStdin) {
-      const probe = openLoose(io.stdin.path, fs.O_RDONLY | fs.O_NONBLOCK);
-      stdinWriteFd = openLoose(io.stdin.path, fs.O_WRONLY | fs.O_NONBLOCK);
-      io.stdin.readFd = openSync(io.stdin.path, fs.O_RDONLY);
-      closeSync(probe);
-      loose.splice(loose.indexOf(probe), 1);
-    }
-  } catch (error) {
-    for (const fd of loose) closeSync(fd);
-    throw error;
-  }
-  const sockets: IoSockets = {
-    stdinWriter: stdinWriteFd === undefined ? undefined : new Socket({ fd: stdinWriteFd, readable: false, writable: true }),
-    stdoutReader: new Socket({ fd: stdoutReadFd, readable: true, writable: false }),
-    stderrReader: new Socket({ fd: stderrReadFd, readable: true, writable: false }),
-  };
-  return sockets;
+/** Plumb's three pipes: the commands' ends, and the daemon's (IoSockets). */
+export interface PlumbPipes {
+  stdin: RecipePipe;
+  stdout: RecipePipe;
+  stderr: RecipePipe;
+  sockets: IoSockets;
 }
 
-export function mkfifoReason(error: unknown): string {
+/**
+ * Splits plumb's pipes between the commands and the daemon: the daemon reads stdout and stderr and writes stdin
+ * (only when a stage reads it: `stdin` is then given) through sockets, which make their ends non-blocking; the
+ * commands get the other ends, which libuv makes blocking in a command's stdin, stdout and stderr.
+ */
+export function plumbPipes(stdout: StockedPipe, stderr: StockedPipe, stdin: StockedPipe | undefined): PlumbPipes {
+  return {
+    stdin: new RecipePipe(stdin?.readFd, undefined),
+    stdout: new RecipePipe(undefined, stdout.writeFd),
+    stderr: new RecipePipe(undefined, stderr.writeFd),
+    sockets: {
+      stdinWriter: stdin === undefined ? undefined : new Socket({ fd: stdin.writeFd, readable: false, writable: true }),
+      stdoutReader: new Socket({ fd: stdout.readFd, readable: true, writable: false }),
+      stderrReader: new Socket({ fd: stderr.readFd, readable: true, writable: false }),
+    },
+  };
+}
+
+/** Why mkfifo failed to make `staged`, told by `path`: the line of its stderr about it, else all it said. */
+function mkfifoReason(error: unknown, staged: string, path: string): string {
   const stderr = (error as { stderr?: unknown }).stderr;
-  const text = typeof stderr === 'string' ? stderr.trim().replace(/^mkfifo: /, '') : '';
-  return text !== '' ? text : (error as Error).message;
+  const lines = typeof stderr === 'string' ? stderr.trim().split('\n') : [];
+  const text = (lines.find((line) => line.includes(staged)) ?? lines.join('\n')).replace(/^mkfifo: /, '');
+  return text === '' ? (error as Error).message : text.split(staged).join(path);
+}
+
+/**
+ * Makes the recipe's declared named pipes in the spool directory, mode 0600, as whoever runs the commands (the
+ * pipes are theirs, made with their rights), with one mkfifo for them all: a process forked from the daemon per
+ * pipe cost more than the rest of a run's setup. mkfifo makes them in a new directory of the account's inside the
+ * spool, and each is then linked to its name in declaration order, with the account's rights: link(2) never
+ * replaces a file, so a name that exists refuses that pipe alone, told by its name, the pipes before it made and
+ * those after it not, and what was made is known exactly (nothing else can be in the new directory). The caller
+ * removes the returned pipes when the run is over; on a refusal, those made so far are removed here.
+ */
+export async function makeDeclaredFifos(fifos: readonly RecipeFifo[], spoolDir: string, identity: CommandIdentity): Promise<MadeFile[]> {
+  const [first] = fifos;
+  if (first === undefined) return [];
+  const refusal = (fifo: RecipeFifo, reason: string, cause: unknown): RecipeSetupError =>
+    new RecipeSetupError(`cannot make named pipe ${fifo.path} (${fifo.location.source}:${fifo.location.line}): ${reason}`, { cause });
+  let staging: string;
+  try {
+    // A name no fifo can have: fifo names start with a letter, a digit or _.
+    staging = identity.asUser(() => mkdtempSync(join(spoolDir, '.netplumbd-fifos-')));
+  } catch (error) {
+    throw refusal(first, reasonFor(toldAsPath(error, spoolDir), spoolDir), error);
+  }
+  const made: MadeFile[] = [];
+  try {
+    const staged = fifos.map((fifo) => join(staging, fifo.name));
+    try {
+      await execFileAsync(...identity.command('mkfifo', ['-m', '600', ...staged]));
+    } catch (error) {
+      // mkfifo goes on after a failure: the first pipe it did not make is the one to tell.
+      const failed = fifos.findIndex((_, index) => !identity.asUser(() => isFifo(staged[index] as string)));
+      const fifo = fifos[Math.max(failed, 0)] as RecipeFifo;
+      throw refusal(fifo, mkfifoReason(error, join(staging, fifo.name), fifo.path), error);
+    }
+    for (const [index, fifo] of fifos.entries()) {
+      const stagedPath = staged[index] as string;
+      try {
+        // Known by the pipe mkfifo made, not by whatever the name may hold by the time it is looked at.
+        const { dev, ino } = madeFile(stagedPath);
+        identity.asUser(() => linkSync(stagedPath, fifo.path));
+        made.push({ path: fifo.path, dev, ino });
+      } catch (error) {
+        throw refusal(fifo, reasonFor(toldAsPath(error, fifo.path), fifo.path), error);
+      }
+    }
+    return made;
+  } catch (error) {
+    removeMadeFifos(made, identity);
+    throw error;
+  } finally {
+    try {
+      identity.asUser(() => rmSync(staging, { recursive: true, force: true }));
+    } catch {
+      // Left behind, it holds nothing anyone uses: the pipes that count were linked out of it.
+    }
+  }
+}
+
+function isFifo(path: string): boolean {
+  try {
+    return lstatSync(path).isFIFO();
+  } catch {
+    return false;
+  }
 }
 
 /** Removes the declared named pipes the run made, with the commands' rights, and only those very files. */

@@ -1,14 +1,18 @@
-// Tests for daemon/accounts.ts against the real user database and kernel: which account a session gets, looking
-// accounts up, RunAs really switching (files made with the account's ids, the daemon's own ids back afterwards,
+// Tests for daemon/accounts.ts and daemon/account-files.ts against fixture account files and the real user database
+// and kernel: which account a session gets, parsing passwd and group text as the files' own parser does, the parse
+// kept until a file changes, looking accounts up in the files (the same answer as getent and id) or, for a name the
+// files do not give, in the user database, RunAs really switching (files made with the account's ids, the daemon's own ids back afterwards,
 // commands run through setpriv with the account's uid and groups), and the per-account spool directory refusing
 // anything it did not make itself. Cases that need to switch ids are skipped unless the tests run as root.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { chooseAccountName, daemonAccount, lookupAccount, RunAs, SETPRIV, userSpoolDir, type Account } from '../../daemon/accounts.js';
+import { AccountFiles, ParsedFile, parseGroup, parsePasswd, supplementaryGroups } from '../../daemon/account-files.js';
+import { accountKnown, chooseAccountName, daemonAccount, lookupAccount, RunAs, SETPRIV, userSpoolDir, type Account } from '../../daemon/accounts.js';
 import { ErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import { tempDir, type Scope } from '../helpers/scope.js';
 
@@ -76,7 +80,184 @@ describe('chooseAccountName', () => {
   });
 });
 
+/** A passwd file and a group file with this text in a fresh temp dir. */
+function accountFiles(scope: Scope, passwd: string, group: string): { passwd: string; group: string; files: AccountFiles } {
+  const dir = tempDir(scope, 'netplumb-accounts-');
+  const paths = { passwd: join(dir, 'passwd'), group: join(dir, 'group') };
+  writeFileSync(paths.passwd, passwd);
+  writeFileSync(paths.group, group);
+  return { ...paths, files: new AccountFiles(paths.passwd, paths.group) };
+}
+
+const FIXTURE_PASSWD = [
+  'root:x:0:0:root:/root:/bin/bash',
+  'alice:x:1000:1000:Alice,,,:/home/alice:/bin/zsh',
+  'bob:x:1001:1001::/home/bob:',
+  'alice2:x:1002:1000::/home/alice2:/bin/sh',
+  '',
+].join('\n');
+
+const FIXTURE_GROUP = [
+  'root:x:0:',
+  'alice:x:1000:',
+  'bob:x:1001:',
+  'wheel:x:10:bob,alice',
+  'audio:x:29:alice2',
+  'staff:x:50:alice',
+  'again:x:1000:alice',
+  '',
+].join('\n');
+
+describe('account files', () => {
+  test('passwd lines give name, uid, gid, home and shell (empty when none is named)', () => {
+    const entries = parsePasswd(FIXTURE_PASSWD);
+    assert.deepEqual([...entries.keys()], ['root', 'alice', 'bob', 'alice2']);
+    assert.deepEqual(entries.get('alice'), { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/zsh' });
+    assert.deepEqual(entries.get('bob'), { name: 'bob', uid: 1001, gid: 1001, home: '/home/bob', shell: '' });
+  });
+
+  test('malformed passwd lines are skipped, the lines around them kept; the first line of a name wins', () => {
+    const text = [
+      '# a comment:x:1:1::/:/bin/sh',
+      'short:x:5:5',
+      'toolong:x:6:6:::/bin/sh:extra',
+      'letters:x:1a:7::/:/bin/sh',
+      'negative:x:-1:7::/:/bin/sh',
+      'huge:x:4294967295:7::/:/bin/sh',
+      'nogid:x:8:::/:/bin/sh',
+      ':x:9:9::/:/bin/sh',
+      '+nis::::::',
+      '-blocked::::::',
+      '   indented:x:11:11::/home/indented:/bin/sh',
+      'carol:x:12:12::/home/carol:/bin/sh',
+      'carol:x:13:13::/elsewhere:/bin/sh',
+      'no newline at the end',
+    ].join('\n');
+    const entries = parsePasswd(text);
+    assert.deepEqual([...entries.keys()], ['indented', 'carol']);
+    assert.equal(entries.get('carol')?.uid, 12);
+  });
+
+  test('group lines give their members; malformed ones are skipped', () => {
+    const groups = parseGroup(`${FIXTURE_GROUP}# comment:x:3:alice\nbad:x:x:alice\nfew:x:4\nmany:x:5:alice:more\nempty:x:6:,,alice,\n`);
+    assert.deepEqual(
+      groups.map(({ name, gid, members }) => [name, gid, members]),
+      [
+        ['root', 0, []],
+        ['alice', 1000, []],
+        ['bob', 1001, []],
+        ['wheel', 10, ['bob', 'alice']],
+        ['audio', 29, ['alice2']],
+        ['staff', 50, ['alice']],
+        ['again', 1000, ['alice']],
+        ['empty', 6, ['alice']],
+      ],
+    );
+  });
+
+  test('supplementary groups: the primary first, then each group naming the account, in file order, each once', () => {
+    const groups = parseGroup(FIXTURE_GROUP);
+    assert.deepEqual(supplementaryGroups('alice', 1000, groups), [1000, 10, 50]);
+    assert.deepEqual(supplementaryGroups('bob', 1001, groups), [1001, 10]);
+    // Names are compared whole: alice is no member of alice2's groups, nor alice2 of alice's.
+    assert.deepEqual(supplementaryGroups('alice2', 1000, groups), [1000, 29]);
+    assert.deepEqual(supplementaryGroups('root', 0, groups), [0]);
+    // A primary group no group line names is still the first.
+    assert.deepEqual(supplementaryGroups('alice', 4242, groups), [4242, 10, 50, 1000]);
+  });
+
+  test('AccountFiles finds an account with its groups; a name not in the passwd file is not found', (t) => {
+    const { files } = accountFiles(t, FIXTURE_PASSWD, FIXTURE_GROUP);
+    assert.deepEqual(files.find('alice'), { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/zsh', groups: [1000, 10, 50] });
+    assert.equal(files.find('wheel'), undefined, 'a group is no account');
+    assert.equal(files.find('nobody-here'), undefined);
+    assert.equal(files.has('bob'), true);
+    assert.equal(files.has('nobody-here'), false);
+  });
+
+  test('missing files give no account, and are read once they exist', (t) => {
+    const dir = tempDir(t, 'netplumb-accounts-');
+    const files = new AccountFiles(join(dir, 'passwd'), join(dir, 'group'));
+    assert.equal(files.find('alice'), undefined);
+    writeFileSync(join(dir, 'passwd'), FIXTURE_PASSWD);
+    assert.deepEqual(files.find('alice')?.groups, [1000], 'no group file: the primary group only');
+    writeFileSync(join(dir, 'group'), FIXTURE_GROUP);
+    assert.deepEqual(files.find('alice')?.groups, [1000, 10, 50]);
+  });
+
+  test('a file is parsed again only when it changed: in place, with the same size, or replaced by another file', (t) => {
+    const dir = tempDir(t, 'netplumb-accounts-');
+    const path = join(dir, 'passwd');
+    writeFileSync(path, 'dave:x:2000:2000::/home/dave:/bin/sh\n');
+    let parses = 0;
+    const file = new ParsedFile(path, (text) => {
+      parses++;
+      return parsePasswd(text);
+    });
+    assert.equal(file.current()?.get('dave')?.uid, 2000);
+    for (let i = 0; i < 5; i++) file.current();
+    assert.equal(parses, 1, 'unchanged: parsed once');
+
+    // The same size, the mtime set back as it was: the ctime still tells.
+    const { atime, mtime } = statSync(path);
+    writeFileSync(path, 'dave:x:2001:2000::/home/dave:/bin/sh\n');
+    utimesSync(path, atime, mtime);
+    assert.equal(file.current()?.get('dave')?.uid, 2001);
+    assert.equal(parses, 2);
+
+    // Replaced by rename, as useradd and vipw do.
+    writeFileSync(join(dir, 'passwd.new'), 'dave:x:2001:2000::/home/dave:/bin/sh\nerin:x:2002:2002::/:/bin/sh\n');
+    renameSync(join(dir, 'passwd.new'), path);
+    assert.equal(file.current()?.get('erin')?.uid, 2002);
+    assert.equal(parses, 3);
+    file.current();
+    assert.equal(parses, 3);
+  });
+
+  test('AccountFiles sees a changed group file at the next lookup', (t) => {
+    const { group, files } = accountFiles(t, FIXTURE_PASSWD, FIXTURE_GROUP);
+    assert.deepEqual(files.find('bob')?.groups, [1001, 10]);
+    writeFileSync(group, `${FIXTURE_GROUP}docker:x:998:bob\n`);
+    assert.deepEqual(files.find('bob')?.groups, [1001, 10, 998]);
+  });
+});
+
 describe('lookupAccount', () => {
+  test('an account the files give comes from them, with no user database asked (getent does not know it)', { timeout: TIMEOUT_MS }, async (t) => {
+    const { files } = accountFiles(t, 'np-fixture-7f3a:x:4321:4322:Fixture:/home/np-fixture:/bin/dash\nnp-noshell-7f3a:x:4323:4322::/:\n', 'np-g:x:4322:\nnp-h:x:4324:np-fixture-7f3a\n');
+    assert.deepEqual(await lookupAccount('np-fixture-7f3a', files), {
+      name: 'np-fixture-7f3a',
+      uid: 4321,
+      gid: 4322,
+      groups: [4322, 4324],
+      home: '/home/np-fixture',
+      shell: '/bin/dash',
+    });
+    assert.equal((await lookupAccount('np-noshell-7f3a', files)).shell, '/bin/sh', 'no shell named: /bin/sh');
+    assert.equal(accountKnown('np-fixture-7f3a', files), true);
+  });
+
+  test('a name the files do not give is looked up in the user database; one it does not know either is refused', { timeout: TIMEOUT_MS }, async (t) => {
+    const { files } = accountFiles(t, FIXTURE_PASSWD.replace(/^root:.*\n/, ''), FIXTURE_GROUP);
+    const root = await lookupAccount('root', files);
+    assert.deepEqual({ uid: root.uid, gid: root.gid, home: root.home }, { uid: 0, gid: 0, home: '/root' });
+    assert.equal(accountKnown('root', files), true);
+    await assert.rejects(lookupAccount('np-no-such-user-7f3a', files), refused(ErrorCode.NotPermitted, /^no such user np-no-such-user-7f3a on this host$/));
+    assert.equal(accountKnown('np-no-such-user-7f3a', files), false);
+  });
+
+  test('every account of this host\'s /etc/passwd is what getent passwd and id -G say of it, the current user\'s too', { timeout: TIMEOUT_MS }, async () => {
+    const names = [...parsePasswd(readFileSync('/etc/passwd', 'utf8')).keys()];
+    const own = userInfo().username;
+    assert.ok(names.includes(own), `${own} is in /etc/passwd`);
+    for (const name of names) {
+      const [, , uid, gid, , home, shell] = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim().split(':');
+      const groups = execFileSync('id', ['-G', name], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+      assert.deepEqual(await lookupAccount(name), { name, uid: Number(uid), gid: Number(gid), groups, home, shell: shell === '' ? '/bin/sh' : shell }, name);
+    }
+  });
+
+
   test('root is uid 0, gid 0, with its home, shell and group 0', { timeout: TIMEOUT_MS }, async () => {
     const root = await lookupAccount('root');
     assert.equal(root.name, 'root');

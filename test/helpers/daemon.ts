@@ -50,6 +50,11 @@ export interface DaemonOptions {
   clientsFile: string;
   /** Extra netplumbd arguments, e.g. `-handshake-timeout-ms=1000`. */
   args?: readonly string[];
+  /**
+   * A program netplumbd runs under, as its argv (`strace -f -o FILE`), node and netplumbd's arguments after it. The
+   * DaemonProcess is then that program's, and its signals go to that program.
+   */
+  launcher?: readonly string[];
 }
 
 export interface ExitInfo {
@@ -144,9 +149,11 @@ export async function startDaemon(scope: Scope, options: DaemonOptions): Promise
   const dir = tempDir(scope, 'netplumbd-conf-');
   const configFile = join(dir, 'netplumbd.conf');
   writeFileSync(configFile, baseDaemonConfig(dir));
+  const [program, ...launcherArgs] = [...(options.launcher ?? []), process.execPath];
   const child = spawn(
-    process.execPath,
+    program as string,
     [
+      ...launcherArgs,
       BIN.netplumbd,
       `-config=${configFile}`,
       '-listen=127.0.0.1:0',
@@ -197,6 +204,10 @@ export interface Netplumb {
 export interface NetplumbOptions {
   /** Extra netplumbd arguments. */
   daemonArgs?: readonly string[];
+  /** Options before the client's key on its authorized-clients line (`user=root,deploy`); default none. */
+  clientOptions?: string;
+  /** A program netplumbd runs under (see DaemonOptions). */
+  launcher?: readonly string[];
 }
 
 /** Keys in a temp dir, the client authorized, a daemon listening on 127.0.0.1. */
@@ -206,8 +217,9 @@ export async function startNetplumb(scope: Scope, options: NetplumbOptions = {})
   const hostKey = writeKeyPair(dir, 'host_key');
   const client = writeKeyPair(dir, 'identity');
   const clientsFile = join(dir, 'authorized_clients');
-  writeFileSync(clientsFile, `${client.publicLine}\n`);
-  const daemon = await startDaemon(scope, { hostKeyFile: hostKey.privateFile, clientsFile, args: options.daemonArgs ?? [] });
+  writeFileSync(clientsFile, `${options.clientOptions === undefined ? '' : `${options.clientOptions} `}${client.publicLine}\n`);
+  const launcher = options.launcher === undefined ? {} : { launcher: options.launcher };
+  const daemon = await startDaemon(scope, { hostKeyFile: hostKey.privateFile, clientsFile, args: options.daemonArgs ?? [], ...launcher });
   const plumbEnv = (): NodeJS.ProcessEnv => ({ ...process.env, NETPLUMB_HOME: home });
   const plumbArgv = (command: readonly string[], call: PlumbCallOptions = {}): string[] => [
     process.execPath,

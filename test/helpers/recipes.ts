@@ -1,6 +1,7 @@
 // Recipe test helpers: run a recipe text through the executor directly (collecting sinks for plumb's stdout and
 // stderr, a bound on how long it may take), a daemon with its own spool directory for plumb runs, deterministic
-// input files, and looks at what a run leaves behind: named pipes in the spool directory, this process's open fds.
+// input files, and looks at what a run leaves behind: named pipes in the spool directory, this process's open fds
+// (less the pipe stock's).
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import type { CommandIdentity } from '../../bridges/identity.js';
 import type { StageEnd } from '../../protocol/session.js';
 import { checkRecipe } from '../../recipes/check.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../../recipes/execute.js';
+import { pipeStock } from '../../recipes/pipe-stock.js';
 import type { RecipePlan } from '../../recipes/plan.js';
 import { startNetplumb, type Netplumb } from './daemon.js';
 import { deterministicStream, hashStream } from './payloads.js';
@@ -176,9 +178,12 @@ export function fifosIn(dir: string): string[] {
   });
 }
 
-/** How many file descriptors this process has open. */
+/**
+ * How many file descriptors this process has open, less those the pipe stock holds: they are there for runs to
+ * come, and a batch made in the middle of a test would otherwise read as a leak.
+ */
 export function openFdCount(): number {
-  return readdirSync('/proc/self/fd').length;
+  return readdirSync('/proc/self/fd').length - pipeStock.heldFds;
 }
 
 /** Waits (bounded) until this process's open fd count is at most `limit`; returns the last count seen. */

@@ -3,10 +3,11 @@
 // modes, and no fd of the caller leaked. Real processes, real pipes and FIFOs in a temp spool directory.
 
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { OWN_IDENTITY } from '../../bridges/identity.js';
 import { lookupAccount, RunAs } from '../../daemon/accounts.js';
 import { ErrorCode, NetplumbError } from '../../protocol/errors.js';
 import type { StageEnd } from '../../protocol/session.js';
@@ -373,6 +374,67 @@ test('prepare refuses a named pipe whose file exists (NP_RECIPE_SETUP) and leave
   assert.equal(existsSync(join(spool, 'last')), false, 'no fifo after the refusal is made');
   assert.deepEqual(fifosIn(spool), []);
   assert.ok((await settledFdCount(fdsBefore)) <= fdsBefore, 'no fd left open');
+});
+
+test('a refused named pipe is told by its own name and line; the spool keeps nothing of the setup', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  writeFileSync(join(spool, 'second'), '');
+  const plan = planRecipe('fifo first\nfifo second third\necho 1 >@first &\ncat <@first\necho 2 >@second &\ncat <@second\necho 3 >@third &\ncat <@third\n', spool, 'taken.rcp');
+  await assert.rejects(prepareRecipe(plan, { env: recipeEnv(), killGraceMs: 1000 }), (error: unknown) => {
+    assert.ok(error instanceof NetplumbError && error.code === ErrorCode.RecipeSetup, String(error));
+    assert.equal(error.message, `cannot make named pipe ${join(spool, 'second')} (taken.rcp:2): file already exists`);
+    return true;
+  });
+  assert.deepEqual(readdirSync(spool), ['second'], 'no pipe made, no staging directory left');
+});
+
+test('when mkfifo fails for one of the declared named pipes, the first it did not make is told, in its own words', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  // mkfifo as it fails on a full disk, for b only: it goes on with the others, as GNU mkfifo does.
+  const failsForB = 'st=0; for p; do case $p in */b) echo "mkfifo: cannot create fifo \'$p\': No space left on device" >&2; st=1;; *) mkfifo -m 600 "$p";; esac; done; exit $st';
+  const identity = { ...OWN_IDENTITY, command: (_program: string, args: readonly string[]): [string, string[]] => ['sh', ['-c', failsForB, 'sh', ...args.slice(2)]] };
+  const plan = planRecipe('fifo a b c\necho a >@a &\ncat <@a\necho b >@b &\ncat <@b\necho c >@c &\ncat <@c\n', spool, 'full.rcp');
+  await assert.rejects(prepareRecipe(plan, { env: recipeEnv(), killGraceMs: 1000, identity }), (error: unknown) => {
+    assert.ok(error instanceof NetplumbError && error.code === ErrorCode.RecipeSetup, String(error));
+    assert.equal(error.message, `cannot make named pipe ${join(spool, 'b')} (full.rcp:1): cannot create fifo '${join(spool, 'b')}': No space left on device`);
+    return true;
+  });
+  assert.deepEqual(readdirSync(spool), [], 'neither the pipes mkfifo made nor its directory are left');
+});
+
+test('every declared named pipe is made, mode 0600, and removed at the end; nothing else is left in the spool', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  const { run } = await prepareText('fifo a b\nfifo c\necho a >@a &\necho b >@b &\necho c >@c &\ncat <@a\ncat <@b\ncat <@c\n', spool);
+  assert.deepEqual(readdirSync(spool).sort(), ['a', 'b', 'c']);
+  for (const name of ['a', 'b', 'c']) assert.equal(statSync(join(spool, name)).mode & 0o777, 0o600, name);
+  const out = collector();
+  run.start({ stdin: Readable.from([]), stdout: out.stream, stderr: collector().stream });
+  assert.deepEqual((await boundedOutcome(run)).status, { code: 0 });
+  assert.deepEqual(readdirSync(spool), []);
+});
+
+test(`as ${RUNAS}, the declared named pipes are made as the account, and a spool it may not write refuses the first one`, { timeout: TIMEOUT_MS, skip: NEEDS_ROOT }, async (t) => {
+  ensureFixtureAccounts();
+  const identity = new RunAs(await lookupAccount(RUNAS));
+  const spool = tempDir(t);
+  chmodSync(spool, 0o777);
+  const text = 'fifo p q\necho p >@p &\necho q >@q &\ncat <@p\ncat <@q\n';
+  const { run } = await prepareText(text, spool, { identity });
+  for (const name of ['p', 'q']) {
+    const stat = statSync(join(spool, name));
+    assert.deepEqual([stat.uid, stat.gid, stat.mode & 0o777], [identity.account.uid, identity.account.gid, 0o600], name);
+  }
+  run.start({ stdin: Readable.from([]), stdout: collector().stream, stderr: collector().stream });
+  assert.deepEqual((await boundedOutcome(run)).status, { code: 0 });
+  assert.deepEqual(readdirSync(spool), []);
+
+  chmodSync(spool, 0o755);
+  await assert.rejects(prepareRecipe(planRecipe(text, spool, 'closed.rcp'), { env: recipeEnv(), killGraceMs: 1000, identity }), (error: unknown) => {
+    assert.ok(error instanceof NetplumbError && error.code === ErrorCode.RecipeSetup, String(error));
+    assert.equal(error.message, `cannot make named pipe ${join(spool, 'p')} (closed.rcp:1): permission denied`);
+    return true;
+  });
+  assert.deepEqual(readdirSync(spool), []);
 });
 
 test('prepare makes a missing spool directory', { timeout: TIMEOUT_MS }, async (t) => {
