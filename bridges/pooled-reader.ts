@@ -14,6 +14,19 @@ export const POOLED_READ_BYTES = 64 * 1024;
 /** Free buffers at which a stopped reader starts again: a few reads' worth, so it does not stop after each one. */
 const RESUME_AT_FREE = POOLED_READ_BUFFERS / 2;
 
+/**
+ * A Writable that has read a chunk's bytes for good by the time it calls the chunk's write callback, and never
+ * looks at them again (a mux stream: sealed into a packet by then). Only such a sink may be given reused buffers;
+ * an ordinary Writable may keep the chunks it was given.
+ */
+export interface CopyingWritable extends Writable {
+  readonly copiesWrittenBytes: true;
+}
+
+export function copiesWrittenBytes(sink: Writable): sink is CopyingWritable {
+  return (sink as Partial<CopyingWritable>).copiesWrittenBytes === true;
+}
+
 export interface PooledReader {
   /** The socket over the descriptor: its 'end', 'error' and 'close' are the reader's; destroy() stops it. */
   readonly socket: Socket;
@@ -25,7 +38,7 @@ export interface PooledReader {
  * Reads `fd` (a pipe, FIFO or socket; the socket takes ownership of it) and writes each chunk to `sink`, ending
  * the sink at EOF. A read error destroys the sink with it.
  */
-export function pipeFdPooled(fd: number, sink: Writable, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledReader {
+export function pipeFdPooled(fd: number, sink: CopyingWritable, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledReader {
   const free: Buffer[] = Array.from({ length: buffers }, () => Buffer.allocUnsafeSlow(bufferBytes));
   let stopped = false;
   const resumeAt = Math.min(RESUME_AT_FREE, buffers - 1);

@@ -91,6 +91,8 @@ export class MuxStream extends Duplex {
    * (plumb -t for its input, the daemon for a terminal's output); the peer is not told, each side orders its own sends.
    */
   interactive = false;
+  /** A chunk's bytes are sealed into a packet before its write callback, and not read after: see bridges/pooled-reader.ts. */
+  readonly copiesWrittenBytes = true;
 
   constructor(
     private readonly mux: Mux,

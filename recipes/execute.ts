@@ -172,7 +172,7 @@ export class RecipeRun {
         sink.end();
         continue;
       }
-      source.pipe(sink);
+      source.pipeTo(sink);
       // plumb dropped this output: the commands' next write fails with EPIPE or SIGPIPE, as with a local pipe.
       sink.on('close', () => {
         if (!sink.writableFinished) source.destroy();

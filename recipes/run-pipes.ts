@@ -6,11 +6,13 @@
 import { execFile } from 'node:child_process';
 import { closeSync, constants as fs, linkSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { madeFile, reasonFor, removeMadeFile, toldAsPath, type MadeFile } from '../bridges/checked-open.js';
 import type { CommandIdentity } from '../bridges/identity.js';
 import { openFifo, type FifoOpener } from '../bridges/fifo.js';
+import { copiesWrittenBytes, pipeFdPooled } from '../bridges/pooled-reader.js';
 import { RecipeSetupError } from '../protocol/errors.js';
 import type { StockedPipe } from './pipe-stock.js';
 import type { RecipeFifo } from './plan.js';
@@ -83,11 +85,44 @@ export function openBothEnds(path: string, open: FifoOpener = openFifo): RecipeP
   }
 }
 
+/**
+ * The daemon's reading end of one of plumb's output pipes, read once its stream is known: into a ring of reused
+ * buffers (bridges/pooled-reader.ts), since this is the path a bulk download takes.
+ */
+export class OutputReader {
+  private socket: Socket | undefined;
+  private closed = false;
+
+  constructor(private readonly fd: number) {}
+
+  /**
+   * Reads the pipe into `sink` until EOF, then ends it; a read error destroys it. Reused buffers only for a sink
+   * that copies what it is given (a mux stream); any other gets a buffer of its own per read.
+   */
+  pipeTo(sink: Writable): void {
+    if (this.closed || this.socket !== undefined) return;
+    if (copiesWrittenBytes(sink)) {
+      this.socket = pipeFdPooled(this.fd, sink).socket;
+      return;
+    }
+    this.socket = new Socket({ fd: this.fd, readable: true, writable: false });
+    this.socket.pipe(sink);
+  }
+
+  /** Stops reading (the commands' next write gets EPIPE or SIGPIPE once no one else holds the pipe). */
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.socket !== undefined) this.socket.destroy();
+    else closeSync(this.fd);
+  }
+}
+
 /** The daemon's own ends of plumb's three streams: it reads stdout and stderr, writes stdin. */
 export interface IoSockets {
   stdinWriter: Socket | undefined;
-  stdoutReader: Socket | undefined;
-  stderrReader: Socket | undefined;
+  stdoutReader: OutputReader | undefined;
+  stderrReader: OutputReader | undefined;
 }
 
 /** Plumb's three pipes: the commands' ends, and the daemon's (IoSockets). */
@@ -110,8 +145,8 @@ export function plumbPipes(stdout: StockedPipe, stderr: StockedPipe, stdin: Stoc
     stderr: new RecipePipe(undefined, stderr.writeFd),
     sockets: {
       stdinWriter: stdin === undefined ? undefined : new Socket({ fd: stdin.writeFd, readable: false, writable: true }),
-      stdoutReader: new Socket({ fd: stdout.readFd, readable: true, writable: false }),
-      stderrReader: new Socket({ fd: stderr.readFd, readable: true, writable: false }),
+      stdoutReader: new OutputReader(stdout.readFd),
+      stderrReader: new OutputReader(stderr.readFd),
     },
   };
 }

@@ -10,11 +10,11 @@ import { constants, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { pipeFdPooled, POOLED_READ_BUFFERS } from '../../bridges/pooled-reader.js';
+import { pipeFdPooled, POOLED_READ_BUFFERS, type CopyingWritable } from '../../bridges/pooled-reader.js';
 import { tempDir } from '../helpers/scope.js';
 
 /** A sink that takes each chunk only after `delayMs`, keeping a hash of what it was given when it took it. */
-function slowSink(delayMs: number): { sink: Writable; digest: () => string; maxHeld: () => number } {
+function slowSink(delayMs: number): { sink: CopyingWritable; digest: () => string; maxHeld: () => number } {
   const hash = createHash('sha256');
   let held = 0;
   let maxHeld = 0;
@@ -31,7 +31,7 @@ function slowSink(delayMs: number): { sink: Writable; digest: () => string; maxH
       }, delayMs);
     },
   });
-  return { sink, digest: () => hash.digest('hex'), maxHeld: () => maxHeld };
+  return { sink: Object.assign(sink, { copiesWrittenBytes: true as const }), digest: () => hash.digest('hex'), maxHeld: () => maxHeld };
 }
 
 describe('pooled pipe reader', () => {
@@ -61,13 +61,16 @@ describe('pooled pipe reader', () => {
     t.after(() => child.kill());
     const waiting: (() => void)[] = [];
     let received = 0;
-    const sink = new Writable({
-      highWaterMark: 16 * 1024 * 1024,
-      write(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        waiting.push(done);
-      },
-    });
+    const sink = Object.assign(
+      new Writable({
+        highWaterMark: 16 * 1024 * 1024,
+        write(chunk: Buffer, _encoding, done) {
+          received += chunk.length;
+          waiting.push(done);
+        },
+      }),
+      { copiesWrittenBytes: true as const },
+    );
     const reader = pipeFdPooled(fd, sink);
     // Nothing is taken: the reader may have at most the ring's worth out, and then it must stop.
     await until(() => reader.freeBuffers === 0, 'the ring to run out');
