@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
+import { BIN, startNetplumb, type Netplumb } from '../helpers/daemon.js';
 import { childrenOf, waitUntil } from '../helpers/processes.js';
 import { startOnTerminal, type Terminal } from '../helpers/endpoints.js';
 
@@ -66,7 +66,7 @@ test('-t: plumb\'s terminal is raw while the remote command runs (no local echo,
 async function plumbPid(term: Terminal): Promise<number> {
   let pid: number | undefined;
   await waitUntil('plumb to start', () => {
-    pid = childrenOf(term.pty.pid).find((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('plumb-cli'));
+    pid = childrenOf(term.pty.pid).find((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').includes(BIN.plumb));
     return pid !== undefined;
   });
   return pid as number;
