@@ -4,12 +4,25 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { PROGRAMS, REPO_DIR } from '../built-programs.js';
 import { sleep } from './measure.js';
 
-const SSH_HELPER = resolve(REPO_DIR, '..', 'shared', 'bench', 'openssh-loopback.sh');
+/**
+ * ../shared/bench/openssh-loopback.sh beside the checkout; a git worktree sits a level deeper than the main checkout,
+ * so each ancestor's shared/ is tried in turn (BENCH_SSH_HELPER names it outright).
+ */
+function findSshHelper(): string | undefined {
+  const named = process.env['BENCH_SSH_HELPER'];
+  if (named !== undefined && named !== '') return named;
+  for (let dir = REPO_DIR; ; dir = dirname(dir)) {
+    const candidate = join(dir, '..', 'shared', 'bench', 'openssh-loopback.sh');
+    if (existsSync(candidate)) return resolve(candidate);
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
 const STOP_WAIT_MS = 5000;
 
 export interface Daemon {
@@ -70,10 +83,12 @@ export interface OpenSsh {
  * where it cannot be started (no helper, no openssh-server and no way to install it).
  */
 export async function startOpenSsh(dir: string): Promise<OpenSsh | undefined> {
-  if (!existsSync(SSH_HELPER)) {
-    process.stderr.write(`OpenSSH peer not available: no ${SSH_HELPER}\n`);
+  const script = findSshHelper();
+  if (script === undefined) {
+    process.stderr.write('OpenSSH peer not available: no shared/bench/openssh-loopback.sh beside the checkout (set BENCH_SSH_HELPER)\n');
     return undefined;
   }
+  const helper = (args: string[], timeoutMs: number): Promise<string> => runHelper(script, args, timeoutMs);
   const stop = (): Promise<void> => helper(['stop', dir], STOP_WAIT_MS).then(() => undefined, () => undefined);
   try {
     const port = String(22000 + Math.floor(Math.random() * 2000));
@@ -92,9 +107,9 @@ export async function startOpenSsh(dir: string): Promise<OpenSsh | undefined> {
   }
 }
 
-function helper(args: string[], timeoutMs: number): Promise<string> {
+function runHelper(script: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolveOut, reject) => {
-    execFile('bash', [SSH_HELPER, ...args], { encoding: 'utf8', timeout: timeoutMs }, (error, stdout, stderr) => {
+    execFile('bash', [script, ...args], { encoding: 'utf8', timeout: timeoutMs }, (error, stdout, stderr) => {
       if (error === null) resolveOut(stdout);
       else reject(new Error(`${error.message}${stderr}`));
     });
