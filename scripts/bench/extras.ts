@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { PROGRAMS } from '../built-programs.js';
 import { StartKind } from '../../protocol/wire.js';
+import { ConnectionLostError } from '../../protocol/errors.js';
 import { ECHO_ROUNDS, LATENCY_RUNS, RECIPE_BULK, RUNS, STREAM_BULK } from './config.js';
 import { connectClient, discard, runClient } from './client.js';
 import { interleave, median, percentile, runShell, sleep, waitFor, withTimeout, type Meter } from './measure.js';
@@ -148,7 +149,7 @@ async function echoBesideRecipeChecks(ctx: Context): Promise<Row[]> {
       callback();
     },
   });
-  const connection = await connectClient(ctx.port, ctx.home);
+  const connection = await withTimeout(connectClient(ctx.port, ctx.home), 30_000, 'connecting the echo session');
   const exited = runClient(connection, { kind: StartKind.Exec, argv: ['cat'] }, stdin, stdout);
   exited.catch(() => undefined);
   let round = 0;
@@ -177,12 +178,12 @@ async function echoBesideRecipeChecks(ctx: Context): Promise<Row[]> {
     }
     // Bounded: each burst adds at least one round trip, and stops once all its recipes have been answered.
     while (checking.length < ECHO_ROUNDS) {
-      const connections = await Promise.all(Array.from({ length: SLOW_RECIPES }, () => connectClient(ctx.port, ctx.home)));
-      let settled = 0;
+      const connections = await withTimeout(Promise.all(Array.from({ length: SLOW_RECIPES }, () => connectClient(ctx.port, ctx.home))), 30_000, 'connecting a burst of recipe sessions');
+      const answered = new Set<number>();
       const burst = (async () => {
-        for (const each of connections) {
+        for (const [index, each] of connections.entries()) {
           const recipe = runClient(each, { kind: StartKind.Recipe, text: SLOW_RECIPE, source: 'slow.rcp' }, Readable.from([]), discard());
-          void recipe.catch(() => undefined).finally(() => settled++);
+          void recipe.catch(() => undefined).finally(() => answered.add(index));
           await sleep(5);
         }
       })();
@@ -190,8 +191,10 @@ async function echoBesideRecipeChecks(ctx: Context): Promise<Row[]> {
       do {
         checking.push(await roundTrip());
         await sleep(2);
-      } while (settled < SLOW_RECIPES && Date.now() < burstEnds);
+      } while (answered.size < SLOW_RECIPES && Date.now() < burstEnds);
       await withTimeout(burst, 60_000, 'a burst of recipe checks');
+      // A recipe still unanswered after a minute is given up on, its connection with it.
+      for (const [index, each] of connections.entries()) if (!answered.has(index)) each.fail(new ConnectionLostError('bench gave up on the recipe'));
     }
   } finally {
     stdin.end();
