@@ -3,7 +3,7 @@
 // and percentiles, and the machine's load between rows. Every wait here is bounded.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { RUN_TIMEOUT_MS } from './config.js';
 
@@ -174,6 +174,12 @@ export function summarize(samples: readonly Sample[]): Summary {
   };
 }
 
+export interface Concurrent {
+  wallMs: number;
+  failed: number;
+  firstError: string | undefined;
+}
+
 /** Measures shell pipelines in a scratch directory of its own (for /usr/bin/time's output files). */
 export class Meter {
   private serial = 0;
@@ -181,7 +187,10 @@ export class Meter {
   constructor(
     private readonly scratch: string,
     private readonly env: NodeJS.ProcessEnv,
-  ) {}
+  ) {
+    // The client's CPU comes from GNU time (Debian package `time`), not the shell's keyword.
+    if (!existsSync('/usr/bin/time')) throw new Error('no /usr/bin/time: install the time package (apt-get install time)');
+  }
 
   /**
    * One run of the pipeline `build(time)` makes, where `time` is the /usr/bin/time prefix to put right before the
@@ -200,13 +209,17 @@ export class Meter {
     }
   }
 
-  /** Wall time in ms until `count` copies of the pipeline, all started at once, have all finished. */
-  async concurrent(script: string, count: number): Promise<number> {
+  /**
+   * Wall time in ms until `count` copies of the pipeline, all started at once, have all finished. Runs that fail
+   * (a daemon too busy to take them, say) are counted and reported, not thrown: they are a finding of the row.
+   */
+  async concurrent(script: string, count: number): Promise<Concurrent> {
     const start = process.hrtime.bigint();
     const runs = await Promise.allSettled(Array.from({ length: count }, () => runShell(script, this.env)));
-    const failed = runs.find((run): run is PromiseRejectedResult => run.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
-    return Number(process.hrtime.bigint() - start) / 1e6;
+    const wallMs = Number(process.hrtime.bigint() - start) / 1e6;
+    const failures = runs.filter((run): run is PromiseRejectedResult => run.status === 'rejected');
+    const first = failures[0]?.reason;
+    return { wallMs, failed: failures.length, firstError: first === undefined ? undefined : String(first instanceof Error ? first.message : first) };
   }
 }
 
