@@ -15,7 +15,7 @@ import { plumbEchoUnderBulk, sshEchoUnderBulk, type EchoResult } from './bench/e
 import { extraRows } from './bench/extras.js';
 import { generateLoad } from './bench/load-generator.js';
 import { interleave, killRunning, LoadWatch, loadAverage, median, Meter, percentile, runShell, summarize, type Concurrent, type Sample, type Server, type Summary } from './bench/measure.js';
-import { startDaemon, startOpenSsh, type Daemon, type OpenSsh } from './bench/servers.js';
+import { startDaemon, startOpenSsh, stopOpenSsh, type Daemon, type OpenSsh } from './bench/servers.js';
 import { mbps, meets, ms, printTable, ratioOf, seconds, type Row } from './bench/table.js';
 
 /** BENCHMARKS.md's targets. */
@@ -64,13 +64,14 @@ async function main(): Promise<void> {
   // Commands run as another account (the run-as row) must be able to pass through to their spool under home/spool.
   chmodSync(home, 0o711);
   const env = { ...process.env, NETPLUMB_HOME: home };
+  const sshDir = join(home, 'ssh');
   let daemon: Daemon | undefined;
   let ssh: OpenSsh | undefined;
   // Ctrl-C or a kill still stops the daemon and sshd and removes the temp dir (finally blocks do not run on a signal).
   let interrupted = false;
   const cleanUp = async (): Promise<void> => {
     killRunning();
-    await ssh?.stop();
+    await stopOpenSsh(sshDir);
     await daemon?.stop();
     rmSync(home, { recursive: true, force: true });
   };
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
     const target = `127.0.0.1:${daemon.port}`;
     const plumb = `${process.execPath} ${PROGRAMS.plumb} ${target}`;
     await runShell(`${process.execPath} ${PROGRAMS.plumb} -accept-new ${target} true`, env);
-    ssh = await startOpenSsh(join(home, 'ssh'));
+    ssh = await startOpenSsh(sshDir);
     const sshServer: Server | undefined = ssh && { pid: ssh.pid, name: 'sshd' };
     const sshGcm = ssh && `${ssh.command} -c ${SSH_CIPHER} anchor`;
     const scratch = join(home, 'scratch');

@@ -1,6 +1,6 @@
 // The servers the bench measures: a netplumbd it starts on 127.0.0.1 with throwaway keys, and the private OpenSSH
-// server of ../shared/bench/openssh-loopback.sh. Each comes with its pid (whose CPU is read around the runs) and a
-// stop() that the bench calls from a finally block, and that always returns within a few seconds.
+// server of ../shared/bench/openssh-loopback.sh. Each comes with its pid (whose CPU is read around the runs); the
+// bench stops both from a finally block (Daemon.stop, stopOpenSsh), each returning within a few seconds.
 
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -75,7 +75,6 @@ export interface OpenSsh {
   argv: string[];
   /** The listener: its cutime/cstime take in each per-connection sshd and the command, once reaped. */
   pid: number;
-  stop: () => Promise<void>;
 }
 
 /**
@@ -99,12 +98,22 @@ export async function startOpenSsh(dir: string): Promise<OpenSsh | undefined> {
     // The helper's sshd_config names DIR/sshd.pid as the PidFile: the listener, the parent of every connection's sshd.
     const pid = Number(readFileSync(join(dir, 'sshd.pid'), 'utf8').trim());
     if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(dir, 'sshd_config'))) throw new Error(`pid ${pid} from ${dir}/sshd.pid is not that sshd`);
-    return { command, argv: command.split(' ').slice(1), pid, stop };
+    return { command, argv: command.split(' ').slice(1), pid };
   } catch (error) {
     await stop();
     process.stderr.write(`OpenSSH peer not available: ${(error as Error).message}\n`);
     return undefined;
   }
+}
+
+/**
+ * Stops the private sshd of `dir` if its pid file is there, whether or not startOpenSsh() got to return it (the
+ * bench interrupted while the helper was starting it).
+ */
+export async function stopOpenSsh(dir: string): Promise<void> {
+  const script = findSshHelper();
+  if (script === undefined || !existsSync(join(dir, 'sshd.pid'))) return;
+  await runHelper(script, ['stop', dir], STOP_WAIT_MS).catch(() => undefined);
 }
 
 function runHelper(script: string, args: string[], timeoutMs: number): Promise<string> {
