@@ -5,19 +5,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
 import { PROGRAMS } from '../built-programs.js';
-import { StartKind } from '../../protocol/wire.js';
-import { ConnectionLostError } from '../../protocol/errors.js';
 import { ECHO_ROUNDS, LATENCY_RUNS, RECIPE_BULK, RUNS, STREAM_BULK } from './config.js';
-import { connectClient, discard, runClient } from './client.js';
-import { interleave, median, percentile, runShell, sleep, waitFor, withTimeout, type Meter } from './measure.js';
+import { SLOW_RECIPES, type RecipeEcho } from './recipe-echo.js';
+import { runWorker } from './workers.js';
+import { interleave, median, percentile, runShell, waitFor, type Meter } from './measure.js';
 import { mbps, meets, ms, ratioOf, seconds, type Row } from './table.js';
 
-/** Recipes sent, one every 5 ms, in each burst of the recipe-check row. */
-const SLOW_RECIPES = 20;
-/** 64 KiB of one-letter words: the daemon parses all of it, then refuses it (more than maxArgsPerCommand words). */
-const SLOW_RECIPE = `echo${' a'.repeat(32_766)}`;
 /** The account the run-as row runs `true` as, when the bench runs as root. */
 const OTHER_ACCOUNT = 'nobody';
 
@@ -41,7 +35,7 @@ export async function extraRows(ctx: Context, between: () => void): Promise<Row[
   between();
   rows.push(...(await latencyRows(ctx)));
   between();
-  rows.push(...(await echoBesideRecipeChecks(ctx)));
+  rows.push(...(await echoRows(ctx)));
   return rows;
 }
 
@@ -133,73 +127,17 @@ async function latencyRows(ctx: Context): Promise<Row[]> {
   return rows;
 }
 
-/**
- * Round trips of a line through a remote cat: ECHO_ROUNDS of them on an idle daemon, then as many while bursts of
- * SLOW_RECIPES recipes of 64 KiB (sent one every 5 ms, each on a connection of its own) are being checked: the
- * daemon checks recipes off its event loop, so another session's echo should barely move.
- */
-async function echoBesideRecipeChecks(ctx: Context): Promise<Row[]> {
-  const stdin = new PassThrough();
-  let seen = '';
-  let onOutput: (() => void) | undefined;
-  const stdout = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      seen += chunk.toString();
-      onOutput?.();
-      callback();
-    },
-  });
-  const connection = await withTimeout(connectClient(ctx.port, ctx.home), 30_000, 'connecting the echo session');
-  const exited = runClient(connection, { kind: StartKind.Exec, argv: ['cat'] }, stdin, stdout);
-  exited.catch(() => undefined);
-  let round = 0;
-  const roundTrip = async (): Promise<number> => {
-    const line = `round ${round++}\n`;
-    const start = process.hrtime.bigint();
-    await new Promise<void>((resolveEcho, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out waiting for an echo')), 10_000);
-      onOutput = () => {
-        if (!seen.includes(line)) return;
-        clearTimeout(timer);
-        seen = '';
-        resolveEcho();
-      };
-      stdin.write(line);
-    });
-    return Number(process.hrtime.bigint() - start) / 1e6;
-  };
-  const idle: number[] = [];
-  const checking: number[] = [];
+/** Another session's echo beside bursts of slow recipe checks, in the bench's worker process (recipe-echo.ts). */
+async function echoRows(ctx: Context): Promise<Row[]> {
+  // Each round trip is a progress line; a burst's recipes get a minute, so two minutes without one is a hang.
+  let echo: RecipeEcho;
   try {
-    for (let warm = 0; warm < 10; warm++) await roundTrip();
-    while (idle.length < ECHO_ROUNDS) {
-      idle.push(await roundTrip());
-      await sleep(2);
-    }
-    // Bounded: each burst adds at least one round trip, and stops once all its recipes have been answered.
-    while (checking.length < ECHO_ROUNDS) {
-      const connections = await withTimeout(Promise.all(Array.from({ length: SLOW_RECIPES }, () => connectClient(ctx.port, ctx.home))), 30_000, 'connecting a burst of recipe sessions');
-      const answered = new Set<number>();
-      const burst = (async () => {
-        for (const [index, each] of connections.entries()) {
-          const recipe = runClient(each, { kind: StartKind.Recipe, text: SLOW_RECIPE, source: 'slow.rcp' }, Readable.from([]), discard());
-          void recipe.catch(() => undefined).finally(() => answered.add(index));
-          await sleep(5);
-        }
-      })();
-      const burstEnds = Date.now() + 60_000;
-      do {
-        checking.push(await roundTrip());
-        await sleep(2);
-      } while (answered.size < SLOW_RECIPES && Date.now() < burstEnds);
-      await withTimeout(burst, 60_000, 'a burst of recipe checks');
-      // A recipe still unanswered after a minute is given up on, its connection with it.
-      for (const [index, each] of connections.entries()) if (!answered.has(index)) each.fail(new ConnectionLostError('bench gave up on the recipe'));
-    }
-  } finally {
-    stdin.end();
-    await withTimeout(exited, 10_000, 'the echo session to end').catch(() => connection.close());
+    echo = await runWorker<RecipeEcho>(['recipe-echo', String(ctx.port), ctx.home, String(ECHO_ROUNDS)], { stallMs: 120_000, deadlineMs: 900_000 });
+  } catch (error) {
+    const why = error instanceof Error ? error.message.split('\n')[0] ?? '' : String(error);
+    return [{ metric: `another session's echo while ${SLOW_RECIPES} recipes of 64 KiB are checked`, netplumb: `not measured: ${why}`, peer: '', ratio: undefined, target: 'none set (reference)', met: undefined }];
   }
+  const { idle, checking } = echo;
   return (['p50', 'p99'] as const).map((name) => {
     const fraction = name === 'p50' ? 0.5 : 0.99;
     const busy = percentile(checking, fraction) * 1000;

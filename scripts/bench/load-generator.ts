@@ -1,31 +1,30 @@
-// The load generator: SESSIONS runs of `true` from this one Node process, each a new connection and handshake
-// through the project's client code, CONCURRENCY of them in flight at any time. It measures what one daemon can
-// serve (sessions/s) and what each session costs it (CPU, own + children), without a Node start per client in the
-// way, which is what bounds `plumb host true` run from a shell.
+// The load generator, run inside the bench's worker process (worker.ts): `sessions` runs of `true`, each a new
+// connection and handshake through the project's client code, `concurrency` of them in flight at any time. It
+// measures what one daemon can serve (sessions/s) without a Node start per client in the way, which is what bounds
+// `plumb host true` run from a shell. The bench reads the daemon's CPU around the worker.
 
 import { Readable } from 'node:stream';
 import { StartKind } from '../../protocol/wire.js';
 import { ConnectionLostError } from '../../protocol/errors.js';
 import type { SecureConnection } from '../../protocol/connection.js';
 import { connectClient, discard, runClient } from './client.js';
-import { serverCpuDuring, type Server } from './measure.js';
 
 /** A session not done in this long counts as failed (and its connection is torn down). */
-const SESSION_TIMEOUT_MS = 30_000;
+export const SESSION_TIMEOUT_MS = 30_000;
 
 export interface LoadResult {
   sessions: number;
   failed: number;
   firstError: string | undefined;
   wallMs: number;
-  /** Daemon CPU seconds (own + children) over the whole run. */
-  daemonCpu: number;
-  /** This process's CPU seconds (user + system) over the whole run: the clients' side. */
+  /** The worker's CPU seconds (user + system) over the sessions, its start excluded: the clients' side. */
   clientCpu: number;
 }
 
-export async function generateLoad(port: number, home: string, daemon: Server, sessions: number, concurrency: number): Promise<LoadResult> {
+/** Runs the sessions; `progress(done)` is called as each one ends, for the bench to tell a stall from slow work. */
+export async function generateLoad(port: number, home: string, sessions: number, concurrency: number, progress: (done: number) => void): Promise<LoadResult> {
   let started = 0;
+  let done = 0;
   let failed = 0;
   let firstError: string | undefined;
   const one = async (): Promise<void> => {
@@ -48,9 +47,10 @@ export async function generateLoad(port: number, home: string, daemon: Server, s
       session.catch(() => undefined);
     } finally {
       clearTimeout(timer);
+      progress(++done);
     }
   };
-  // CONCURRENCY workers, each taking the next session as soon as its last one ends: bounded by `sessions`.
+  // `concurrency` workers, each taking the next session as soon as its last one ends: bounded by `sessions`.
   const worker = async (): Promise<void> => {
     while (started < sessions) {
       started++;
@@ -59,10 +59,8 @@ export async function generateLoad(port: number, home: string, daemon: Server, s
   };
   const cpuBefore = process.cpuUsage();
   const start = process.hrtime.bigint();
-  const { result: wallMs, cpu: daemonCpu } = await serverCpuDuring(daemon, async () => {
-    await Promise.all(Array.from({ length: Math.min(concurrency, sessions) }, worker));
-    return Number(process.hrtime.bigint() - start) / 1e6;
-  });
+  await Promise.all(Array.from({ length: Math.min(concurrency, sessions) }, worker));
+  const wallMs = Number(process.hrtime.bigint() - start) / 1e6;
   const cpu = process.cpuUsage(cpuBefore);
-  return { sessions, failed, firstError, wallMs, daemonCpu, clientCpu: (cpu.user + cpu.system) / 1e6 };
+  return { sessions, failed, firstError, wallMs, clientCpu: (cpu.user + cpu.system) / 1e6 };
 }
