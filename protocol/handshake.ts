@@ -12,17 +12,18 @@
 // Each signature covers a hash of every handshake payload so far plus the signer's own fields, so algorithm
 // lists cannot be downgraded and each side's signature is bound to the other side's public key.
 
-import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import {
   BadFieldsError,
   BadSignatureError,
-  InternalError,
   NoCommonAlgorithmError,
   UnexpectedPacketError,
 } from './errors.js';
 import { decodeFields, encodeFields, type Entry, type FieldList } from './fields.js';
 import {
+  curvePublicKey,
   parsePublicKeyLine,
+  rawCurvePublicKey,
   signTranscript,
   verifyTranscript,
   type PrivateIdentity,
@@ -70,16 +71,15 @@ interface Ephemeral {
 
 function newEphemeral(): Ephemeral {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const x = publicKey.export({ format: 'jwk' }).x;
-  if (x === undefined) throw new InternalError('x25519 key without public value');
-  return { privateKey, publicRaw: x };
+  // The wire carries the raw key as base64url (what JWK calls x), taken from its DER form: see keys.ts.
+  return { privateKey, publicRaw: rawCurvePublicKey(publicKey, 'X25519').toString('base64url') };
 }
 
 function sharedSecret(own: Ephemeral, peerRaw: string): Buffer {
   if (!/^[A-Za-z0-9_-]{43}$/.test(peerRaw)) throw new BadFieldsError('malformed ephemeral key');
   let secret: Buffer;
   try {
-    const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peerRaw }, format: 'jwk' });
+    const publicKey = curvePublicKey(Buffer.from(peerRaw, 'base64url'), 'X25519');
     secret = diffieHellman({ privateKey: own.privateKey, publicKey });
   } catch (error) {
     throw new BadSignatureError('ephemeral key rejected', { cause: error });

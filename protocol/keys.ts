@@ -139,23 +139,52 @@ function checkRsaBits(bits: number): void {
   if (bits > MAX_RSA_BITS) throw keyFormatError(`RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`);
 }
 
+/**
+ * The DER SubjectPublicKeyInfo of an X25519 or Ed25519 public key is this 12-byte prefix and the 32 key bytes
+ * (RFC 8410). Raw keys go in and out through it rather than through JWK: on Node 20, exporting a key as JWK can
+ * deadlock when a garbage collection runs inside the export (it waits for a lock the export holds), and a daemon
+ * makes such keys for every connection.
+ */
+const SPKI_PREFIX = {
+  X25519: Buffer.from('302a300506032b656e032100', 'hex'),
+  Ed25519: Buffer.from('302a300506032b6570032100', 'hex'),
+} as const;
+export const RAW_CURVE_KEY_BYTES = 32;
+export type CurveName = keyof typeof SPKI_PREFIX;
+
+/** The 32 raw bytes of an X25519 or Ed25519 public key. */
+export function rawCurvePublicKey(key: KeyObject, curve: CurveName): Buffer {
+  const der = key.export({ type: 'spki', format: 'der' });
+  const prefix = SPKI_PREFIX[curve];
+  if (der.length !== prefix.length + RAW_CURVE_KEY_BYTES || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw keyFormatError(`not an ${curve} public key`);
+  }
+  return der.subarray(prefix.length);
+}
+
+/** The public key of 32 raw X25519 or Ed25519 bytes; throws (from node:crypto) on bytes that are no key. */
+export function curvePublicKey(raw: Buffer, curve: CurveName): KeyObject {
+  if (raw.length !== RAW_CURVE_KEY_BYTES) throw keyFormatError(`an ${curve} public key has ${RAW_CURVE_KEY_BYTES} bytes, not ${raw.length}`);
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX[curve], raw]), format: 'der', type: 'spki' });
+}
+
 /** Builds the identity of a public key (a private key is reduced to its public half). */
 export function publicIdentityFromKey(key: KeyObject, comment: string): PublicIdentity {
   checkComment(comment);
   if (key.type === 'secret') throw keyFormatError('a symmetric key is not an identity key');
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;
-  const jwk = publicKey.export({ format: 'jwk' });
   let algorithm: KeyAlgorithm;
   let blob: Buffer;
   switch (publicKey.asymmetricKeyType) {
     case 'ed25519': {
       algorithm = 'ed25519';
-      blob = Buffer.concat([sshString(SSH_KEY_TYPE.ed25519), sshString(jwkField(jwk, 'x'))]);
+      blob = Buffer.concat([sshString(SSH_KEY_TYPE.ed25519), sshString(rawCurvePublicKey(publicKey, 'Ed25519'))]);
       break;
     }
     case 'rsa': {
       algorithm = 'rsa';
       checkRsaBits(rsaBitsOf(publicKey));
+      const jwk = publicKey.export({ format: 'jwk' });
       blob = Buffer.concat([sshString(SSH_KEY_TYPE.rsa), sshMpint(jwkField(jwk, 'e')), sshMpint(jwkField(jwk, 'n'))]);
       break;
     }
@@ -193,7 +222,11 @@ function identityFromBlob(blob: Buffer, expectedType: string, comment: string): 
     const x = reader.string();
     if (x.length !== ED25519_KEY_BYTES) throw keyFormatError(`an Ed25519 key has ${ED25519_KEY_BYTES} bytes, not ${x.length}`);
     if (!reader.atEnd()) throw keyFormatError('trailing bytes after the key data');
-    key = importPublicJwk({ kty: 'OKP', crv: 'Ed25519', x: x.toString('base64url') });
+    try {
+      key = curvePublicKey(x, 'Ed25519');
+    } catch (error) {
+      throw keyFormatError('the key data is not a valid public key', error);
+    }
   } else {
     const e = reader.mpint();
     const n = reader.mpint();

@@ -2,11 +2,13 @@
 // the reference for formats and fingerprints. Key files are read and written in test/bridges/key-files.test.ts.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { constants, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
-import { ErrorCode } from '../../protocol/errors.js';
+import { ErrorCode, type NetplumbError } from '../../protocol/errors.js';
 import {
+  curvePublicKey,
   encodePrivateKeyPem,
   fingerprintOfBlob,
   formatPublicKeyLine,
@@ -14,6 +16,7 @@ import {
   parsePrivateKeyPem,
   parsePublicKeyLine,
   publicIdentityFromKey,
+  rawCurvePublicKey,
   signTranscript,
   verifyTranscript,
   type PrivateIdentity,
@@ -232,5 +235,34 @@ describe('private keys', () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     assert.throws(() => parsePrivateKeyPem(pem), withCode(ErrorCode.KeyFormat));
+  });
+});
+
+describe('raw curve keys', () => {
+  test('X25519 and Ed25519 raw bytes match what JWK says, and go back to the same key', () => {
+    for (const [type, curve] of [['x25519', 'X25519'], ['ed25519', 'Ed25519']] as const) {
+      for (let round = 0; round < 20; round++) {
+        const { publicKey } = type === 'x25519' ? generateKeyPairSync('x25519') : generateKeyPairSync('ed25519');
+        const raw = rawCurvePublicKey(publicKey, curve);
+        assert.equal(raw.toString('base64url'), publicKey.export({ format: 'jwk' }).x);
+        assert.ok(curvePublicKey(raw, curve).equals(publicKey));
+      }
+    }
+  });
+
+  test('a key of another kind or a wrong length is refused with NP_KEY_FORMAT', () => {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    assert.throws(() => rawCurvePublicKey(publicKey, 'X25519'), (error: unknown) => (error as NetplumbError).code === ErrorCode.KeyFormat);
+    assert.throws(() => curvePublicKey(Buffer.alloc(31), 'X25519'), (error: unknown) => (error as NetplumbError).code === ErrorCode.KeyFormat);
+  });
+
+  test('making and exporting many ephemeral keys never hangs (Node 20 can deadlock exporting them as JWK under GC)', { timeout: 120_000 }, () => {
+    // In a child with a deadline, since a deadlocked thread would never let this one's timers fire. With JWK
+    // exports, a loop like this hung within seconds here.
+    const keys = new URL('../../protocol/keys.js', import.meta.url).href;
+    const loop = `import { generateKeyPairSync } from 'node:crypto'; import { rawCurvePublicKey } from '${keys}';
+      for (let round = 0; round < 50000; round++) rawCurvePublicKey(generateKeyPairSync('x25519').publicKey, 'X25519');`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', loop], { timeout: 90_000, stdio: 'ignore' });
+    assert.equal(child.status, 0, `the loop ended with status ${child.status}, signal ${child.signal}`);
   });
 });
