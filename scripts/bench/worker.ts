@@ -5,12 +5,10 @@
 //   node worker.js recipe-echo PORT HOME ROUNDS
 // It prints `progress N` lines as work ends, then `result JSON`.
 
-import { avoidJwkExportDeadlock } from './client.js';
 import { generateLoad } from './load-generator.js';
 import { echoBesideRecipeChecks } from './recipe-echo.js';
 
 async function main(): Promise<void> {
-  avoidJwkExportDeadlock();
   const [mode, port, home, ...numbers] = process.argv.slice(2);
   if (port === undefined || home === undefined) throw new Error('usage: worker.js load|recipe-echo PORT HOME ...');
   const progress = (done: number): void => void process.stdout.write(`progress ${done}\n`);
