@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // netplumbd: parses the command line and the config file, starts the daemon, and turns signals into shutdown.
 // All behaviour lives in server.ts; this file only wires parts together and owns the process exit status.
 

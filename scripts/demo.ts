@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { PROGRAMS, REPO_DIR } from './built-programs.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../daemon/node-options.js';
 
 const bin = PROGRAMS;
 
@@ -36,7 +37,7 @@ async function main(): Promise<number> {
 
     step('netplumbd on 127.0.0.1');
     const spool = join(home, 'spool');
-    const started = spawn(process.execPath, [bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`], {
+    const started = spawn(process.execPath, [...NETPLUMBD_NODE_OPTIONS, bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     daemon = started;

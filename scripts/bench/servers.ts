@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { PROGRAMS, REPO_DIR } from '../built-programs.js';
 import { sleep } from './measure.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
 
 /**
  * ../shared/bench/openssh-loopback.sh beside the checkout; a git worktree sits a level deeper than the main checkout,
@@ -35,7 +36,7 @@ export interface Daemon {
 export function startDaemon(home: string): Promise<Daemon> {
   const daemon = spawn(
     process.execPath,
-    [PROGRAMS.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
+    [...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let exited = false;

@@ -10,6 +10,7 @@ import { writeIdentityFiles } from '../../bridges/key-files.js';
 import { generateIdentity, type PrivateIdentity } from '../../protocol/keys.js';
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
 import { PROGRAMS } from '../built-programs.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
 
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 20_000;
@@ -162,7 +163,7 @@ export class FuzzDaemon {
     try {
       child = spawn(
         process.execPath,
-        [`--max-old-space-size=${options.heapMb}`, PROGRAMS.netplumbd, `-config=${configFile}`, '-listen=127.0.0.1:0', `-hostkey=${hostKey.file}`, `-clients=${clientsFile}`],
+        [`--max-old-space-size=${options.heapMb}`, ...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, `-config=${configFile}`, '-listen=127.0.0.1:0', `-hostkey=${hostKey.file}`, `-clients=${clientsFile}`],
         { stdio: ['ignore', 'ignore', logFd] },
       );
     } finally {

@@ -10,6 +10,7 @@ import { parsePublicKeyLine, type PrivateIdentity, type PublicIdentity } from '.
 import { DEFAULT_LIMITS } from '../../protocol/wire.js';
 import { baseDaemonConfig, BIN, DaemonProcess, writeKeyPair, type KeyFiles } from '../../test/helpers/daemon.js';
 import type { Options, PhaseName } from './options.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
 
 /** The daemon's old space is capped so that a leak ends in a crash the soak reports, not in a swapping machine. */
 export const DAEMON_MAX_OLD_SPACE_MB = 512;
@@ -62,7 +63,7 @@ export const daemons: DaemonProcess[] = [];
 
 export async function startSoakDaemon(fixture: Fixture, phase: PhaseName, options: Options): Promise<Daemon> {
   const cwd = mkdtempSync(join(fixture.dir, `${phase}-`));
-  const nodeFlags = [`--max-old-space-size=${DAEMON_MAX_OLD_SPACE_MB}`, ...(phase === 'idle' && options.heapSummary ? ['--heapsnapshot-signal=SIGUSR2'] : [])];
+  const nodeFlags = [...NETPLUMBD_NODE_OPTIONS, `--max-old-space-size=${DAEMON_MAX_OLD_SPACE_MB}`, ...(phase === 'idle' && options.heapSummary ? ['--heapsnapshot-signal=SIGUSR2'] : [])];
   const child = spawn(
     process.execPath,
     [

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../daemon/config.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const UNIT = join(here, '../../../daemon/netplumbd.service');
@@ -125,4 +126,9 @@ describe('netplumbd.service', () => {
     ];
     assert.deepEqual(forbidden.filter((key) => unit.has(key)), []);
   });
+});
+
+test("netplumbd's #! line runs node with the options the tests and scripts start it with", () => {
+  const shebang = readFileSync(DAEMON_MAIN, 'utf8').split('\n')[0];
+  assert.equal(shebang, `#!/usr/bin/env -S node ${NETPLUMBD_NODE_OPTIONS.join(' ')}`);
 });

@@ -11,6 +11,7 @@ import { writeIdentityFiles } from '../../bridges/key-files.js';
 import { generateIdentity } from '../../protocol/keys.js';
 import { childrenOf, delay, killGroup, spawnProcess, waitUntil, type ProcessResult, type RunningProcess, type RunOptions } from './processes.js';
 import { onCleanup, tempDir, type Scope } from './scope.js';
+import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
 
 /** The compiled tree (build/): this file runs as build/test/helpers/daemon.js. */
 const BUILD_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -154,6 +155,7 @@ export async function startDaemon(scope: Scope, options: DaemonOptions): Promise
     program as string,
     [
       ...launcherArgs,
+      ...NETPLUMBD_NODE_OPTIONS,
       BIN.netplumbd,
       `-config=${configFile}`,
       '-listen=127.0.0.1:0',
