@@ -13,6 +13,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { EndpointError, NetplumbError } from '../protocol/errors.js';
 import { StateMachine, type IllegalMoveReporter, type TransitionTable } from '../protocol/state-machine.js';
+import { copiesWrittenBytes, PooledFdReader } from './pooled-reader.js';
 
 /** How often a sink retries opening its FIFO while no reader has it open (open fails with ENXIO until then). */
 export const FIFO_READER_POLL_MS = 20;
@@ -209,17 +210,29 @@ export class FifoSource {
       this.shutDown(new EndpointError(`cannot open named pipe ${this.path}: ${reasonFor(error, this.path)}`, { cause: error }));
       return;
     }
-    const socket = new Socket({ fd, readable: true, writable: false });
-    this.socket = socket;
-    this.machine.move('reading');
-    socket.on('data', (chunk: Buffer) => {
+    // Into reused buffers (bridges/pooled-reader.ts): this is the path of an -outfifo or -infifo transfer.
+    const reader = new PooledFdReader(fd, (chunk, giveBack) => {
       const stream = this.roundStream();
-      if (stream === undefined) return;
-      if (!stream.write(chunk)) {
-        socket.pause();
-        stream.once('drain', () => socket.resume());
+      if (stream === undefined) {
+        giveBack();
+        return;
+      }
+      let more: boolean;
+      if (copiesWrittenBytes(stream)) {
+        more = stream.write(chunk, giveBack);
+      } else {
+        // A stream that may keep what it is given gets bytes of its own.
+        more = stream.write(Buffer.from(chunk));
+        giveBack();
+      }
+      if (!more) {
+        reader.pause();
+        stream.once('drain', () => reader.resume());
       }
     });
+    const socket = reader.socket;
+    this.socket = socket;
+    this.machine.move('reading');
     socket.on('end', () => {
       const last = this.machine.is('finishing');
       // The last round is sent only if it has bytes; any other round is sent even empty.

@@ -27,54 +27,75 @@ export function copiesWrittenBytes(sink: Writable): sink is CopyingWritable {
   return (sink as Partial<CopyingWritable>).copiesWrittenBytes === true;
 }
 
-export interface PooledReader {
-  /** The socket over the descriptor: its 'end', 'error' and 'close' are the reader's; destroy() stops it. */
+/**
+ * Reads `fd` (a pipe, FIFO or socket; the socket takes ownership of it) into the ring and hands each chunk to
+ * `onChunk` with the function that gives its buffer back. Reading stops while every buffer is out, and while the
+ * owner holds it (pause(), for a sink that asks to wait); it starts again only when neither is the case, since a
+ * read with no buffer free would go into one still in use.
+ */
+export class PooledFdReader {
   readonly socket: Socket;
-  /** Buffers in the ring now: neither out with the sink nor the one the socket keeps for its next read. */
-  readonly freeBuffers: number;
+  private readonly free: Buffer[];
+  private readonly resumeAt: number;
+  private ringEmpty = false;
+  private held = false;
+
+  constructor(fd: number, onChunk: (chunk: Buffer, giveBack: () => void) => void, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES) {
+    this.free = Array.from({ length: buffers }, () => Buffer.allocUnsafeSlow(bufferBytes));
+    this.resumeAt = Math.min(RESUME_AT_FREE, buffers - 1);
+    // Node honours onread for a socket it is given a descriptor for, though its types list the option for connect() only.
+    const options: SocketConstructorOpts & ConnectOpts = {
+      fd,
+      readable: true,
+      writable: false,
+      onread: {
+        // Called once at the start and once after every read: there is always one to take (see the callback).
+        buffer: () => this.free.pop() as Buffer,
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          const taken = buffer as Buffer;
+          onChunk(taken.subarray(0, bytes), () => this.giveBack(taken));
+          // The next read's buffer is taken right after this returns; with one left, that one is the last, so
+          // reading stops until enough come back.
+          if (this.free.length > 1) return true;
+          this.ringEmpty = true;
+          return false;
+        },
+      },
+    };
+    this.socket = new Socket(options);
+  }
+
+  /** Buffers in the ring now: neither out with a chunk nor the one the socket keeps for its next read. */
+  get freeBuffers(): number {
+    return this.free.length;
+  }
+
+  /** Holds reading until resume(), whatever the ring has. */
+  pause(): void {
+    this.held = true;
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.held = false;
+    if (!this.ringEmpty && !this.socket.destroyed) this.socket.resume();
+  }
+
+  private giveBack(buffer: Buffer): void {
+    this.free.push(buffer);
+    if (!this.ringEmpty || this.free.length < this.resumeAt) return;
+    this.ringEmpty = false;
+    if (!this.held && !this.socket.destroyed) this.socket.resume();
+  }
 }
 
 /**
- * Reads `fd` (a pipe, FIFO or socket; the socket takes ownership of it) and writes each chunk to `sink`, ending
- * the sink at EOF. A read error destroys the sink with it.
+ * Reads `fd` into `sink`, ending the sink at EOF; a read error destroys the sink with it. Each chunk's buffer goes
+ * back to the ring when the sink's write callback says it was taken.
  */
-export function pipeFdPooled(fd: number, sink: CopyingWritable, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledReader {
-  const free: Buffer[] = Array.from({ length: buffers }, () => Buffer.allocUnsafeSlow(bufferBytes));
-  let stopped = false;
-  const resumeAt = Math.min(RESUME_AT_FREE, buffers - 1);
-  const giveBack = (buffer: Buffer): void => {
-    free.push(buffer);
-    if (stopped && free.length >= resumeAt && !socket.destroyed) {
-      stopped = false;
-      socket.resume();
-    }
-  };
-  // Node honours onread for a socket it is given a descriptor for, though its types list the option for connect() only.
-  const options: SocketConstructorOpts & ConnectOpts = {
-    fd,
-    readable: true,
-    writable: false,
-    onread: {
-      // Called once at the start and once after every read: there is always one to take (see the callback).
-      buffer: () => free.pop() as Buffer,
-      callback: (bytes: number, buffer: Uint8Array): boolean => {
-        const taken = buffer as Buffer;
-        sink.write(taken.subarray(0, bytes), () => giveBack(taken));
-        // The next read's buffer is taken right after this returns; with one left, that one is the last, so reading
-        // stops until enough come back.
-        if (free.length > 1) return true;
-        stopped = true;
-        return false;
-      },
-    },
-  };
-  const socket = new Socket(options);
-  socket.on('end', () => sink.end());
-  socket.on('error', (error: Error) => sink.destroy(error));
-  return {
-    socket,
-    get freeBuffers() {
-      return free.length;
-    },
-  };
+export function pipeFdPooled(fd: number, sink: CopyingWritable, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledFdReader {
+  const reader = new PooledFdReader(fd, (chunk, giveBack) => sink.write(chunk, giveBack), buffers, bufferBytes);
+  reader.socket.on('end', () => sink.end());
+  reader.socket.on('error', (error: Error) => sink.destroy(error));
+  return reader;
 }

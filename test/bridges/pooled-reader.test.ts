@@ -10,7 +10,7 @@ import { constants, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { pipeFdPooled, POOLED_READ_BUFFERS, type CopyingWritable } from '../../bridges/pooled-reader.js';
+import { PooledFdReader, pipeFdPooled, POOLED_READ_BUFFERS, type CopyingWritable } from '../../bridges/pooled-reader.js';
 import { tempDir } from '../helpers/scope.js';
 
 /** A sink that takes each chunk only after `delayMs`, keeping a hash of what it was given when it took it. */
@@ -85,6 +85,47 @@ describe('pooled pipe reader', () => {
     assert.equal(received, total);
   });
 
+});
+
+describe('pooled reader owned by its caller', () => {
+  test("the owner's pause holds reading, and a resume while every buffer is out waits for them to come back", async (t) => {
+    const dir = tempDir(t, 'pooled-reader-');
+    const data = randomBytes(4 * 1024 * 1024 + 77);
+    writeFileSync(join(dir, 'data'), data);
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
+    const child = spawn('sh', ['-c', `cat '${join(dir, 'data')}' > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
+    t.after(() => child.kill());
+    const pending: [Buffer, () => void][] = [];
+    const reader = new PooledFdReader(fd, (chunk, giveBack) => pending.push([chunk, giveBack]));
+    const ended = once(reader.socket, 'end');
+    await until(() => reader.freeBuffers === 0, 'the ring to run out');
+    // A resume from the owner must not read into a buffer that is still out.
+    reader.pause();
+    reader.resume();
+    const outNow = pending.length;
+    await sleep(100);
+    assert.equal(pending.length, outNow, 'a chunk was read with no buffer free');
+    // Held by the owner, reading stays stopped even as buffers come back.
+    reader.pause();
+    const hash = createHash('sha256');
+    const takeAll = (): void => {
+      for (const [chunk, giveBack] of pending.splice(0)) {
+        hash.update(chunk);
+        giveBack();
+      }
+    };
+    takeAll();
+    await sleep(100);
+    assert.equal(pending.length, 0, 'a chunk was read while the owner held the reader');
+    reader.resume();
+    const taking = setInterval(takeAll, 1);
+    t.after(() => clearInterval(taking));
+    await ended;
+    clearInterval(taking);
+    takeAll();
+    assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+  });
 });
 
 function sleep(ms: number): Promise<void> {
