@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { constants, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { PooledFdReader, pipeFdPooled, POOLED_READ_BUFFERS, type CopyingWritable } from '../../bridges/pooled-reader.js';
 import { tempDir } from '../helpers/scope.js';
 
@@ -34,15 +34,31 @@ function slowSink(delayMs: number): { sink: CopyingWritable; digest: () => strin
   return { sink: Object.assign(sink, { copiesWrittenBytes: true as const }), digest: () => hash.digest('hex'), maxHeld: () => maxHeld };
 }
 
+/**
+ * A named pipe in a temp dir, its read end opened non-blocking (as the daemon opens its pipes), and a child running
+ * the shell command `writer` gives for it. Returns the read end.
+ */
+function pipeWrittenBy(t: TestContext, writer: (pipe: string) => string): number {
+  const dir = tempDir(t, 'pooled-reader-');
+  const pipe = join(dir, 'pipe');
+  execFileSync('mkfifo', [pipe]);
+  const fd = openSync(pipe, constants.O_RDONLY | constants.O_NONBLOCK);
+  const child = spawn('sh', ['-c', writer(pipe)], { stdio: 'ignore' });
+  t.after(() => child.kill());
+  return fd;
+}
+
+/** A pipe a child fills with `data` (kept in a file beside it). */
+function pipeCarrying(t: TestContext, data: Buffer): number {
+  const file = join(tempDir(t, 'pooled-reader-data-'), 'data');
+  writeFileSync(file, data);
+  return pipeWrittenBy(t, (pipe) => `cat '${file}' > '${pipe}'`);
+}
+
 describe('pooled pipe reader', () => {
   test('a child writing a named pipe: every byte arrives in order through a slow sink, and all buffers come back', async (t) => {
-    const dir = tempDir(t, 'pooled-reader-');
     const data = randomBytes(8 * 1024 * 1024 + 123);
-    writeFileSync(join(dir, 'data'), data);
-    execFileSync('mkfifo', [join(dir, 'pipe')]);
-    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
-    const child = spawn('sh', ['-c', `cat '${join(dir, 'data')}' > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
-    t.after(() => child.kill());
+    const fd = pipeCarrying(t, data);
     const { sink, digest, maxHeld } = slowSink(1);
     const reader = pipeFdPooled(fd, sink);
     await once(sink, 'finish');
@@ -53,12 +69,8 @@ describe('pooled pipe reader', () => {
   });
 
   test('with every buffer out, reading stops; it starts again when the sink takes them', async (t) => {
-    const dir = tempDir(t, 'pooled-reader-');
-    execFileSync('mkfifo', [join(dir, 'pipe')]);
-    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
     const total = 4 * 1024 * 1024;
-    const child = spawn('sh', ['-c', `head -c ${total} /dev/zero > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
-    t.after(() => child.kill());
+    const fd = pipeWrittenBy(t, (pipe) => `head -c ${total} /dev/zero > '${pipe}'`);
     const waiting: (() => void)[] = [];
     let received = 0;
     const sink = Object.assign(
@@ -89,13 +101,8 @@ describe('pooled pipe reader', () => {
 
 describe('pooled reader owned by its caller', () => {
   test("the owner's pause holds reading, and a resume while every buffer is out waits for them to come back", async (t) => {
-    const dir = tempDir(t, 'pooled-reader-');
     const data = randomBytes(4 * 1024 * 1024 + 77);
-    writeFileSync(join(dir, 'data'), data);
-    execFileSync('mkfifo', [join(dir, 'pipe')]);
-    const fd = openSync(join(dir, 'pipe'), constants.O_RDONLY | constants.O_NONBLOCK);
-    const child = spawn('sh', ['-c', `cat '${join(dir, 'data')}' > '${join(dir, 'pipe')}'`], { stdio: 'ignore' });
-    t.after(() => child.kill());
+    const fd = pipeCarrying(t, data);
     const pending: [Buffer, () => void][] = [];
     const reader = new PooledFdReader(fd, (chunk, giveBack) => pending.push([chunk, giveBack]));
     const ended = once(reader.socket, 'end');
