@@ -84,6 +84,7 @@ export async function prepareStart(request: StartRequest | KeyBinding, grant: St
   refuseIfCancelled(cancelled);
   const plan = request.kind === StartKind.Recipe ? await checkedRecipe(request.text, request.source, identity) : undefined;
   refuseIfCancelled(cancelled);
+  if (plan !== undefined) refusePlacedStages(plan);
   if (mode === 'start' && plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
   const env = commandEnvironment(exported, identity);
   const cwd = workingDirectory(identity.runAs);
@@ -119,6 +120,17 @@ async function identify(user: string | undefined, grant: StartGrant): Promise<Se
 /** A recipe checked by the daemon itself (on the checker's worker), its errors as the request's refusal. */
 async function checkedRecipe(text: string, source: string, identity: SessionIdentity): Promise<RecipePlan> {
   return await recipeChecker.check(text, { sourceName: source, spoolDir: identity.spoolDir });
+}
+
+/**
+ * A Start runs every command of its recipe here, so a command placed on a machine (`@db1`) cannot be honoured by it:
+ * refused, rather than run on the wrong machine.
+ */
+function refusePlacedStages(plan: RecipePlan): void {
+  const placed = plan.stages.find((stage) => stage.machine !== undefined);
+  if (placed === undefined) return;
+  const which = placed.label === undefined ? `the command on line ${placed.location.line}` : `the command labelled ${placed.label} (line ${placed.location.line})`;
+  throw new BadRequestError(`${which} is placed on @${placed.machine ?? ''}: a recipe that names machines is run by plumb across them, not by one Start`);
 }
 
 /**

@@ -26,12 +26,20 @@ export interface NameNode {
 
 export interface CommandNode {
   kind: 'command';
-  /** Start of the label, or of the first word or redirection. */
+  /** Start of the machine, else of the label, else of the first word or redirection. */
   offset: number;
+  /** `@db1`, `@db1:7020`, `@[::1]:7020`: where the command runs; null runs it on plumb's command-line machine. */
+  machine: MachineNode | null;
   label: NameNode | null;
   /** Words and redirections in the order written; at least one of them. */
   elements: CommandElement[];
   terminator: TerminatorNode | null;
+}
+
+/** A machine as written after its `@`: a name, an address or an alias, optionally with `:PORT`. */
+export interface MachineNode {
+  text: string;
+  offset: number;
 }
 
 export type CommandElement = WordNode | RedirectionNode;

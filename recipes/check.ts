@@ -9,7 +9,7 @@ import { RecipeSource } from './errors.js';
 import { resolveRecipeLimits, type RecipeLimits } from './limits.js';
 import { decodeRecipe } from './decode.js';
 import { parseSource } from './parse.js';
-import { DEFAULT_SPOOL_DIR, type RecipeFifo, type RecipeLabelPipe, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
+import { DEFAULT_SPOOL_DIR, type RecipeEdge, type RecipeFifo, type RecipeLabelPipe, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
 
 export { DEFAULT_SPOOL_DIR } from './plan.js';
 
@@ -97,13 +97,16 @@ class PlanBuilder {
     this.checkPipes();
     const labels = this.checkLabels();
     this.checkFifos();
+    const stages = this.drafts.map((draft) => draft.stage);
     return {
       source: this.source.name,
       spoolDir: this.spoolDir,
-      stages: this.drafts.map((draft) => draft.stage),
+      stages,
       fifos: [...this.fifos.values()].map(({ name, path, location }) => ({ name, path, location })),
       labels,
       readsPlumbStdin: this.plumbStdinReader !== null,
+      machines: [...new Set(stages.flatMap((stage) => (stage.machine === undefined ? [] : [stage.machine])))],
+      edges: crossingEdges(stages, labels),
     };
   }
 
@@ -127,6 +130,16 @@ class PlanBuilder {
     if (Buffer.byteLength(name, 'utf8') > this.limits.maxNameBytes) {
       this.fail(ErrorCode.RecipeTooLarge, `the name ${name} is longer than maxNameBytes (${this.limits.maxNameBytes})`, offset);
     }
+  }
+
+  /** A machine as written: a name within the name limit, and a port, if any, from 1 to 65535. */
+  private checkMachine(text: string, offset: number): string {
+    this.checkNameSize(text, offset);
+    const port = /:(\d+)$/.exec(text)?.[1];
+    if (port !== undefined && (Number(port) < 1 || Number(port) > 65535 || port.startsWith('0'))) {
+      this.fail(ErrorCode.RecipeInvalid, `@${text}: the port must be a number from 1 to 65535`, offset);
+    }
+    return text;
   }
 
   private declareFifos(): void {
@@ -200,6 +213,7 @@ class PlanBuilder {
       background: node.terminator !== null,
     };
     if (node.label !== null) stage.label = node.label.name;
+    if (node.machine !== null) stage.machine = this.checkMachine(node.machine.text, node.machine.offset);
     const draft: StageDraft = { node, stage, stdinOffset: null, outputOffset: { 1: null, 2: null } };
 
     for (const element of node.elements) {
@@ -454,9 +468,43 @@ class PlanBuilder {
       if (reader.stage === writer.stage) {
         this.fail(ErrorCode.RecipeInvalid, `a command cannot both read and write fifo ${fifo.name}: it would wait for itself`, reader.offset);
       }
+      const writerMachine = this.stageAt(writer.stage).machine;
+      const readerMachine = this.stageAt(reader.stage).machine;
+      if (writerMachine !== readerMachine) {
+        const on = (machine: string | undefined): string => (machine === undefined ? "plumb's machine" : `@${machine}`);
+        this.fail(
+          ErrorCode.RecipeInvalid,
+          `fifo ${fifo.name} is written on ${on(writerMachine)} and read on ${on(readerMachine)}: a named pipe stays on its machine (send the stream to a label, >%LABEL, to cross machines)`,
+          writer.offset,
+        );
+      }
       this.checkOrder(`fifo ${fifo.name}`, reader, [writer]);
     }
   }
+}
+
+/**
+ * The | pipes and label writers whose reader runs on another machine, each an edge: by writing stage, its | pipe
+ * first, then its labels by name.
+ */
+function crossingEdges(stages: readonly RecipeStage[], labels: readonly RecipeLabelPipe[]): RecipeEdge[] {
+  const edges: RecipeEdge[] = [];
+  const add = (writer: RecipeStage, reader: RecipeStage, pipe: RecipeEdge['pipe'], matches: (output: StageOutput) => boolean): void => {
+    if (writer.machine === reader.machine) return;
+    const streams = (['stdout', 'stderr'] as const).filter((stream) => matches(writer[stream]));
+    edges.push({ index: edges.length, fromStage: writer.index, streams, toStage: reader.index, pipe });
+  };
+  const byName = [...labels].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  for (const stage of stages) {
+    const next = stages[stage.index + 1];
+    if (next !== undefined && next.stdin.kind === 'pipe') add(stage, next, `stage:${stage.index}`, (output) => output.kind === 'pipe');
+    for (const pipe of byName) {
+      const reader = stages[pipe.readerStage];
+      if (reader === undefined || !pipe.writerStages.includes(stage.index)) continue;
+      add(stage, reader, `label:${pipe.label}`, (output) => output.kind === 'label' && output.label === pipe.label);
+    }
+  }
+  return edges;
 }
 
 function addEnd(map: Map<string, PipeEnd[]>, name: string, end: PipeEnd): void {

@@ -3,7 +3,7 @@
 // trust it: labels exist, paths are absolute, and pipe ends open in an order that cannot deadlock. A plain command
 // is a plan too (commandPlan), so one executor runs both.
 
-import { describeInput, describeOutput } from './stage-io.js';
+import { describeInput, describeOutput, type PipeKey } from './stage-io.js';
 
 
 /**
@@ -44,6 +44,8 @@ export interface RecipeStage {
   /** The label, or `line N`. */
   name: string;
   label?: string;
+  /** The machine as written after `@` (`db1`, `db1:7020`); absent: the machine named on plumb's command line. */
+  machine?: string;
   /** Where the command starts (its label if it has one). */
   location: RecipeLocation;
   /** argv[0] is the program, looked up in PATH by the executor. Never empty. */
@@ -73,6 +75,21 @@ export interface RecipeLabelPipe {
   writerStages: number[];
 }
 
+/**
+ * A stream that crosses machines: a `|` or a label pipe whose writer runs on one machine and whose reader on another.
+ * It flows daemon to daemon; each writer of a label on another machine than the reader is an edge of its own.
+ */
+export interface RecipeEdge {
+  /** 0-based, in the order of the writing stage. */
+  index: number;
+  fromStage: number;
+  /** The writer's streams that flow into it, stdout first; both after 2>&1. */
+  streams: Array<'stdout' | 'stderr'>;
+  toStage: number;
+  /** The reader's pipe: `stage:N` (the | after stage N) or `label:NAME`. */
+  pipe: PipeKey;
+}
+
 export interface RecipePlan {
   source: string;
   /** Absolute, normalised. Every relative file name and every fifo lives here. */
@@ -83,6 +100,15 @@ export interface RecipePlan {
   /** Label pipes (the executor creates them); only labels with at least one writer appear. */
   labels: RecipeLabelPipe[];
   readsPlumbStdin: boolean;
+  /** The machines named with `@`, in order of first use; empty when every command runs on plumb's machine. */
+  machines: string[];
+  /** Streams between stages on different machines; empty when the recipe runs on one machine. */
+  edges: RecipeEdge[];
+}
+
+/** How the plan listing names a stage's machine. */
+export function machineName(stage: RecipeStage): string {
+  return stage.machine === undefined ? "plumb's machine" : `@${stage.machine}`;
 }
 
 /**
@@ -100,7 +126,7 @@ export function commandPlan(argv: readonly [string, ...string[]], directory: str
     stderr: { kind: 'plumb-stderr' },
     background: false,
   };
-  return { source: 'command', spoolDir: directory, stages: [stage], fifos: [], labels: [], readsPlumbStdin: true };
+  return { source: 'command', spoolDir: directory, stages: [stage], fifos: [], labels: [], readsPlumbStdin: true, machines: [], edges: [] };
 }
 
 /** Quotes an argv word so the listing shows where words begin and end; plain words stay bare. */
@@ -109,20 +135,24 @@ function showWord(word: string): string {
 }
 
 /**
- * A human-readable plan, as `plumb -check` prints it: what is created in the spool directory, then each stage
- * with its argv, where its three streams go, and whether the next stage waits for it. Ends with a newline.
+ * A human-readable plan, as `plumb -check` prints it: what is created in the spool directory, then, for a recipe that
+ * spans machines, the commands of each machine and every stream between machines, then each stage with its argv,
+ * where its three streams go, and whether the next stage waits for it. Ends with a newline.
  */
 export function formatPlan(plan: RecipePlan): string {
   const lines: string[] = [];
-  lines.push(`recipe ${plan.source}: ${plan.stages.length} command${plan.stages.length === 1 ? '' : 's'}`);
-  lines.push(`spool directory: ${plan.spoolDir}`);
+  const spans = plan.machines.length > 0;
+  const count = `${plan.stages.length} command${plan.stages.length === 1 ? '' : 's'}`;
+  const machineCount = new Set(plan.stages.map((stage) => stage.machine)).size;
+  lines.push(`recipe ${plan.source}: ${count}${spans ? ` on ${machineCount} machine${machineCount === 1 ? '' : 's'}` : ''}`);
+  lines.push(`spool directory: ${plan.spoolDir}${spans ? ' (on each machine)' : ''}`);
   if (plan.fifos.length > 0) {
     lines.push('named pipes created before the first command and removed at the end:');
     for (const fifo of plan.fifos) lines.push(`  ${fifo.path}`);
   }
   const files = new Set<string>();
   for (const stage of plan.stages) {
-    for (const output of [stage.stdout, stage.stderr]) if (output.kind === 'file') files.add(output.path);
+    for (const output of [stage.stdout, stage.stderr]) if (output.kind === 'file') files.add(spans ? `${output.path} on ${machineName(stage)}` : output.path);
   }
   if (files.size > 0) {
     lines.push('files written:');
@@ -136,11 +166,31 @@ export function formatPlan(plan: RecipePlan): string {
       lines.push(`  %${pipe.label}: ${writers} -> ${reader}`);
     }
   }
+  if (spans) {
+    lines.push('machines:');
+    const seen = new Map<string, string[]>();
+    for (const stage of plan.stages) {
+      const machine = machineName(stage);
+      seen.set(machine, [...(seen.get(machine) ?? []), `[${stage.index}] ${stage.name}`]);
+    }
+    for (const [machine, stages] of seen) lines.push(`  ${machine}: ${stages.join(', ')}`);
+  }
+  if (plan.edges.length > 0) {
+    lines.push('streams between machines (daemon to daemon, SHA-256 checked at the end):');
+    for (const edge of plan.edges) {
+      const from = plan.stages[edge.fromStage];
+      const to = plan.stages[edge.toStage];
+      if (from === undefined || to === undefined) continue;
+      const via = edge.pipe.startsWith('label:') ? `%${edge.pipe.slice('label:'.length)}` : '|';
+      lines.push(`  edge ${edge.index}: ${machineName(from)} [${from.index}] ${from.name} ${edge.streams.join('+')} -> ${via} -> ${machineName(to)} [${to.index}] ${to.name}`);
+    }
+  }
   lines.push('commands, in start order:');
   for (const stage of plan.stages) {
     const at = `${stage.location.line}:${stage.location.column}`;
     const wait = stage.background ? 'next starts at once' : 'next waits for it to end';
-    lines.push(`  [${stage.index}] ${stage.name} (${at}, ${wait}): ${stage.argv.map(showWord).join(' ')}`);
+    const where = spans ? ` on ${machineName(stage)}` : '';
+    lines.push(`  [${stage.index}] ${stage.name}${where} (${at}, ${wait}): ${stage.argv.map(showWord).join(' ')}`);
     lines.push(`      stdin  <- ${describeInput(plan, stage.stdin)}`);
     lines.push(`      stdout -> ${describeOutput(plan, stage.stdout)}`);
     lines.push(`      stderr -> ${describeOutput(plan, stage.stderr)}`);

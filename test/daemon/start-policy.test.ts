@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { userInfo } from 'node:os';
 import { test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
-import { NO_ENDPOINTS, type ExecRequest, type KeyBinding } from '../../protocol/session.js';
+import { NO_ENDPOINTS, type ExecRequest, type KeyBinding, type RecipeRequest } from '../../protocol/session.js';
 import { StartKind } from '../../protocol/wire.js';
 import { checkRequest, prepareStart, type StartGrant } from '../../daemon/start-policy.js';
 
@@ -50,4 +50,13 @@ test('mints for a binding as a Start of it would run, without a one-time key\'s 
 
 test('refuses a request whose connection has gone', async () => {
   await assert.rejects(prepareStart(command(), grant(), 'start', () => true), { code: ErrorCode.BadRequest });
+});
+
+test('refuses a recipe that places a command on a machine, since one Start runs every command here', async () => {
+  const request: RecipeRequest = { kind: StartKind.Recipe, text: 'echo a |\n@db1 cat\n', source: 'placed.rcp', env: [], endpoints: NO_ENDPOINTS, stdin: 1, stdout: 3, stderr: 5 };
+  await assert.rejects(prepareStart(request, grant(), 'start'), (error: Error & { code?: string }) => {
+    assert.equal(error.code, ErrorCode.BadRequest);
+    assert.match(error.message, /the command on line 2 is placed on @db1/);
+    return true;
+  });
 });
