@@ -3,6 +3,11 @@
 // or |), each command's end is reported as it happens, and whatever way the run ends, no process, fd or pipe is
 // left. It knows processes and pipes only: the session that owns it joins plumb's streams to RecipeIo.
 //
+// A recipe that spans machines runs as one RecipeRun per machine, each given the stages it owns (ownStages). It
+// readies only the pipes its own commands use, holds an outlet for each edge its commands write into and an inlet
+// for each edge its commands read from (edges.ts), and keeps the recipe's one order: before a command that follows
+// another machine's foreground command it waits until foreignStageEnded() says that command has ended.
+//
 //   prepareRecipe ──> Prepared ──start()──> Running ──every stage ended, outputs read──> Finished
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
@@ -20,6 +25,7 @@ import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
 import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
+import { EdgeOutlet, openEdgeInlet, type EdgeInlet, type EdgeOutput, type EdgeTally } from './edges.js';
 import { makeDeclaredFifos, openBothEnds, plumbPipes, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
 
 export { STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
@@ -42,6 +48,8 @@ export interface RecipeRunOptions {
   checkFile?: PathCheck;
   /** Whose rights the commands, and the files opened for them, have; absent: the daemon's own. */
   identity?: CommandIdentity;
+  /** The stages this machine runs, for a recipe that spans machines; absent: every stage. */
+  ownStages?: ReadonlySet<number>;
 }
 
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
@@ -50,11 +58,18 @@ export interface RecipeIo {
   stdin: Readable;
   stdout: Writable;
   stderr: Writable;
+  /** For each edge leaving this machine, by its index in plan.edges: where its bytes go. Absent: nowhere (EPIPE). */
+  edgeOutputs?: ReadonlyMap<number, EdgeOutput>;
+  /** For each edge arriving here: the bytes to deliver to its reader. Absent: the reader sees no bytes from it. */
+  edgeInputs?: ReadonlyMap<number, Readable>;
 }
 
 /** How a run ended: every stage's end in recipe order, the recipe's status, and why it was cut short if it was. */
 export interface RecipeOutcome {
+  /** The ends of this machine's own stages. */
   stages: StageEnd[];
+  /** What passed each end of an edge this machine holds, outlets and inlets, in edge order. */
+  edges: EdgeTally[];
   status: ExitStatus;
   /** Set when abort() ended the run; stages not reached have no entry. */
   abortedBecause?: string;
@@ -88,6 +103,12 @@ export class RecipeRun {
   private resolveOutcome: (outcome: RecipeOutcome) => void = () => undefined;
   /** Settles once every started command has ended, every output has been read and every pipe is gone. */
   readonly outcome: Promise<RecipeOutcome>;
+  /** Other machines' stages that have ended, as foreignStageEnded() was told; waited for by the stage order. */
+  private readonly foreignEnds = new Map<number, { ended: Promise<void>; end: () => void }>();
+  private readonly tallies: EdgeTally[] = [];
+  /** Resolves when the run stops starting commands (abort or finish), so no wait for another machine outlives it. */
+  private stopStarting: () => void = () => undefined;
+  private readonly stoppedStarting = new Promise<void>((resolve) => (this.stopStarting = resolve));
 
   constructor(
     readonly plan: RecipePlan,
@@ -97,9 +118,33 @@ export class RecipeRun {
     private readonly io: IoSockets,
     /** The declared named pipes, as made: removed when the run is over. */
     private readonly madeFifos: readonly MadeFile[],
+    /** The ends this machine holds of edges: outlets of those its commands write, inlets of those they read. */
+    private readonly edgeEnds: { outlets: readonly EdgeOutlet[]; inlets: readonly EdgeInlet[] } = { outlets: [], inlets: [] },
   ) {
     this.ends = plan.stages.map(() => undefined);
     this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
+  }
+
+  /** Whether this machine runs the stage. */
+  owns(stage: number): boolean {
+    return this.options.ownStages?.has(stage) ?? true;
+  }
+
+  /** Another machine's stage has ended: a command of this machine waiting for it in the recipe's order may start. */
+  foreignStageEnded(stage: number): void {
+    if (this.owns(stage)) return;
+    this.foreignEnd(stage).end();
+  }
+
+  private foreignEnd(stage: number): { ended: Promise<void>; end: () => void } {
+    let entry = this.foreignEnds.get(stage);
+    if (entry === undefined) {
+      let end: () => void = () => undefined;
+      const ended = new Promise<void>((resolve) => (end = resolve));
+      entry = { ended, end };
+      this.foreignEnds.set(stage, entry);
+    }
+    return entry;
   }
 
   /** Starts the commands in order, joining plumb's streams as `join` says; the outcome promise tells how it went. Call once. */
@@ -137,6 +182,7 @@ export class RecipeRun {
     if (this.state === State.Aborting) return this.outcome;
     this.state = State.Aborting;
     this.abortReason = reason;
+    this.stopStarting();
     // Nothing more will be started: pipes the daemon still holds must not keep anyone waiting.
     this.closeAllPipes();
     void this.endAllGroups().then(() => this.finish());
@@ -180,12 +226,34 @@ export class RecipeRun {
       sink.on('error', () => source.destroy());
       reads.push(finished(sink, { readable: false }).catch(() => undefined));
     }
+    for (const outlet of this.edgeEnds.outlets) {
+      const output = io.edgeOutputs?.get(outlet.edge);
+      if (output === undefined) {
+        outlet.destroy();
+        continue;
+      }
+      reads.push(outlet.pipeTo(output).then((tally) => this.tallies.push(tally)));
+    }
+    for (const inlet of this.edgeEnds.inlets) {
+      const input = io.edgeInputs?.get(inlet.edge);
+      if (input === undefined) {
+        inlet.destroy();
+        continue;
+      }
+      reads.push(inlet.deliver(input).then((tally) => this.tallies.push(tally)));
+    }
     return Promise.all(reads);
   }
 
   private async runStages(): Promise<void> {
     for (const stage of this.plan.stages) {
       if (this.state !== State.Running) return;
+      if (!this.owns(stage.index)) {
+        // Another machine's command: ours after it wait for its end as they would for one of our own.
+        const oursFollow = this.plan.stages.some((later) => later.index > stage.index && this.owns(later.index));
+        if (!stage.background && oursFollow) await Promise.race([this.foreignEnd(stage.index).ended, this.stoppedStarting]);
+        continue;
+      }
       const child = this.startStage(stage);
       if (child !== undefined && !stage.background) await exited(child);
     }
@@ -199,8 +267,8 @@ export class RecipeRun {
       let stdio: [number | 'ignore', number, number];
       try {
         const stdin = this.inputFd(stage.stdin, opened);
-        const stdout = this.outputFd(stage.stdout, opened);
-        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage.stderr, opened);
+        const stdout = this.outputFd(stage, stage.stdout, opened);
+        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage, stage.stderr, opened);
         stdio = [stdin, stdout, stderr];
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
@@ -253,9 +321,9 @@ export class RecipeRun {
     return this.heldFd(this.inputPipe(input)?.readFd);
   }
 
-  private outputFd(output: StageOutput, opened: number[]): number {
+  private outputFd(stage: RecipeStage, output: StageOutput, opened: number[]): number {
     if (output.kind === 'file') return this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
-    return this.heldFd(this.outputPipe(output)?.writeFd);
+    return this.heldFd(this.outputPipe(stage, output)?.writeFd);
   }
 
   /** An end the run must still hold; its absence is a bug in the plan's bookkeeping, never the user's doing. */
@@ -276,7 +344,7 @@ export class RecipeRun {
     if (input !== undefined) uses.push([input, 'read']);
     const outputs = new Set<RecipePipe>();
     for (const output of [stage.stdout, stage.stderr]) {
-      const pipe = this.outputPipe(output);
+      const pipe = this.outputPipe(stage, output);
       if (pipe !== undefined) outputs.add(pipe);
     }
     for (const pipe of outputs) uses.push([pipe, 'write']);
@@ -288,9 +356,12 @@ export class RecipeRun {
     return key === undefined ? undefined : this.pipes.get(key);
   }
 
-  private outputPipe(output: StageOutput): RecipePipe | undefined {
+  /** The pipe a stage's output goes into here: the edge's own pipe when its reader runs on another machine. */
+  private outputPipe(stage: RecipeStage, output: StageOutput): RecipePipe | undefined {
     const key = outputPipeKey(output);
-    return key === undefined ? undefined : this.pipes.get(key);
+    if (key === undefined) return undefined;
+    const edge = this.plan.edges.find((candidate) => candidate.fromStage === stage.index && candidate.pipe === key);
+    return this.pipes.get(edge === undefined ? key : `edge:${edge.index}`);
   }
 
   private report(stage: RecipeStage, status: StageStatus): void {
@@ -312,13 +383,16 @@ export class RecipeRun {
     if (this.state === State.Finished) return;
     // An abort's ending of the groups goes on: the leaders are gone, but what they left in their groups goes too.
     this.state = State.Finished;
+    this.stopStarting();
     this.closeAllPipes();
     this.io.stdinWriter?.destroy();
     this.io.stdoutReader?.destroy();
     this.io.stderrReader?.destroy();
+    for (const end of [...this.edgeEnds.outlets, ...this.edgeEnds.inlets]) end.destroy();
     removeMadeFifos(this.madeFifos, this.options.identity ?? OWN_IDENTITY);
     const stages = this.ends.filter((end): end is StageEnd => end !== undefined);
-    const outcome: RecipeOutcome = { stages, status: recipeStatus(stages, this.abortReason !== undefined) };
+    const edges = [...this.tallies].sort((a, b) => a.edge - b.edge || (a.direction < b.direction ? -1 : 1));
+    const outcome: RecipeOutcome = { stages, edges, status: recipeStatus(stages, this.abortReason !== undefined) };
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }
@@ -373,25 +447,43 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     throw new RecipeSetupError(`cannot make the spool directory ${plan.spoolDir}: ${(error as Error).message}`, { cause: error });
   }
   const identity = options.identity ?? OWN_IDENTITY;
+  const owns = (stage: number): boolean => options.ownStages?.has(stage) ?? true;
+  const ownStages = plan.stages.filter((stage) => owns(stage.index));
   const pipes: RecipePipe[] = [];
   const made: MadeFile[] = [];
+  const outlets: EdgeOutlet[] = [];
+  const inlets: EdgeInlet[] = [];
   // Taken from the stock and not yet a RecipePipe's or a socket's: closed here if the setup fails.
   let loose: StockedPipe[] = [];
   try {
-    made.push(...(await makeDeclaredFifos(plan.fifos, plan.spoolDir, identity)));
-    const pipedStages = plan.stages.filter((stage) => stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe');
-    loose = await pipeStock.take(plan.labels.length + pipedStages.length + (plan.readsPlumbStdin ? 3 : 2));
+    // Pipes live with their reader: a label or | pipe read here, a named pipe used here (the check keeps both of its
+    // ends on one machine), plumb's stdin if a command here reads it; an edge read elsewhere is a pipe of its own.
+    const fifos = plan.fifos.filter((fifo) => ownStages.some((stage) => usesFifo(stage, fifo.name)));
+    const labels = plan.labels.filter((label) => owns(label.readerStage));
+    const pipedStages = plan.stages.filter((stage) => (stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe') && owns(stage.index + 1));
+    const edgesOut = plan.edges.filter((edge) => owns(edge.fromStage));
+    const edgesIn = plan.edges.filter((edge) => owns(edge.toStage));
+    const readsPlumbStdin = ownStages.some((stage) => stage.stdin.kind === 'plumb-stdin');
+    made.push(...(await makeDeclaredFifos(fifos, plan.spoolDir, identity)));
+    loose = await pipeStock.take(labels.length + pipedStages.length + edgesOut.length + (readsPlumbStdin ? 3 : 2));
     const fromStock = (): RecipePipe => {
       const { readFd, writeFd } = loose.shift() as StockedPipe;
       const pipe = new RecipePipe(readFd, writeFd);
       pipes.push(pipe);
       return pipe;
     };
-    const labelPipes = plan.labels.map((label) => [`label:${label.label}`, fromStock()] as const);
+    const labelPipes = labels.map((label) => [`label:${label.label}`, fromStock()] as const);
     const stagePipes = pipedStages.map((stage) => [`stage:${stage.index}`, fromStock()] as const);
+    const edgePipes = edgesOut.map((edge) => {
+      const pipe = fromStock();
+      // The daemon is the edge pipe's only reader: its read end becomes the outlet's.
+      outlets.push(new EdgeOutlet(edge.index, pipe.readFd as number));
+      pipe.readFd = undefined;
+      return [`edge:${edge.index}`, pipe] as const;
+    });
     // The declared named pipes are in the spool, where the account's other sessions may be at work: opened with its
     // rights, never through a symlink, and only as the FIFOs just made.
-    const fifoPipes = plan.fifos.map((fifo) => {
+    const fifoPipes = fifos.map((fifo) => {
       const pipe = openBothEnds(fifo.path, (path, flags) => identity.asUser(() => openFifo(path, flags)));
       pipes.push(pipe);
       return [`fifo:${fifo.name}`, pipe] as const;
@@ -399,18 +491,38 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     const [stdout, stderr, stdin] = loose.splice(0) as [StockedPipe, StockedPipe, StockedPipe | undefined];
     const io = plumbPipes(stdout, stderr, stdin);
     pipes.push(io.stdin, io.stdout, io.stderr);
-    const byKey = new Map<PipeKey, RecipePipe>([...labelPipes, ...stagePipes, ...fifoPipes, ['plumb:stdin', io.stdin], ['plumb:stdout', io.stdout], ['plumb:stderr', io.stderr]]);
-    const run = new RecipeRun(plan, options, byKey, io.sockets, made);
-    for (const stage of plan.stages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
+    const byKey = new Map<PipeKey, RecipePipe>([
+      ...labelPipes,
+      ...stagePipes,
+      ...edgePipes,
+      ...fifoPipes,
+      ['plumb:stdin', io.stdin],
+      ['plumb:stdout', io.stdout],
+      ['plumb:stderr', io.stderr],
+    ]);
+    // Each incoming edge writes through an end of its own, opened while the pipe's write end is still held.
+    for (const edge of edgesIn) {
+      const target = byKey.get(edge.pipe)?.writeFd;
+      if (target === undefined) throw new InternalError(`no pipe here for edge ${edge.index} (${edge.pipe})`);
+      inlets.push(openEdgeInlet(edge.index, target));
+    }
+    const run = new RecipeRun(plan, options, byKey, io.sockets, made, { outlets, inlets });
+    for (const stage of ownStages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
     for (const pipe of pipes) pipe.closeUnclaimed();
     return run;
   } catch (error) {
     for (const pipe of loose) closePipe(pipe);
     for (const pipe of pipes) pipe.close();
+    for (const end of [...outlets, ...inlets]) end.destroy();
     removeMadeFifos(made, identity);
     if (error instanceof NetplumbError) throw error;
     throw new RecipeSetupError(`cannot ready the recipe's pipes: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/** Whether a stage reads or writes the named pipe. */
+function usesFifo(stage: RecipeStage, name: string): boolean {
+  return [stage.stdin, stage.stdout, stage.stderr].some((end) => end.kind === 'fifo' && end.name === name);
 }
 
 /**

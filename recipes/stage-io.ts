@@ -5,9 +5,10 @@ import type { RecipePlan, StageInput, StageOutput } from './plan.js';
 
 /**
  * Names one pipe of a run: `plumb:stdin`, `plumb:stdout`, `plumb:stderr`, `label:NAME`, `stage:N` (the `|` pipe
- * after stage N) or `fifo:NAME` (a declared named pipe).
+ * after stage N), `fifo:NAME` (a declared named pipe) or `edge:N` (on the writer's machine, the pipe its commands
+ * write edge N of plan.edges into, when the reader runs on another machine).
  */
-export type PipeKey = `plumb:${'stdin' | 'stdout' | 'stderr'}` | `label:${string}` | `stage:${number}` | `fifo:${string}`;
+export type PipeKey = `plumb:${'stdin' | 'stdout' | 'stderr'}` | `label:${string}` | `stage:${number}` | `fifo:${string}` | `edge:${number}`;
 
 /** The pipe a stage reads; undefined for /dev/null or a file. */
 export function inputPipeKey(input: StageInput): PipeKey | undefined {
