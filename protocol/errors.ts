@@ -40,6 +40,8 @@ export const ErrorCode = {
   Endpoint: 'NP_ENDPOINT',
   // Running recipes (the language's own codes are below).
   RecipeSetup: 'NP_RECIPE_SETUP',
+  /** A stream between machines arrived other than it left: its reader's count or SHA-256 differs from its writer's. */
+  DigestMismatch: 'NP_DIGEST_MISMATCH',
   // Local configuration and usage.
   KeyFormat: 'NP_KEY_FORMAT',
   Config: 'NP_CONFIG',
@@ -226,6 +228,8 @@ export class NotPermittedError extends failure(RequestError, ErrorCode.NotPermit
 export class EndpointError extends failure(RequestError, ErrorCode.Endpoint) {}
 /** The recipe could not be readied (a named pipe exists already, the spool directory cannot be made, ...). */
 export class RecipeSetupError extends failure(RequestError, ErrorCode.RecipeSetup) {}
+/** The bytes a stream between machines delivered are not the bytes its writer read (PROTOCOL.md section 7.8). */
+export class DigestMismatchError extends failure(ConnectionError, ErrorCode.DigestMismatch) {}
 
 export class KeyFormatError extends failure(ConfigError, ErrorCode.KeyFormat) {}
 export class BadConfigError extends failure(ConfigError, ErrorCode.Config) {}
@@ -244,7 +248,7 @@ export const FAILURE_CLASSES = [
   HandshakeTimeoutError, NoCommonAlgorithmError, BadSignatureError, NotAuthorizedError, HostKeyUnknownError, HostKeyChangedError,
   CipherLimitError, TooManyConnectionsError, TooManyStreamsError, WindowExceededError,
   IdleTimeoutError, ConnectionLostError, ConnectFailedError, ShuttingDownError,
-  BadRequestError, CommandNotFoundError, CommandNotExecutableError, SpawnFailedError, EnvRefusedError, NotPermittedError, EndpointError, RecipeSetupError,
+  BadRequestError, CommandNotFoundError, CommandNotExecutableError, SpawnFailedError, EnvRefusedError, NotPermittedError, EndpointError, RecipeSetupError, DigestMismatchError,
   KeyFormatError, BadConfigError, UsageError,
   RecipeSyntaxError, RecipeInvalidError, RecipeTooLargeError,
   InternalError,

@@ -100,6 +100,19 @@ export enum PacketType {
    * lifetime); the daemon's reply carries the key, or why it was refused.
    */
   MintKey = 44,
+  /** Controller to a daemon whose part of a recipe is ready (Start kind=part): start its commands now. */
+  Go = 45,
+  /** Controller to a daemon running a part: a command on another machine has ended (its stage index). */
+  RemoteStageEnd = 46,
+  /**
+   * Controller to the daemon whose command writes an edge: connect to the edge's reading daemon with this one-time
+   * key and carry the edge; the daemon's reply (same type) says whether the edge is connected.
+   */
+  EdgeConnect = 47,
+  /** Writing daemon to reading daemon, on an edge's connection: the count and SHA-256 of the bytes it read. */
+  EdgeDigest = 48,
+  /** A daemon to its controller: what passed its end of an edge, and, at the reading end, whether the digests agree. */
+  EdgeReport = 49,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -172,6 +185,17 @@ export const Field = {
   key: 'key',
   fingerprint: 'fingerprint',
   expires: 'expires',
+  // A recipe across machines: Start kind=part and kind=edge, EdgeConnect, EdgeDigest, EdgeReport
+  run: 'run',
+  machine: 'machine',
+  edge: 'edge',
+  host: 'host',
+  port: 'port',
+  bytes: 'bytes',
+  sha256: 'sha256',
+  direction: 'direction',
+  sentBytes: 'sent-bytes',
+  sentSha256: 'sent-sha256',
   // Ping
   reply: 'reply',
   // Error
@@ -196,13 +220,45 @@ export enum StartKind {
   Exec = 'exec',
   /** A recipe (recipes/): its text, checked again by the daemon. */
   Recipe = 'recipe',
+  /**
+   * One machine's part of a recipe that spans machines: the whole text, the run and the placements that are this
+   * machine. Readied and held (reply `status=ready`) until the controller's Go.
+   */
+  Part = 'part',
+  /** From the daemon that writes an edge, on a one-time key bound to it: the edge's bytes, for its reader here. */
+  Edge = 'edge',
 }
 
 /** The status field of a Start reply. */
 export enum StartStatus {
   Started = 'started',
   Refused = 'refused',
+  /** A part is checked and its pipes are made; nothing runs before Go. */
+  Ready = 'ready',
 }
+
+/** The status field of an EdgeConnect reply. */
+export enum EdgeConnectStatus {
+  Connected = 'connected',
+  Refused = 'refused',
+}
+
+/** The status field of an EdgeReport from an edge's reading end. */
+export enum EdgeStatus {
+  /** Every byte arrived: the count and the SHA-256 of what was delivered equal the sender's. */
+  Intact = 'intact',
+  /** The digests differ (NP_DIGEST_MISMATCH). */
+  Mismatch = 'mismatch',
+  /** The edge was cut short, or ended without the sender's digest: nothing can be said. */
+  Incomplete = 'incomplete',
+}
+
+/** A run's id: 16 random bytes, as lower-case hex, chosen by the controller for one run of a recipe across machines. */
+export const RUN_ID_PATTERN = /^[0-9a-f]{32}$/;
+/** Most placements one Start kind=part may name as its machine. */
+export const MAX_PART_MACHINES = 64;
+/** Longest host name or address in an EdgeConnect. */
+export const MAX_HOST_BYTES = 255;
 
 /** The status field of a MintKey reply. */
 export enum MintStatus {
