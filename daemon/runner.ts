@@ -4,6 +4,7 @@
 
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
+import type { EdgeReport } from '../protocol/multi-host.js';
 import type { ExitStatus, ForwardableSignal, MintedKey, MintRequest, StageEnd, StartRequest } from '../protocol/session.js';
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
@@ -54,6 +55,8 @@ export interface LaunchContext {
   cancelled: () => boolean;
   /** A recipe command's end, to be told to the client. */
   stageEnded: (end: StageEnd) => void;
+  /** A part's edge end, to be told to the controller (PROTOCOL.md 7.8). */
+  edgeReport?: (report: EdgeReport) => void;
 }
 
 /** Turns a session's requests into runners (and one-time keys); the policy behind them is its own. */

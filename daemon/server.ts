@@ -9,6 +9,7 @@ import { Duplex } from 'node:stream';
 import { userInfo } from 'node:os';
 import { allowedUsers, AuthorizedClients, loadAuthorizedClients, type AuthorizedClient } from './authorized-clients.js';
 import { OneTimeKeyStore, type OneTimeKeyRecord } from './one-time-keys.js';
+import { PartRegistry, type EdgeGrant } from './parts.js';
 import { accountKnown, chooseAccountName } from './accounts.js';
 import { loadGluepot, type Gluepot } from './gluepots.js';
 import { admissionSettings, type DaemonConfig, type ListenAddress } from './config.js';
@@ -48,6 +49,9 @@ interface LiveConnection {
   failure: NetplumbError | undefined;
 }
 
+/** How long a daemon waits to reach another daemon for an edge of a recipe across machines. */
+const EDGE_CONNECT_TIMEOUT_MS = 10_000;
+
 export class Daemon {
   private server: Server | undefined;
   private readonly live = new Set<LiveConnection>();
@@ -58,6 +62,8 @@ export class Daemon {
   /** The account commands run as when a client's line names none. */
   private readonly runAs: string;
   private readonly oneTimeKeys: OneTimeKeyStore;
+  /** The parts of recipes across machines held for controllers, and their edge keys. */
+  private readonly parts = new PartRegistry();
   /** Connections not yet authenticated: a bounded pool, deadlines, per-source caps and penalties. */
   private readonly admission: Admission;
 
@@ -146,6 +152,25 @@ export class Daemon {
     }
   }
 
+  /** Puts an authenticated connection's session to work on its own mux. */
+  private runSession(live: LiveConnection, connection: SecureConnection, session: Session): void {
+    live.session = session;
+    const mux = new Mux(
+      connection,
+      {
+        side: 'daemon',
+        maxStreams: this.config.limits.maxStreamsPerConnection,
+        initialWindowBytes: this.config.limits.initialWindowBytes,
+        maxWindowBytes: this.config.limits.maxWindowBytes,
+        maxDataPayloadBytes: this.config.limits.maxDataPayloadBytes,
+      },
+      session,
+    );
+    session.attach(mux);
+    connection.attach(mux);
+    if (this.stopping) connection.close();
+  }
+
   /** How a controller's session mints one-time keys: recorded in the store, logged with both fingerprints. */
   private minter(controller: AuthorizedClient, log: Logger) {
     return (binding: OneTimeKeyRecord['binding'], lifetimeSeconds: number) => {
@@ -221,11 +246,15 @@ export class Daemon {
     const log = this.log.child({ peer });
     /** Set when the client authenticated with a one-time key, which the handshake has spent. */
     let oneTime: OneTimeKeyRecord | undefined;
+    /** Set when the client authenticated with a key minted for one edge of a part held here, now spent. */
+    let edgeGrant: EdgeGrant | undefined;
     const trust: ServerTrust = {
       hostKey: this.hostKey,
       authorize: (client: PublicIdentity) => {
         if (this.authorization.clients.find(client) !== undefined) return;
         try {
+          edgeGrant = this.parts.spend(client);
+          if (edgeGrant !== undefined) return;
           oneTime = this.oneTimeKeys.spend(client);
         } catch (error) {
           const failure = asNetplumbError(error);
@@ -249,6 +278,17 @@ export class Daemon {
         live.connection = connection;
         const clientLog = log.child({ client: connection.peer.peer.fingerprint });
         clientLog.info('client authenticated', { cipher: connection.peer.cipher });
+        if (edgeGrant !== undefined) {
+          clientLog.info('edge key used', { key: edgeGrant.fingerprint, run: edgeGrant.run, edge: edgeGrant.edge });
+          this.runSession(live, connection, new Session(clientLog, new SessionLauncher(clientLog, {
+            killGraceMs: this.config.killGraceMs,
+            spoolDir: this.config.spoolDir,
+            acceptEnv: [],
+            accounts: { allowed: [], configured: this.runAs },
+            edge: { grant: edgeGrant, registry: this.parts },
+          })));
+          return;
+        }
         // A one-time key acts for its controller: the controller's line and gluepot as they are now.
         const client = oneTime === undefined ? this.authorization.clients.find(connection.peer.peer) : this.authorization.clients.findByFingerprint(oneTime.controller);
         // Fail closed: a client (or a key's controller) a reload removed gets nothing, never an unrestricted session.
@@ -278,23 +318,11 @@ export class Daemon {
           ...(oneTime === undefined
             ? { accounts: { allowed: allowedUsers(client), configured: this.runAs } }
             : { accounts: { allowed: [oneTime.binding.user], configured: oneTime.binding.user }, binding: oneTime.binding }),
-          ...(oneTime === undefined && client.options.get('controller') === true ? { mint: this.minter(client, clientLog) } : {}),
+          ...(oneTime === undefined && client.options.get('controller') === true
+            ? { mint: this.minter(client, clientLog), parts: { registry: this.parts, hostKey: this.hostKey.publicIdentity, limits: this.config.limits, connectTimeoutMs: EDGE_CONNECT_TIMEOUT_MS } }
+            : {}),
         }));
-        live.session = session;
-        const mux = new Mux(
-          connection,
-          {
-            side: 'daemon',
-            maxStreams: this.config.limits.maxStreamsPerConnection,
-            initialWindowBytes: this.config.limits.initialWindowBytes,
-            maxWindowBytes: this.config.limits.maxWindowBytes,
-            maxDataPayloadBytes: this.config.limits.maxDataPayloadBytes,
-          },
-          session,
-        );
-        session.attach(mux);
-        connection.attach(mux);
-        if (this.stopping) connection.close();
+        this.runSession(live, connection, session);
       },
       (error: unknown) => {
         admitted?.pending.settle('failed');

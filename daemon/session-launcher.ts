@@ -2,9 +2,15 @@
 // runner that fits it is made (a recipe or a plain command through the recipe executor, a terminal through node-pty).
 // A MintKey goes through the same policy before its key is made.
 
-import { BadRequestError } from '../protocol/errors.js';
-import type { KeyBinding, MintedKey, MintRequest, StartRequest } from '../protocol/session.js';
+import { BadRequestError, NotPermittedError } from '../protocol/errors.js';
+import type { PublicIdentity } from '../protocol/keys.js';
+import type { ResolvedLimits } from '../protocol/limits.js';
+import type { EdgeConnectRequest, EdgeMintRequest, EdgeRequest } from '../protocol/multi-host.js';
+import { type KeyBinding, type MintedKey, type MintRequest, type StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
+import { dialEdge } from './edge-dialer.js';
+import { PartRunner, type EdgeLink, type InboundEdge } from './part-runner.js';
+import type { EdgeGrant, PartRegistry } from './parts.js';
 import { DaemonEndpoints } from './endpoints.js';
 import { checkRealPath } from './gluepots.js';
 import type { Logger } from './log.js';
@@ -17,6 +23,10 @@ export interface SessionOptions extends StartGrant {
   killGraceMs: number;
   /** A controller's session: makes a one-time key for a binding already checked here. Absent: MintKey is refused. */
   mint?: (binding: KeyBinding & { user: string }, lifetimeSeconds: number) => MintedKey;
+  /** A controller's session: where it holds the parts of recipes across machines, and what its edges need. */
+  parts?: { registry: PartRegistry; hostKey: PublicIdentity; limits: ResolvedLimits; connectTimeoutMs: number };
+  /** A session authenticated with an edge key: the one edge it may deliver, into the part the registry holds. */
+  edge?: { grant: EdgeGrant; registry: PartRegistry };
 }
 
 export class SessionLauncher implements Launcher {
@@ -31,6 +41,10 @@ export class SessionLauncher implements Launcher {
   }
 
   check(request: StartRequest): void {
+    if (this.options.edge !== undefined) throw new NotPermittedError('this key delivers one edge of a recipe across machines and starts nothing');
+    if (request.kind === StartKind.Part && (this.options.parts === undefined || this.options.mint === undefined)) {
+      throw new NotPermittedError('only a controller runs a part of a recipe across machines (its authorized-clients line needs the controller flag)');
+    }
     checkRequest(request, this.options);
   }
 
@@ -51,6 +65,26 @@ export class SessionLauncher implements Launcher {
 
   private async runner(request: StartRequest, prepared: PreparedStart, context: LaunchContext): Promise<Runner> {
     const { killGraceMs, gluepot } = this.options;
+    if (request.kind === StartKind.Part) {
+      const spoolDir = prepared.identity.spoolDir;
+      const parts = this.options.parts;
+      if (parts === undefined) throw new NotPermittedError('only a controller runs a part of a recipe across machines');
+      const runner = await PartRunner.prepare(request.run, prepared, {
+        log: this.log.child({ recipe: request.source, run: request.run }),
+        killGraceMs,
+        ...(gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, spoolDir, 'redirection file') }),
+        stageEnded: context.stageEnded,
+        edgeReport: (report) => context.edgeReport?.(report),
+      });
+      try {
+        parts.registry.hold(runner);
+      } catch (error) {
+        await runner.abort('refused');
+        throw error;
+      }
+      this.partUser = prepared.identity.runAs.account.name;
+      return runner;
+    }
     if (request.kind === StartKind.Recipe) {
       const spoolDir = prepared.identity.spoolDir;
       return RecipeRunner.recipe(request.source, prepared, {
@@ -62,6 +96,42 @@ export class SessionLauncher implements Launcher {
     }
     if (request.pty !== undefined) return new PtyRunner(request.argv, request.pty, prepared, this.log, killGraceMs);
     return RecipeRunner.command(request.argv as [string, ...string[]], prepared, { log: this.log, killGraceMs });
+  }
+
+  /** The account a held part runs as: an edge key minted for it is told so. */
+  private partUser = '';
+
+  /** Lets go of a part this session held (its keys go with it). */
+  release(runner: PartRunner): void {
+    this.options.parts?.registry.release(runner);
+  }
+
+  /** A key for an edge the held part reads; refused unless this session holds that part. */
+  mintEdgeKey(runner: PartRunner, request: EdgeMintRequest): MintedKey {
+    const parts = this.options.parts;
+    if (parts === undefined || request.run !== runner.runId) throw new BadRequestError('an edge key is minted for the part this connection holds');
+    return parts.registry.mintEdgeKey(runner, request.edge, request.lifetimeSeconds, parts.hostKey, this.partUser);
+  }
+
+  /** Connects an edge the held part writes to the daemon that reads it. */
+  async connectEdge(runner: PartRunner, request: EdgeConnectRequest): Promise<EdgeLink> {
+    const parts = this.options.parts;
+    if (parts === undefined) throw new BadRequestError('no part is held on this connection');
+    if (!runner.writes(request.edge)) throw new BadRequestError(`edge ${request.edge} is not written on this machine`);
+    return dialEdge(runner.runId, request, { limits: parts.limits, connectTimeoutMs: parts.connectTimeoutMs });
+  }
+
+  /** An edge session's Start: the one edge its key was minted for, into the part that reads it here. */
+  attachEdge(request: EdgeRequest, inbound: InboundEdge): PartRunner {
+    const edge = this.options.edge;
+    if (edge === undefined) throw new NotPermittedError('an edge is delivered only with the key minted for it');
+    if (request.run !== edge.grant.run || request.edge !== edge.grant.edge) {
+      throw new NotPermittedError(`this one-time key does not allow that: it is bound to edge ${edge.grant.edge} of another Start`);
+    }
+    const runner = edge.registry.part(request.run);
+    if (runner === undefined) throw new BadRequestError(`run ${request.run} is not held here (its controller has gone)`);
+    runner.attachInbound(request.edge, inbound);
+    return runner;
   }
 
   /**

@@ -3,8 +3,13 @@
 // Exit through a narrow channel. It never touches processes or wire bytes. When the connection goes, so does all.
 //
 //   waiting --Start--> preparing --readied--> starting --runs--> running --ended, outputs out--> exited
-//      ^                  |                      |
-//      +---- refused -----+----------------------+            (any state) --connection closed--> closed
+//      ^                  |       \              |                 ^
+//      +---- refused -----+--------\-------------+                 |
+//                                   +--part readied--> ready --Go--+   (any state) --connection closed--> closed
+//
+// A part of a recipe across machines (Start kind=part, PROTOCOL.md 7.8) waits in `ready` for its controller's Go,
+// taking EdgeConnect and MintKey kind=edge meanwhile. A session on an edge key takes one Start kind=edge, whose
+// stream it hands to the part that reads the edge, and its EdgeDigest.
 
 import {
   asNetplumbError,
@@ -15,6 +20,16 @@ import {
   UnexpectedPacketError,
   type NetplumbError,
 } from '../protocol/errors.js';
+import {
+  decodeEdgeConnect,
+  decodeEdgeDigest,
+  decodeEdgeMintRequest,
+  decodeEdgeRequest,
+  decodeRemoteStageEnd,
+  encodeEdgeConnectReply,
+  encodeEdgeReport,
+  type EdgeReport,
+} from '../protocol/multi-host.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
 import {
@@ -33,7 +48,9 @@ import {
   type StartRequest,
 } from '../protocol/session.js';
 import { StateMachine, type TransitionTable } from '../protocol/state-machine.js';
-import { MintStatus, PacketType, StartStatus } from '../protocol/wire.js';
+import { EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { PartRunner, type InboundEdge } from './part-runner.js';
+import type { SessionLauncher } from './session-launcher.js';
 import type { Logger } from './log.js';
 import type { Launch, Launcher, SessionStreams } from './runner.js';
 import { errorReply } from '../protocol/error-reply.js';
@@ -54,11 +71,12 @@ export function muxChannel(mux: Mux): SessionChannel {
   return { sendFields: (type, entries) => mux.connection.sendFields(type, entries) };
 }
 
-export type SessionState = 'waiting' | 'preparing' | 'starting' | 'running' | 'exited' | 'closed';
+export type SessionState = 'waiting' | 'preparing' | 'ready' | 'starting' | 'running' | 'exited' | 'closed';
 
 const SESSION_MOVES: TransitionTable<SessionState> = {
   waiting: ['preparing', 'closed'],
-  preparing: ['waiting', 'starting', 'closed'],
+  preparing: ['waiting', 'ready', 'starting', 'closed'],
+  ready: ['starting', 'closed'],
   starting: ['waiting', 'running', 'closed'],
   running: ['exited', 'closed'],
   exited: ['closed'],
@@ -77,7 +95,15 @@ export class Session implements SessionHandler {
     [PacketType.Signal, (fields) => this.forwardSignal(fields)],
     [PacketType.Resize, (fields) => this.resize(fields)],
     [PacketType.MintKey, (fields) => this.mintKey(fields)],
+    [PacketType.Go, () => this.go()],
+    [PacketType.RemoteStageEnd, (fields) => this.remoteStageEnd(fields)],
+    [PacketType.EdgeConnect, (fields) => this.edgeConnect(fields)],
+    [PacketType.EdgeDigest, (fields) => this.edgeDigest(fields)],
   ]);
+  /** A part readied and held for Go: its streams wait here. */
+  private held: { launch: Launch; streams: SessionStreams } | undefined;
+  /** An edge session's edge, once its Start was taken. */
+  private inbound: InboundEdge | undefined;
   private resolveDone: () => void = () => undefined;
   /** How the connection ended: undefined after an orderly Goodbye. */
   closeError: NetplumbError | undefined;
@@ -99,7 +125,7 @@ export class Session implements SessionHandler {
 
   /** A Start is being readied or its command runs. */
   get running(): boolean {
-    return this.state.is('preparing', 'starting', 'running');
+    return this.state.is('preparing', 'ready', 'starting', 'running');
   }
 
   /**
@@ -150,6 +176,9 @@ export class Session implements SessionHandler {
     for (const stream of this.pendingStreams.values()) stream.destroy();
     this.pendingStreams.clear();
     if (error !== undefined) this.log.info('connection closed', { code: error.code, reason: error.message });
+    const runner = this.launched?.runner;
+    if (runner instanceof PartRunner) (this.launcher as SessionLauncher).release(runner);
+    this.inbound?.stream.destroy();
     if (!wasPreparing) this.endRun(wasRunning ? 'connection closed while the command ran' : undefined);
   }
 
@@ -168,6 +197,10 @@ export class Session implements SessionHandler {
   }
 
   private start(fields: FieldList): void {
+    if (fields.optional(Field.kind) === StartKind.Edge) {
+      this.startEdge(fields);
+      return;
+    }
     let request: StartRequest;
     let streams: SessionStreams | undefined;
     try {
@@ -184,7 +217,12 @@ export class Session implements SessionHandler {
     // Preparing from here on, so a second Start is refused while the account, pipes and sockets are readied.
     this.state.move('preparing');
     const claimed = streams;
-    const context = { mux: this.mux as Mux, cancelled: () => this.state.is('closed'), stageEnded: (end: StageEnd) => this.stageEnded(end) };
+    const context = {
+      mux: this.mux as Mux,
+      cancelled: () => this.state.is('closed'),
+      stageEnded: (end: StageEnd) => this.stageEnded(end),
+      edgeReport: (report: EdgeReport) => this.edgeReport(report),
+    };
     this.launcher.launch(request, context).then(
       (launch) => this.run(launch, claimed),
       (error: unknown) => this.startFailed(asNetplumbError(error), claimed),
@@ -198,6 +236,13 @@ export class Session implements SessionHandler {
       launch.endpoints.close();
       for (const stream of Object.values(streams)) stream.destroy();
       void launch.runner.abort('connection closed during start').then(() => this.resolveDone());
+      return;
+    }
+    if (launch.runner instanceof PartRunner) {
+      // A part is readied and held: nothing runs before the controller's Go.
+      this.state.move('ready');
+      this.held = { launch, streams };
+      this.channel?.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Ready }));
       return;
     }
     this.state.move('starting');
@@ -223,6 +268,105 @@ export class Session implements SessionHandler {
     }
     this.state.move('waiting');
     this.refuse(error);
+  }
+
+  /** The controller's Go: the held part's commands start. */
+  private go(): void {
+    const held = this.held;
+    if (!this.state.is('ready') || held === undefined) throw new UnexpectedPacketError('Go without a part ready');
+    this.held = undefined;
+    this.state.move('starting');
+    const { launch, streams } = held;
+    launch.runner.start(streams, () => this.state.move('running')).then(
+      () => void launch.runner.outcome.then((status) => this.exited(status, streams.stdin)),
+      (error: unknown) => this.startFailed(asNetplumbError(error), streams),
+    );
+  }
+
+  private remoteStageEnd(fields: FieldList): void {
+    const stage = decodeRemoteStageEnd(fields);
+    const runner = this.launched?.runner;
+    if (!(runner instanceof PartRunner)) throw new UnexpectedPacketError('RemoteStageEnd without a part');
+    runner.foreignStageEnded(stage);
+  }
+
+  /** The controller's EdgeConnect: this daemon connects an edge its commands write to the daemon that reads it. */
+  private edgeConnect(fields: FieldList): void {
+    const request = decodeEdgeConnect(fields);
+    const runner = this.launched?.runner;
+    if (!this.state.is('ready') || !(runner instanceof PartRunner)) throw new UnexpectedPacketError('EdgeConnect without a part ready');
+    const reply = (entries: Entry[]): void => {
+      if (!this.state.is('closed')) this.channel?.sendFields(PacketType.EdgeConnect, entries);
+    };
+    (this.launcher as SessionLauncher).connectEdge(runner, request).then(
+      (link) => {
+        if (this.state.is('closed')) {
+          link.close();
+          return;
+        }
+        try {
+          runner.addOutbound(request.edge, link);
+        } catch (error) {
+          link.close();
+          throw error;
+        }
+        this.log.info('edge connected', { edge: request.edge, to: `${request.host}:${request.port}` });
+        reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Connected }));
+      },
+      (error: unknown) => {
+        const failure = asNetplumbError(error);
+        this.log.warn('edge not connected', { edge: request.edge, to: `${request.host}:${request.port}`, code: failure.code, reason: failure.message });
+        reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Refused, ...errorReply(failure, 'request') }));
+      },
+    );
+  }
+
+  /** Start kind=edge on an edge key's session: its stream goes to the part that reads the edge here. */
+  private startEdge(fields: FieldList): void {
+    let stream: MuxStream | undefined;
+    try {
+      if (!this.state.is('waiting')) throw new BadRequestError('one edge per connection');
+      const request = decodeEdgeRequest(fields);
+      const found = this.pendingStreams.get(request.stdin);
+      if (found === undefined || found.destroyed) throw new BadRequestError(`stream ${request.stdin} was not opened, or is closed`);
+      stream = found;
+      this.pendingStreams.delete(found.id);
+      const inbound: InboundEdge = {
+        stream: found,
+        delivered: (report) => this.edgeDelivered(report),
+      };
+      (this.launcher as SessionLauncher).attachEdge(request, inbound);
+      this.inbound = inbound;
+    } catch (error) {
+      stream?.destroy();
+      this.refuse(asNetplumbError(error));
+      return;
+    }
+    this.state.move('preparing');
+    this.state.move('starting');
+    this.state.move('running');
+    // The edge's stream carries bytes one way: this end never writes.
+    stream.end();
+    this.channel?.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
+  }
+
+  /** The writer's count and digest of the edge this session delivers. */
+  private edgeDigest(fields: FieldList): void {
+    const digest = decodeEdgeDigest(fields);
+    if (this.inbound === undefined) throw new UnexpectedPacketError('EdgeDigest outside an edge');
+    this.inbound.digest = digest;
+  }
+
+  /** Every byte of the edge is in its reader's pipe (or it was cut short): the writer may close. */
+  private edgeDelivered(report: EdgeReport & { direction: 'in' }): void {
+    if (!this.state.is('running')) return;
+    this.state.move('exited');
+    this.channel?.sendFields(PacketType.Exit, encodeExit({ code: report.status === EdgeStatus.Intact ? 0 : 1 }));
+  }
+
+  /** A part's edge end, told to its controller. */
+  private edgeReport(report: EdgeReport): void {
+    if (this.state.is('running', 'starting', 'ready')) this.channel?.sendFields(PacketType.EdgeReport, encodeEdgeReport(report));
   }
 
   private stageEnded(end: StageEnd): void {
@@ -267,6 +411,18 @@ export class Session implements SessionHandler {
       this.log.info('one-time key not minted', { code: failure.code, reason: failure.message });
       reply(encodeMintReply({ status: MintStatus.Refused, ...errorReply(failure, 'request') }));
     };
+    if (fields.optional(Field.kind) === StartKind.Edge) {
+      const runner = this.launched?.runner;
+      try {
+        if (!this.state.is('ready') || !(runner instanceof PartRunner)) throw new BadRequestError('an edge key is minted for a part readied on this connection');
+        const key = (this.launcher as SessionLauncher).mintEdgeKey(runner, decodeEdgeMintRequest(fields));
+        this.log.info('edge key minted', { run: runner.runId, key: key.fingerprint });
+        reply(encodeMintReply({ status: MintStatus.Minted, key }));
+      } catch (error) {
+        refuse(error);
+      }
+      return;
+    }
     const mint = this.launcher.mint;
     let request: MintRequest;
     try {

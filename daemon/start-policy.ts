@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { BadRequestError, EndpointError, EnvRefusedError, NotPermittedError } from '../protocol/errors.js';
 import type { ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
-import type { RecipePlan } from '../recipes/plan.js';
+import { stagesPlacedOn, type RecipePlan } from '../recipes/plan.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
 import { envAccepted } from './config.js';
 import { resolveDaemonPath } from './endpoints.js';
@@ -52,6 +52,8 @@ export interface PreparedStart {
   plan: RecipePlan | undefined;
   /** Programs resolved by the gluepot check, in argv or stage order, to run as checked; undefined without a gluepot. */
   programs: string[] | undefined;
+  /** A part of a recipe across machines: the stages placed on this machine (the only ones it checks and runs). */
+  ownStages?: ReadonlySet<number>;
 }
 
 /** A Start is checked to be run; a MintKey's binding to be handed to a key (no environment, no pipes made). */
@@ -69,7 +71,9 @@ export function checkRequest(request: StartRequest, grant: StartGrant): void {
   if (refused.length > 0) {
     throw new EnvRefusedError(`environment variable${refused.length > 1 ? 's' : ''} not accepted by the daemon: ${refused.join(', ')}`);
   }
-  if (grant.binding !== undefined) checkBinding(grant.binding, request);
+  if (grant.binding === undefined) return;
+  if (request.kind === StartKind.Part) throw new NotPermittedError('this one-time key does not allow that: it is bound to one command or recipe, not a part of a recipe across machines');
+  checkBinding(grant.binding, request);
 }
 
 /**
@@ -82,15 +86,29 @@ export async function prepareStart(request: StartRequest | KeyBinding, grant: St
   if (mode === 'start') checkRequest(request as StartRequest, grant);
   const identity = await identify(request.user, grant);
   refuseIfCancelled(cancelled);
-  const plan = request.kind === StartKind.Recipe ? await checkedRecipe(request.text, request.source, identity) : undefined;
+  const plan = request.kind === StartKind.Recipe || request.kind === StartKind.Part ? await checkedRecipe(request.text, request.source, identity) : undefined;
   refuseIfCancelled(cancelled);
-  if (plan !== undefined) refusePlacedStages(plan);
+  const ownStages = request.kind === StartKind.Part && plan !== undefined ? partStages(plan, request.machines, request.endpoints) : undefined;
+  if (plan !== undefined && ownStages === undefined) refusePlacedStages(plan);
   if (mode === 'start' && plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
   const env = commandEnvironment(exported, identity);
   const cwd = workingDirectory(identity.runAs);
   const argv = request.kind === StartKind.Exec ? commandArgv(request.argv, identity.runAs) : [];
-  const programs = checkGluepot(grant.gluepot, argv, plan, env['PATH'] ?? '', cwd, identity.runAs);
-  return { identity, env, cwd, plan, programs };
+  const programs = checkGluepot(grant.gluepot, argv, plan, env['PATH'] ?? '', cwd, identity.runAs, ownStages);
+  return { identity, env, cwd, plan, programs, ...(ownStages === undefined ? {} : { ownStages }) };
+}
+
+/**
+ * The stages a part runs here: those placed on one of the part's machines. A part with none, or with named pipes
+ * or sockets to replicate (not carried across machines yet), is refused.
+ */
+function partStages(plan: RecipePlan, machines: readonly string[], endpoints: { inFifos: readonly string[]; outFifos: readonly string[]; listenSockets: readonly string[]; connectSockets: readonly string[] }): ReadonlySet<number> {
+  if (Object.values(endpoints).some((paths) => paths.length > 0)) {
+    throw new BadRequestError('a part of a recipe across machines replicates no named pipe or socket (-infifo, -outfifo, -socket)');
+  }
+  const own = stagesPlacedOn(plan, machines);
+  if (own.size === 0) throw new BadRequestError(`no command of ${plan.source} is placed on ${machines.map((machine) => (machine === '' ? "plumb's machine" : `@${machine}`)).join(' or ')}`);
+  return own;
 }
 
 /** What a pty session without a command runs: the account's login shell; otherwise argv as asked. */
@@ -153,15 +171,25 @@ function refuseReplicatedRecipeFifos(endpoints: { inFifos: readonly string[]; ou
  * resolved with the rights of the account the commands run as: the answer tells the client no more than that
  * account could see.
  */
-function checkGluepot(gluepot: Gluepot | undefined, argv: string[], plan: RecipePlan | undefined, searchPath: string, cwd: string, runAs: RunAs): string[] | undefined {
+function checkGluepot(
+  gluepot: Gluepot | undefined,
+  argv: string[],
+  plan: RecipePlan | undefined,
+  searchPath: string,
+  cwd: string,
+  runAs: RunAs,
+  ownStages?: ReadonlySet<number>,
+): string[] | undefined {
   if (gluepot === undefined) return undefined;
   if (plan === undefined) return [checkCommand(gluepot, argv, searchPath, cwd, runAs)];
-  for (const stage of plan.stages) {
+  // A part checks only the commands it runs: the others are their own machines' to check, under their gluepots.
+  const here = (index: number): boolean => ownStages?.has(index) ?? true;
+  for (const stage of plan.stages.filter((candidate) => here(candidate.index))) {
     for (const redirection of [stage.stdin, stage.stdout, stage.stderr]) {
       if (redirection.kind === 'file') checkPath(gluepot, redirection.path, plan.spoolDir, `file of ${stage.name}`, runAs);
     }
   }
-  return plan.stages.map((stage) => checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir, runAs));
+  return plan.stages.map((stage) => (here(stage.index) ? checkCommand(gluepot, stage.argv, searchPath, plan.spoolDir, runAs) : ''));
 }
 
 /**

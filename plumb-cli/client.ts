@@ -1,16 +1,16 @@
 // plumb's connection to a daemon: TCP connect, the handshake with this user's identity, and the host-key
 // decision against known_hosts (pinned: go on; unknown: refuse unless -accept-new; changed: refuse loudly).
 
-import { connect as tcpConnect, type Socket } from 'node:net';
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
+import { openSocket } from '../bridges/tcp-connect.js';
 import {
-  ConnectFailedError,
   ErrorCode,
-  errorFor,
   HostKeyChangedError,
   HostKeyUnknownError,
   RemoteError,
 } from '../protocol/errors.js';
+
+export { openSocket } from '../bridges/tcp-connect.js';
 import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
 import type { Target } from './paths.js';
@@ -25,28 +25,6 @@ export interface ConnectOptions {
   connection?: ConnectionOptions;
   /** The only host key accepted (a one-time key file names it); known_hosts is then neither read nor written. */
   pinnedHostKey?: PublicIdentity;
-}
-
-export function openSocket(target: Target, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect({ host: target.host, port: target.port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new ConnectFailedError(`cannot connect to ${target.host} port ${target.port}: timed out`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      // A reset before libuv reports the connect means the host accepted and then hung up: the connection was
-      // made and lost, which a retry cannot mend any more than a hang-up just after 'connect'.
-      const code = error.code === 'ECONNRESET' ? ErrorCode.ConnectionLost : ErrorCode.ConnectFailed;
-      reject(errorFor(code, `cannot connect to ${target.host} port ${target.port}: ${error.message}`, { cause: error }));
-    });
-  });
 }
 
 /**

@@ -94,7 +94,8 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   }
   const check = options.check === true;
   if (check && options.recipe === undefined) throw new UsageError('-check needs -recipe=FILE');
-  if (!check && machine === undefined) throw new UsageError('missing machine');
+  // A recipe may name its machines itself: whether it needs the command line's is known once it is read.
+  if (!check && machine === undefined && options.recipe === undefined) throw new UsageError('missing machine');
   if (options.recipe !== undefined && command.length > 0) throw new UsageError('-recipe=FILE runs the recipe; no command may follow the machine');
   // Without a command, on a terminal at both ends, plumb starts a login shell there (as ssh does).
   const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
@@ -181,6 +182,12 @@ async function main(): Promise<number> {
   if (args.check) return checkCommand(args.recipe, spoolDir);
   const { recipeCommand, recipeJob } = await import('./recipe-command.js');
   const recipe = loadRecipe(args.recipe, spoolDir);
+  if (recipe.plan.machines.length > 0) {
+    if (args.mintKey !== undefined) throw new UsageError('-mint-key binds a key to one machine\'s command; a recipe across machines mints its own keys');
+    const { acrossMachinesCommand } = await import('./across-machines.js');
+    return acrossMachinesCommand(args, recipe, env);
+  }
+  if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
 }

@@ -3,6 +3,7 @@
 
 import { BadRequestError, ErrorCode } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
+import { decodePartFields, decodeRecipeSource, encodePartFields, type PartRequest } from './multi-host.js';
 import {
   Field,
   MAX_ARGV_WORDS,
@@ -80,7 +81,7 @@ export interface RecipeRequest {
   stderr: number;
 }
 
-export type StartRequest = ExecRequest | RecipeRequest;
+export type StartRequest = ExecRequest | RecipeRequest | PartRequest;
 
 function streamEntries(request: StartRequest): Entry[] {
   return [
@@ -104,6 +105,8 @@ export function encodeStartRequest(request: StartRequest): Entry[] {
       ];
     case StartKind.Recipe:
       return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...streamEntries(request)];
+    case StartKind.Part:
+      return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...encodePartFields(request), ...streamEntries(request)];
   }
 }
 
@@ -131,6 +134,8 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
       if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
       return { kind, text: fields.require(Field.recipe), source, ...streams };
     }
+    case StartKind.Part:
+      return { kind, ...decodeRecipeSource(fields), ...decodePartFields(fields), ...streams };
     default:
       throw new BadRequestError(`unknown start kind ${kind}`);
   }
@@ -206,7 +211,7 @@ function decodeEnv(entries: readonly string[]): ExportedEnv {
   });
 }
 
-export type StartReply = { status: StartStatus.Started } | { status: StartStatus.Refused; code: ErrorCode; message: string };
+export type StartReply = { status: StartStatus.Started | StartStatus.Ready } | { status: StartStatus.Refused; code: ErrorCode; message: string };
 
 /** The message as sent: longer ones are cut at a character boundary, `...` marking the cut. */
 export function replyMessage(message: string): string {
@@ -222,7 +227,7 @@ export function replyMessage(message: string): string {
 }
 
 export function encodeStartReply(reply: StartReply): Entry[] {
-  if (reply.status === StartStatus.Started) return [[Field.status, reply.status]];
+  if (reply.status !== StartStatus.Refused) return [[Field.status, reply.status]];
   return [
     [Field.status, reply.status],
     [Field.code, reply.code],
@@ -232,7 +237,7 @@ export function encodeStartReply(reply: StartReply): Entry[] {
 
 export function decodeStartReply(fields: FieldList, isCode: (value: string) => value is ErrorCode): StartReply {
   const status = fields.require(Field.status);
-  if (status === StartStatus.Started) return { status };
+  if (status === StartStatus.Started || status === StartStatus.Ready) return { status };
   if (status !== StartStatus.Refused) throw new BadRequestError(`unknown start status ${status}`);
   const code = fields.require(Field.code);
   return { status, code: isCode(code) ? code : ErrorCode.Internal, message: fields.require(Field.message) };

@@ -50,6 +50,8 @@ export interface RecipeRunOptions {
   identity?: CommandIdentity;
   /** The stages this machine runs, for a recipe that spans machines; absent: every stage. */
   ownStages?: ReadonlySet<number>;
+  /** Called as each edge end this machine holds is done, with what passed it. */
+  onEdgeEnd?: (tally: EdgeTally) => void;
 }
 
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
@@ -232,7 +234,7 @@ export class RecipeRun {
         outlet.destroy();
         continue;
       }
-      reads.push(outlet.pipeTo(output).then((tally) => this.tallies.push(tally)));
+      reads.push(outlet.pipeTo(output).then((tally) => this.edgeEnded(tally)));
     }
     for (const inlet of this.edgeEnds.inlets) {
       const input = io.edgeInputs?.get(inlet.edge);
@@ -240,9 +242,14 @@ export class RecipeRun {
         inlet.destroy();
         continue;
       }
-      reads.push(inlet.deliver(input).then((tally) => this.tallies.push(tally)));
+      reads.push(inlet.deliver(input).then((tally) => this.edgeEnded(tally)));
     }
     return Promise.all(reads);
+  }
+
+  private edgeEnded(tally: EdgeTally): void {
+    this.tallies.push(tally);
+    this.options.onEdgeEnd?.(tally);
   }
 
   private async runStages(): Promise<void> {

@@ -106,6 +106,12 @@ export interface RecipePlan {
   edges: RecipeEdge[];
 }
 
+/** The stages placed on one of `machines` (as written after `@`; '' stands for the stages without a machine). */
+export function stagesPlacedOn(plan: RecipePlan, machines: readonly string[]): Set<number> {
+  const names = new Set(machines);
+  return new Set(plan.stages.filter((stage) => names.has(stage.machine ?? '')).map((stage) => stage.index));
+}
+
 /** How the plan listing names a stage's machine. */
 export function machineName(stage: RecipeStage): string {
   return stage.machine === undefined ? "plumb's machine" : `@${stage.machine}`;

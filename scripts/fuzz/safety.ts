@@ -67,7 +67,7 @@ function recipeSafe(text: string, source: string, scope: SafetyScope): boolean {
 
 function requestSafe(request: StartRequest, scope: SafetyScope): boolean {
   if (!endpointsSafe(request.endpoints, scope)) return false;
-  if (request.kind === StartKind.Recipe) return recipeSafe(request.text, request.source, scope);
+  if (request.kind === StartKind.Recipe || request.kind === StartKind.Part) return recipeSafe(request.text, request.source, scope);
   const [program] = request.argv;
   // No argv with a pty is the account's login shell, which would read the fuzz's stream bytes as commands.
   if (program === undefined) return false;

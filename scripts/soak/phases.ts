@@ -143,7 +143,7 @@ export async function zeroPhase(fixture: Fixture, options: Options): Promise<Pha
   if (reply?.status !== StartStatus.Started) {
     await closeClient(client, CLOSE_TIMEOUT_MS);
     await daemon.process.stop();
-    const why = reply === undefined ? 'no Start reply' : `Start refused: ${reply.code} ${reply.message}`;
+    const why = reply === undefined ? 'no Start reply' : reply.status === StartStatus.Refused ? `Start refused: ${reply.code} ${reply.message}` : `Start answered ${reply.status}`;
     return { pass: false, line: `zero: ${why} -- FAIL`, figures: { error: why } };
   }
   let catPids: number[] = [];

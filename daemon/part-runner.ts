@@ -1,0 +1,193 @@
+// One machine's part of a recipe across machines (PROTOCOL.md 7.8), as the daemon runs it for its controller: the
+// recipe executor on the stages placed here (recipes/execute.ts ownStages), readied at Start and held until Go;
+// the edges its commands write, each carried on a connection this daemon opened to the reader's daemon (EdgeLink),
+// and the edges they read, each arriving on an edge session of its own; every edge end reported to the controller
+// with its count and digest, and, where it was read, the verdict against the writer's digest.
+
+import { Transform, type Readable } from 'node:stream';
+import { BadRequestError } from '../protocol/errors.js';
+import { edgeVerdict, type EdgeDigest, type EdgeReport } from '../protocol/multi-host.js';
+import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
+import type { MuxStream } from '../protocol/mux.js';
+import type { PathCheck } from '../bridges/checked-open.js';
+import type { EdgeOutput, EdgeTally } from '../recipes/edges.js';
+import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
+import type { RecipePlan } from '../recipes/plan.js';
+import type { Logger } from './log.js';
+import type { Runner, SessionStreams } from './runner.js';
+import type { PreparedStart } from './start-policy.js';
+
+/**
+ * Set to 1 in netplumbd's environment, this daemon flips one bit of the first byte of every edge that arrives here,
+ * after it left the connection and before it reaches the reading command: a test's way to show that the digest
+ * catches what the AEAD tag cannot see. Never set it on a daemon that carries real data.
+ */
+export const CORRUPT_EDGES_ENV = 'NETPLUMBD_TEST_CORRUPT_EDGES';
+
+/** An edge this machine writes, carried on the writing daemon's own connection to the reading daemon. */
+export interface EdgeLink {
+  /** Where the edge's bytes go: the edge session's stream. */
+  stream: MuxStream;
+  /** Sends the writer's count and digest, after the last byte and before the stream's EOF. */
+  sendDigest(digest: EdgeDigest): void;
+  /** Ends the connection once the reader has said it delivered everything (or has gone). */
+  finish(): void;
+  /** Ends the connection at once. */
+  close(): void;
+}
+
+/** An edge this machine reads: its stream from the writer's daemon, and the edge session to tell at the end. */
+export interface InboundEdge {
+  stream: MuxStream;
+  /** The writer's EdgeDigest, once it came. */
+  digest?: EdgeDigest;
+  /** Told once every byte is in the reader's pipe (or the edge was cut short), with the verdict. */
+  delivered(report: EdgeReport & { direction: 'in' }): void;
+}
+
+export interface PartRunnerOptions {
+  log: Logger;
+  killGraceMs: number;
+  checkFile?: PathCheck;
+  stageEnded: (end: StageEnd) => void;
+  /** Each edge end's report, to the controller, as the end is done. */
+  edgeReport: (report: EdgeReport) => void;
+}
+
+export class PartRunner implements Runner {
+  private run: RecipeRun | undefined;
+  private readonly inbound = new Map<number, InboundEdge>();
+  private readonly outbound = new Map<number, EdgeLink>();
+  private resolveOutcome: (status: ExitStatus) => void = () => undefined;
+  readonly outcome: Promise<ExitStatus>;
+
+  private constructor(
+    readonly runId: string,
+    readonly plan: RecipePlan,
+    readonly ownStages: ReadonlySet<number>,
+    private readonly options: PartRunnerOptions,
+  ) {
+    this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
+  }
+
+  /** The part's pipes made and opened (its own stages only); nothing runs before start(). */
+  static async prepare(runId: string, prepared: PreparedStart, options: PartRunnerOptions): Promise<PartRunner> {
+    const plan = prepared.plan as RecipePlan;
+    const ownStages = prepared.ownStages ?? new Set<number>();
+    const runner = new PartRunner(runId, plan, ownStages, options);
+    runner.run = await prepareRecipe(plan, {
+      ...(prepared.programs === undefined ? {} : { programs: prepared.programs }),
+      ...(options.checkFile === undefined ? {} : { checkFile: options.checkFile }),
+      identity: prepared.identity.runAs,
+      env: prepared.env,
+      killGraceMs: options.killGraceMs,
+      ownStages,
+      onStageEnd: (end) => options.stageEnded(end),
+      onEdgeEnd: (tally) => runner.edgeEnded(tally),
+    });
+    return runner;
+  }
+
+  /** Whether this part reads edge `edge` (its reader runs here). */
+  reads(edge: number): boolean {
+    const found = this.plan.edges[edge];
+    return found !== undefined && this.ownStages.has(found.toStage);
+  }
+
+  /** Whether this part writes edge `edge`. */
+  writes(edge: number): boolean {
+    const found = this.plan.edges[edge];
+    return found !== undefined && this.ownStages.has(found.fromStage);
+  }
+
+  /** An edge's stream arrived from its writer's daemon; each edge read here arrives once. */
+  attachInbound(edge: number, inbound: InboundEdge): void {
+    if (!this.reads(edge)) throw new BadRequestError(`edge ${edge} is not read on this machine`);
+    if (this.inbound.has(edge)) throw new BadRequestError(`edge ${edge} has arrived already`);
+    this.inbound.set(edge, inbound);
+  }
+
+  /** The connection that carries an edge written here, made on the controller's EdgeConnect. */
+  addOutbound(edge: number, link: EdgeLink): void {
+    if (!this.writes(edge)) throw new BadRequestError(`edge ${edge} is not written on this machine`);
+    if (this.outbound.has(edge)) throw new BadRequestError(`edge ${edge} is connected already`);
+    this.outbound.set(edge, link);
+  }
+
+  /** Go: the commands start, the edges joined to the pipes as they stand (an edge missing is an empty one). */
+  start(streams: SessionStreams, started: () => void): Promise<void> {
+    const run = this.run as RecipeRun;
+    void run.outcome.then((outcome) => this.ended(outcome));
+    const corrupt = process.env[CORRUPT_EDGES_ENV] === '1';
+    const edgeInputs = new Map<number, Readable>([...this.inbound].map(([edge, inbound]) => [edge, corrupt ? inbound.stream.pipe(flipFirstBit()) : inbound.stream]));
+    const edgeOutputs = new Map<number, EdgeOutput>(
+      [...this.outbound].map(([edge, link]) => [edge, { stream: link.stream, readAll: (tally: EdgeTally) => link.sendDigest({ bytes: tally.bytes, sha256: tally.sha256 }) }]),
+    );
+    this.options.log.info('recipe part started', { run: this.runId, commands: this.ownStages.size, edgesIn: edgeInputs.size, edgesOut: edgeOutputs.size });
+    started();
+    const { stdin, stdout, stderr } = streams;
+    stdin.end();
+    if (![...this.ownStages].some((index) => this.plan.stages[index]?.stdin.kind === 'plumb-stdin')) stdin.destroy();
+    stdout.resume();
+    stderr.resume();
+    run.start({ stdin, stdout, stderr, edgeInputs, edgeOutputs });
+    return Promise.resolve();
+  }
+
+  /** A command on another machine has ended: ours after it in the recipe's order may go on. */
+  foreignStageEnded(stage: number): void {
+    this.run?.foreignStageEnded(stage);
+  }
+
+  signal(signal: ForwardableSignal): void {
+    this.run?.signal(signal);
+  }
+
+  resize(): void {
+    // No terminal.
+  }
+
+  async abort(reason?: string): Promise<void> {
+    for (const link of this.outbound.values()) link.close();
+    for (const inbound of this.inbound.values()) inbound.stream.destroy();
+    await this.run?.abort(reason ?? 'session ended');
+  }
+
+  private edgeEnded(tally: EdgeTally): void {
+    if (tally.direction === 'out') {
+      this.options.edgeReport({ edge: tally.edge, direction: 'out', bytes: tally.bytes, sha256: tally.sha256 });
+      return;
+    }
+    const inbound = this.inbound.get(tally.edge);
+    const sent = inbound?.digest;
+    const status = edgeVerdict(tally, sent);
+    const report: EdgeReport & { direction: 'in' } = { edge: tally.edge, direction: 'in', bytes: tally.bytes, sha256: tally.sha256, status, ...(sent === undefined ? {} : { sent }) };
+    this.options.log[status === 'intact' ? 'info' : 'warn']('edge delivered', { run: this.runId, edge: tally.edge, bytes: tally.bytes, status });
+    inbound?.delivered(report);
+    this.options.edgeReport(report);
+  }
+
+  private ended(outcome: RecipeOutcome): void {
+    for (const link of this.outbound.values()) link.finish();
+    if (outcome.abortedBecause !== undefined) this.options.log.info('recipe part aborted', { run: this.runId, reason: outcome.abortedBecause, ...outcome.status });
+    else this.options.log.info('recipe part ended', { run: this.runId, ...outcome.status });
+    this.resolveOutcome(outcome.status);
+  }
+}
+
+/** The test-only fault of CORRUPT_EDGES_ENV: the first byte's lowest bit flipped, the rest as it came. */
+function flipFirstBit(): Transform {
+  let flipped = false;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (flipped || chunk.length === 0) {
+        callback(null, chunk);
+        return;
+      }
+      flipped = true;
+      const changed = Buffer.from(chunk);
+      changed[0] = (changed[0] as number) ^ 0x01;
+      callback(null, changed);
+    },
+  });
+}

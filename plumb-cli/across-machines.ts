@@ -1,0 +1,281 @@
+// plumb -recipe=FILE for a recipe whose commands name machines (PROTOCOL.md 7.8): plumb is the controller. It
+// connects to every machine, sends each its part (Start kind=part) and waits until all are ready; for each stream
+// between machines (edge) it mints a one-time key on the reading machine and hands it, with that machine's host
+// key, to the writing machine's daemon, which connects there itself: the bytes never pass through plumb. Only when
+// every part is ready and every edge connected does it send Go everywhere. It relays each command's end to the other
+// machines (the recipe's one order), and its status is the first failing command in recipe order across machines.
+// A machine that fails or goes away ends every part everywhere; nothing has started anywhere unless all was accepted.
+
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import type { SecureConnection } from '../protocol/connection.js';
+import { ConnectionLostError, DigestMismatchError, ErrorCode, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
+import { encodeFields, type FieldList } from '../protocol/fields.js';
+import { formatPublicKeyLine } from '../protocol/keys.js';
+import {
+  decodeEdgeConnectReply,
+  decodeEdgeReport,
+  encodeEdgeConnect,
+  encodeEdgeMintRequest,
+  encodeRemoteStageEnd,
+  type EdgeConnectReply,
+  type EdgeReport,
+} from '../protocol/multi-host.js';
+import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
+import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
+import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import type { RecipePlan } from '../recipes/plan.js';
+import type { LoadedRecipe } from './check-command.js';
+import { exitStatusCode } from './exit-status.js';
+import { connectToMachine } from './machine.js';
+import { clientPaths, resolveTarget, type Target } from './paths.js';
+import type { RecipeArguments } from './recipe-command.js';
+import { RecipeReport } from './recipe-report.js';
+
+/** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
+const EDGE_KEY_SECONDS = 300;
+
+/** One machine of the run: the placements that name it, its connection and what its daemon has said. */
+class MachinePart implements SessionHandler {
+  mux: Mux | undefined;
+  streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream } | undefined;
+  private readonly waiting = { start: [] as Array<(reply: StartReply) => void>, mint: [] as Array<(reply: MintReply) => void> };
+  private readonly edgeReplies = new Map<number, (reply: EdgeConnectReply) => void>();
+  private resolveExit: (status: ExitStatus) => void = () => undefined;
+  readonly exit: Promise<ExitStatus>;
+  private resolveGone: (error: NetplumbError) => void = () => undefined;
+  /** Settles with the reason when the connection ends before the part's Exit. */
+  readonly gone: Promise<NetplumbError>;
+  exited = false;
+
+  constructor(
+    readonly label: string,
+    readonly target: Target,
+    readonly placements: string[],
+    readonly connection: SecureConnection,
+    private readonly events: { stageEnded: (part: MachinePart, end: StageEnd) => void; edgeReport: (part: MachinePart, report: EdgeReport) => void },
+  ) {
+    this.exit = new Promise((resolve) => (this.resolveExit = resolve));
+    this.gone = new Promise((resolve) => (this.resolveGone = resolve));
+  }
+
+  packet(type: PacketType, fields: FieldList): void {
+    switch (type) {
+      case PacketType.Start:
+        this.waiting.start.shift()?.(decodeStartReply(fields, isErrorCode));
+        return;
+      case PacketType.MintKey:
+        this.waiting.mint.shift()?.(decodeMintReply(fields, isErrorCode));
+        return;
+      case PacketType.EdgeConnect: {
+        const reply = decodeEdgeConnectReply(fields, isErrorCode);
+        this.edgeReplies.get(reply.edge)?.(reply);
+        this.edgeReplies.delete(reply.edge);
+        return;
+      }
+      case PacketType.StageEnd:
+        this.events.stageEnded(this, decodeStageEnd(fields, isErrorCode));
+        return;
+      case PacketType.EdgeReport:
+        this.events.edgeReport(this, decodeEdgeReport(fields));
+        return;
+      case PacketType.Exit:
+        this.exited = true;
+        this.resolveExit(decodeExit(fields));
+        return;
+      default:
+        throw new UnexpectedPacketError(`packet type ${type} not expected from ${this.label}`);
+    }
+  }
+
+  streamOpened(stream: MuxStream): void {
+    stream.destroy();
+  }
+
+  closed(error: NetplumbError | undefined): void {
+    this.resolveGone(error ?? new ConnectionLostError(`${this.label} closed the connection before its part ended`));
+  }
+
+  /** A reply to the request just sent, or the reason the connection went first. */
+  private async replyTo<T>(queue: Array<(reply: T) => void>): Promise<T> {
+    const reply = new Promise<T>((resolve) => queue.push(resolve));
+    return Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
+  }
+
+  async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv }): Promise<void> {
+    const mux = new Mux(
+      this.connection,
+      { side: 'client', maxStreams: 8, initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes, maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes, maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes },
+      this,
+    );
+    this.mux = mux;
+    this.connection.attach(mux);
+    const open = (purpose: string): MuxStream => {
+      const stream = mux.openStream([[Field.purpose, purpose]]);
+      stream.on('error', () => undefined);
+      return stream;
+    };
+    const streams = { stdin: open('stdin'), stdout: open('stdout'), stderr: open('stderr') };
+    this.streams = streams;
+    const request = encodeStartRequest({
+      kind: StartKind.Part,
+      ...job,
+      machines: this.placements,
+      endpoints: { inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] },
+      stdin: streams.stdin.id,
+      stdout: streams.stdout.id,
+      stderr: streams.stderr.id,
+    });
+    const reply = this.replyTo(this.waiting.start);
+    this.connection.send(PacketType.Start, encodeFields(request));
+    streams.stdout.end();
+    streams.stderr.end();
+    const answer = await reply;
+    if (answer.status === StartStatus.Refused) throw new RemoteError(answer.code, `${this.label}: ${answer.message}`);
+    if (answer.status !== StartStatus.Ready) throw new UnexpectedPacketError(`${this.label} answered its part with ${answer.status}`);
+  }
+
+  async mintEdgeKey(run: string, edge: number): Promise<{ privateKeyPem: string }> {
+    const reply = this.replyTo(this.waiting.mint);
+    this.connection.sendFields(PacketType.MintKey, encodeEdgeMintRequest({ run, edge, lifetimeSeconds: EDGE_KEY_SECONDS }));
+    const answer = await reply;
+    if (answer.status === MintStatus.Refused) throw new RemoteError(answer.code, `${this.label} minted no key for edge ${edge}: ${answer.message}`);
+    return answer.key;
+  }
+
+  async connectEdge(edge: number, reader: MachinePart, key: string): Promise<void> {
+    const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
+    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, host: reader.target.host, port: reader.target.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
+    const answer = await Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
+    if (answer.status === EdgeConnectStatus.Refused) {
+      throw new RemoteError(answer.code, `${this.label} cannot reach ${reader.label} (${reader.target.host} port ${reader.target.port}) for edge ${edge}: ${answer.message}`);
+    }
+  }
+}
+
+/** How plumb names a stage's machine in its messages. */
+function machineLabel(placement: string): string {
+  return placement === '' ? "plumb's machine" : `@${placement}`;
+}
+
+/** The machines of the run: each placement resolved, those that reach one daemon grouped as one part. */
+function machinesOf(plan: RecipePlan, args: RecipeArguments): Array<{ label: string; target: Target; placements: string[]; machine: string }> {
+  const paths = clientPaths();
+  const groups = new Map<string, { label: string; target: Target; placements: string[]; machine: string }>();
+  for (const placement of [...new Set(plan.stages.map((stage) => stage.machine ?? ''))]) {
+    const machine = placement === '' ? args.machine : placement;
+    if (machine === undefined) throw new UsageError(`${plan.source}: some commands name no machine (@NAME) and no machine is given on the command line`);
+    const target = resolveTarget(machine, paths.hosts, placement === '' ? args.port : undefined);
+    const key = `${target.host}\0${target.port}`;
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, { label: machineLabel(placement), target, placements: [placement], machine });
+    else group.placements.push(placement);
+  }
+  return [...groups.values()];
+}
+
+/** The first failing command in recipe order decides; every one exited 0: 0. */
+function runStatus(ends: readonly StageEnd[]): ExitStatus {
+  for (const { status } of [...ends].sort((a, b) => a.stage - b.stage)) {
+    if ('error' in status) return { code: status.code };
+    if ('signal' in status) return { signal: status.signal };
+    if (status.code !== 0) return { code: status.code };
+  }
+  return { code: 0 };
+}
+
+/** Runs a recipe whose commands name machines; resolves with plumb's exit status. */
+export async function acrossMachinesCommand(args: RecipeArguments, recipe: LoadedRecipe, env: ExportedEnv): Promise<number> {
+  const { plan } = recipe;
+  const endpoints = args.endpoints;
+  if (endpoints.inFifos.length + endpoints.outFifos.length + endpoints.sockets.length + endpoints.localSockets.length > 0) {
+    throw new UsageError('-infifo, -outfifo, -socket and -local-socket do not go with a recipe across machines yet');
+  }
+  const machines = machinesOf(plan, args);
+  const report = new RecipeReport(recipe.file, machines.map((machine) => machine.label).join(' '), plan);
+  const ends: StageEnd[] = [];
+  const edgeReports: EdgeReport[] = [];
+  const parts: MachinePart[] = [];
+  const partOf = new Map<number, MachinePart>();
+  try {
+    const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
+    const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    for (const [index, result] of connections.entries()) {
+      const machine = machines[index];
+      if (result.status !== 'fulfilled' || machine === undefined) continue;
+      const part = new MachinePart(machine.label, machine.target, machine.placements, result.value, {
+        stageEnded: (from, end) => {
+          ends.push(end);
+          const line = report.stageEnded(end);
+          if (line !== undefined) process.stderr.write(`plumb: ${line} on ${from.label}\n`);
+          for (const other of parts) if (other !== from && !other.exited) other.connection.sendFields(PacketType.RemoteStageEnd, encodeRemoteStageEnd(end.stage));
+        },
+        edgeReport: (_from, edgeReport) => void edgeReports.push(edgeReport),
+      });
+      parts.push(part);
+      for (const stage of plan.stages) if (machine.placements.includes(stage.machine ?? '')) partOf.set(stage.index, part);
+    }
+    if (failedConnect !== undefined) throw failedConnect.reason;
+
+    // 1. Every part checked and readied; nothing runs yet.
+    const run = randomBytes(16).toString('hex');
+    const job = { run, source: recipe.file, text: recipe.text, env, ...(args.user === undefined ? {} : { user: args.user }) };
+    await Promise.all(parts.map((part) => part.startPart(job)));
+    // 2. Every edge connected daemon to daemon, on a key minted by its reader for it alone.
+    await Promise.all(
+      plan.edges.map(async (edge) => {
+        const writer = partOf.get(edge.fromStage);
+        const reader = partOf.get(edge.toStage);
+        if (writer === undefined || reader === undefined) throw new UsageError(`edge ${edge.index} has no machine`);
+        const key = await reader.mintEdgeKey(run, edge.index);
+        await writer.connectEdge(edge.index, reader, key.privateKeyPem);
+      }),
+    );
+    // 3. Go, everywhere.
+    for (const part of parts) {
+      part.connection.sendFields(PacketType.Go, []);
+      const streams = part.streams;
+      if (streams === undefined) continue;
+      const readsStdin = plan.stages.some((stage) => stage.stdin.kind === 'plumb-stdin' && partOf.get(stage.index) === part);
+      if (readsStdin) process.stdin.pipe(streams.stdin);
+      else streams.stdin.end();
+      streams.stdout.pipe(process.stdout, { end: false });
+      streams.stderr.pipe(process.stderr, { end: false });
+    }
+    const anyGone = Promise.race(parts.map((part) => part.gone.then((error) => ({ part, error }))));
+    const allExited = Promise.all(parts.map((part) => part.exit));
+    const first = await Promise.race([allExited.then(() => undefined), anyGone]);
+    if (first !== undefined) throw new ConnectionLostError(`${first.part.label} went away while the recipe ran: ${first.error.message}`);
+    process.stdin.unpipe();
+    const status = exitStatusCode(runStatus(ends));
+    for (const edgeReport of edgeReports) {
+      if (edgeReport.direction !== 'in' || edgeReport.status !== EdgeStatus.Mismatch) continue;
+      throw new DigestMismatchError(
+        `edge ${edgeReport.edge} arrived other than it left: ${edgeReport.bytes} bytes with SHA-256 ${edgeReport.sha256} delivered, ${edgeReport.sent?.bytes ?? '?'} bytes with SHA-256 ${edgeReport.sent?.sha256 ?? '?'} sent`,
+      );
+    }
+    report.finished(status);
+    return status;
+  } catch (error) {
+    report.failed(asNetplumbError(error));
+    throw error;
+  } finally {
+    process.stdin.unpipe();
+    // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
+    await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
+    if (args.json !== false) writeReport(report, args.json, edgeReports);
+  }
+}
+
+function writeReport(report: RecipeReport, destination: true | string, edges: readonly EdgeReport[]): void {
+  const text = `${JSON.stringify({ ...report.toJSON(), edges })}\n`;
+  if (destination === true) {
+    process.stderr.write(text);
+    return;
+  }
+  try {
+    writeFileSync(destination, text, { mode: 0o600 });
+  } catch (error) {
+    process.stderr.write(`plumb: cannot write the JSON report to ${destination}: ${(error as Error).message} (${ErrorCode.Usage})\n`);
+  }
+}
