@@ -10,6 +10,8 @@ export interface StageReportEntry {
   stage: number;
   name: string;
   line: number;
+  /** The machine as the recipe names it (`@db1`), for a recipe across machines. */
+  machine?: string;
   argv: string[];
   /** ended: exited with a code; killed: ended by a signal; not-started: could not start; not-run: never reached. */
   outcome: 'ended' | 'killed' | 'not-started' | 'not-run';
@@ -60,7 +62,7 @@ export class RecipeReport {
 
   toJSON(): RecipeReportJson {
     const stages = this.plan.stages.map((stage): StageReportEntry => {
-      const base = { stage: stage.index, name: stage.name, line: stage.location.line, argv: stage.argv };
+      const base = { stage: stage.index, name: stage.name, line: stage.location.line, ...(stage.machine === undefined ? {} : { machine: stage.machine }), argv: stage.argv };
       const end = this.ends.get(stage.index);
       if (end === undefined) return { ...base, outcome: 'not-run' };
       const { status } = end;

@@ -56,6 +56,10 @@ export interface DaemonOptions {
    * DaemonProcess is then that program's, and its signals go to that program.
    */
   launcher?: readonly string[];
+  /** The loopback address to listen on: 127.0.0.1 unless a test runs several machines (127.0.0.2, ...). */
+  listenHost?: string;
+  /** Variables added to the daemon's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface ExitInfo {
@@ -63,12 +67,14 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
-/** A running netplumbd listening on 127.0.0.1. */
+/** A running netplumbd listening on a loopback address (127.0.0.1 unless told otherwise). */
 export class DaemonProcess {
   private stderrText = '';
   private readonly knownGroups = new Set<number>();
   readonly exited: Promise<ExitInfo>;
   port = 0;
+  /** The loopback address it listens on. */
+  host = '127.0.0.1';
 
   constructor(readonly child: ChildProcess) {
     child.stderr?.setEncoding('utf8').on('data', (text: string) => (this.stderrText += text));
@@ -79,9 +85,9 @@ export class DaemonProcess {
     return this.child.pid as number;
   }
 
-  /** `127.0.0.1:PORT`, as plumb's machine argument. */
+  /** `HOST:PORT` (127.0.0.1 unless told otherwise), as plumb's machine argument. */
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.host}:${this.port}`;
   }
 
   get running(): boolean {
@@ -145,7 +151,7 @@ export function baseDaemonConfig(dir: string): string {
   return `run-as ${userInfo().username}\none-time-keys ${join(dir, 'one-time-keys')}\n`;
 }
 
-/** Starts netplumbd on 127.0.0.1 port 0 and waits for its `listening on` line. */
+/** Starts netplumbd on 127.0.0.1 (or options.listenHost) port 0 and waits for its `listening on` line. */
 export async function startDaemon(scope: Scope, options: DaemonOptions): Promise<DaemonProcess> {
   const dir = tempDir(scope, 'netplumbd-conf-');
   const configFile = join(dir, 'netplumbd.conf');
@@ -158,21 +164,23 @@ export async function startDaemon(scope: Scope, options: DaemonOptions): Promise
       ...NETPLUMBD_NODE_OPTIONS,
       BIN.netplumbd,
       `-config=${configFile}`,
-      '-listen=127.0.0.1:0',
+      `-listen=${options.listenHost ?? '127.0.0.1'}:0`,
       `-hostkey=${options.hostKeyFile}`,
       `-clients=${options.clientsFile}`,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }) },
   );
   const daemon = new DaemonProcess(child);
+  daemon.host = options.listenHost ?? '127.0.0.1';
   onCleanup(scope, async () => {
     if (daemon.running) daemon.commandGroups();
     await daemon.stop(5000);
     daemon.killLeftoverGroups();
   });
-  const log = await daemon.waitForLog(/listening on 127\.0\.0\.1:\d+\n/, DAEMON_START_TIMEOUT_MS);
-  daemon.port = Number(/listening on 127\.0\.0\.1:(\d+)\n/.exec(log)?.[1]);
+  const listening = new RegExp(`listening on ${daemon.host.replaceAll('.', '\\.')}:(\\d+)\\n`);
+  const log = await daemon.waitForLog(listening, DAEMON_START_TIMEOUT_MS);
+  daemon.port = Number(listening.exec(log)?.[1]);
   return daemon;
 }
 

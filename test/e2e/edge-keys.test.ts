@@ -1,0 +1,108 @@
+// End to end: the keys and requests of recipes across machines, against a real daemon, from a hand-driven controller
+// (the project's own handshake and mux, no plumb manners): an edge key is good once and only for its edge, every key
+// of a part is gone with the part, a part is a controller's alone, and Go, EdgeConnect and edge keys come only after a
+// part is ready. The daemon keeps serving through all of it.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { dialEdge } from '../../daemon/edge-dialer.js';
+import { ErrorCode, isErrorCode } from '../../protocol/errors.js';
+import { resolveLimits } from '../../protocol/limits.js';
+import { encodeEdgeMintRequest } from '../../protocol/multi-host.js';
+import { decodeMintReply, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type MintedKey } from '../../protocol/session.js';
+import { Field, MintStatus, PacketType, StartKind, StartStatus } from '../../protocol/wire.js';
+import { startNetplumb } from '../helpers/daemon.js';
+import { startControllerNetplumb } from '../helpers/one-time-keys.js';
+import { openRawSession, type RawSession } from '../helpers/raw-session.js';
+
+const TIMEOUT_MS = 120_000;
+const RUN = 'c0ffee00c0ffee00c0ffee00c0ffee00';
+/** Two edges read on this machine (y): edge 0 into label l, edge 1 into label m. */
+const RECIPE = '@x echo a >%l &\n@x echo b >%m &\n@y l: cat &\n@y m: cat\n';
+
+/** Sends Start kind=part for machine y of RECIPE; resolves with the daemon's reply. */
+async function startPart(raw: RawSession): Promise<ReturnType<typeof decodeStartReply>> {
+  const open = (purpose: string): number => {
+    const stream = raw.mux.openStream([[Field.purpose, purpose]]);
+    // Its errors only echo the connection's end, which the test looks at itself.
+    stream.on('error', () => undefined);
+    return stream.id;
+  };
+  const streams = { stdin: open('stdin'), stdout: open('stdout'), stderr: open('stderr') };
+  raw.connection.sendFields(PacketType.Start, encodeStartRequest({ kind: StartKind.Part, run: RUN, source: 'parts.rcp', text: RECIPE, machines: ['y'], env: [], endpoints: NO_ENDPOINTS, ...streams }));
+  return decodeStartReply(await raw.nextPacket(PacketType.Start), isErrorCode);
+}
+
+async function mintEdgeKey(raw: RawSession, edge: number): Promise<ReturnType<typeof decodeMintReply>> {
+  raw.connection.sendFields(PacketType.MintKey, encodeEdgeMintRequest({ run: RUN, edge, lifetimeSeconds: 60 }));
+  return decodeMintReply(await raw.nextPacket(PacketType.MintKey), isErrorCode);
+}
+
+function keyOf(reply: ReturnType<typeof decodeMintReply>): MintedKey {
+  assert.equal(reply.status, MintStatus.Minted, JSON.stringify(reply));
+  if (reply.status !== MintStatus.Minted) throw new Error('not minted');
+  return reply.key;
+}
+
+/** Delivers `edge` with the key, as a writing daemon would; resolves with the refusal's code, or undefined when accepted. */
+async function deliver(port: number, hostKeyLine: string, key: MintedKey, edge: number): Promise<string | undefined> {
+  try {
+    const link = await dialEdge(RUN, { edge, host: '127.0.0.1', port, hostKey: hostKeyLine, key: key.privateKeyPem }, { limits: resolveLimits(), connectTimeoutMs: 10_000 });
+    link.close();
+    return undefined;
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+test('an edge key is good once and only for its own edge, and every key of a part is gone with the part', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startControllerNetplumb(t);
+  const hostKeyLine = readFileSync(env.np.hostKey.publicFile, 'utf8').trim();
+  const raw = await openRawSession(t, env.np);
+  assert.deepEqual(await startPart(raw), { status: StartStatus.Ready });
+
+  const first = keyOf(await mintEdgeKey(raw, 0));
+  assert.equal(await deliver(env.np.daemon.port, hostKeyLine, first, 1), ErrorCode.NotPermitted, 'a key of edge 0 delivers no other edge');
+  const second = keyOf(await mintEdgeKey(raw, 0));
+  assert.equal(await deliver(env.np.daemon.port, hostKeyLine, second, 0), undefined);
+  assert.equal(await deliver(env.np.daemon.port, hostKeyLine, second, 0), ErrorCode.NotAuthorized, 'a used key is spent');
+
+  const unused = keyOf(await mintEdgeKey(raw, 1));
+  // An edge this machine does not read gets no key.
+  raw.connection.sendFields(PacketType.MintKey, encodeEdgeMintRequest({ run: RUN, edge: 7, lifetimeSeconds: 60 }));
+  const refused = decodeMintReply(await raw.nextPacket(PacketType.MintKey), isErrorCode);
+  assert.equal(refused.status === MintStatus.Refused && refused.code, ErrorCode.BadRequest);
+
+  // The controller goes: its part ends, and the key it never used with it.
+  raw.connection.close();
+  await raw.closed;
+  // The daemon ends the part once it sees the connection go: a moment after the close here.
+  let code: string | undefined;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    code = await deliver(env.np.daemon.port, hostKeyLine, unused, 1);
+    if (code === ErrorCode.NotAuthorized) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(code, ErrorCode.NotAuthorized);
+  const after = await env.np.plumb(['true']);
+  assert.equal(after.code, 0, after.stderr);
+});
+
+test("a part is a controller's alone, and Go, EdgeConnect and edge keys come only after one is ready", { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  const plain = await openRawSession(t, np);
+  const reply = await startPart(plain);
+  assert.equal(reply.status === StartStatus.Refused && reply.code, ErrorCode.NotPermitted);
+
+  const env = await startControllerNetplumb(t);
+  const early = await openRawSession(t, env.np);
+  const mint = await mintEdgeKey(early, 0);
+  assert.equal(mint.status === MintStatus.Refused && mint.code, ErrorCode.BadRequest);
+  early.connection.sendFields(PacketType.Go, []);
+  // A protocol error ends the connection; the peer is not told which (PROTOCOL.md section 11), the log says it.
+  await early.closed;
+  await env.np.daemon.waitForLog(/code=NP_UNEXPECTED_PACKET/, 10_000);
+  const after = await env.np.plumb(['true']);
+  assert.equal(after.code, 0, after.stderr);
+});
