@@ -1,9 +1,10 @@
 // `npm run demo`: the main job end to end on this machine. Throwaway keys in a temp dir, a netplumbd on
 // 127.0.0.1, real data through plumb (a tar stream checksummed remotely, compared with the local checksum), the
 // backup recipe run by the daemon (archive, checksum and log in its spool directory, checked with sha256sum -c),
-// then everything stopped and removed. Exits non-zero if any step does not do what it shows.
+// then a second netplumbd on 127.0.0.2 as another machine and the offsite recipe across the two (the archive flows
+// daemon to daemon), then everything stopped and removed. Exits non-zero if any step does not do what it shows.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
@@ -22,10 +23,34 @@ function run(args: string[], options: { input?: Buffer; env?: NodeJS.ProcessEnv 
   return { status: result.status ?? 255, stdout: result.stdout, stderr: result.stderr.toString() };
 }
 
+/** A netplumbd on `address` with the host key `hostKey` of `home`, the demo's client authorized; its port once it listens. */
+function startDaemon(home: string, address: string, hostKey: string, spool: string): { process: ChildProcess; port: Promise<number> } {
+  const started = spawn(
+    process.execPath,
+    [...NETPLUMBD_NODE_OPTIONS, bin.netplumbd, `-listen=${address}:0`, `-hostkey=${join(home, hostKey)}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, `one-time-keys-${address}`)}`],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const port = new Promise<number>((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`netplumbd did not start: ${seen}`)), 10_000);
+    const listening = new RegExp(`listening on ${address.replaceAll('.', '\\.')}:(\\d+)`);
+    started.stderr?.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      const match = listening.exec(seen);
+      if (match !== null) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    started.once('exit', () => reject(new Error(`netplumbd exited: ${seen}`)));
+  });
+  return { process: started, port };
+}
+
 async function main(): Promise<number> {
   const home = mkdtempSync(join(tmpdir(), 'netplumb-demo-'));
   const env = { ...process.env, NETPLUMB_HOME: home };
-  let daemon: ReturnType<typeof spawn> | undefined;
+  const daemons: ChildProcess[] = [];
   try {
     step('throwaway keys');
     for (const name of ['host_key', 'identity']) {
@@ -33,27 +58,14 @@ async function main(): Promise<number> {
       process.stdout.write(result.stdout);
       if (result.status !== 0) throw new Error(`netplumb-keygen failed: ${result.stderr}`);
     }
-    writeFileSync(join(home, 'authorized_clients'), readFileSync(join(home, 'identity.pub')));
+    // A controller: the offsite step below runs a recipe across two daemons, which only a controller may.
+    writeFileSync(join(home, 'authorized_clients'), `controller ${readFileSync(join(home, 'identity.pub'), 'utf8')}`);
 
     step('netplumbd on 127.0.0.1');
     const spool = join(home, 'spool');
-    const started = spawn(process.execPath, [...NETPLUMBD_NODE_OPTIONS, bin.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'authorized_clients')}`, `-spool=${spool}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    daemon = started;
-    const port = await new Promise<number>((resolve, reject) => {
-      let seen = '';
-      const timer = setTimeout(() => reject(new Error(`netplumbd did not start: ${seen}`)), 10_000);
-      started.stderr?.on('data', (chunk: Buffer) => {
-        seen += chunk.toString();
-        const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
-        if (match !== null) {
-          clearTimeout(timer);
-          resolve(Number(match[1]));
-        }
-      });
-      started.once('exit', () => reject(new Error(`netplumbd exited: ${seen}`)));
-    });
+    const first = startDaemon(home, '127.0.0.1', 'host_key', spool);
+    daemons.push(first.process);
+    const port = await first.port;
     process.stdout.write(`netplumbd listening on 127.0.0.1:${port}\n`);
     const machine = `127.0.0.1:${port}`;
 
@@ -93,11 +105,36 @@ async function main(): Promise<number> {
     const failing = run([bin.plumb, machine, 'sh', '-c', 'echo to-stderr >&2; exit 3'], { env });
     process.stdout.write(`stderr: ${failing.stderr}exit status: ${failing.status}\n`);
     if (failing.status !== 3) throw new Error('exit status was not passed through');
+
+    step('a second machine: netplumbd on 127.0.0.2, its own host key and spool directory');
+    const vaultSpool = join(home, 'vault-spool');
+    const keygen = run([bin.keygen, '-f', join(home, 'vault_host_key'), '-C', 'demo-vault']);
+    if (keygen.status !== 0) throw new Error(`netplumb-keygen failed: ${keygen.stderr}`);
+    const second = startDaemon(home, '127.0.0.2', 'vault_host_key', vaultSpool);
+    daemons.push(second.process);
+    const vaultPort = await second.port;
+    writeFileSync(join(home, 'hosts'), `db1 127.0.0.1:${port}\nvault 127.0.0.2:${vaultPort}\n`);
+    process.stdout.write(`netplumbd listening on 127.0.0.2:${vaultPort}; plumb's hosts file names the two db1 and vault\n`);
+    const pin = run([bin.plumb, '-accept-new', 'vault', 'true'], { env });
+    process.stdout.write(pin.stderr);
+
+    const offsite = join(REPO_DIR, 'recipes', 'examples', 'machines', 'offsite.rcp');
+    step('plumb -recipe=recipes/examples/machines/offsite.rcp -json   (tar | gzip on db1, stored on vault, daemon to daemon)');
+    process.stdout.write(readFileSync(offsite, 'utf8'));
+    const across = run([bin.plumb, `-recipe=${offsite}`, '-json'], { env });
+    process.stdout.write(across.stderr);
+    if (across.status !== 0) throw new Error(`the offsite recipe exited ${across.status}`);
+    const vaultListing = spawnSync('ls', ['-l', vaultSpool], { encoding: 'utf8' });
+    process.stdout.write(`vault's spool directory ${vaultSpool}:\n${vaultListing.stdout}`);
+    const vaultVerify = spawnSync('sha256sum', ['-c', 'offsite.tar.gz.sha256'], { cwd: vaultSpool, encoding: 'utf8' });
+    process.stdout.write(`sha256sum -c in vault's spool: ${vaultVerify.stdout}`);
+    if (vaultVerify.status !== 0) throw new Error(`the offsite archive does not match its checksum: ${vaultVerify.stderr}`);
     return 0;
   } finally {
-    step('stopping netplumbd and removing the throwaway keys');
-    if (daemon !== undefined && daemon.exitCode === null) {
-      const exited = new Promise((resolve) => daemon?.once('exit', resolve));
+    step('stopping both netplumbd and removing the throwaway keys');
+    for (const daemon of daemons) {
+      if (daemon.exitCode !== null || daemon.signalCode !== null) continue;
+      const exited = new Promise((resolve) => daemon.once('exit', resolve));
       daemon.kill('SIGTERM');
       await exited;
     }
