@@ -13,6 +13,7 @@ import { PROGRAMS } from './built-programs.js';
 import { BULK, CONCURRENCY, CONCURRENT, LATENCY_RUNS, ROUND_TRIP, RUNS, SESSIONS, SSH_CIPHER, STREAM_BULK, TRUE_RUNS, type Size } from './bench/config.js';
 import { plumbEchoUnderBulk, sshEchoUnderBulk, type EchoResult } from './bench/echo.js';
 import { extraRows } from './bench/extras.js';
+import { acrossRows } from './bench/across.js';
 import { SESSION_TIMEOUT_MS, type LoadResult } from './bench/load-generator.js';
 import { killWorkers, runWorker } from './bench/workers.js';
 import { interleave, killRunning, serverCpuDuring, LoadWatch, loadAverage, median, Meter, percentile, runShell, summarize, type Concurrent, type Sample, type Server, type Summary } from './bench/measure.js';
@@ -237,6 +238,9 @@ async function main(): Promise<void> {
 
     say('extra rows: recipe, -outfifo/-socket, run-as/one-time key, echo beside recipe checks');
     const extras = await extraRows({ port: daemon.port, home, env, meter, plumb, asRoot }, () => load.note());
+    load.note();
+    say('row 9: a recipe across two daemons (127.0.0.1 and 127.0.0.2)');
+    extras.push(...(await acrossRows({ port: daemon.port, home, env, meter, plumb, asRoot })));
     load.note();
 
     const floor = median(await interleave(LATENCY_RUNS, { node: () => runShell(`${process.execPath} -e 0`, env) }).then((runs) => runs.node ?? []));

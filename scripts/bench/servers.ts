@@ -32,11 +32,14 @@ export interface Daemon {
   stop: () => Promise<void>;
 }
 
-/** Starts netplumbd on a free port, its keys, clients and spool under `home`; resolves once it listens. */
-export function startDaemon(home: string): Promise<Daemon> {
+/**
+ * Starts netplumbd on a free port of `address` (127.0.0.1; another loopback address for a second machine), its keys,
+ * clients and spool under `home`; resolves once it listens.
+ */
+export function startDaemon(home: string, address = '127.0.0.1'): Promise<Daemon> {
   const daemon = spawn(
     process.execPath,
-    [...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, '-listen=127.0.0.1:0', `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
+    [...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, `-listen=${address}:0`, `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let exited = false;
@@ -57,7 +60,7 @@ export function startDaemon(home: string): Promise<Daemon> {
     }, 10_000);
     daemon.stderr.on('data', (chunk: Buffer) => {
       seen += chunk.toString();
-      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
+      const match = new RegExp(`listening on ${address.replaceAll('.', '\\.')}:(\\d+)`).exec(seen);
       if (match === null || daemon.pid === undefined) return;
       clearTimeout(timer);
       resolvePort({ port: Number(match[1]), pid: daemon.pid, stop });

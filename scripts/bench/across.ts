@@ -1,0 +1,88 @@
+// Row 9: a recipe across two machines. A second netplumbd on 127.0.0.2 is the other machine; one edge carries BULK
+// from the first daemon to the second, daemon to daemon. Beside it, interleaved: the same bytes downloaded from one
+// daemon with plain `plumb` (the single-machine path), and the same bytes relayed through plumb (`plumb one ... |
+// plumb two ...`), the way a user would do it without the edge. plumb's own CPU per GiB moved between the daemons
+// shows that the bytes do not pass through it: measured as the CPU of a run moving BULK less that of the same recipe
+// moving one byte (plumb's start, connections and handshakes), per GiB.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROGRAMS } from '../built-programs.js';
+import { BULK, RUNS } from './config.js';
+import type { Context } from './extras.js';
+import { interleave, median, runShell } from './measure.js';
+import { startDaemon } from './servers.js';
+import { mbps, meets, ratioOf, type Row } from './table.js';
+
+/** One timed run: its wall time, and the CPU seconds of the plumb process(es) /usr/bin/time wrote to `cpuFile`. */
+async function timed(ctx: Context, script: string, cpuFile: string): Promise<{ wallMs: number; plumbCpu: number }> {
+  const wallMs = await runShell(script, ctx.env);
+  const plumbCpu = readFileSync(cpuFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => line.split(' ').reduce((sum, value) => sum + Number(value), 0))
+    .reduce((sum, value) => sum + value, 0);
+  return { wallMs, plumbCpu };
+}
+
+export async function acrossRows(ctx: Context): Promise<Row[]> {
+  const second = await startDaemon(ctx.home, '127.0.0.2');
+  try {
+    const node = process.execPath;
+    writeFileSync(join(ctx.home, 'hosts'), `bench-one 127.0.0.1:${ctx.port}\nbench-two 127.0.0.2:${second.port}\n`);
+    await runShell(`${node} ${PROGRAMS.plumb} -accept-new bench-two true`, ctx.env);
+    const recipe = join(ctx.home, 'across.rcp');
+    const tiny = join(ctx.home, 'across-one-byte.rcp');
+    const across = (size: string): string => `# bench: ${size} from one daemon to another\n@bench-one head -c ${size} /dev/zero |\n@bench-two cat >/dev/null\n`;
+    writeFileSync(recipe, across(BULK.text));
+    writeFileSync(tiny, across('1'));
+    const cpu = (name: string): string => join(ctx.home, `${name}.cpu`);
+    const time = (name: string): string => `/usr/bin/time -a -f '%U %S' -o ${cpu(name)}`;
+    const fresh = (name: string): string => `: >${cpu(name)} && `;
+    const runs = await interleave(RUNS, {
+      edge: () => timed(ctx, `${fresh('edge')}${time('edge')} ${node} ${PROGRAMS.plumb} -recipe=${recipe} >/dev/null`, cpu('edge')),
+      tiny: () => timed(ctx, `${fresh('tiny')}${time('tiny')} ${node} ${PROGRAMS.plumb} -recipe=${tiny} >/dev/null`, cpu('tiny')),
+      single: () => timed(ctx, `${fresh('single')}${time('single')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero >/dev/null`, cpu('single')),
+      relay: () =>
+        timed(ctx, `${fresh('relay')}${time('relay')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero | ${time('relay')} ${node} ${PROGRAMS.plumb} bench-two sh -c 'cat >/dev/null'`, cpu('relay')),
+    });
+    type Side = 'edge' | 'tiny' | 'single' | 'relay';
+    const speed = (name: Side): number => mbps(BULK.bytes, median((runs[name] ?? []).map((run) => run.wallMs)));
+    const plumbCpu = (name: Side): number => median((runs[name] ?? []).map((run) => run.plumbCpu));
+    const gib = BULK.bytes / 2 ** 30;
+    const edge = speed('edge');
+    const single = speed('single');
+    const relay = speed('relay');
+    const bySingle = ratioOf(edge, single);
+    const byRelay = ratioOf(edge, relay);
+    const edgeCpuPerGib = (plumbCpu('edge') - plumbCpu('tiny')) / gib;
+    return [
+      {
+        metric: `9. recipe across two daemons, ${BULK.text} on one edge (speed)`,
+        netplumb: `${edge.toFixed(0)} MB/s`,
+        peer: `plain plumb download from one daemon ${single.toFixed(0)} MB/s`,
+        ratio: bySingle,
+        target: '>= 0.9x',
+        met: meets(bySingle, { atLeast: 0.9 }),
+      },
+      {
+        metric: '9. same, beside relaying through plumb (`plumb one ... | plumb two ...`)',
+        netplumb: `${edge.toFixed(0)} MB/s`,
+        peer: `relayed ${relay.toFixed(0)} MB/s, plumb CPU ${(plumbCpu('relay') / gib).toFixed(2)} s/GiB`,
+        ratio: byRelay,
+        target: '>= 1.3x',
+        met: meets(byRelay, { atLeast: 1.3 }),
+      },
+      {
+        metric: "9. plumb's own CPU per GiB moved between the two daemons (beyond a 1-byte run's)",
+        netplumb: `${edgeCpuPerGib.toFixed(3)} s (run ${plumbCpu('edge').toFixed(2)} s, 1 byte ${plumbCpu('tiny').toFixed(2)} s)`,
+        peer: `plain download: plumb ${(plumbCpu('single') / gib).toFixed(2)} s/GiB`,
+        ratio: undefined,
+        target: '< 0.1 s',
+        met: edgeCpuPerGib < 0.1,
+      },
+    ];
+  } finally {
+    await second.stop();
+  }
+}
