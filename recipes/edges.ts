@@ -8,7 +8,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants as fs, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
+import { copiesWrittenBytes, PooledFdReader } from '../bridges/pooled-reader.js';
 
 /** What passed one end of an edge: complete only when its stream ended normally (EOF), not cut short. */
 export interface EdgeTally {
@@ -65,6 +66,7 @@ export class EdgeOutlet {
   async pipeTo(output: EdgeOutput): Promise<EdgeTally> {
     const tally: EdgeTally = { edge: this.edge, direction: 'out', bytes: 0, sha256: '', complete: false };
     if (this.closed) return tally;
+    if (copiesWrittenBytes(output.stream)) return this.pipePooled(output, tally);
     const socket = new Socket({ fd: this.readFd, readable: true, writable: false });
     this.socket = socket;
     const tallying = new Tallying((bytes, sha256) => {
@@ -76,6 +78,34 @@ export class EdgeOutlet {
     } catch {
       tally.complete = false;
       tally.bytes = tallying.bytes;
+    }
+    return tally;
+  }
+
+  /**
+   * The bulk path, for a sink that copies what it is given (a mux stream): the pipe read into a ring of reused
+   * buffers (bridges/pooled-reader.ts), each chunk hashed where it lies and handed on, with no stream in between.
+   */
+  private async pipePooled(output: EdgeOutput, tally: EdgeTally): Promise<EdgeTally> {
+    const { stream } = output;
+    const hash = createHash('sha256');
+    const reader = new PooledFdReader(this.readFd, (chunk, giveBack) => {
+      hash.update(chunk);
+      tally.bytes += chunk.length;
+      stream.write(chunk, giveBack);
+    });
+    this.socket = reader.socket;
+    reader.socket.on('end', () => {
+      Object.assign(tally, { sha256: hash.digest('hex'), complete: true });
+      output.readAll?.({ ...tally });
+      stream.end();
+    });
+    reader.socket.on('error', (error: Error) => stream.destroy(error));
+    try {
+      await finished(stream, { readable: false });
+    } catch {
+      tally.complete = false;
+      reader.socket.destroy();
     }
     return tally;
   }
@@ -121,13 +151,26 @@ export class EdgeInlet {
     }
     const socket = new Socket({ fd: this.writeFd, readable: false, writable: true });
     this.socket = socket;
-    let digest = '';
-    const tallying = new Tallying((_bytes, sha256) => (digest = sha256));
+    // Hashed as each chunk is written, with no stream in between: this is the bulk path into the reader's pipe.
+    const hash = createHash('sha256');
+    input.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      tally.bytes += chunk.length;
+      if (!socket.write(chunk)) input.pause();
+    });
+    socket.on('drain', () => input.resume());
+    input.once('end', () => socket.end());
+    // The reader left (EPIPE) or the input failed: the other side goes too, as with a pipe between two commands.
+    input.once('error', (error: Error) => socket.destroy(error));
+    socket.once('error', (error: Error) => input.destroy(error));
+    socket.once('close', () => {
+      if (!input.readableEnded) input.destroy();
+    });
     try {
-      await pipeline(input, tallying, socket);
-      Object.assign(tally, { bytes: tallying.bytes, sha256: digest, complete: true });
+      await Promise.all([finished(input, { writable: false }), finished(socket, { readable: false })]);
+      Object.assign(tally, { sha256: hash.digest('hex'), complete: true });
     } catch {
-      tally.bytes = tallying.bytes;
+      // Cut short: what passed is counted, and no digest is given.
     }
     return tally;
   }
