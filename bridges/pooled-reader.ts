@@ -91,10 +91,18 @@ export class PooledFdReader {
 
 /**
  * Reads `fd` into `sink`, ending the sink at EOF; a read error destroys the sink with it. Each chunk's buffer goes
- * back to the ring when the sink's write callback says it was taken.
+ * back to the ring when the sink's write callback says it was taken; `tap`, if given, sees each chunk first.
  */
-export function pipeFdPooled(fd: number, sink: CopyingWritable, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledFdReader {
-  const reader = new PooledFdReader(fd, (chunk, giveBack) => sink.write(chunk, giveBack), buffers, bufferBytes);
+export function pipeFdPooled(fd: number, sink: CopyingWritable, tap?: (chunk: Buffer) => void, buffers = POOLED_READ_BUFFERS, bufferBytes = POOLED_READ_BYTES): PooledFdReader {
+  const reader = new PooledFdReader(
+    fd,
+    (chunk, giveBack) => {
+      tap?.(chunk);
+      sink.write(chunk, giveBack);
+    },
+    buffers,
+    bufferBytes,
+  );
   reader.socket.on('end', () => sink.end());
   reader.socket.on('error', (error: Error) => sink.destroy(error));
   return reader;

@@ -6,7 +6,7 @@
 
 import { Transform, type Readable } from 'node:stream';
 import { BadRequestError } from '../protocol/errors.js';
-import { edgeVerdict, type EdgeDigest, type EdgeReport } from '../protocol/multi-host.js';
+import { edgeVerdict, type EdgeDigest, type EdgeReport, type StreamDigest } from '../protocol/multi-host.js';
 import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
 import type { MuxStream } from '../protocol/mux.js';
 import type { PathCheck } from '../bridges/checked-open.js';
@@ -52,6 +52,8 @@ export interface PartRunnerOptions {
   stageEnded: (end: StageEnd) => void;
   /** Each edge end's report, to the controller, as the end is done. */
   edgeReport: (report: EdgeReport) => void;
+  /** The count and digest of plumb's stdout as sent and its stdin as delivered, to the controller, before the end. */
+  streamDigest: (digest: StreamDigest) => void;
 }
 
 export class PartRunner implements Runner {
@@ -84,8 +86,13 @@ export class PartRunner implements Runner {
       ownStages,
       onStageEnd: (end) => options.stageEnded(end),
       onEdgeEnd: (tally) => runner.edgeEnded(tally),
+      digestStdio: true,
     });
     return runner;
+  }
+
+  private readsPlumbStdin(): boolean {
+    return [...this.ownStages].some((index) => this.plan.stages[index]?.stdin.kind === 'plumb-stdin');
   }
 
   /** Whether this part reads edge `edge` (its reader runs here). */
@@ -127,10 +134,13 @@ export class PartRunner implements Runner {
     started();
     const { stdin, stdout, stderr } = streams;
     stdin.end();
-    if (![...this.ownStages].some((index) => this.plan.stages[index]?.stdin.kind === 'plumb-stdin')) stdin.destroy();
+    const readsStdin = this.readsPlumbStdin();
+    if (!readsStdin) stdin.destroy();
     stdout.resume();
     stderr.resume();
-    run.start({ stdin, stdout, stderr, edgeInputs, edgeOutputs });
+    // plumb's stdin arrives from another machine too: the test fault reaches it as it reaches the edges.
+    const input = corrupt && readsStdin ? stdin.pipe(flipFirstBit()) : stdin;
+    run.start({ stdin: input, stdout, stderr, edgeInputs, edgeOutputs });
     return Promise.resolve();
   }
 
@@ -169,6 +179,8 @@ export class PartRunner implements Runner {
 
   private ended(outcome: RecipeOutcome): void {
     for (const link of this.outbound.values()) link.finish();
+    // stdout is told by every part; stdin only by the part whose command read it (the only one that has it).
+    for (const digest of outcome.stdio ?? []) this.options.streamDigest(digest);
     if (outcome.abortedBecause !== undefined) this.options.log.info('recipe part aborted', { run: this.runId, reason: outcome.abortedBecause, ...outcome.status });
     else this.options.log.info('recipe part ended', { run: this.runId, ...outcome.status });
     this.resolveOutcome(outcome.status);

@@ -75,6 +75,7 @@ export class SessionLauncher implements Launcher {
         ...(gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, spoolDir, 'redirection file') }),
         stageEnded: context.stageEnded,
         edgeReport: (report) => context.edgeReport?.(report),
+        streamDigest: (digest) => context.streamDigest?.(digest),
       });
       try {
         parts.registry.hold(runner);

@@ -28,7 +28,9 @@ import {
   decodeRemoteStageEnd,
   encodeEdgeConnectReply,
   encodeEdgeReport,
+  encodeStreamDigest,
   type EdgeReport,
+  type StreamDigest,
 } from '../protocol/multi-host.js';
 import type { Entry, FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream, SessionHandler } from '../protocol/mux.js';
@@ -222,6 +224,9 @@ export class Session implements SessionHandler {
       cancelled: () => this.state.is('closed'),
       stageEnded: (end: StageEnd) => this.stageEnded(end),
       edgeReport: (report: EdgeReport) => this.edgeReport(report),
+      streamDigest: (digest: StreamDigest) => {
+        if (this.state.is('running')) this.channel?.sendFields(PacketType.StreamDigest, encodeStreamDigest(digest));
+      },
     };
     this.launcher.launch(request, context).then(
       (launch) => this.run(launch, claimed),

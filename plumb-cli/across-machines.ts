@@ -6,7 +6,8 @@
 // machines (the recipe's one order), and its status is the first failing command in recipe order across machines.
 // A machine that fails or goes away ends every part everywhere; nothing has started anywhere unless all was accepted.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { finished } from 'node:stream/promises';
 import { writeFileSync } from 'node:fs';
 import type { SecureConnection } from '../protocol/connection.js';
 import { ConnectionLostError, DigestMismatchError, ErrorCode, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
@@ -17,9 +18,11 @@ import {
   decodeEdgeReport,
   encodeEdgeConnect,
   encodeEdgeMintRequest,
+  decodeStreamDigest,
   encodeRemoteStageEnd,
   type EdgeConnectReply,
   type EdgeReport,
+  type StreamDigest,
 } from '../protocol/multi-host.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
@@ -35,12 +38,38 @@ import { RecipeReport } from './recipe-report.js';
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
 const EDGE_KEY_SECONDS = 300;
 
+/** A running count and SHA-256 of the bytes that passed one of plumb's ends. */
+class Tally {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+  readonly add = (chunk: Buffer): void => {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+  };
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+/** plumb's stdin or stdout to one machine, as both ends counted it: `sent` by the sender, `received` by the other. */
+export interface StdioCheck {
+  stream: 'stdin' | 'stdout';
+  machine: string;
+  sent: { bytes: number; sha256: string } | undefined;
+  received: { bytes: number; sha256: string } | undefined;
+  status: EdgeStatus;
+}
+
 /** One machine of the run: the placements that name it, its connection and what its daemon has said. */
 class MachinePart implements SessionHandler {
   mux: Mux | undefined;
   streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream } | undefined;
   private readonly waiting = { start: [] as Array<(reply: StartReply) => void>, mint: [] as Array<(reply: MintReply) => void> };
   private readonly edgeReplies = new Map<number, (reply: EdgeConnectReply) => void>();
+  /** The daemon's count and digest of plumb's stdout it sent and of plumb's stdin it delivered. */
+  readonly streamDigests = new Map<'stdin' | 'stdout', StreamDigest>();
+  /** plumb's own count and digest of what it received on this part's stdout and sent on its stdin. */
+  readonly local = { stdout: new Tally(), stdin: new Tally() };
   private resolveExit: (status: ExitStatus) => void = () => undefined;
   readonly exit: Promise<ExitStatus>;
   private resolveGone: (error: NetplumbError) => void = () => undefined;
@@ -79,6 +108,11 @@ class MachinePart implements SessionHandler {
       case PacketType.EdgeReport:
         this.events.edgeReport(this, decodeEdgeReport(fields));
         return;
+      case PacketType.StreamDigest: {
+        const digest = decodeStreamDigest(fields);
+        this.streamDigests.set(digest.stream, digest);
+        return;
+      }
       case PacketType.Exit:
         this.exited = true;
         this.resolveExit(decodeExit(fields));
@@ -197,6 +231,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const edgeReports: EdgeReport[] = [];
   const parts: MachinePart[] = [];
   const partOf = new Map<number, MachinePart>();
+  const stdioChecks: StdioCheck[] = [];
+  let stdinPart: MachinePart | undefined;
   try {
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
@@ -237,17 +273,31 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       const streams = part.streams;
       if (streams === undefined) continue;
       const readsStdin = plan.stages.some((stage) => stage.stdin.kind === 'plumb-stdin' && partOf.get(stage.index) === part);
-      if (readsStdin) process.stdin.pipe(streams.stdin);
-      else streams.stdin.end();
+      if (readsStdin) {
+        process.stdin.on('data', part.local.stdin.add);
+        process.stdin.pipe(streams.stdin);
+        stdinPart = part;
+      } else {
+        streams.stdin.end();
+      }
+      streams.stdout.on('data', part.local.stdout.add);
       streams.stdout.pipe(process.stdout, { end: false });
       streams.stderr.pipe(process.stderr, { end: false });
     }
     const anyGone = Promise.race(parts.map((part) => part.gone.then((error) => ({ part, error }))));
-    const allExited = Promise.all(parts.map((part) => part.exit));
+    // A part is over when its Exit came and its stdout has ended: only then are both counts of it complete.
+    const allExited = Promise.all(parts.map((part) => Promise.all([part.exit, part.streams === undefined ? undefined : finished(part.streams.stdout, { writable: false }).catch(() => undefined)])));
     const first = await Promise.race([allExited.then(() => undefined), anyGone]);
     if (first !== undefined) throw new ConnectionLostError(`${first.part.label} went away while the recipe ran: ${first.error.message}`);
     process.stdin.unpipe();
     const status = exitStatusCode(runStatus(ends));
+    stdioChecks.push(...checkStdio(parts, stdinPart));
+    const badStdio = stdioChecks.find((check) => check.status === EdgeStatus.Mismatch);
+    if (badStdio !== undefined) {
+      throw new DigestMismatchError(
+        `plumb's ${badStdio.stream} ${badStdio.stream === 'stdin' ? 'to' : 'from'} ${badStdio.machine} arrived other than it left: ${badStdio.received?.bytes ?? '?'} bytes with SHA-256 ${badStdio.received?.sha256 ?? '?'} received, ${badStdio.sent?.bytes ?? '?'} bytes with SHA-256 ${badStdio.sent?.sha256 ?? '?'} sent`,
+      );
+    }
     for (const edgeReport of edgeReports) {
       if (edgeReport.direction !== 'in' || edgeReport.status !== EdgeStatus.Mismatch) continue;
       throw new DigestMismatchError(
@@ -263,12 +313,33 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     process.stdin.unpipe();
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
-    if (args.json !== false) writeReport(report, args.json, edgeReports);
+    if (args.json !== false) writeReport(report, args.json, edgeReports, stdioChecks);
   }
 }
 
-function writeReport(report: RecipeReport, destination: true | string, edges: readonly EdgeReport[]): void {
-  const text = `${JSON.stringify({ ...report.toJSON(), edges })}\n`;
+/**
+ * plumb's own streams, each checked as an edge is: every part's stdout as its daemon sent it and as plumb received
+ * it, and the stdin of the part that read it as plumb sent it and as that daemon delivered it.
+ */
+function checkStdio(parts: readonly MachinePart[], stdinPart: MachinePart | undefined): StdioCheck[] {
+  const checks: StdioCheck[] = [];
+  const compare = (stream: 'stdin' | 'stdout', part: MachinePart, sent: StdioCheck['sent'], received: StdioCheck['received']): void => {
+    const status =
+      sent === undefined || received === undefined ? EdgeStatus.Incomplete : sent.bytes === received.bytes && sent.sha256 === received.sha256 ? EdgeStatus.Intact : EdgeStatus.Mismatch;
+    checks.push({ stream, machine: part.label, sent, received, status });
+  };
+  const ours = (tally: Tally): { bytes: number; sha256: string } => ({ bytes: tally.bytes, sha256: tally.digest() });
+  const theirs = (part: MachinePart, stream: 'stdin' | 'stdout'): StdioCheck['sent'] => {
+    const digest = part.streamDigests.get(stream);
+    return digest === undefined ? undefined : { bytes: digest.bytes, sha256: digest.sha256 };
+  };
+  for (const part of parts) compare('stdout', part, theirs(part, 'stdout'), ours(part.local.stdout));
+  if (stdinPart !== undefined) compare('stdin', stdinPart, ours(stdinPart.local.stdin), theirs(stdinPart, 'stdin'));
+  return checks;
+}
+
+function writeReport(report: RecipeReport, destination: true | string, edges: readonly EdgeReport[], stdio: readonly StdioCheck[]): void {
+  const text = `${JSON.stringify({ ...report.toJSON(), edges, stdio })}\n`;
   if (destination === true) {
     process.stderr.write(text);
     return;

@@ -240,6 +240,27 @@ export function decodeEdgeReport(fields: FieldList): EdgeReport {
   return report;
 }
 
+/** A part's account of plumb's own streams: the stdin it delivered to its command, the stdout it sent back. */
+export interface StreamDigest {
+  stream: 'stdin' | 'stdout';
+  bytes: number;
+  sha256: string;
+}
+
+export function encodeStreamDigest(digest: StreamDigest): Entry[] {
+  return [
+    [Field.stream, digest.stream],
+    [Field.bytes, String(digest.bytes)],
+    [Field.sha256, digest.sha256],
+  ];
+}
+
+export function decodeStreamDigest(fields: FieldList): StreamDigest {
+  const stream = fields.require(Field.stream);
+  if (stream !== 'stdin' && stream !== 'stdout') throw new BadRequestError(`unknown stream ${stream}`);
+  return { stream, bytes: fields.requireInt(Field.bytes, 0, MAX_EDGE_BYTES), sha256: decodeSha256(fields, Field.sha256) };
+}
+
 export function encodeRemoteStageEnd(stage: number): Entry[] {
   return [[Field.stage, String(stage)]];
 }

@@ -113,6 +113,8 @@ export enum PacketType {
   EdgeDigest = 48,
   /** A daemon to its controller: what passed its end of an edge, and, at the reading end, whether the digests agree. */
   EdgeReport = 49,
+  /** A part's daemon to its controller, before Exit: the count and SHA-256 of plumb's stdin it delivered, or of the stdout it sent. */
+  StreamDigest = 50,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }

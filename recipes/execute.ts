@@ -12,6 +12,7 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync } from 'node:fs';
 import { openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
@@ -52,6 +53,15 @@ export interface RecipeRunOptions {
   ownStages?: ReadonlySet<number>;
   /** Called as each edge end this machine holds is done, with what passed it. */
   onEdgeEnd?: (tally: EdgeTally) => void;
+  /** Count and hash (SHA-256) plumb's stdout as it is read here and plumb's stdin as it is delivered (outcome.stdio). */
+  digestStdio?: boolean;
+}
+
+/** The count and SHA-256 of the bytes one of plumb's streams carried at this end. */
+export interface StdioDigest {
+  stream: 'stdin' | 'stdout';
+  bytes: number;
+  sha256: string;
 }
 
 /** Where the recipe's unclaimed output goes and where `<%stdin` reads from. */
@@ -72,6 +82,8 @@ export interface RecipeOutcome {
   stages: StageEnd[];
   /** What passed each end of an edge this machine holds, outlets and inlets, in edge order. */
   edges: EdgeTally[];
+  /** With digestStdio: plumb's stdout as read here, and its stdin as delivered when a command here read it. */
+  stdio?: StdioDigest[];
   status: ExitStatus;
   /** Set when abort() ended the run; stages not reached have no entry. */
   abortedBecause?: string;
@@ -108,6 +120,8 @@ export class RecipeRun {
   /** Other machines' stages that have ended, as foreignStageEnded() was told; waited for by the stage order. */
   private readonly foreignEnds = new Map<number, { ended: Promise<void>; end: () => void }>();
   private readonly tallies: EdgeTally[] = [];
+  /** plumb's streams as counted and hashed here (digestStdio). */
+  private readonly stdioDigests = new Map<'stdin' | 'stdout', { bytes: number; hash: ReturnType<typeof createHash> }>();
   /** Resolves when the run stops starting commands (abort or finish), so no wait for another machine outlives it. */
   private stopStarting: () => void = () => undefined;
   private readonly stoppedStarting = new Promise<void>((resolve) => (this.stopStarting = resolve));
@@ -203,9 +217,22 @@ export class RecipeRun {
     join?.();
   }
 
+  /** A tap that counts and hashes one of plumb's streams, when the run digests them. */
+  private stdioTap(stream: 'stdin' | 'stdout'): ((chunk: Buffer) => void) | undefined {
+    if (this.options.digestStdio !== true) return undefined;
+    const digest = { bytes: 0, hash: createHash('sha256') };
+    this.stdioDigests.set(stream, digest);
+    return (chunk) => {
+      digest.bytes += chunk.length;
+      digest.hash.update(chunk);
+    };
+  }
+
   private joinIo(io: RecipeIo): Promise<unknown> {
     const { stdinWriter, stdoutReader, stderrReader } = this.io;
     if (stdinWriter !== undefined) {
+      const tap = this.stdioTap('stdin');
+      if (tap !== undefined) io.stdin.on('data', tap);
       // A command that stops reading its stdin ends plumb's stdin stream too, so the client stops sending.
       stdinWriter.on('error', () => io.stdin.destroy());
       io.stdin.on('error', () => stdinWriter.destroy());
@@ -220,7 +247,7 @@ export class RecipeRun {
         sink.end();
         continue;
       }
-      source.pipeTo(sink);
+      source.pipeTo(sink, sink === io.stdout ? this.stdioTap('stdout') : undefined);
       // plumb dropped this output: the commands' next write fails with EPIPE or SIGPIPE, as with a local pipe.
       sink.on('close', () => {
         if (!sink.writableFinished) source.destroy();
@@ -400,6 +427,9 @@ export class RecipeRun {
     const stages = this.ends.filter((end): end is StageEnd => end !== undefined);
     const edges = [...this.tallies].sort((a, b) => a.edge - b.edge || (a.direction < b.direction ? -1 : 1));
     const outcome: RecipeOutcome = { stages, edges, status: recipeStatus(stages, this.abortReason !== undefined) };
+    if (this.options.digestStdio === true) {
+      outcome.stdio = [...this.stdioDigests].map(([stream, digest]) => ({ stream, bytes: digest.bytes, sha256: digest.hash.digest('hex') }));
+    }
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }

@@ -99,13 +99,14 @@ export class OutputReader {
    * Reads the pipe into `sink` until EOF, then ends it; a read error destroys it. Reused buffers only for a sink
    * that copies what it is given (a mux stream); any other gets a buffer of its own per read.
    */
-  pipeTo(sink: Writable): void {
+  pipeTo(sink: Writable, tap?: (chunk: Buffer) => void): void {
     if (this.closed || this.socket !== undefined) return;
     if (copiesWrittenBytes(sink)) {
-      this.socket = pipeFdPooled(this.fd, sink).socket;
+      this.socket = pipeFdPooled(this.fd, sink, tap).socket;
       return;
     }
     this.socket = new Socket({ fd: this.fd, readable: true, writable: false });
+    if (tap !== undefined) this.socket.on('data', tap);
     this.socket.pipe(sink);
   }
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { reportedCode } from '../helpers/daemon.js';
 import { startMachines } from '../helpers/machines.js';
+import { deterministicBytes } from '../helpers/payloads.js';
 import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 180_000;
@@ -170,4 +171,31 @@ test('commands without a machine run on the one plumb names, beside those placed
   const missing = await m.plumb([`-recipe=${recipe}`]);
   assert.equal(missing.code, 255);
   assert.equal(reportedCode(missing.stderr), 'NP_USAGE');
+});
+
+test("plumb's own stdin and stdout are counted and digested at both ends too: intact through two machines", { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const input = deterministicBytes('stdio', 3 * 1024 * 1024 + 17);
+  const recipe = m.recipe('stdio.rcp', ['@a cat <%stdin |', '@b cat', ''].join('\n'));
+  const json = join(m.dir, 'report.json');
+  const result = await m.plumb([`-recipe=${recipe}`, `-json=${json}`], { stdin: input });
+  assert.equal(result.code, 0, result.stderr);
+  assert.ok(result.stdout.equals(input));
+  const report = JSON.parse(readFileSync(json, 'utf8')) as { stdio: Array<{ stream: string; machine: string; status: string; sent: { bytes: number; sha256: string } }> };
+  const digest = { bytes: input.length, sha256: sha256(input) };
+  const stdin = report.stdio.find((check) => check.stream === 'stdin');
+  assert.deepEqual([stdin?.machine, stdin?.status, stdin?.sent], ['@a', 'intact', digest]);
+  const fromB = report.stdio.find((check) => check.stream === 'stdout' && check.machine === '@b');
+  assert.deepEqual([fromB?.status, fromB?.sent], ['intact', digest]);
+  const fromA = report.stdio.find((check) => check.stream === 'stdout' && check.machine === '@a');
+  assert.deepEqual([fromA?.status, fromA?.sent.bytes], ['intact', 0]);
+});
+
+test("a byte of plumb's stdin changed on the machine that reads it fails the run with NP_DIGEST_MISMATCH", { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2', env: { NETPLUMBD_TEST_CORRUPT_EDGES: '1' } }, b: { address: '127.0.0.3' } });
+  const recipe = m.recipe('stdio-corrupt.rcp', ['@a cat <%stdin |', '@b cat', ''].join('\n'));
+  const result = await m.plumb([`-recipe=${recipe}`], { stdin: 'payload\n' });
+  assert.equal(result.code, 255, result.stderr);
+  assert.equal(reportedCode(result.stderr), 'NP_DIGEST_MISMATCH');
+  assert.match(result.stderr, /plumb's stdin to @a arrived other than it left/);
 });
