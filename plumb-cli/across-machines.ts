@@ -80,6 +80,8 @@ class MachinePart implements SessionHandler {
   constructor(
     readonly label: string,
     readonly target: Target,
+    /** Where the other daemons reach this machine: where plumb does, unless -reach says otherwise. */
+    readonly reachAt: { host: string; port: number },
     readonly placements: string[],
     readonly connection: SecureConnection,
     private readonly events: { stageEnded: (part: MachinePart, end: StageEnd) => void; edgeReport: (part: MachinePart, report: EdgeReport) => void },
@@ -179,10 +181,11 @@ class MachinePart implements SessionHandler {
 
   async connectEdge(edge: number, reader: MachinePart, key: string): Promise<void> {
     const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
-    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, host: reader.target.host, port: reader.target.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
+    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, host: reader.reachAt.host, port: reader.reachAt.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
     const answer = await Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
     if (answer.status === EdgeConnectStatus.Refused) {
-      throw new RemoteError(answer.code, `${this.label} cannot reach ${reader.label} (${reader.target.host} port ${reader.target.port}) for edge ${edge}: ${answer.message}`);
+      const hint = reader.reachAt === reader.target ? `; if ${this.label} reaches it at another address, say where with -reach=${reader.placements[0] ?? ''}=HOST[:PORT]` : '';
+      throw new RemoteError(answer.code, `${this.label} cannot reach ${reader.label} (${reader.reachAt.host} port ${reader.reachAt.port}) for edge ${edge}: ${answer.message}${hint}`);
     }
   }
 }
@@ -193,17 +196,32 @@ function machineLabel(placement: string): string {
 }
 
 /** The machines of the run: each placement resolved, those that reach one daemon grouped as one part. */
-function machinesOf(plan: RecipePlan, args: RecipeArguments): Array<{ label: string; target: Target; placements: string[]; machine: string }> {
+interface MachineGroup {
+  label: string;
+  target: Target;
+  reachAt: { host: string; port: number };
+  placements: string[];
+  machine: string;
+}
+
+function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
   const paths = clientPaths();
-  const groups = new Map<string, { label: string; target: Target; placements: string[]; machine: string }>();
+  const groups = new Map<string, MachineGroup>();
+  const unknown = [...(args.reach?.keys() ?? [])].filter((name) => !plan.stages.some((stage) => stage.machine === name));
+  if (unknown.length > 0) throw new UsageError(`-reach names ${unknown.join(', ')}, which no command of ${plan.source} is placed on`);
   for (const placement of [...new Set(plan.stages.map((stage) => stage.machine ?? ''))]) {
     const machine = placement === '' ? args.machine : placement;
     if (machine === undefined) throw new UsageError(`${plan.source}: some commands name no machine (@NAME) and no machine is given on the command line`);
     const target = resolveTarget(machine, paths.hosts, placement === '' ? args.port : undefined);
     const key = `${target.host}\0${target.port}`;
     const group = groups.get(key);
-    if (group === undefined) groups.set(key, { label: machineLabel(placement), target, placements: [placement], machine });
-    else group.placements.push(placement);
+    const reach = args.reach?.get(placement);
+    if (group === undefined) {
+      groups.set(key, { label: machineLabel(placement), target, reachAt: reach ?? target, placements: [placement], machine });
+    } else {
+      group.placements.push(placement);
+      if (reach !== undefined) group.reachAt = reach;
+    }
   }
   return [...groups.values()];
 }
@@ -239,7 +257,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     for (const [index, result] of connections.entries()) {
       const machine = machines[index];
       if (result.status !== 'fulfilled' || machine === undefined) continue;
-      const part = new MachinePart(machine.label, machine.target, machine.placements, result.value, {
+      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, result.value, {
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);

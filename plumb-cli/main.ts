@@ -6,11 +6,13 @@ import { Command, CommanderError } from 'commander';
 import { normaliseLongOptions } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
+import { DEFAULT_PORT } from '../protocol/wire.js';
 import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
 import { failureExitStatus } from './exit-status.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
+import { parseHostPort } from './paths.js';
 import type { RecipeArguments } from './recipe-command.js';
 import { execJob, runCommand } from './run-command.js';
 
@@ -24,14 +26,14 @@ interface PlumbArguments extends RecipeArguments, MintKeyArguments {
   mintKey: string | undefined;
 }
 
-const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key'];
+const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach'];
 const FLAGS = ['accept-new', 'verbose', 'check'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
 
 function parseArguments(argv: readonly string[]): PlumbArguments {
   const program = new Command('plumb')
-    .usage('[options] machine[:port] command [args...]\n       plumb [options] machine[:port] -recipe=FILE\n       plumb -check -recipe=FILE')
+    .usage('[options] machine[:port] command [args...]\n       plumb [options] [machine[:port]] -recipe=FILE\n       plumb -check -recipe=FILE')
     .description('Run a command or a recipe on another machine through its netplumbd, encrypted and mutually authenticated.')
     .option('-i, --identity <file>', 'private key to authenticate with (default $NETPLUMB_HOME/identity)')
     .option('--known-hosts <file>', 'pinned daemon host keys (default $NETPLUMB_HOME/known_hosts)')
@@ -46,6 +48,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
+    .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
     .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
     .option('--expires <lifetime>', `with --mint-key: how long the key stays good (seconds, or with m, h, d; default ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
@@ -83,6 +86,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     mintKey?: string;
     expires?: string;
     oneTimeKey?: string;
+    reach: string[];
   }>();
   const [machine, command] = program.processedArgs as [string | undefined, string[]];
   let port: number | undefined;
@@ -103,6 +107,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   const tty = options.tty === true || (options.recipe === undefined && !check && command.length === 0);
   if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
+  if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
   if (options.spool !== undefined && !check) throw new UsageError("-spool is for -check; a daemon uses its own spool directory");
   if (options.mintKey !== undefined) {
     if (tty || check) throw new UsageError('-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
@@ -137,7 +142,21 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     mintKey: options.mintKey,
     lifetimeSeconds: options.expires === undefined ? DEFAULT_KEY_LIFETIME_SECONDS : parseLifetime(options.expires),
     oneTimeKey: options.oneTimeKey,
+    reach: reachOptions(options.reach),
   };
+}
+
+/** -reach=MACHINE=HOST[:PORT], each machine once: where the other daemons reach that machine. */
+function reachOptions(values: readonly string[]): Map<string, { host: string; port: number }> {
+  const reach = new Map<string, { host: string; port: number }>();
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    const machine = value.slice(0, Math.max(equals, 0));
+    if (equals <= 0 || equals === value.length - 1) throw new UsageError(`-reach=${value}: expected MACHINE=HOST[:PORT]`);
+    if (reach.has(machine)) throw new UsageError(`-reach: ${machine} given twice`);
+    reach.set(machine, parseHostPort(value.slice(equals + 1), DEFAULT_PORT));
+  }
+  return reach;
 }
 
 function collect(value: string, previous: string[]): string[] {

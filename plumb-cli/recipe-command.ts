@@ -13,6 +13,8 @@ import type { RemoteJob } from './run.js';
 export interface RecipeArguments extends RunArguments {
   /** true: the JSON report on stderr; a string: into that file; false: no report. */
   json: boolean | string;
+  /** -reach: for a recipe across machines, where the other daemons reach a machine (as the recipe names it). */
+  reach?: ReadonlyMap<string, { host: string; port: number }>;
 }
 
 /** The Start request's job for a recipe. */

@@ -199,3 +199,21 @@ test("a byte of plumb's stdin changed on the machine that reads it fails the run
   assert.equal(reportedCode(result.stderr), 'NP_DIGEST_MISMATCH');
   assert.match(result.stderr, /plumb's stdin to @a arrived other than it left/);
 });
+
+test('-reach says where the other daemons reach a machine: a wrong address refuses the run before anything starts, the right one runs it', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const recipe = m.recipe('reach.rcp', ['@a touch ran-on-a', '@a echo across |', '@b cat', ''].join('\n'));
+  const unreachable = await m.plumb([`-recipe=${recipe}`, '-reach=b=127.0.0.9:9']);
+  assert.equal(unreachable.code, 255, unreachable.stderr);
+  assert.equal(reportedCode(unreachable.stderr), 'NP_CONNECT_FAILED');
+  assert.match(unreachable.stderr, /@a cannot reach @b \(127\.0\.0\.9 port 9\) for edge 0/);
+  assert.equal(existsSync(join(m.machine('a').spool, 'ran-on-a')), false);
+
+  const reached = await m.plumb([`-recipe=${recipe}`, `-reach=b=${m.machine('b').daemon.address}`]);
+  assert.equal(reached.code, 0, reached.stderr);
+  assert.equal(reached.stdout.toString(), 'across\n');
+
+  const unknown = await m.plumb([`-recipe=${recipe}`, '-reach=zz=127.0.0.3']);
+  assert.equal(reportedCode(unknown.stderr), 'NP_USAGE');
+  assert.match(unknown.stderr, /-reach names zz, which no command of .* is placed on/);
+});
