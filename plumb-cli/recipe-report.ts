@@ -19,6 +19,9 @@ export interface StageReportEntry {
   signal?: string;
   error?: string;
   message?: string;
+  /** When the command started and ended (ISO 8601, UTC), as the daemon that ran it saw them. */
+  startedAt?: string;
+  endedAt?: string;
 }
 
 export interface RecipeReportJson {
@@ -65,10 +68,14 @@ export class RecipeReport {
       const base = { stage: stage.index, name: stage.name, line: stage.location.line, ...(stage.machine === undefined ? {} : { machine: stage.machine }), argv: stage.argv };
       const end = this.ends.get(stage.index);
       if (end === undefined) return { ...base, outcome: 'not-run' };
+      const times = {
+        ...(end.startedAt === undefined ? {} : { startedAt: new Date(end.startedAt).toISOString() }),
+        ...(end.endedAt === undefined ? {} : { endedAt: new Date(end.endedAt).toISOString() }),
+      };
       const { status } = end;
       if ('error' in status) return { ...base, outcome: 'not-started', code: status.code, error: status.error, message: status.message };
-      if ('signal' in status) return { ...base, outcome: 'killed', signal: status.signal };
-      return { ...base, outcome: 'ended', code: status.code };
+      if ('signal' in status) return { ...base, outcome: 'killed', signal: status.signal, ...times };
+      return { ...base, outcome: 'ended', code: status.code, ...times };
     });
     const json: RecipeReportJson = { recipe: this.source, machine: this.machine, exitStatus: this.exitStatus, stages };
     if (this.failure !== undefined) json.failure = this.failure;

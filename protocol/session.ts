@@ -271,6 +271,9 @@ export interface StageEnd {
   /** 1-based line of the recipe where the command starts. */
   line: number;
   status: StageStatus;
+  /** When the command started and ended, in milliseconds since 1970-01-01 UTC (absent when it never started). */
+  startedAt?: number;
+  endedAt?: number;
 }
 
 export function encodeStageEnd(end: StageEnd): Entry[] {
@@ -282,6 +285,8 @@ export function encodeStageEnd(end: StageEnd): Entry[] {
   const { status } = end;
   if ('error' in status) entries.push([Field.code, String(status.code)], [Field.error, status.error], [Field.message, replyMessage(status.message)]);
   else entries.push(...encodeExit(status));
+  if (end.startedAt !== undefined) entries.push([Field.startedAt, String(end.startedAt)]);
+  if (end.endedAt !== undefined) entries.push([Field.endedAt, String(end.endedAt)]);
   return entries;
 }
 
@@ -293,7 +298,12 @@ export function decodeStageEnd(fields: FieldList, isCode: (value: string) => val
     error === undefined
       ? decodeExit(fields)
       : { error: isCode(error) ? error : ErrorCode.Internal, message: fields.require(Field.message), code: fields.requireInt(Field.code, 1, 255) };
-  return { stage: fields.requireInt(Field.stage, 0, 2 ** 31), name, line: fields.requireInt(Field.line, 1, 2 ** 31), status };
+  const end: StageEnd = { stage: fields.requireInt(Field.stage, 0, 2 ** 31), name, line: fields.requireInt(Field.line, 1, 2 ** 31), status };
+  const startedAt = fields.optionalInt(Field.startedAt, 0, Number.MAX_SAFE_INTEGER);
+  const endedAt = fields.optionalInt(Field.endedAt, 0, Number.MAX_SAFE_INTEGER);
+  if (startedAt !== undefined) end.startedAt = startedAt;
+  if (endedAt !== undefined) end.endedAt = endedAt;
+  return end;
 }
 
 export function encodeSignal(signal: ForwardableSignal): Entry[] {

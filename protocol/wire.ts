@@ -176,6 +176,8 @@ export const Field = {
   name: 'name',
   line: 'line',
   error: 'error',
+  startedAt: 'started-at',
+  endedAt: 'ended-at',
   // Signal and Exit
   signal: 'signal',
   code: 'code',

@@ -107,6 +107,8 @@ export class RecipeRun {
   private state = State.Prepared;
   private readonly ends: (StageEnd | undefined)[];
   private readonly live = new Map<number, ChildProcess>();
+  /** When each stage's command started (ms since the epoch), for its end's report. */
+  private readonly startedAt = new Map<number, number>();
   /** Every process group the run started, alive or not: a leader's children may outlive it. */
   private readonly groups: number[] = [];
   private abortReason: string | undefined;
@@ -335,6 +337,7 @@ export class RecipeRun {
       });
       if (started.pid === undefined) return started;
       this.live.set(stage.index, started);
+      this.startedAt.set(stage.index, Date.now());
       this.groups.push(started.pid);
       this.options.onStageStart?.(stage, started.pid);
       this.joinNow();
@@ -401,6 +404,8 @@ export class RecipeRun {
   private report(stage: RecipeStage, status: StageStatus): void {
     if (this.ends[stage.index] !== undefined) return;
     const end: StageEnd = { stage: stage.index, name: stage.name, line: stage.location.line, status };
+    const startedAt = this.startedAt.get(stage.index);
+    if (startedAt !== undefined) Object.assign(end, { startedAt, endedAt: Date.now() });
     this.ends[stage.index] = end;
     this.options.onStageEnd?.(end);
   }

@@ -135,6 +135,7 @@ describe('Start requests', () => {
 
 describe('StageEnd and Resize', () => {
   const ends: StageEnd[] = [
+    { stage: 4, name: 'timed', line: 9, status: { code: 0 }, startedAt: 1_733_300_000_000, endedAt: 1_733_300_000_250 },
     { stage: 0, name: 'log', line: 3, status: { code: 0 } },
     { stage: 4, name: 'line 9', line: 9, status: { signal: 'SIGPIPE' } },
     { stage: 2, name: 'tar', line: 5, status: { error: ErrorCode.CommandNotFound, message: 'command not found: tarr', code: 127 } },

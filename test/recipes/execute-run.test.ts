@@ -46,11 +46,17 @@ function statusOf(ends: readonly StageEnd[], stage: number): StageEnd['status'] 
 
 // ---- stage report and status -------------------------------------------------------------------------------
 
-test('onStageEnd is called once per command with its name, line and status', { timeout: TIMEOUT_MS }, async (t) => {
+test('onStageEnd is called once per command with its name, line, status and when it started and ended', { timeout: TIMEOUT_MS }, async (t) => {
   const spool = tempDir(t);
   const text = ['# a comment line', 'first: true', '', 'false', "three: sh -c 'exit 3'", 'last: true', ''].join('\n');
+  const before = Date.now();
   const result = await executeText(text, spool);
-  assert.deepEqual(result.ends, [
+  const after = Date.now();
+  for (const end of result.ends) {
+    assert.ok(end.startedAt !== undefined && end.endedAt !== undefined, JSON.stringify(end));
+    assert.ok(before <= end.startedAt && end.startedAt <= end.endedAt && end.endedAt <= after, JSON.stringify(end));
+  }
+  assert.deepEqual(result.ends.map(({ startedAt: _started, endedAt: _ended, ...rest }) => rest), [
     { stage: 0, name: 'first', line: 2, status: { code: 0 } },
     { stage: 1, name: 'line 4', line: 4, status: { code: 1 } },
     { stage: 2, name: 'three', line: 5, status: { code: 3 } },
