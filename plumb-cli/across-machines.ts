@@ -8,9 +8,8 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
-import { writeFileSync } from 'node:fs';
 import type { SecureConnection } from '../protocol/connection.js';
-import { ConnectionLostError, DigestMismatchError, ErrorCode, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
+import { ConnectionLostError, DigestMismatchError, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { formatPublicKeyLine } from '../protocol/keys.js';
 import {
@@ -32,7 +31,7 @@ import type { LoadedRecipe } from './check-command.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
-import type { RecipeArguments } from './recipe-command.js';
+import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
 import { RecipeReport } from './recipe-report.js';
 
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
@@ -331,7 +330,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     process.stdin.unpipe();
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
-    if (args.json !== false) writeReport(report, args.json, edgeReports, stdioChecks);
+    if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, stdio: stdioChecks }, args.json);
   }
 }
 
@@ -354,17 +353,4 @@ function checkStdio(parts: readonly MachinePart[], stdinPart: MachinePart | unde
   for (const part of parts) compare('stdout', part, theirs(part, 'stdout'), ours(part.local.stdout));
   if (stdinPart !== undefined) compare('stdin', stdinPart, ours(stdinPart.local.stdin), theirs(stdinPart, 'stdin'));
   return checks;
-}
-
-function writeReport(report: RecipeReport, destination: true | string, edges: readonly EdgeReport[], stdio: readonly StdioCheck[]): void {
-  const text = `${JSON.stringify({ ...report.toJSON(), edges, stdio })}\n`;
-  if (destination === true) {
-    process.stderr.write(text);
-    return;
-  }
-  try {
-    writeFileSync(destination, text, { mode: 0o600 });
-  } catch (error) {
-    process.stderr.write(`plumb: cannot write the JSON report to ${destination}: ${(error as Error).message} (${ErrorCode.Usage})\n`);
-  }
 }

@@ -38,13 +38,13 @@ export async function recipeCommand(args: RecipeArguments, recipe: LoadedRecipe,
     throw error;
   } finally {
     endpoints.close();
-    if (args.json !== false) writeJsonReport(report, args.json);
+    if (args.json !== false) writeJsonReport(report.toJSON(), args.json);
   }
 }
 
 /** Writes the JSON report; a file that cannot be written is said on stderr and never changes the exit status. */
-function writeJsonReport(report: RecipeReport, destination: true | string): void {
-  const text = `${JSON.stringify(report.toJSON())}\n`;
+export function writeJsonReport(report: object, destination: true | string): void {
+  const text = `${JSON.stringify(report)}\n`;
   if (destination === true) {
     process.stderr.write(text);
     return;
