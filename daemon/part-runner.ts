@@ -60,6 +60,10 @@ export class PartRunner implements Runner {
   private run: RecipeRun | undefined;
   private readonly inbound = new Map<number, InboundEdge>();
   private readonly outbound = new Map<number, EdgeLink>();
+  /** Edges written here whose connection is being made: each is dialled once. */
+  private readonly dialling = new Set<number>();
+  /** Edges join a part only while it is readied and held: after Go (or the end) nothing is attached. */
+  private held = true;
   private resolveOutcome: (status: ExitStatus) => void = () => undefined;
   readonly outcome: Promise<ExitStatus>;
 
@@ -107,23 +111,47 @@ export class PartRunner implements Runner {
     return found !== undefined && this.ownStages.has(found.fromStage);
   }
 
-  /** An edge's stream arrived from its writer's daemon; each edge read here arrives once. */
+  /** Whether an edge read here has arrived already (no key is minted for it any more). */
+  arrived(edge: number): boolean {
+    return this.inbound.has(edge);
+  }
+
+  /** An edge's stream arrived from its writer's daemon; each edge read here arrives once, before Go. */
   attachInbound(edge: number, inbound: InboundEdge): void {
+    if (!this.held) throw new BadRequestError(`run ${this.runId} has started: edge ${edge} comes too late`);
     if (!this.reads(edge)) throw new BadRequestError(`edge ${edge} is not read on this machine`);
     if (this.inbound.has(edge)) throw new BadRequestError(`edge ${edge} has arrived already`);
     this.inbound.set(edge, inbound);
   }
 
-  /** The connection that carries an edge written here, made on the controller's EdgeConnect. */
-  addOutbound(edge: number, link: EdgeLink): void {
+  /**
+   * Claims an edge written here for one connection, before it is dialled: a second EdgeConnect for it, or one after
+   * Go, is refused, so a controller makes this daemon dial at most once per edge of its part.
+   */
+  claimOutbound(edge: number): void {
+    if (!this.held) throw new BadRequestError(`run ${this.runId} has started: edge ${edge} is connected too late`);
     if (!this.writes(edge)) throw new BadRequestError(`edge ${edge} is not written on this machine`);
-    if (this.outbound.has(edge)) throw new BadRequestError(`edge ${edge} is connected already`);
+    if (this.dialling.has(edge) || this.outbound.has(edge)) throw new BadRequestError(`edge ${edge} is connected already`);
+    this.dialling.add(edge);
+  }
+
+  /** The connection of a claimed edge is made; false (and the caller closes it) when the part has moved on. */
+  addOutbound(edge: number, link: EdgeLink): boolean {
+    this.dialling.delete(edge);
+    if (!this.held) return false;
     this.outbound.set(edge, link);
+    return true;
+  }
+
+  /** The dial of a claimed edge failed: it may be tried again. */
+  dialFailed(edge: number): void {
+    this.dialling.delete(edge);
   }
 
   /** Go: the commands start, the edges joined to the pipes as they stand (an edge missing is an empty one). */
   start(streams: SessionStreams, started: () => void): Promise<void> {
     const run = this.run as RecipeRun;
+    this.held = false;
     void run.outcome.then((outcome) => this.ended(outcome));
     const corrupt = process.env[CORRUPT_EDGES_ENV] === '1';
     const edgeInputs = new Map<number, Readable>([...this.inbound].map(([edge, inbound]) => [edge, corrupt ? inbound.stream.pipe(flipFirstBit()) : inbound.stream]));
@@ -144,8 +172,9 @@ export class PartRunner implements Runner {
     return Promise.resolve();
   }
 
-  /** A command on another machine has ended: ours after it in the recipe's order may go on. */
+  /** A command on another machine has ended: ours after it in the recipe's order may go on. Others are ignored. */
   foreignStageEnded(stage: number): void {
+    if (stage >= this.plan.stages.length || this.ownStages.has(stage)) return;
     this.run?.foreignStageEnded(stage);
   }
 
@@ -158,6 +187,7 @@ export class PartRunner implements Runner {
   }
 
   async abort(reason?: string): Promise<void> {
+    this.held = false;
     for (const link of this.outbound.values()) link.close();
     for (const inbound of this.inbound.values()) inbound.stream.destroy();
     await this.run?.abort(reason ?? 'session ended');

@@ -12,6 +12,8 @@ import type { PartRunner } from './part-runner.js';
 export interface EdgeGrant {
   run: string;
   edge: number;
+  /** The part it was minted for: a later part of the same run id is not it. */
+  runner: PartRunner;
   /** The key's fingerprint, for the logs. */
   fingerprint: string;
   expiresAt: number;
@@ -52,10 +54,17 @@ export class PartRegistry {
     const held = this.parts.get(runner.runId);
     if (held?.runner !== runner) throw new BadRequestError('an edge key is minted for a part this connection holds');
     if (!runner.reads(edge)) throw new BadRequestError(`edge ${edge} of run ${runner.runId} is not read on this machine`);
+    if (runner.arrived(edge)) throw new BadRequestError(`edge ${edge} of run ${runner.runId} has arrived already`);
+    // One good key per edge at a time: a new one replaces the one before, so minting in a loop holds nothing.
+    for (const fingerprint of held.keys) {
+      if (this.keys.get(fingerprint)?.edge !== edge) continue;
+      this.keys.delete(fingerprint);
+      held.keys.delete(fingerprint);
+    }
     const identity = generateIdentity('ed25519', 'netplumb edge key');
     const fingerprint = identity.publicIdentity.fingerprint;
     const expiresAt = this.now() + lifetimeSeconds * 1000;
-    this.keys.set(fingerprint, { run: runner.runId, edge, fingerprint, expiresAt });
+    this.keys.set(fingerprint, { run: runner.runId, edge, runner, fingerprint, expiresAt });
     held.keys.add(fingerprint);
     return { privateKeyPem: encodePrivateKeyPem(identity), fingerprint, expiresAt, hostKey: formatPublicKeyLine(hostKey), user };
   }

@@ -130,7 +130,7 @@ export class SessionLauncher implements Launcher {
       throw new NotPermittedError(`this one-time key does not allow that: it is bound to edge ${edge.grant.edge} of another Start`);
     }
     const runner = edge.registry.part(request.run);
-    if (runner === undefined) throw new BadRequestError(`run ${request.run} is not held here (its controller has gone)`);
+    if (runner === undefined || runner !== edge.grant.runner) throw new BadRequestError(`run ${request.run} is not held here (its controller has gone)`);
     runner.attachInbound(request.edge, inbound);
     return runner;
   }

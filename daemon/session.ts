@@ -180,7 +180,7 @@ export class Session implements SessionHandler {
     if (error !== undefined) this.log.info('connection closed', { code: error.code, reason: error.message });
     const runner = this.launched?.runner;
     if (runner instanceof PartRunner) (this.launcher as SessionLauncher).release(runner);
-    this.inbound?.stream.destroy();
+    // An edge's stream is left alone: one that arrived whole drains into its pipe; the mux has ended any other.
     if (!wasPreparing) this.endRun(wasRunning ? 'connection closed while the command ran' : undefined);
   }
 
@@ -237,7 +237,8 @@ export class Session implements SessionHandler {
   private run(launch: Launch, streams: SessionStreams): void {
     this.launched = launch;
     if (this.state.is('closed')) {
-      // The connection went while the Start was readied.
+      // The connection went while the Start was readied: a part it held is let go, with its keys.
+      if (launch.runner instanceof PartRunner) (this.launcher as SessionLauncher).release(launch.runner);
       launch.endpoints.close();
       for (const stream of Object.values(streams)) stream.destroy();
       void launch.runner.abort('connection closed during start').then(() => this.resolveDone());
@@ -303,25 +304,30 @@ export class Session implements SessionHandler {
     const reply = (entries: Entry[]): void => {
       if (!this.state.is('closed')) this.channel?.sendFields(PacketType.EdgeConnect, entries);
     };
+    const refused = (error: unknown): void => {
+      const failure = asNetplumbError(error);
+      this.log.warn('edge not connected', { edge: request.edge, to: `${request.host}:${request.port}`, code: failure.code, reason: failure.message });
+      reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Refused, ...errorReply(failure, 'request') }));
+    };
+    try {
+      runner.claimOutbound(request.edge);
+    } catch (error) {
+      refused(error);
+      return;
+    }
     (this.launcher as SessionLauncher).connectEdge(runner, request).then(
       (link) => {
-        if (this.state.is('closed')) {
+        if (this.state.is('closed') || !runner.addOutbound(request.edge, link)) {
           link.close();
+          refused(new BadRequestError(`edge ${request.edge} was connected after its part moved on`));
           return;
-        }
-        try {
-          runner.addOutbound(request.edge, link);
-        } catch (error) {
-          link.close();
-          throw error;
         }
         this.log.info('edge connected', { edge: request.edge, to: `${request.host}:${request.port}` });
         reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Connected }));
       },
       (error: unknown) => {
-        const failure = asNetplumbError(error);
-        this.log.warn('edge not connected', { edge: request.edge, to: `${request.host}:${request.port}`, code: failure.code, reason: failure.message });
-        reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Refused, ...errorReply(failure, 'request') }));
+        runner.dialFailed(request.edge);
+        refused(error);
       },
     );
   }

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { BadRequestError, EndpointError, EnvRefusedError, NotPermittedError } from '../protocol/errors.js';
 import type { ExportedEnv, KeyBinding, StartRequest } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
-import { stagesPlacedOn, type RecipePlan } from '../recipes/plan.js';
+import { placementName, stagesPlacedOn, type RecipePlan } from '../recipes/plan.js';
 import { chooseAccountName, daemonAccount, lookupAccount, RunAs, userSpoolDir } from './accounts.js';
 import { envAccepted } from './config.js';
 import { resolveDaemonPath } from './endpoints.js';
@@ -107,7 +107,7 @@ function partStages(plan: RecipePlan, machines: readonly string[], endpoints: { 
     throw new BadRequestError('a part of a recipe across machines replicates no named pipe or socket (-infifo, -outfifo, -socket)');
   }
   const own = stagesPlacedOn(plan, machines);
-  if (own.size === 0) throw new BadRequestError(`no command of ${plan.source} is placed on ${machines.map((machine) => (machine === '' ? "plumb's machine" : `@${machine}`)).join(' or ')}`);
+  if (own.size === 0) throw new BadRequestError(`no command of ${plan.source} is placed on ${machines.map(placementName).join(' or ')}`);
   return own;
 }
 

@@ -18,6 +18,7 @@ import {
   encodeEdgeConnect,
   encodeEdgeMintRequest,
   decodeStreamDigest,
+  edgeVerdict,
   encodeRemoteStageEnd,
   type EdgeConnectReply,
   type EdgeReport,
@@ -26,7 +27,7 @@ import {
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import type { RecipePlan } from '../recipes/plan.js';
+import { placementName, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine } from './machine.js';
@@ -189,11 +190,6 @@ class MachinePart implements SessionHandler {
   }
 }
 
-/** How plumb names a stage's machine in its messages. */
-function machineLabel(placement: string): string {
-  return placement === '' ? "plumb's machine" : `@${placement}`;
-}
-
 /** The machines of the run: each placement resolved, those that reach one daemon grouped as one part. */
 interface MachineGroup {
   label: string;
@@ -216,23 +212,13 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
     const group = groups.get(key);
     const reach = args.reach?.get(placement);
     if (group === undefined) {
-      groups.set(key, { label: machineLabel(placement), target, reachAt: reach ?? target, placements: [placement], machine });
+      groups.set(key, { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine });
     } else {
       group.placements.push(placement);
       if (reach !== undefined) group.reachAt = reach;
     }
   }
   return [...groups.values()];
-}
-
-/** The first failing command in recipe order decides; every one exited 0: 0. */
-function runStatus(ends: readonly StageEnd[]): ExitStatus {
-  for (const { status } of [...ends].sort((a, b) => a.stage - b.stage)) {
-    if ('error' in status) return { code: status.code };
-    if ('signal' in status) return { signal: status.signal };
-    if (status.code !== 0) return { code: status.code };
-  }
-  return { code: 0 };
 }
 
 /** Runs a recipe whose commands name machines; resolves with plumb's exit status. */
@@ -291,7 +277,10 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       if (streams === undefined) continue;
       const readsStdin = plan.stages.some((stage) => stage.stdin.kind === 'plumb-stdin' && partOf.get(stage.index) === part);
       if (readsStdin) {
-        process.stdin.on('data', part.local.stdin.add);
+        // Counted as the stream takes it: what comes after the part stopped reading (its stream gone) never left.
+        process.stdin.on('data', (chunk: Buffer) => {
+          if (!streams.stdin.destroyed && !streams.stdin.writableEnded) part.local.stdin.add(chunk);
+        });
         process.stdin.pipe(streams.stdin);
         stdinPart = part;
       } else {
@@ -301,13 +290,14 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       streams.stdout.pipe(process.stdout, { end: false });
       streams.stderr.pipe(process.stderr, { end: false });
     }
-    const anyGone = Promise.race(parts.map((part) => part.gone.then((error) => ({ part, error }))));
+    // A part that has said Exit may close when it likes: only a part still running is lost by going.
+    const anyGone = Promise.race(parts.map((part) => part.gone.then((error) => (part.exited ? new Promise<never>(() => undefined) : { part, error }))));
     // A part is over when its Exit came and its stdout has ended: only then are both counts of it complete.
     const allExited = Promise.all(parts.map((part) => Promise.all([part.exit, part.streams === undefined ? undefined : finished(part.streams.stdout, { writable: false }).catch(() => undefined)])));
     const first = await Promise.race([allExited.then(() => undefined), anyGone]);
     if (first !== undefined) throw new ConnectionLostError(`${first.part.label} went away while the recipe ran: ${first.error.message}`);
     process.stdin.unpipe();
-    const status = exitStatusCode(runStatus(ends));
+    const status = exitStatusCode(recipeStatus(ends));
     stdioChecks.push(...checkStdio(parts, stdinPart));
     const badStdio = stdioChecks.find((check) => check.status === EdgeStatus.Mismatch);
     if (badStdio !== undefined) {
@@ -315,12 +305,22 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         `plumb's ${badStdio.stream} ${badStdio.stream === 'stdin' ? 'to' : 'from'} ${badStdio.machine} arrived other than it left: ${badStdio.received?.bytes ?? '?'} bytes with SHA-256 ${badStdio.received?.sha256 ?? '?'} received, ${badStdio.sent?.bytes ?? '?'} bytes with SHA-256 ${badStdio.sent?.sha256 ?? '?'} sent`,
       );
     }
-    for (const edgeReport of edgeReports) {
-      if (edgeReport.direction !== 'in' || edgeReport.status !== EdgeStatus.Mismatch) continue;
+    const verdicts = edgeVerdicts(plan, edgeReports);
+    const mismatch = verdicts.find((verdict) => verdict.status === EdgeStatus.Mismatch);
+    if (mismatch !== undefined) {
+      const { report: edgeReport } = mismatch;
       throw new DigestMismatchError(
-        `edge ${edgeReport.edge} arrived other than it left: ${edgeReport.bytes} bytes with SHA-256 ${edgeReport.sha256} delivered, ${edgeReport.sent?.bytes ?? '?'} bytes with SHA-256 ${edgeReport.sent?.sha256 ?? '?'} sent`,
+        `edge ${mismatch.edge} arrived other than it left: ${edgeReport?.bytes ?? '?'} bytes with SHA-256 ${edgeReport?.sha256 ?? '?'} delivered, ${edgeReport?.sent?.bytes ?? '?'} bytes with SHA-256 ${edgeReport?.sent?.sha256 ?? '?'} sent`,
       );
     }
+    // Every command succeeded, yet a stream between machines or plumb's stdout was cut short: bytes may be missing,
+    // and a backup must not say it is whole.
+    const cut = verdicts.find((verdict) => verdict.status === EdgeStatus.Incomplete);
+    const cutStdout = stdioChecks.find((check) => check.stream === 'stdout' && check.status === EdgeStatus.Incomplete);
+    if (status === 0 && cut !== undefined) {
+      throw new ConnectionLostError(`edge ${cut.edge} was cut short: ${cut.report?.bytes ?? 0} bytes delivered${cut.report?.sent === undefined ? ', its writer\'s count never came' : ` of ${cut.report.sent.bytes} sent`}`);
+    }
+    if (status === 0 && cutStdout !== undefined) throw new ConnectionLostError(`plumb's stdout from ${cutStdout.machine} was cut short`);
     report.finished(status);
     return status;
   } catch (error) {
@@ -334,15 +334,22 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   }
 }
 
+/** Each edge of the plan with the report of its reading end, and the verdict: a missing report is incomplete. */
+function edgeVerdicts(plan: RecipePlan, reports: readonly EdgeReport[]): Array<{ edge: number; status: EdgeStatus; report: (EdgeReport & { direction: 'in' }) | undefined }> {
+  return plan.edges.map((edge) => {
+    const report = reports.find((candidate): candidate is EdgeReport & { direction: 'in' } => candidate.edge === edge.index && candidate.direction === 'in');
+    return { edge: edge.index, status: report?.status ?? EdgeStatus.Incomplete, report };
+  });
+}
+
 /**
  * plumb's own streams, each checked as an edge is: every part's stdout as its daemon sent it and as plumb received
  * it, and the stdin of the part that read it as plumb sent it and as that daemon delivered it.
  */
 function checkStdio(parts: readonly MachinePart[], stdinPart: MachinePart | undefined): StdioCheck[] {
   const checks: StdioCheck[] = [];
-  const compare = (stream: 'stdin' | 'stdout', part: MachinePart, sent: StdioCheck['sent'], received: StdioCheck['received']): void => {
-    const status =
-      sent === undefined || received === undefined ? EdgeStatus.Incomplete : sent.bytes === received.bytes && sent.sha256 === received.sha256 ? EdgeStatus.Intact : EdgeStatus.Mismatch;
+  const compare = (stream: 'stdin' | 'stdout', part: MachinePart, sent: StdioCheck['sent'], received: StdioCheck['received'], complete: boolean): void => {
+    const status = received === undefined ? EdgeStatus.Incomplete : edgeVerdict({ ...received, complete }, sent);
     checks.push({ stream, machine: part.label, sent, received, status });
   };
   const ours = (tally: Tally): { bytes: number; sha256: string } => ({ bytes: tally.bytes, sha256: tally.digest() });
@@ -350,7 +357,9 @@ function checkStdio(parts: readonly MachinePart[], stdinPart: MachinePart | unde
     const digest = part.streamDigests.get(stream);
     return digest === undefined ? undefined : { bytes: digest.bytes, sha256: digest.sha256 };
   };
-  for (const part of parts) compare('stdout', part, theirs(part, 'stdout'), ours(part.local.stdout));
-  if (stdinPart !== undefined) compare('stdin', stdinPart, ours(stdinPart.local.stdin), theirs(stdinPart, 'stdin'));
+  for (const part of parts) compare('stdout', part, theirs(part, 'stdout'), ours(part.local.stdout), part.streams?.stdout.readableEnded === true);
+  // plumb's stdin is compared only when all of it went: a command that stopped reading early cut it, as a pipe would.
+  const stdinSent = stdinPart?.streams?.stdin.writableFinished === true;
+  if (stdinPart !== undefined) compare('stdin', stdinPart, ours(stdinPart.local.stdin), theirs(stdinPart, 'stdin'), stdinSent);
   return checks;
 }

@@ -9,7 +9,7 @@ import { RecipeSource } from './errors.js';
 import { resolveRecipeLimits, type RecipeLimits } from './limits.js';
 import { decodeRecipe } from './decode.js';
 import { parseSource } from './parse.js';
-import { DEFAULT_SPOOL_DIR, type RecipeEdge, type RecipeFifo, type RecipeLabelPipe, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
+import { DEFAULT_SPOOL_DIR, placementName, type RecipeEdge, type RecipeFifo, type RecipeLabelPipe, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
 
 export { DEFAULT_SPOOL_DIR } from './plan.js';
 
@@ -471,10 +471,9 @@ class PlanBuilder {
       const writerMachine = this.stageAt(writer.stage).machine;
       const readerMachine = this.stageAt(reader.stage).machine;
       if (writerMachine !== readerMachine) {
-        const on = (machine: string | undefined): string => (machine === undefined ? "plumb's machine" : `@${machine}`);
         this.fail(
           ErrorCode.RecipeInvalid,
-          `fifo ${fifo.name} is written on ${on(writerMachine)} and read on ${on(readerMachine)}: a named pipe stays on its machine (send the stream to a label, >%LABEL, to cross machines)`,
+          `fifo ${fifo.name} is written on ${placementName(writerMachine)} and read on ${placementName(readerMachine)}: a named pipe stays on its machine (send the stream to a label, >%LABEL, to cross machines)`,
           writer.offset,
         );
       }

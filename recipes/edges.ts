@@ -166,6 +166,10 @@ export class EdgeInlet {
     socket.once('close', () => {
       if (!input.readableEnded) input.destroy();
     });
+    // An input destroyed without an error (its connection went) would leave this end open, and the reader waiting.
+    input.once('close', () => {
+      if (!input.readableEnded) socket.destroy();
+    });
     try {
       await Promise.all([finished(input, { writable: false }), finished(socket, { readable: false })]);
       Object.assign(tally, { sha256: hash.digest('hex'), complete: true });

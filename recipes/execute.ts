@@ -22,7 +22,7 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
-import type { RecipePlan, RecipeStage, StageInput, StageOutput } from './plan.js';
+import { recipeStatus, type RecipePlan, type RecipeStage, type StageInput, type StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
 import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
@@ -30,6 +30,7 @@ import { EdgeOutlet, openEdgeInlet, type EdgeInlet, type EdgeOutput, type EdgeTa
 import { makeDeclaredFifos, openBothEnds, plumbPipes, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
 
 export { STAGE_NOT_EXECUTABLE_CODE, STAGE_NOT_FOUND_CODE, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
+export { recipeStatus } from './plan.js';
 
 /** Mode of files a recipe creates with > and >> (before the umask). */
 const OUTPUT_FILE_MODE = 0o644;
@@ -462,19 +463,6 @@ export class RecipeRun {
     if (!stat.isCharacterDevice()) throw new SpawnFailedError(`${path} is not a regular file (declare a named pipe with fifo)`);
     return fd;
   }
-}
-
-/**
- * The recipe's status: 0 when every command exited 0, else the status of the first command in recipe order that
- * did not (its code, or the signal that killed it). An aborted run that recorded no failure still fails (SIGTERM).
- */
-export function recipeStatus(stages: readonly StageEnd[], aborted = false): ExitStatus {
-  const ordered = [...stages].sort((a, b) => a.stage - b.stage);
-  for (const { status } of ordered) {
-    if ('signal' in status) return { signal: status.signal };
-    if (status.code !== 0) return { code: status.code };
-  }
-  return aborted ? { signal: 'SIGTERM' } : { code: 0 };
 }
 
 /**

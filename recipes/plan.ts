@@ -3,6 +3,7 @@
 // trust it: labels exist, paths are absolute, and pipe ends open in an order that cannot deadlock. A plain command
 // is a plan too (commandPlan), so one executor runs both.
 
+import type { ExitStatus, StageEnd } from '../protocol/session.js';
 import { describeInput, describeOutput, type PipeKey } from './stage-io.js';
 
 
@@ -112,10 +113,29 @@ export function stagesPlacedOn(plan: RecipePlan, machines: readonly string[]): S
   return new Set(plan.stages.filter((stage) => names.has(stage.machine ?? '')).map((stage) => stage.index));
 }
 
+/** How messages name a machine as the recipe places a command (undefined or '': on plumb's command line). */
+export function placementName(machine: string | undefined): string {
+  return machine === undefined || machine === '' ? "plumb's machine" : `@${machine}`;
+}
+
 /** How the plan listing names a stage's machine. */
 export function machineName(stage: RecipeStage): string {
-  return stage.machine === undefined ? "plumb's machine" : `@${stage.machine}`;
+  return placementName(stage.machine);
 }
+
+/**
+ * The recipe's status: 0 when every command exited 0, else the status of the first command in recipe order that
+ * did not (its code, or the signal that killed it). An aborted run that recorded no failure still fails (SIGTERM).
+ */
+export function recipeStatus(stages: readonly StageEnd[], aborted = false): ExitStatus {
+  const ordered = [...stages].sort((a, b) => a.stage - b.stage);
+  for (const { status } of ordered) {
+    if ('signal' in status) return { signal: status.signal };
+    if (status.code !== 0) return { code: status.code };
+  }
+  return aborted ? { signal: 'SIGTERM' } : { code: 0 };
+}
+
 
 /**
  * A plain command as a one-stage plan: reads plumb's stdin, writes plumb's stdout and stderr, and runs in

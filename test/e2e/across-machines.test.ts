@@ -217,3 +217,16 @@ test('-reach says where the other daemons reach a machine: a wrong address refus
   assert.equal(reportedCode(unknown.stderr), 'NP_USAGE');
   assert.match(unknown.stderr, /-reach names zz, which no command of .* is placed on/);
 });
+
+test("a command that reads only part of plumb's stdin, or never starts, decides the status: no false digest mismatch", { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const input = deterministicBytes('partial', 8 * 1024 * 1024);
+  const partial = m.recipe('partial.rcp', ['@a head -c 5 <%stdin |', '@b cat', ''].join('\n'));
+  const result = await m.plumb([`-recipe=${partial}`], { stdin: input });
+  assert.equal(result.code, 0, result.stderr);
+  assert.ok(result.stdout.equals(input.subarray(0, 5)));
+  const missing = m.recipe('missing.rcp', ['@a no-such-program-np <%stdin |', '@b cat', ''].join('\n'));
+  const notFound = await m.plumb([`-recipe=${missing}`], { stdin: input });
+  assert.equal(notFound.code, 127, notFound.stderr);
+  assert.doesNotMatch(notFound.stderr, /NP_DIGEST_MISMATCH/);
+});

@@ -5,15 +5,18 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { dialEdge } from '../../daemon/edge-dialer.js';
 import { ErrorCode, isErrorCode } from '../../protocol/errors.js';
+import { encodePrivateKeyPem, generateIdentity } from '../../protocol/keys.js';
 import { resolveLimits } from '../../protocol/limits.js';
-import { encodeEdgeMintRequest } from '../../protocol/multi-host.js';
+import { decodeEdgeConnectReply, encodeEdgeConnect, encodeEdgeMintRequest } from '../../protocol/multi-host.js';
 import { decodeMintReply, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type MintedKey } from '../../protocol/session.js';
 import { Field, MintStatus, PacketType, StartKind, StartStatus } from '../../protocol/wire.js';
 import { startNetplumb } from '../helpers/daemon.js';
 import { startControllerNetplumb } from '../helpers/one-time-keys.js';
+import { waitUntil } from '../helpers/processes.js';
 import { openRawSession, type RawSession } from '../helpers/raw-session.js';
 
 const TIMEOUT_MS = 120_000;
@@ -21,8 +24,8 @@ const RUN = 'c0ffee00c0ffee00c0ffee00c0ffee00';
 /** Two edges read on this machine (y): edge 0 into label l, edge 1 into label m. */
 const RECIPE = '@x echo a >%l &\n@x echo b >%m &\n@y l: cat &\n@y m: cat\n';
 
-/** Sends Start kind=part for machine y of RECIPE; resolves with the daemon's reply. */
-async function startPart(raw: RawSession): Promise<ReturnType<typeof decodeStartReply>> {
+/** Sends Start kind=part for `machine` of `text` (default: y of RECIPE); resolves with the daemon's reply. */
+async function startPart(raw: RawSession, machine = 'y', text = RECIPE): Promise<ReturnType<typeof decodeStartReply>> {
   const open = (purpose: string): number => {
     const stream = raw.mux.openStream([[Field.purpose, purpose]]);
     // Its errors only echo the connection's end, which the test looks at itself.
@@ -30,7 +33,7 @@ async function startPart(raw: RawSession): Promise<ReturnType<typeof decodeStart
     return stream.id;
   };
   const streams = { stdin: open('stdin'), stdout: open('stdout'), stderr: open('stderr') };
-  raw.connection.sendFields(PacketType.Start, encodeStartRequest({ kind: StartKind.Part, run: RUN, source: 'parts.rcp', text: RECIPE, machines: ['y'], env: [], endpoints: NO_ENDPOINTS, ...streams }));
+  raw.connection.sendFields(PacketType.Start, encodeStartRequest({ kind: StartKind.Part, run: RUN, source: 'parts.rcp', text, machines: [machine], env: [], endpoints: NO_ENDPOINTS, ...streams }));
   return decodeStartReply(await raw.nextPacket(PacketType.Start), isErrorCode);
 }
 
@@ -105,4 +108,57 @@ test("a part is a controller's alone, and Go, EdgeConnect and edge keys come onl
   await env.np.daemon.waitForLog(/code=NP_UNEXPECTED_PACKET/, 10_000);
   const after = await env.np.plumb(['true']);
   assert.equal(after.code, 0, after.stderr);
+});
+
+test('a second EdgeConnect for one edge is refused, and the daemon goes on serving', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startControllerNetplumb(t);
+  const hostKeyLine = readFileSync(env.np.hostKey.publicFile, 'utf8').trim();
+  const raw = await openRawSession(t, env.np);
+  assert.deepEqual(await startPart(raw, 'x'), { status: StartStatus.Ready });
+  // Aimed at a listener that accepts and then says nothing: the first dial hangs in its handshake while the second comes.
+  const accepted: Socket[] = [];
+  const silent = createServer((socket) => {
+    socket.on('error', () => undefined);
+    accepted.push(socket);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as AddressInfo).port;
+  const key = encodePrivateKeyPem(generateIdentity('ed25519', 'test edge key'));
+  const connect = encodeEdgeConnect({ edge: 0, host: '127.0.0.1', port, hostKey: hostKeyLine, key });
+  raw.connection.sendFields(PacketType.EdgeConnect, connect);
+  raw.connection.sendFields(PacketType.EdgeConnect, connect);
+  const second = decodeEdgeConnectReply(await raw.nextPacket(PacketType.EdgeConnect), isErrorCode);
+  assert.equal(second.status === 'refused' && second.code, ErrorCode.BadRequest, 'a repeat is refused before it is dialled');
+  // Let the first dial go: its connection ends, and so does the dial, refused.
+  for (const socket of accepted) socket.destroy();
+  silent.close();
+  await waitUntil('the first reply', () => raw.packets.filter((packet) => packet.type === PacketType.EdgeConnect).length === 2, 20_000);
+  const after = await env.np.plumb(['true']);
+  assert.equal(after.code, 0, after.stderr);
+  assert.ok(env.np.daemon.running);
+});
+
+test('a part whose controller leaves while it is readied is let go: the run id can be held again', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startControllerNetplumb(t);
+  const fifoRecipe = 'fifo f\n@y cat <@f &\n@y echo x >@f\n@x echo a >%l &\n@y l: cat\n';
+  const first = await openRawSession(t, env.np);
+  const open = (purpose: string): number => {
+    const stream = first.mux.openStream([[Field.purpose, purpose]]);
+    stream.on('error', () => undefined);
+    return stream.id;
+  };
+  const streams = { stdin: open('stdin'), stdout: open('stdout'), stderr: open('stderr') };
+  first.connection.sendFields(PacketType.Start, encodeStartRequest({ kind: StartKind.Part, run: RUN, source: 'parts.rcp', text: fifoRecipe, machines: ['y'], env: [], endpoints: NO_ENDPOINTS, ...streams }));
+  first.connection.close();
+  await first.closed;
+  let reply: ReturnType<typeof decodeStartReply> | undefined;
+  for (let attempt = 0; attempt < 30; attempt++) {
+    const again = await openRawSession(t, env.np);
+    reply = await startPart(again, 'y', fifoRecipe);
+    again.connection.close();
+    await again.closed;
+    if (reply.status === StartStatus.Ready) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(reply, { status: StartStatus.Ready });
 });
