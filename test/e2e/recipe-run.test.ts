@@ -197,6 +197,19 @@ function checkFailingReport(report: RecipeReportJson, recipe: string, machine: s
   assert.ok(redirection !== undefined);
   assert.match(redirection.message ?? '', /missing-file\.txt/);
   delete redirection.message;
+  // A command that ran has when it started and ended (ISO 8601, in order); one that never started has neither.
+  for (const stage of report.stages) {
+    if (stage.outcome === 'ended' || stage.outcome === 'killed') {
+      const { startedAt, endedAt } = stage;
+      assert.ok(startedAt !== undefined && endedAt !== undefined, JSON.stringify(stage));
+      assert.ok(Date.parse(startedAt) <= Date.parse(endedAt), JSON.stringify(stage));
+      assert.equal(new Date(startedAt).toISOString(), startedAt);
+    } else {
+      assert.equal(stage.startedAt, undefined);
+    }
+    delete stage.startedAt;
+    delete stage.endedAt;
+  }
   assert.deepEqual(report, expectedFailingReport(recipe, machine));
 }
 

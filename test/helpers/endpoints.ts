@@ -108,7 +108,9 @@ export function specialFilesIn(dir: string): string[] {
   }
   for (const entry of entries) {
     const path = join(dir, entry);
-    const stat = lstatSync(path);
+    // Read while the daemon may still be removing what it made: a name gone by now is not left behind.
+    const stat = lstatSync(path, { throwIfNoEntry: false });
+    if (stat === undefined) continue;
     if (stat.isFIFO() || stat.isSocket()) found.push(path);
     else if (stat.isDirectory()) found.push(...specialFilesIn(path));
   }
