@@ -12,7 +12,7 @@ import type { MuxStream } from '../protocol/mux.js';
 import type { PathCheck } from '../bridges/checked-open.js';
 import type { EdgeOutput, EdgeTally } from '../recipes/edges.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
-import type { RecipePlan } from '../recipes/plan.js';
+import { readsPlumbStdin, type RecipePlan } from '../recipes/plan.js';
 import type { Logger } from './log.js';
 import type { Runner, SessionStreams } from './runner.js';
 import type { PreparedStart } from './start-policy.js';
@@ -95,10 +95,6 @@ export class PartRunner implements Runner {
     return runner;
   }
 
-  private readsPlumbStdin(): boolean {
-    return [...this.ownStages].some((index) => this.plan.stages[index]?.stdin.kind === 'plumb-stdin');
-  }
-
   /** Whether this part reads edge `edge` (its reader runs here). */
   reads(edge: number): boolean {
     const found = this.plan.edges[edge];
@@ -162,7 +158,7 @@ export class PartRunner implements Runner {
     started();
     const { stdin, stdout, stderr } = streams;
     stdin.end();
-    const readsStdin = this.readsPlumbStdin();
+    const readsStdin = readsPlumbStdin(this.plan, this.ownStages);
     if (!readsStdin) stdin.destroy();
     stdout.resume();
     stderr.resume();

@@ -65,14 +65,16 @@ export class SessionLauncher implements Launcher {
 
   private async runner(request: StartRequest, prepared: PreparedStart, context: LaunchContext): Promise<Runner> {
     const { killGraceMs, gluepot } = this.options;
+    const spoolDir = prepared.identity.spoolDir;
+    // A recipe's redirection files are checked against the gluepot as they are opened.
+    const checkFile = gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, spoolDir, 'redirection file') };
     if (request.kind === StartKind.Part) {
-      const spoolDir = prepared.identity.spoolDir;
       const parts = this.options.parts;
       if (parts === undefined) throw new NotPermittedError('only a controller runs a part of a recipe across machines');
       const runner = await PartRunner.prepare(request.run, prepared, {
         log: this.log.child({ recipe: request.source, run: request.run }),
         killGraceMs,
-        ...(gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, spoolDir, 'redirection file') }),
+        ...checkFile,
         stageEnded: context.stageEnded,
         edgeReport: (report) => context.edgeReport?.(report),
         streamDigest: (digest) => context.streamDigest?.(digest),
@@ -87,11 +89,10 @@ export class SessionLauncher implements Launcher {
       return runner;
     }
     if (request.kind === StartKind.Recipe) {
-      const spoolDir = prepared.identity.spoolDir;
       return RecipeRunner.recipe(request.source, prepared, {
         log: this.log,
         killGraceMs,
-        ...(gluepot === undefined ? {} : { checkFile: (realPath: string) => checkRealPath(gluepot, realPath, spoolDir, 'redirection file') }),
+        ...checkFile,
         stageEnded: context.stageEnded,
       });
     }

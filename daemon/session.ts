@@ -257,6 +257,11 @@ export class Session implements SessionHandler {
       this.state.move('running');
       this.channel?.sendFields(PacketType.Start, encodeStartReply({ status: StartStatus.Started }));
     };
+    this.startRunner(launch, streams, started);
+  }
+
+  /** Starts what the Start readied; its end is the session's Exit, its refusal the Start's. */
+  private startRunner(launch: Launch, streams: SessionStreams, started: () => void): void {
     launch.runner.start(streams, started).then(
       () => void launch.runner.outcome.then((status) => this.exited(status, streams.stdin)),
       (error: unknown) => this.startFailed(asNetplumbError(error), streams),
@@ -282,11 +287,7 @@ export class Session implements SessionHandler {
     if (!this.state.is('ready') || held === undefined) throw new UnexpectedPacketError('Go without a part ready');
     this.held = undefined;
     this.state.move('starting');
-    const { launch, streams } = held;
-    launch.runner.start(streams, () => this.state.move('running')).then(
-      () => void launch.runner.outcome.then((status) => this.exited(status, streams.stdin)),
-      (error: unknown) => this.startFailed(asNetplumbError(error), streams),
-    );
+    this.startRunner(held.launch, held.streams, () => this.state.move('running'));
   }
 
   private remoteStageEnd(fields: FieldList): void {

@@ -6,7 +6,8 @@
 // machines (the recipe's one order), and its status is the first failing command in recipe order across machines.
 // A machine that fails or goes away ends every part everywhere; nothing has started anywhere unless all was accepted.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { RunningDigest } from '../bridges/running-digest.js';
 import { finished } from 'node:stream/promises';
 import type { SecureConnection } from '../protocol/connection.js';
 import { ConnectionLostError, DigestMismatchError, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
@@ -27,7 +28,7 @@ import {
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import { placementName, recipeStatus, type RecipePlan } from '../recipes/plan.js';
+import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine } from './machine.js';
@@ -37,19 +38,6 @@ import { RecipeReport } from './recipe-report.js';
 
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
 const EDGE_KEY_SECONDS = 300;
-
-/** A running count and SHA-256 of the bytes that passed one of plumb's ends. */
-class Tally {
-  bytes = 0;
-  private readonly hash = createHash('sha256');
-  readonly add = (chunk: Buffer): void => {
-    this.bytes += chunk.length;
-    this.hash.update(chunk);
-  };
-  digest(): string {
-    return this.hash.digest('hex');
-  }
-}
 
 /** plumb's stdin or stdout to one machine, as both ends counted it: `sent` by the sender, `received` by the other. */
 export interface StdioCheck {
@@ -69,7 +57,7 @@ class MachinePart implements SessionHandler {
   /** The daemon's count and digest of plumb's stdout it sent and of plumb's stdin it delivered. */
   readonly streamDigests = new Map<'stdin' | 'stdout', StreamDigest>();
   /** plumb's own count and digest of what it received on this part's stdout and sent on its stdin. */
-  readonly local = { stdout: new Tally(), stdin: new Tally() };
+  readonly local = { stdout: new RunningDigest(), stdin: new RunningDigest() };
   private resolveExit: (status: ExitStatus) => void = () => undefined;
   readonly exit: Promise<ExitStatus>;
   private resolveGone: (error: NetplumbError) => void = () => undefined;
@@ -275,7 +263,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       part.connection.sendFields(PacketType.Go, []);
       const streams = part.streams;
       if (streams === undefined) continue;
-      const readsStdin = plan.stages.some((stage) => stage.stdin.kind === 'plumb-stdin' && partOf.get(stage.index) === part);
+      const readsStdin = readsPlumbStdin(plan, new Set(plan.stages.filter((stage) => partOf.get(stage.index) === part).map((stage) => stage.index)));
       if (readsStdin) {
         // Counted as the stream takes it: what comes after the part stopped reading (its stream gone) never left.
         process.stdin.on('data', (chunk: Buffer) => {
@@ -352,7 +340,7 @@ function checkStdio(parts: readonly MachinePart[], stdinPart: MachinePart | unde
     const status = received === undefined ? EdgeStatus.Incomplete : edgeVerdict({ ...received, complete }, sent);
     checks.push({ stream, machine: part.label, sent, received, status });
   };
-  const ours = (tally: Tally): { bytes: number; sha256: string } => ({ bytes: tally.bytes, sha256: tally.digest() });
+  const ours = (tally: RunningDigest): { bytes: number; sha256: string } => ({ bytes: tally.bytes, sha256: tally.digest() });
   const theirs = (part: MachinePart, stream: 'stdin' | 'stdout'): StdioCheck['sent'] => {
     const digest = part.streamDigests.get(stream);
     return digest === undefined ? undefined : { bytes: digest.bytes, sha256: digest.sha256 };

@@ -12,7 +12,6 @@ import {
   MAX_EXPORTED_VARIABLES,
   MAX_ONE_TIME_KEY_SECONDS,
   MAX_REPLY_MESSAGE_BYTES,
-  MAX_SOURCE_NAME_BYTES,
   MAX_STAGE_NAME_BYTES,
   MAX_STREAM_ID,
   MAX_TERMINAL_CELLS,
@@ -129,11 +128,8 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
       if (argv.length > MAX_ARGV_WORDS) throw new BadRequestError(`more than ${MAX_ARGV_WORDS} arguments`);
       return pty === undefined ? { kind, argv, ...streams } : { kind, argv, pty, ...streams };
     }
-    case StartKind.Recipe: {
-      const source = fields.require(Field.source);
-      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
-      return { kind, text: fields.require(Field.recipe), source, ...streams };
-    }
+    case StartKind.Recipe:
+      return { kind, ...decodeRecipeSource(fields), ...streams };
     case StartKind.Part:
       return { kind, ...decodeRecipeSource(fields), ...decodePartFields(fields), ...streams };
     default:
@@ -357,11 +353,8 @@ export function decodeMintRequest(fields: FieldList): MintRequest {
       if (argv.length > MAX_ARGV_WORDS) throw new BadRequestError(`more than ${MAX_ARGV_WORDS} arguments`);
       return { binding: { kind, argv, ...common }, lifetimeSeconds };
     }
-    case StartKind.Recipe: {
-      const source = fields.require(Field.source);
-      if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
-      return { binding: { kind, text: fields.require(Field.recipe), source, ...common }, lifetimeSeconds };
-    }
+    case StartKind.Recipe:
+      return { binding: { kind, ...decodeRecipeSource(fields), ...common }, lifetimeSeconds };
     default:
       throw new BadRequestError(`unknown start kind ${kind}`);
   }

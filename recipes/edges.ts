@@ -4,12 +4,12 @@
 // the stream arrived whole: the sender's digest is over what it read from its pipe, the receiver's over what it
 // wrote into its own, and any byte lost, added or changed between the two commands makes them differ.
 
-import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants as fs, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { copiesWrittenBytes, PooledFdReader } from '../bridges/pooled-reader.js';
+import { RunningDigest } from '../bridges/running-digest.js';
 
 /** What passed one end of an edge: complete only when its stream ended normally (EOF), not cut short. */
 export interface EdgeTally {
@@ -30,21 +30,19 @@ export interface EdgeOutput {
 
 /** Passes chunks through unchanged, hashing and counting them; tells the totals once the input has ended. */
 class Tallying extends Transform {
-  private readonly hash: Hash = createHash('sha256');
-  bytes = 0;
+  readonly running = new RunningDigest();
 
   constructor(private readonly atEnd: (bytes: number, sha256: string) => void) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
+    this.running.add(chunk);
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.atEnd(this.bytes, this.hash.digest('hex'));
+    this.atEnd(this.running.bytes, this.running.digest());
     callback();
   }
 }
@@ -77,7 +75,7 @@ export class EdgeOutlet {
       await pipeline(socket, tallying, output.stream);
     } catch {
       tally.complete = false;
-      tally.bytes = tallying.bytes;
+      tally.bytes = tallying.running.bytes;
     }
     return tally;
   }
@@ -88,15 +86,14 @@ export class EdgeOutlet {
    */
   private async pipePooled(output: EdgeOutput, tally: EdgeTally): Promise<EdgeTally> {
     const { stream } = output;
-    const hash = createHash('sha256');
+    const running = new RunningDigest();
     const reader = new PooledFdReader(this.readFd, (chunk, giveBack) => {
-      hash.update(chunk);
-      tally.bytes += chunk.length;
+      running.add(chunk);
       stream.write(chunk, giveBack);
     });
     this.socket = reader.socket;
     reader.socket.on('end', () => {
-      Object.assign(tally, { sha256: hash.digest('hex'), complete: true });
+      Object.assign(tally, { bytes: running.bytes, sha256: running.digest(), complete: true });
       output.readAll?.({ ...tally });
       stream.end();
     });
@@ -104,7 +101,7 @@ export class EdgeOutlet {
     try {
       await finished(stream, { readable: false });
     } catch {
-      tally.complete = false;
+      Object.assign(tally, { bytes: running.bytes, complete: false });
       reader.socket.destroy();
     }
     return tally;
@@ -152,10 +149,9 @@ export class EdgeInlet {
     const socket = new Socket({ fd: this.writeFd, readable: false, writable: true });
     this.socket = socket;
     // Hashed as each chunk is written, with no stream in between: this is the bulk path into the reader's pipe.
-    const hash = createHash('sha256');
+    const running = new RunningDigest();
     input.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      tally.bytes += chunk.length;
+      running.add(chunk);
       if (!socket.write(chunk)) input.pause();
     });
     socket.on('drain', () => input.resume());
@@ -172,10 +168,11 @@ export class EdgeInlet {
     });
     try {
       await Promise.all([finished(input, { writable: false }), finished(socket, { readable: false })]);
-      Object.assign(tally, { sha256: hash.digest('hex'), complete: true });
+      Object.assign(tally, { sha256: running.digest(), complete: true });
     } catch {
       // Cut short: what passed is counted, and no digest is given.
     }
+    tally.bytes = running.bytes;
     return tally;
   }
 

@@ -12,17 +12,17 @@
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { closeSync, constants as fs, fstatSync, ftruncateSync, mkdirSync } from 'node:fs';
 import { openChecked, type MadeFile, type PathCheck } from '../bridges/checked-open.js';
 import { OWN_IDENTITY, type CommandIdentity } from '../bridges/identity.js';
 import { findProgram, programToStart } from '../bridges/programs.js';
 import { openFifo } from '../bridges/fifo.js';
+import { RunningDigest } from '../bridges/running-digest.js';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
 import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
-import { recipeStatus, type RecipePlan, type RecipeStage, type StageInput, type StageOutput } from './plan.js';
+import { readsPlumbStdin, recipeStatus, type RecipePlan, type RecipeStage, type StageInput, type StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
 import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
@@ -124,7 +124,7 @@ export class RecipeRun {
   private readonly foreignEnds = new Map<number, { ended: Promise<void>; end: () => void }>();
   private readonly tallies: EdgeTally[] = [];
   /** plumb's streams as counted and hashed here (digestStdio). */
-  private readonly stdioDigests = new Map<'stdin' | 'stdout', { bytes: number; hash: ReturnType<typeof createHash> }>();
+  private readonly stdioDigests = new Map<'stdin' | 'stdout', RunningDigest>();
   /** Resolves when the run stops starting commands (abort or finish), so no wait for another machine outlives it. */
   private stopStarting: () => void = () => undefined;
   private readonly stoppedStarting = new Promise<void>((resolve) => (this.stopStarting = resolve));
@@ -223,12 +223,9 @@ export class RecipeRun {
   /** A tap that counts and hashes one of plumb's streams, when the run digests them. */
   private stdioTap(stream: 'stdin' | 'stdout'): ((chunk: Buffer) => void) | undefined {
     if (this.options.digestStdio !== true) return undefined;
-    const digest = { bytes: 0, hash: createHash('sha256') };
+    const digest = new RunningDigest();
     this.stdioDigests.set(stream, digest);
-    return (chunk) => {
-      digest.bytes += chunk.length;
-      digest.hash.update(chunk);
-    };
+    return digest.add;
   }
 
   private joinIo(io: RecipeIo): Promise<unknown> {
@@ -434,7 +431,7 @@ export class RecipeRun {
     const edges = [...this.tallies].sort((a, b) => a.edge - b.edge || (a.direction < b.direction ? -1 : 1));
     const outcome: RecipeOutcome = { stages, edges, status: recipeStatus(stages, this.abortReason !== undefined) };
     if (this.options.digestStdio === true) {
-      outcome.stdio = [...this.stdioDigests].map(([stream, digest]) => ({ stream, bytes: digest.bytes, sha256: digest.hash.digest('hex') }));
+      outcome.stdio = [...this.stdioDigests].map(([stream, digest]) => ({ stream, bytes: digest.bytes, sha256: digest.digest() }));
     }
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
@@ -493,9 +490,9 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     const pipedStages = plan.stages.filter((stage) => (stage.stdout.kind === 'pipe' || stage.stderr.kind === 'pipe') && owns(stage.index + 1));
     const edgesOut = plan.edges.filter((edge) => owns(edge.fromStage));
     const edgesIn = plan.edges.filter((edge) => owns(edge.toStage));
-    const readsPlumbStdin = ownStages.some((stage) => stage.stdin.kind === 'plumb-stdin');
+    const readsStdin = readsPlumbStdin(plan, options.ownStages);
     made.push(...(await makeDeclaredFifos(fifos, plan.spoolDir, identity)));
-    loose = await pipeStock.take(labels.length + pipedStages.length + edgesOut.length + (readsPlumbStdin ? 3 : 2));
+    loose = await pipeStock.take(labels.length + pipedStages.length + edgesOut.length + (readsStdin ? 3 : 2));
     const fromStock = (): RecipePipe => {
       const { readFd, writeFd } = loose.shift() as StockedPipe;
       const pipe = new RecipePipe(readFd, writeFd);

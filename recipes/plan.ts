@@ -113,6 +113,11 @@ export function stagesPlacedOn(plan: RecipePlan, machines: readonly string[]): S
   return new Set(plan.stages.filter((stage) => names.has(stage.machine ?? '')).map((stage) => stage.index));
 }
 
+/** Whether one of the stages (all of them, unless given) reads plumb's stdin (`<%stdin`). */
+export function readsPlumbStdin(plan: RecipePlan, stages?: ReadonlySet<number>): boolean {
+  return plan.stages.some((stage) => stage.stdin.kind === 'plumb-stdin' && (stages?.has(stage.index) ?? true));
+}
+
 /** How messages name a machine as the recipe places a command (undefined or '': on plumb's command line). */
 export function placementName(machine: string | undefined): string {
   return machine === undefined || machine === '' ? "plumb's machine" : `@${machine}`;

@@ -240,7 +240,7 @@ async function main(): Promise<void> {
     const extras = await extraRows({ port: daemon.port, home, env, meter, plumb, asRoot }, () => load.note());
     load.note();
     say('row 9: a recipe across two daemons (127.0.0.1 and 127.0.0.2)');
-    extras.push(...(await acrossRows({ port: daemon.port, home, env, meter, plumb, asRoot })));
+    extras.push(...(await acrossRows({ port: daemon.port, home, env, meter, plumb, asRoot }, daemon.pid)));
     load.note();
 
     const floor = median(await interleave(LATENCY_RUNS, { node: () => runShell(`${process.execPath} -e 0`, env) }).then((runs) => runs.node ?? []));

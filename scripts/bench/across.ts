@@ -1,4 +1,4 @@
-// Row 9: a recipe across two machines. A second netplumbd on 127.0.0.2 is the other machine; one edge carries BULK
+// Row 9: a recipe across two machines, wall time and CPU seconds (plumb, both daemons and the commands). A second netplumbd on 127.0.0.2 is the other machine; one edge carries BULK
 // from the first daemon to the second, daemon to daemon. Beside it, interleaved: the same bytes downloaded from one
 // daemon with plain `plumb` (the single-machine path), and the same bytes relayed through plumb (`plumb one ... |
 // plumb two ...`), the way a user would do it without the edge. plumb's own CPU per GiB moved between the daemons
@@ -10,23 +10,31 @@ import { join } from 'node:path';
 import { PROGRAMS } from '../built-programs.js';
 import { BULK, RUNS } from './config.js';
 import type { Context } from './extras.js';
-import { interleave, median, runShell } from './measure.js';
+import { interleave, median, processCpuSeconds, runShell } from './measure.js';
 import { startDaemon } from './servers.js';
 import { mbps, meets, ratioOf, type Row } from './table.js';
 
-/** One timed run: its wall time, and the CPU seconds of the plumb process(es) /usr/bin/time wrote to `cpuFile`. */
-async function timed(ctx: Context, script: string, cpuFile: string): Promise<{ wallMs: number; plumbCpu: number }> {
+/**
+ * One timed run: its wall time, the CPU seconds of the plumb process(es) /usr/bin/time wrote to `cpuFile`, and
+ * those of the two daemons with the commands they ran and reaped.
+ */
+async function timed(ctx: Context, script: string, cpuFile: string, daemons: readonly number[]): Promise<{ wallMs: number; plumbCpu: number; daemonCpu: number }> {
+  const daemonsCpu = (): number => daemons.reduce((sum, pid) => sum + processCpuSeconds(pid), 0);
+  const before = daemonsCpu();
   const wallMs = await runShell(script, ctx.env);
+  const daemonCpu = daemonsCpu() - before;
   const plumbCpu = readFileSync(cpuFile, 'utf8')
     .trim()
     .split('\n')
     .map((line) => line.split(' ').reduce((sum, value) => sum + Number(value), 0))
     .reduce((sum, value) => sum + value, 0);
-  return { wallMs, plumbCpu };
+  return { wallMs, plumbCpu, daemonCpu };
 }
 
-export async function acrossRows(ctx: Context): Promise<Row[]> {
+/** `firstDaemon`: the pid of the bench's daemon on 127.0.0.1, whose CPU is read around each run with the second's. */
+export async function acrossRows(ctx: Context, firstDaemon: number): Promise<Row[]> {
   const second = await startDaemon(ctx.home, '127.0.0.2');
+  const daemons = [firstDaemon, second.pid];
   try {
     const node = process.execPath;
     writeFileSync(join(ctx.home, 'hosts'), `bench-one 127.0.0.1:${ctx.port}\nbench-two 127.0.0.2:${second.port}\n`);
@@ -40,15 +48,22 @@ export async function acrossRows(ctx: Context): Promise<Row[]> {
     const time = (name: string): string => `/usr/bin/time -a -f '%U %S' -o ${cpu(name)}`;
     const fresh = (name: string): string => `: >${cpu(name)} && `;
     const runs = await interleave(RUNS, {
-      edge: () => timed(ctx, `${fresh('edge')}${time('edge')} ${node} ${PROGRAMS.plumb} -recipe=${recipe} >/dev/null`, cpu('edge')),
-      tiny: () => timed(ctx, `${fresh('tiny')}${time('tiny')} ${node} ${PROGRAMS.plumb} -recipe=${tiny} >/dev/null`, cpu('tiny')),
-      single: () => timed(ctx, `${fresh('single')}${time('single')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero >/dev/null`, cpu('single')),
+      edge: () => timed(ctx, `${fresh('edge')}${time('edge')} ${node} ${PROGRAMS.plumb} -recipe=${recipe} >/dev/null`, cpu('edge'), daemons),
+      tiny: () => timed(ctx, `${fresh('tiny')}${time('tiny')} ${node} ${PROGRAMS.plumb} -recipe=${tiny} >/dev/null`, cpu('tiny'), daemons),
+      single: () => timed(ctx, `${fresh('single')}${time('single')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero >/dev/null`, cpu('single'), daemons),
       relay: () =>
-        timed(ctx, `${fresh('relay')}${time('relay')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero | ${time('relay')} ${node} ${PROGRAMS.plumb} bench-two sh -c 'cat >/dev/null'`, cpu('relay')),
+        timed(
+          ctx,
+          `${fresh('relay')}${time('relay')} ${node} ${PROGRAMS.plumb} bench-one head -c ${BULK.text} /dev/zero | ${time('relay')} ${node} ${PROGRAMS.plumb} bench-two sh -c 'cat >/dev/null'`,
+          cpu('relay'),
+          daemons,
+        ),
     });
     type Side = 'edge' | 'tiny' | 'single' | 'relay';
     const speed = (name: Side): number => mbps(BULK.bytes, median((runs[name] ?? []).map((run) => run.wallMs)));
     const plumbCpu = (name: Side): number => median((runs[name] ?? []).map((run) => run.plumbCpu));
+    /** CPU seconds of the whole run: plumb, both daemons and the commands. */
+    const totalCpu = (name: Side): number => median((runs[name] ?? []).map((run) => run.plumbCpu + run.daemonCpu));
     const gib = BULK.bytes / 2 ** 30;
     const edge = speed('edge');
     const single = speed('single');
@@ -59,8 +74,8 @@ export async function acrossRows(ctx: Context): Promise<Row[]> {
     return [
       {
         metric: `9. recipe across two daemons, ${BULK.text} on one edge (speed)`,
-        netplumb: `${edge.toFixed(0)} MB/s`,
-        peer: `plain plumb download from one daemon ${single.toFixed(0)} MB/s`,
+        netplumb: `${edge.toFixed(0)} MB/s, CPU ${totalCpu('edge').toFixed(2)} s`,
+        peer: `plain plumb download from one daemon ${single.toFixed(0)} MB/s, CPU ${totalCpu('single').toFixed(2)} s`,
         ratio: bySingle,
         target: '>= 0.9x',
         met: meets(bySingle, { atLeast: 0.9 }),
@@ -68,7 +83,7 @@ export async function acrossRows(ctx: Context): Promise<Row[]> {
       {
         metric: '9. same, beside relaying through plumb (`plumb one ... | plumb two ...`)',
         netplumb: `${edge.toFixed(0)} MB/s`,
-        peer: `relayed ${relay.toFixed(0)} MB/s, plumb CPU ${(plumbCpu('relay') / gib).toFixed(2)} s/GiB`,
+        peer: `relayed ${relay.toFixed(0)} MB/s, CPU ${totalCpu('relay').toFixed(2)} s (plumb ${(plumbCpu('relay') / gib).toFixed(2)} s/GiB)`,
         ratio: byRelay,
         target: '>= 1.3x',
         met: meets(byRelay, { atLeast: 1.3 }),
