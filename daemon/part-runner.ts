@@ -1,6 +1,7 @@
 // One machine's part of a recipe across machines (PROTOCOL.md 7.8), as the daemon runs it for its controller: the
 // recipe executor on the stages placed here (recipes/execute.ts ownStages), readied at Start and held until Go;
-// the edges its commands write, each carried on a connection this daemon opened to the reader's daemon (EdgeLink),
+// the edges its commands write, each carried on a connection this daemon opened to the reader's daemon, or relayed
+// through the controller (EdgeLink),
 // and the edges they read, each arriving on an edge session of its own; every edge end reported to the controller
 // with its count and digest, and, where it was read, the verdict against the writer's digest.
 
@@ -10,6 +11,7 @@ import { edgeVerdict, type EdgeDigest, type EdgeReport, type StreamDigest } from
 import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
 import type { MuxStream } from '../protocol/mux.js';
 import type { PathCheck } from '../bridges/checked-open.js';
+import type { EdgeLink } from '../bridges/edge-dial.js';
 import type { EdgeOutput, EdgeTally } from '../recipes/edges.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun } from '../recipes/execute.js';
 import { readsPlumbStdin, type RecipePlan } from '../recipes/plan.js';
@@ -23,18 +25,6 @@ import type { PreparedStart } from './start-policy.js';
  * catches what the AEAD tag cannot see. Never set it on a daemon that carries real data.
  */
 export const CORRUPT_EDGES_ENV = 'NETPLUMBD_TEST_CORRUPT_EDGES';
-
-/** An edge this machine writes, carried on the writing daemon's own connection to the reading daemon. */
-export interface EdgeLink {
-  /** Where the edge's bytes go: the edge session's stream. */
-  stream: MuxStream;
-  /** Sends the writer's count and digest, after the last byte and before the stream's EOF. */
-  sendDigest(digest: EdgeDigest): void;
-  /** Ends the connection once the reader has said it delivered everything (or has gone). */
-  finish(): void;
-  /** Ends the connection at once. */
-  close(): void;
-}
 
 /** An edge this machine reads: its stream from the writer's daemon, and the edge session to tell at the end. */
 export interface InboundEdge {

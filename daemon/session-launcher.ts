@@ -7,9 +7,9 @@ import type { PublicIdentity } from '../protocol/keys.js';
 import type { ResolvedLimits } from '../protocol/limits.js';
 import type { EdgeConnectRequest, EdgeMintRequest, EdgeRequest } from '../protocol/multi-host.js';
 import { type KeyBinding, type MintedKey, type MintRequest, type StartRequest } from '../protocol/session.js';
-import { StartKind } from '../protocol/wire.js';
-import { dialEdge } from './edge-dialer.js';
-import { PartRunner, type EdgeLink, type InboundEdge } from './part-runner.js';
+import { StartKind, type EdgeRoute } from '../protocol/wire.js';
+import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
+import { PartRunner, type InboundEdge } from './part-runner.js';
 import type { EdgeGrant, PartRegistry } from './parts.js';
 import { DaemonEndpoints } from './endpoints.js';
 import { checkRealPath } from './gluepots.js';
@@ -116,7 +116,7 @@ export class SessionLauncher implements Launcher {
   }
 
   /** Connects an edge the held part writes to the daemon that reads it. */
-  async connectEdge(runner: PartRunner, request: EdgeConnectRequest): Promise<EdgeLink> {
+  async connectEdge(runner: PartRunner, request: EdgeConnectRequest & { route: EdgeRoute.Direct }): Promise<EdgeLink> {
     const parts = this.options.parts;
     if (parts === undefined) throw new BadRequestError('no part is held on this connection');
     if (!runner.writes(request.edge)) throw new BadRequestError(`edge ${request.edge} is not written on this machine`);

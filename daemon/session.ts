@@ -27,6 +27,7 @@ import {
   decodeEdgeRequest,
   decodeRemoteStageEnd,
   encodeEdgeConnectReply,
+  encodeEdgeDigest,
   encodeEdgeReport,
   encodeStreamDigest,
   type EdgeReport,
@@ -50,7 +51,8 @@ import {
   type StartRequest,
 } from '../protocol/session.js';
 import { StateMachine, type TransitionTable } from '../protocol/state-machine.js';
-import { EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
+import type { EdgeLink } from '../bridges/edge-dial.js';
 import { PartRunner, type InboundEdge } from './part-runner.js';
 import type { SessionLauncher } from './session-launcher.js';
 import type { Logger } from './log.js';
@@ -305,9 +307,10 @@ export class Session implements SessionHandler {
     const reply = (entries: Entry[]): void => {
       if (!this.state.is('closed')) this.channel?.sendFields(PacketType.EdgeConnect, entries);
     };
+    const to = request.route === EdgeRoute.Direct ? `${request.host}:${request.port}` : 'the controller';
     const refused = (error: unknown): void => {
       const failure = asNetplumbError(error);
-      this.log.warn('edge not connected', { edge: request.edge, to: `${request.host}:${request.port}`, code: failure.code, reason: failure.message });
+      this.log.warn('edge not connected', { edge: request.edge, to, code: failure.code, reason: failure.message });
       reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Refused, ...errorReply(failure, 'request') }));
     };
     try {
@@ -316,14 +319,15 @@ export class Session implements SessionHandler {
       refused(error);
       return;
     }
-    (this.launcher as SessionLauncher).connectEdge(runner, request).then(
+    const link = request.route === EdgeRoute.Controller ? Promise.resolve(this.relayedEdgeLink(request.edge)) : (this.launcher as SessionLauncher).connectEdge(runner, request);
+    link.then(
       (link) => {
         if (this.state.is('closed') || !runner.addOutbound(request.edge, link)) {
           link.close();
           refused(new BadRequestError(`edge ${request.edge} was connected after its part moved on`));
           return;
         }
-        this.log.info('edge connected', { edge: request.edge, to: `${request.host}:${request.port}` });
+        this.log.info('edge connected', { edge: request.edge, to });
         reply(encodeEdgeConnectReply({ edge: request.edge, status: EdgeConnectStatus.Connected }));
       },
       (error: unknown) => {
@@ -331,6 +335,29 @@ export class Session implements SessionHandler {
         refused(error);
       },
     );
+  }
+
+  /**
+   * An edge relayed through the controller (EdgeRoute.Controller): its bytes go on a stream this daemon opens on the
+   * part's own connection, and its digest as an EdgeDigest there; the controller carries both on to the reader.
+   */
+  private relayedEdgeLink(edge: number): EdgeLink {
+    const stream = (this.mux as Mux).openStream([
+      [Field.purpose, StreamPurpose.Edge],
+      [Field.edge, String(edge)],
+    ]);
+    stream.on('error', () => undefined);
+    // The controller never writes on it.
+    stream.resume();
+    return {
+      stream,
+      sendDigest: (digest) => {
+        if (!this.state.is('closed')) this.channel?.sendFields(PacketType.EdgeDigest, encodeEdgeDigest({ ...digest, edge }));
+      },
+      // The stream's end is the edge's end: the connection is the part's own and stays.
+      finish: () => undefined,
+      close: () => stream.destroy(),
+    };
   }
 
   /** Start kind=edge on an edge key's session: its stream goes to the part that reads the edge here. */

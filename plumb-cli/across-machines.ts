@@ -5,16 +5,21 @@
 // every part is ready and every edge connected does it send Go everywhere. It relays each command's end to the other
 // machines (the recipe's one order), and its status is the first failing command in recipe order across machines.
 // A machine that fails or goes away ends every part everywhere; nothing has started anywhere unless all was accepted.
+// With -relay, an edge whose writing daemon cannot reach the reading one is carried through plumb instead: the writer
+// sends it on its part's connection, and plumb delivers it to the reader with the edge's key, digest and all.
 
 import { randomBytes } from 'node:crypto';
+import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
 import { RunningDigest } from '../bridges/running-digest.js';
 import { finished } from 'node:stream/promises';
 import type { SecureConnection } from '../protocol/connection.js';
-import { ConnectionLostError, DigestMismatchError, isErrorCode, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
+import { ConnectionLostError, DigestMismatchError, ErrorCode, isErrorCode, NetplumbError, RemoteError, UnexpectedPacketError, UsageError, asNetplumbError } from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
+import { resolveLimits } from '../protocol/limits.js';
 import { formatPublicKeyLine } from '../protocol/keys.js';
 import {
   decodeEdgeConnectReply,
+  decodeEdgeDigest,
   decodeEdgeReport,
   encodeEdgeConnect,
   encodeEdgeMintRequest,
@@ -22,12 +27,13 @@ import {
   edgeVerdict,
   encodeRemoteStageEnd,
   type EdgeConnectReply,
+  type EdgeDigest,
   type EdgeReport,
   type StreamDigest,
 } from '../protocol/multi-host.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
-import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
+import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { exitStatusCode } from './exit-status.js';
@@ -38,6 +44,8 @@ import { RecipeReport } from './recipe-report.js';
 
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
 const EDGE_KEY_SECONDS = 300;
+/** How long plumb waits for a reading daemon's TCP connection when it relays an edge, as for its own connections. */
+const RELAY_CONNECT_TIMEOUT_MS = 10_000;
 
 /** plumb's stdin or stdout to one machine, as both ends counted it: `sent` by the sender, `received` by the other. */
 export interface StdioCheck {
@@ -54,6 +62,9 @@ class MachinePart implements SessionHandler {
   streams: { stdin: MuxStream; stdout: MuxStream; stderr: MuxStream } | undefined;
   private readonly waiting = { start: [] as Array<(reply: StartReply) => void>, mint: [] as Array<(reply: MintReply) => void> };
   private readonly edgeReplies = new Map<number, (reply: EdgeConnectReply) => void>();
+  /** Edges this part's daemon sends through plumb (-relay): each stream as it opens, and the writer's digest. */
+  private readonly relayStreams = new Map<number, (stream: MuxStream) => void>();
+  readonly relayDigests = new Map<number, EdgeDigest>();
   /** The daemon's count and digest of plumb's stdout it sent and of plumb's stdin it delivered. */
   readonly streamDigests = new Map<'stdin' | 'stdout', StreamDigest>();
   /** plumb's own count and digest of what it received on this part's stdout and sent on its stdin. */
@@ -95,6 +106,12 @@ class MachinePart implements SessionHandler {
       case PacketType.StageEnd:
         this.events.stageEnded(this, decodeStageEnd(fields, isErrorCode));
         return;
+      case PacketType.EdgeDigest: {
+        const digest = decodeEdgeDigest(fields);
+        if (digest.edge === undefined) throw new UnexpectedPacketError(`${this.label} sent an EdgeDigest without its edge`);
+        this.relayDigests.set(digest.edge, digest);
+        return;
+      }
       case PacketType.EdgeReport:
         this.events.edgeReport(this, decodeEdgeReport(fields));
         return;
@@ -112,8 +129,18 @@ class MachinePart implements SessionHandler {
     }
   }
 
-  streamOpened(stream: MuxStream): void {
-    stream.destroy();
+  streamOpened(stream: MuxStream, fields: FieldList): void {
+    stream.on('error', () => undefined);
+    const edge = fields.optional(Field.purpose) === StreamPurpose.Edge ? fields.optionalInt(Field.edge, 0, 2 ** 31) : undefined;
+    const waiting = edge === undefined ? undefined : this.relayStreams.get(edge);
+    if (edge === undefined || waiting === undefined) {
+      stream.destroy();
+      return;
+    }
+    this.relayStreams.delete(edge);
+    // plumb never writes on it.
+    stream.end();
+    waiting(stream);
   }
 
   closed(error: NetplumbError | undefined): void {
@@ -129,7 +156,7 @@ class MachinePart implements SessionHandler {
   async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv }): Promise<void> {
     const mux = new Mux(
       this.connection,
-      { side: 'client', maxStreams: 8, initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes, maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes, maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes },
+      { side: 'client', maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection, initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes, maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes, maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes },
       this,
     );
     this.mux = mux;
@@ -169,13 +196,60 @@ class MachinePart implements SessionHandler {
 
   async connectEdge(edge: number, reader: MachinePart, key: string): Promise<void> {
     const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
-    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, host: reader.reachAt.host, port: reader.reachAt.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
+    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, route: EdgeRoute.Direct, host: reader.reachAt.host, port: reader.reachAt.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
     const answer = await Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
     if (answer.status === EdgeConnectStatus.Refused) {
       const hint = reader.reachAt === reader.target ? `; if ${this.label} reaches it at another address, say where with -reach=${reader.placements[0] ?? ''}=HOST[:PORT]` : '';
       throw new RemoteError(answer.code, `${this.label} cannot reach ${reader.label} (${reader.reachAt.host} port ${reader.reachAt.port}) for edge ${edge}: ${answer.message}${hint}`);
     }
   }
+
+  /** Asks this part's daemon to send edge `edge` to plumb; resolves with the stream it opened for it. */
+  async relayEdge(edge: number): Promise<MuxStream> {
+    const opened = new Promise<MuxStream>((resolve) => this.relayStreams.set(edge, resolve));
+    const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
+    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, route: EdgeRoute.Controller }));
+    const lost = this.gone.then((error) => Promise.reject(error));
+    const answer = await Promise.race([reply, lost]);
+    if (answer.status === EdgeConnectStatus.Refused) throw new RemoteError(answer.code, `${this.label} cannot send edge ${edge} to plumb: ${answer.message}`);
+    return Promise.race([opened, lost]);
+  }
+}
+
+/** One edge relayed through plumb (-relay). */
+interface RelayedEdge {
+  edge: number;
+  from: string;
+  to: string;
+  /** Why the writer could not reach the reader. */
+  reason: string;
+}
+
+/**
+ * Carries edge `edge` through plumb: the writing daemon is told to send it on its part's connection, and plumb
+ * connects to the reading daemon itself with a key minted for that edge, as the writer would have. The writer's
+ * digest goes on with the bytes, so the reader checks the edge end to end as it does any other.
+ */
+async function relayEdge(run: string, edge: number, writer: MachinePart, reader: MachinePart, relays: EdgeLink[]): Promise<void> {
+  const key = await reader.mintEdgeKey(run, edge);
+  const link = await dialEdge(
+    run,
+    { edge, host: reader.target.host, port: reader.target.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key: key.privateKeyPem },
+    { limits: resolveLimits(), connectTimeoutMs: RELAY_CONNECT_TIMEOUT_MS },
+  );
+  relays.push(link);
+  const from = await writer.relayEdge(edge);
+  from.pipe(link.stream, { end: false });
+  from.once('end', () => {
+    const digest = writer.relayDigests.get(edge);
+    if (digest !== undefined) link.sendDigest({ bytes: digest.bytes, sha256: digest.sha256 });
+    link.stream.end();
+    link.finish();
+  });
+  // Cut short at the writer: the reader's stream is cut too, and it reports the edge incomplete.
+  from.once('close', () => {
+    if (!from.readableEnded) link.close();
+  });
 }
 
 /** The machines of the run: each placement resolved, those that reach one daemon grouped as one part. */
@@ -223,6 +297,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const parts: MachinePart[] = [];
   const partOf = new Map<number, MachinePart>();
   const stdioChecks: StdioCheck[] = [];
+  const relayed: RelayedEdge[] = [];
+  const relays: EdgeLink[] = [];
   let stdinPart: MachinePart | undefined;
   try {
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
@@ -255,7 +331,15 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         const reader = partOf.get(edge.toStage);
         if (writer === undefined || reader === undefined) throw new UsageError(`edge ${edge.index} has no machine`);
         const key = await reader.mintEdgeKey(run, edge.index);
-        await writer.connectEdge(edge.index, reader, key.privateKeyPem);
+        try {
+          await writer.connectEdge(edge.index, reader, key.privateKeyPem);
+        } catch (error) {
+          // Only a reader the writer could not reach at all is relayed: a wrong host key or a refusal stays fatal.
+          if (args.relay !== true || !(error instanceof NetplumbError) || error.code !== ErrorCode.ConnectFailed) throw error;
+          process.stderr.write(`plumb: ${error.message}; relaying edge ${edge.index} through plumb (-relay)\n`);
+          await relayEdge(run, edge.index, writer, reader, relays);
+          relayed.push({ edge: edge.index, from: writer.label, to: reader.label, reason: error.message });
+        }
       }),
     );
     // 3. Go, everywhere.
@@ -317,8 +401,9 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   } finally {
     process.stdin.unpipe();
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
+    for (const link of relays) link.close();
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
-    if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, stdio: stdioChecks }, args.json);
+    if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }
 }
 

@@ -27,7 +27,7 @@ interface PlumbArguments extends RecipeArguments, MintKeyArguments {
 }
 
 const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach'];
-const FLAGS = ['accept-new', 'verbose', 'check'];
+const FLAGS = ['accept-new', 'verbose', 'check', 'relay'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
 
@@ -48,6 +48,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
+    .option('--relay', 'recipe across machines: carry an edge through plumb when its writing daemon cannot reach the reading one')
     .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
     .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
@@ -87,6 +88,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     expires?: string;
     oneTimeKey?: string;
     reach: string[];
+    relay?: boolean;
   }>();
   const [machine, command] = program.processedArgs as [string | undefined, string[]];
   let port: number | undefined;
@@ -108,6 +110,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
+  if (options.relay === true && options.recipe === undefined) throw new UsageError('-relay goes with a recipe across machines (-recipe=FILE)');
   if (options.spool !== undefined && !check) throw new UsageError("-spool is for -check; a daemon uses its own spool directory");
   if (options.mintKey !== undefined) {
     if (tty || check) throw new UsageError('-mint-key binds a key to a command or recipe run without a terminal; -t and -check do not go with it');
@@ -143,6 +146,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     lifetimeSeconds: options.expires === undefined ? DEFAULT_KEY_LIFETIME_SECONDS : parseLifetime(options.expires),
     oneTimeKey: options.oneTimeKey,
     reach: reachOptions(options.reach),
+    relay: options.relay === true,
   };
 }
 

@@ -15,6 +15,8 @@ export interface RecipeArguments extends RunArguments {
   json: boolean | string;
   /** -reach: for a recipe across machines, where the other daemons reach a machine (as the recipe names it). */
   reach?: ReadonlyMap<string, { host: string; port: number }>;
+  /** -relay: an edge whose writing daemon cannot reach the reading one is carried through plumb instead of refused. */
+  relay?: boolean;
 }
 
 /** The Start request's job for a recipe. */

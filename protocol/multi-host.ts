@@ -8,6 +8,7 @@ import type { Entry, FieldList } from './fields.js';
 import { replyMessage, type Endpoints, type ExportedEnv } from './session.js';
 import {
   EdgeConnectStatus,
+  EdgeRoute,
   EdgeStatus,
   Field,
   MAX_HOST_BYTES,
@@ -127,9 +128,8 @@ export function decodeEdgeMintRequest(fields: FieldList): EdgeMintRequest {
   return { run: decodeRun(fields), edge: fields.requireInt(Field.edge, 0, MAX_INDEX), lifetimeSeconds: fields.requireInt(Field.lifetime, 1, MAX_ONE_TIME_KEY_SECONDS) };
 }
 
-/** The controller's word to the daemon that writes an edge: where its reader is, how to know it, and the key. */
-export interface EdgeConnectRequest {
-  edge: number;
+/** Where the reading daemon of an edge is, how to know it, and the key that lets its writer in. */
+export interface DirectEdgeRoute {
   /** The reading daemon's address as the writing daemon reaches it. */
   host: string;
   port: number;
@@ -139,7 +139,19 @@ export interface EdgeConnectRequest {
   key: string;
 }
 
+/**
+ * The controller's word to the daemon that writes an edge: connect to its reader (route direct), or send its bytes
+ * and digest to the controller, which relays them (route controller).
+ */
+export type EdgeConnectRequest = { edge: number } & (({ route: EdgeRoute.Direct } & DirectEdgeRoute) | { route: EdgeRoute.Controller });
+
 export function encodeEdgeConnect(request: EdgeConnectRequest): Entry[] {
+  if (request.route === EdgeRoute.Controller) {
+    return [
+      [Field.edge, String(request.edge)],
+      [Field.route, EdgeRoute.Controller],
+    ];
+  }
   return [
     [Field.edge, String(request.edge)],
     [Field.host, request.host],
@@ -150,10 +162,15 @@ export function encodeEdgeConnect(request: EdgeConnectRequest): Entry[] {
 }
 
 export function decodeEdgeConnect(fields: FieldList): EdgeConnectRequest {
+  const edge = fields.requireInt(Field.edge, 0, MAX_INDEX);
+  const route = fields.optional(Field.route) ?? EdgeRoute.Direct;
+  if (route === EdgeRoute.Controller) return { edge, route };
+  if (route !== EdgeRoute.Direct) throw new BadRequestError(`unknown edge route ${route}`);
   const host = fields.require(Field.host);
   if (host === '' || Buffer.byteLength(host) > MAX_HOST_BYTES || /[\s/]/.test(host)) throw new BadRequestError('malformed host');
   return {
-    edge: fields.requireInt(Field.edge, 0, MAX_INDEX),
+    edge,
+    route,
     host,
     port: fields.requireInt(Field.port, 1, 65535),
     hostKey: fields.require(Field.hostKey),
@@ -185,19 +202,23 @@ export function decodeEdgeConnectReply(fields: FieldList, isCode: (value: string
 
 /** The writer's count and digest of an edge's bytes, sent after the last of them and before the stream's EOF. */
 export interface EdgeDigest {
+  /** Which edge: said only on a part's connection to its controller (a relayed edge); an edge's own connection has one. */
+  edge?: number;
   bytes: number;
   sha256: string;
 }
 
 export function encodeEdgeDigest(digest: EdgeDigest): Entry[] {
   return [
+    ...(digest.edge === undefined ? [] : [[Field.edge, String(digest.edge)] as Entry]),
     [Field.bytes, String(digest.bytes)],
     [Field.sha256, digest.sha256],
   ];
 }
 
 export function decodeEdgeDigest(fields: FieldList): EdgeDigest {
-  return { bytes: fields.requireInt(Field.bytes, 0, MAX_EDGE_BYTES), sha256: decodeSha256(fields, Field.sha256) };
+  const edge = fields.optionalInt(Field.edge, 0, MAX_INDEX);
+  return { ...(edge === undefined ? {} : { edge }), bytes: fields.requireInt(Field.bytes, 0, MAX_EDGE_BYTES), sha256: decodeSha256(fields, Field.sha256) };
 }
 
 /**

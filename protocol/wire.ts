@@ -195,6 +195,7 @@ export const Field = {
   edge: 'edge',
   host: 'host',
   port: 'port',
+  route: 'route',
   bytes: 'bytes',
   sha256: 'sha256',
   direction: 'direction',
@@ -216,6 +217,8 @@ export enum StreamPurpose {
   ListenSocket = 'listen-socket',
   /** Client to daemon: a connection accepted by plumb, for the service at a connect-socket. */
   ConnectSocket = 'connect-socket',
+  /** Daemon to controller, for an edge relayed through it (EdgeRoute.Controller): the edge's bytes; field `edge`. */
+  Edge = 'edge',
 }
 
 /** What a Start packet asks for. */
@@ -239,6 +242,17 @@ export enum StartStatus {
   Refused = 'refused',
   /** A part is checked and its pipes are made; nothing runs before Go. */
   Ready = 'ready',
+}
+
+/** How an EdgeConnect carries its edge: the `route` field, `direct` when absent. */
+export enum EdgeRoute {
+  /** The writing daemon connects to the reading daemon with the edge's one-time key. */
+  Direct = 'direct',
+  /**
+   * The writing daemon opens a stream (purpose `edge`) to the controller on the part's own connection and sends its
+   * EdgeDigest there; the controller carries both on to the reader over an edge connection of its own (-relay).
+   */
+  Controller = 'controller',
 }
 
 /** The status field of an EdgeConnect reply. */

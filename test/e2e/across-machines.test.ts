@@ -3,7 +3,8 @@
 // machine, gzip on another, store and checksum on a third) restored and compared, fan-in from two machines into one
 // label, a failing command on a remote machine deciding the status, a part refused on one machine (nothing runs
 // anywhere), a changed byte caught by the digests, a machine killed mid-run (everything stopped and cleaned on the
-// others), an unreachable machine, and the JSON report with every stage's machine and every edge's digests.
+// others), an unreachable machine, an edge relayed through plumb (-relay), and the JSON report with every stage's
+// machine and every edge's digests.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -216,6 +217,40 @@ test('-reach says where the other daemons reach a machine: a wrong address refus
   const unknown = await m.plumb([`-recipe=${recipe}`, '-reach=zz=127.0.0.3']);
   assert.equal(reportedCode(unknown.stderr), 'NP_USAGE');
   assert.match(unknown.stderr, /-reach names zz, which no command of .* is placed on/);
+});
+
+test('-relay carries an edge through plumb when its writer cannot reach the reader: the bytes arrive whole, checked end to end, beside a direct edge', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const recipe = m.recipe('relay.rcp', ['@a seq 1 300000 |', '@b cat >copy', '@b echo back |', '@a cat >back', ''].join('\n'));
+  const json = join(m.dir, 'relay.json');
+  const result = await m.plumb([`-recipe=${recipe}`, '-reach=b=127.0.0.9:9', '-relay', `-json=${json}`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /@a cannot reach @b \(127\.0\.0\.9 port 9\) for edge 0: .*; relaying edge 0 through plumb \(-relay\)/);
+  const expected = Buffer.from(`${Array.from({ length: 300000 }, (_, index) => index + 1).join('\n')}\n`);
+  const copy = readFileSync(join(m.machine('b').spool, 'copy'));
+  assert.equal(copy.length, expected.length);
+  assert.equal(sha256(copy), sha256(expected));
+  assert.equal(readFileSync(join(m.machine('a').spool, 'back'), 'utf8'), 'back\n');
+  const report = JSON.parse(readFileSync(json, 'utf8')) as {
+    relayed: Array<{ edge: number; from: string; to: string }>;
+    edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string; sent?: { bytes: number; sha256: string } }>;
+  };
+  assert.deepEqual(report.relayed.map(({ edge, from, to }) => ({ edge, from, to })), [{ edge: 0, from: '@a', to: '@b' }]);
+  const relayedIn = report.edges.find((edge) => edge.edge === 0 && edge.direction === 'in');
+  assert.deepEqual([relayedIn?.status, relayedIn?.bytes, relayedIn?.sha256, relayedIn?.sent?.sha256], ['intact', expected.length, sha256(expected), sha256(expected)]);
+  assert.equal(report.edges.find((edge) => edge.edge === 1 && edge.direction === 'in')?.status, 'intact');
+  assert.deepEqual(strays(m.machine('a').spool, ['back']), []);
+  assert.deepEqual(strays(m.machine('b').spool, ['copy']), []);
+});
+
+test('a relayed edge is checked end to end too: a byte changed on the reading machine fails the run with NP_DIGEST_MISMATCH', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3', env: { NETPLUMBD_TEST_CORRUPT_EDGES: '1' } } });
+  const recipe = m.recipe('relay-corrupt.rcp', ['@a echo payload |', '@b cat >copy', ''].join('\n'));
+  const result = await m.plumb([`-recipe=${recipe}`, '-reach=b=127.0.0.9:9', '-relay']);
+  assert.equal(result.code, 255, result.stderr);
+  assert.equal(reportedCode(result.stderr), 'NP_DIGEST_MISMATCH');
+  assert.match(result.stderr, /relaying edge 0 through plumb/);
+  assert.equal(readFileSync(join(m.machine('b').spool, 'copy'), 'utf8'), 'qayload\n');
 });
 
 test("a command that reads only part of plumb's stdin, or never starts, decides the status: no false digest mismatch", { timeout: TIMEOUT_MS }, async (t) => {

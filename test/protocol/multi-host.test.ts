@@ -27,7 +27,7 @@ import {
   encodeRemoteStageEnd,
   type EdgeReport,
 } from '../../protocol/multi-host.js';
-import { EdgeConnectStatus, EdgeStatus, Field, StartKind } from '../../protocol/wire.js';
+import { EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, StartKind } from '../../protocol/wire.js';
 
 const RUN = '0123456789abcdef0123456789abcdef';
 const SHA = 'a'.repeat(64);
@@ -52,13 +52,19 @@ describe('multi-host packets: round trips', () => {
     assert.deepEqual(decodeEdgeRequest(wire(encodeEdgeRequest(request))), request);
     const mint = { run: RUN, edge: 0, lifetimeSeconds: 600 };
     assert.deepEqual(decodeEdgeMintRequest(wire(encodeEdgeMintRequest(mint))), mint);
-    const connect = { edge: 1, host: '127.0.0.3', port: 7020, hostKey: 'ssh-ed25519 AAAA host', key: '-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n' };
+    const connect = { edge: 1, route: EdgeRoute.Direct as const, host: '127.0.0.3', port: 7020, hostKey: 'ssh-ed25519 AAAA host', key: '-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n' };
     assert.deepEqual(decodeEdgeConnect(wire(encodeEdgeConnect(connect))), connect);
+    // A direct EdgeConnect from before routes were named has no route field, and means the same.
+    assert.deepEqual(decodeEdgeConnect(wire(encodeEdgeConnect(connect).filter(([name]) => name !== Field.route))), connect);
+    const relayed = { edge: 4, route: EdgeRoute.Controller as const };
+    assert.deepEqual(decodeEdgeConnect(wire(encodeEdgeConnect(relayed))), relayed);
+    assert.deepEqual(encodeEdgeConnect(relayed), [[Field.edge, '4'], [Field.route, 'controller']]);
     const connected = { edge: 1, status: EdgeConnectStatus.Connected as const };
     assert.deepEqual(decodeEdgeConnectReply(wire(encodeEdgeConnectReply(connected)), isErrorCode), connected);
     const refusedReply = { edge: 2, status: EdgeConnectStatus.Refused as const, code: ErrorCode.ConnectFailed, message: 'cannot connect to 127.0.0.3 port 7020' };
     assert.deepEqual(decodeEdgeConnectReply(wire(encodeEdgeConnectReply(refusedReply)), isErrorCode), refusedReply);
     assert.deepEqual(decodeEdgeDigest(wire(encodeEdgeDigest({ bytes: 2 ** 40, sha256: SHA }))), { bytes: 2 ** 40, sha256: SHA });
+    assert.deepEqual(decodeEdgeDigest(wire(encodeEdgeDigest({ edge: 5, bytes: 0, sha256: SHA }))), { edge: 5, bytes: 0, sha256: SHA });
     assert.equal(decodeRemoteStageEnd(wire(encodeRemoteStageEnd(12))), 12);
   });
 
@@ -103,6 +109,9 @@ describe('multi-host packets: refusals', () => {
     refused(() => decodeEdgeConnect(wire(connect('h'.repeat(256), '7020'))));
     refused(() => decodeEdgeConnect(wire(connect('host', '0'))), ErrorCode.BadFields);
     refused(() => decodeEdgeConnect(wire(connect('host', '65536'))), ErrorCode.BadFields);
+    refused(() => decodeEdgeConnect(wire([...connect('host', '7020'), [Field.route, 'carrier-pigeon']])));
+    refused(() => decodeEdgeConnect(wire([[Field.route, EdgeRoute.Controller]])), ErrorCode.BadFields);
+    refused(() => decodeEdgeDigest(wire([[Field.edge, 'x'], [Field.bytes, '1'], [Field.sha256, SHA]])), ErrorCode.BadFields);
   });
 
   test('a digest that is not 64 lower-case hex digits, an unknown direction or status', () => {

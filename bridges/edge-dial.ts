@@ -1,7 +1,8 @@
-// The writing end of an edge of a recipe across machines (PROTOCOL.md 7.8): on the controller's EdgeConnect, this
-// daemon connects to the reading daemon, accepts only the host key the controller verified, authenticates with the
-// one-time key minted for that edge, opens the edge's stream and sends Start kind=edge. Once the reader has
-// delivered every byte it says so with an Exit, and the connection is closed.
+// The writing end of an edge of a recipe across machines (PROTOCOL.md 7.8), as a connection to the reading daemon:
+// it accepts only the host key the controller verified, authenticates with the one-time key minted for that edge,
+// opens the edge's stream and sends Start kind=edge. Once the reader has delivered every byte it says so with an
+// Exit, and the connection is closed. The writing daemon dials it on the controller's EdgeConnect; plumb dials it
+// itself for an edge it relays (-relay) because the writer cannot reach the reader.
 
 import { openSocket } from '../bridges/tcp-connect.js';
 import { SecureConnection } from '../protocol/connection.js';
@@ -9,21 +10,32 @@ import { ConnectionLostError, errorFor, HostKeyChangedError, isErrorCode, KeyFor
 import type { FieldList } from '../protocol/fields.js';
 import { parsePrivateKeyPem, parsePublicKeyLine, sameIdentity, type PrivateIdentity, type PublicIdentity } from '../protocol/keys.js';
 import type { ResolvedLimits } from '../protocol/limits.js';
-import { encodeEdgeDigest, encodeEdgeRequest, type EdgeConnectRequest } from '../protocol/multi-host.js';
+import { encodeEdgeDigest, encodeEdgeRequest, type DirectEdgeRoute, type EdgeDigest } from '../protocol/multi-host.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeStartReply } from '../protocol/session.js';
 import { Field, PacketType, StartKind, StartStatus } from '../protocol/wire.js';
-import type { EdgeLink } from './part-runner.js';
 
 /** How long the reading daemon has to answer the edge's Start once the handshake is through. */
 const EDGE_START_TIMEOUT_MS = 10_000;
+
+/** The sending end of an edge: where its bytes go, and how the writer's digest and the end reach the reader. */
+export interface EdgeLink {
+  /** Where the edge's bytes go. */
+  stream: MuxStream;
+  /** Sends the writer's count and digest, after the last byte and before the stream's EOF. */
+  sendDigest(digest: EdgeDigest): void;
+  /** Ends the connection once the reader has said it delivered everything (or has gone). */
+  finish(): void;
+  /** Ends the connection at once. */
+  close(): void;
+}
 
 export interface EdgeDialOptions {
   limits: ResolvedLimits;
   connectTimeoutMs: number;
 }
 
-function keysOf(request: EdgeConnectRequest): { identity: PrivateIdentity; hostKey: PublicIdentity } {
+function keysOf(request: DirectEdgeRoute): { identity: PrivateIdentity; hostKey: PublicIdentity } {
   try {
     return { identity: parsePrivateKeyPem(request.key, 'netplumb edge key'), hostKey: parsePublicKeyLine(request.hostKey) };
   } catch (error) {
@@ -32,7 +44,7 @@ function keysOf(request: EdgeConnectRequest): { identity: PrivateIdentity; hostK
 }
 
 /** Connects edge `request.edge` of run `run` to its reading daemon; resolves once the reader has accepted it. */
-export async function dialEdge(run: string, request: EdgeConnectRequest, options: EdgeDialOptions): Promise<EdgeLink> {
+export async function dialEdge(run: string, request: DirectEdgeRoute & { edge: number }, options: EdgeDialOptions): Promise<EdgeLink> {
   const { identity, hostKey } = keysOf(request);
   const where = `${request.host} port ${request.port}`;
   const socket = await openSocket({ host: request.host, port: request.port }, options.connectTimeoutMs);
