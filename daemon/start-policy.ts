@@ -88,7 +88,7 @@ export async function prepareStart(request: StartRequest | KeyBinding, grant: St
   refuseIfCancelled(cancelled);
   const plan = request.kind === StartKind.Recipe || request.kind === StartKind.Part ? await checkedRecipe(request.text, request.source, identity) : undefined;
   refuseIfCancelled(cancelled);
-  const ownStages = request.kind === StartKind.Part && plan !== undefined ? partStages(plan, request.machines, request.endpoints) : undefined;
+  const ownStages = request.kind === StartKind.Part && plan !== undefined ? partStages(plan, request.machines) : undefined;
   if (plan !== undefined && ownStages === undefined) refusePlacedStages(plan);
   if (mode === 'start' && plan !== undefined) refuseReplicatedRecipeFifos(request.endpoints, plan, identity.spoolDir);
   const env = commandEnvironment(exported, identity);
@@ -98,14 +98,8 @@ export async function prepareStart(request: StartRequest | KeyBinding, grant: St
   return { identity, env, cwd, plan, programs, ...(ownStages === undefined ? {} : { ownStages }) };
 }
 
-/**
- * The stages a part runs here: those placed on one of the part's machines. A part with none, or with named pipes
- * or sockets to replicate (not carried across machines yet), is refused.
- */
-function partStages(plan: RecipePlan, machines: readonly string[], endpoints: { inFifos: readonly string[]; outFifos: readonly string[]; listenSockets: readonly string[]; connectSockets: readonly string[] }): ReadonlySet<number> {
-  if (Object.values(endpoints).some((paths) => paths.length > 0)) {
-    throw new BadRequestError('a part of a recipe across machines replicates no named pipe or socket (-infifo, -outfifo, -socket)');
-  }
+/** The stages a part runs here: those placed on one of the part's machines. A part with none is refused. */
+function partStages(plan: RecipePlan, machines: readonly string[]): ReadonlySet<number> {
   const own = stagesPlacedOn(plan, machines);
   if (own.size === 0) throw new BadRequestError(`no command of ${plan.source} is placed on ${machines.map(placementName).join(' or ')}`);
   return own;

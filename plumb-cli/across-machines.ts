@@ -36,6 +36,8 @@ import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeSt
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
+import { placeEndpoints } from './endpoint-placement.js';
+import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
@@ -65,6 +67,8 @@ class MachinePart implements SessionHandler {
   /** Edges this part's daemon sends through plumb (-relay): each stream as it opens, and the writer's digest. */
   private readonly relayStreams = new Map<number, (stream: MuxStream) => void>();
   readonly relayDigests = new Map<number, EdgeDigest>();
+  /** The named pipes and sockets replicated between plumb's machine and this one (-infifo, ... that attach here). */
+  endpoints: ClientEndpoints | undefined;
   /** The daemon's count and digest of plumb's stdout it sent and of plumb's stdin it delivered. */
   readonly streamDigests = new Map<'stdin' | 'stdout', StreamDigest>();
   /** plumb's own count and digest of what it received on this part's stdout and sent on its stdin. */
@@ -134,7 +138,7 @@ class MachinePart implements SessionHandler {
     const edge = fields.optional(Field.purpose) === StreamPurpose.Edge ? fields.optionalInt(Field.edge, 0, 2 ** 31) : undefined;
     const waiting = edge === undefined ? undefined : this.relayStreams.get(edge);
     if (edge === undefined || waiting === undefined) {
-      stream.destroy();
+      if (this.endpoints?.route(stream, fields) !== true) stream.destroy();
       return;
     }
     this.relayStreams.delete(edge);
@@ -172,7 +176,7 @@ class MachinePart implements SessionHandler {
       kind: StartKind.Part,
       ...job,
       machines: this.placements,
-      endpoints: { inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] },
+      endpoints: this.endpoints?.remote ?? { inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] },
       stdin: streams.stdin.id,
       stdout: streams.stdout.id,
       stderr: streams.stderr.id,
@@ -259,11 +263,14 @@ interface MachineGroup {
   reachAt: { host: string; port: number };
   placements: string[];
   machine: string;
+  /** The named pipes and sockets that attach to this machine. */
+  endpoints: EndpointOptions;
 }
 
 function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
   const paths = clientPaths();
   const groups = new Map<string, MachineGroup>();
+  const endpoints = placeEndpoints(plan, args.endpoints, args.endpointMachines);
   const unknown = [...(args.reach?.keys() ?? [])].filter((name) => !plan.stages.some((stage) => stage.machine === name));
   if (unknown.length > 0) throw new UsageError(`-reach names ${unknown.join(', ')}, which no command of ${plan.source} is placed on`);
   for (const placement of [...new Set(plan.stages.map((stage) => stage.machine ?? ''))]) {
@@ -273,11 +280,18 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
     const key = `${target.host}\0${target.port}`;
     const group = groups.get(key);
     const reach = args.reach?.get(placement);
+    const attached = endpoints.get(placement) ?? { inFifos: [], outFifos: [], sockets: [], localSockets: [] };
     if (group === undefined) {
-      groups.set(key, { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine });
+      groups.set(key, { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached });
     } else {
       group.placements.push(placement);
       if (reach !== undefined) group.reachAt = reach;
+      group.endpoints = {
+        inFifos: [...group.endpoints.inFifos, ...attached.inFifos],
+        outFifos: [...group.endpoints.outFifos, ...attached.outFifos],
+        sockets: [...group.endpoints.sockets, ...attached.sockets],
+        localSockets: [...group.endpoints.localSockets, ...attached.localSockets],
+      };
     }
   }
   return [...groups.values()];
@@ -286,10 +300,6 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
 /** Runs a recipe whose commands name machines; resolves with plumb's exit status. */
 export async function acrossMachinesCommand(args: RecipeArguments, recipe: LoadedRecipe, env: ExportedEnv): Promise<number> {
   const { plan } = recipe;
-  const endpoints = args.endpoints;
-  if (endpoints.inFifos.length + endpoints.outFifos.length + endpoints.sockets.length + endpoints.localSockets.length > 0) {
-    throw new UsageError('-infifo, -outfifo, -socket and -local-socket do not go with a recipe across machines yet');
-  }
   const machines = machinesOf(plan, args);
   const report = new RecipeReport(recipe.file, machines.map((machine) => machine.label).join(' '), plan);
   const ends: StageEnd[] = [];
@@ -316,6 +326,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         edgeReport: (_from, edgeReport) => void edgeReports.push(edgeReport),
       });
       parts.push(part);
+      // A local named pipe or socket that fails while the recipe runs is said at once; the recipe goes on.
+      part.endpoints = await ClientEndpoints.prepare(machine.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code}) on ${part.label}\n`));
       for (const stage of plan.stages) if (machine.placements.includes(stage.machine ?? '')) partOf.set(stage.index, part);
     }
     if (failedConnect !== undefined) throw failedConnect.reason;
@@ -362,12 +374,18 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       streams.stdout.pipe(process.stdout, { end: false });
       streams.stderr.pipe(process.stderr, { end: false });
     }
+    for (const part of parts) if (part.mux !== undefined) await part.endpoints?.start(part.mux);
     // A part that has said Exit may close when it likes: only a part still running is lost by going.
     const anyGone = Promise.race(parts.map((part) => part.gone.then((error) => (part.exited ? new Promise<never>(() => undefined) : { part, error }))));
     // A part is over when its Exit came and its stdout has ended: only then are both counts of it complete.
     const allExited = Promise.all(parts.map((part) => Promise.all([part.exit, part.streams === undefined ? undefined : finished(part.streams.stdout, { writable: false }).catch(() => undefined)])));
     const first = await Promise.race([allExited.then(() => undefined), anyGone]);
     if (first !== undefined) throw new ConnectionLostError(`${first.part.label} went away while the recipe ran: ${first.error.message}`);
+    // Out-FIFO rounds and -local-socket connections may go on after a part's Exit: they reach the local readers
+    // before plumb goes, and a connection that ends first fails the run.
+    await Promise.all(
+      parts.map((part) => (part.endpoints?.outliveExit === true ? Promise.race([part.endpoints.delivered(), part.gone.then((error) => Promise.reject(error))]) : undefined)),
+    );
     process.stdin.unpipe();
     const status = exitStatusCode(recipeStatus(ends));
     stdioChecks.push(...checkStdio(parts, stdinPart));
@@ -402,6 +420,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     process.stdin.unpipe();
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
     for (const link of relays) link.close();
+    for (const part of parts) part.endpoints?.close();
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }

@@ -9,6 +9,7 @@ import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
 import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
+import { namesMachines, splitEndpointMachine, type EndpointMachines } from './endpoint-placement.js';
 import { failureExitStatus } from './exit-status.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
@@ -98,6 +99,13 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     }
     port = Number(options.port);
   }
+  // -infifo=@MACHINE:PATH and the like: the machine, for a recipe across machines, comes off before the paths are read.
+  const [inFifos, outFifos, sockets, localSockets] = [options.infifo, options.outfifo, options.socket, options.localSocket].map((values) => values.map(splitEndpointMachine)) as [
+    ReturnType<typeof splitEndpointMachine>[],
+    ReturnType<typeof splitEndpointMachine>[],
+    ReturnType<typeof splitEndpointMachine>[],
+    ReturnType<typeof splitEndpointMachine>[],
+  ];
   const check = options.check === true;
   if (check && options.recipe === undefined) throw new UsageError('-check needs -recipe=FILE');
   // A recipe may name its machines itself: whether it needs the command line's is known once it is read.
@@ -131,10 +139,16 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     tty,
     exports: exportedNames(options.export),
     endpoints: {
-      inFifos: options.infifo,
-      outFifos: options.outfifo,
-      sockets: options.socket.map((value) => parseSocketOption(value, 'socket')),
-      localSockets: options.localSocket.map((value) => parseSocketOption(value, 'local-socket')),
+      inFifos: inFifos.map(({ rest }) => rest),
+      outFifos: outFifos.map(({ rest }) => rest),
+      sockets: sockets.map(({ rest }) => parseSocketOption(rest, 'socket')),
+      localSockets: localSockets.map(({ rest }) => parseSocketOption(rest, 'local-socket')),
+    },
+    endpointMachines: {
+      inFifos: inFifos.map(({ machine }) => machine),
+      outFifos: outFifos.map(({ machine }) => machine),
+      sockets: sockets.map(({ machine }) => machine),
+      localSockets: localSockets.map(({ machine }) => machine),
     },
     identity: options.identity,
     knownHosts: options.knownHosts,
@@ -197,6 +211,7 @@ async function main(): Promise<number> {
   const env = exportedEnv(args.exports);
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
   if (args.recipe === undefined) {
+    refuseEndpointMachines(args);
     if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
     return runCommand(args, env);
   }
@@ -211,8 +226,16 @@ async function main(): Promise<number> {
     return acrossMachinesCommand(args, recipe, env);
   }
   if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
+  refuseEndpointMachines(args);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
+}
+
+/** `@MACHINE:` before a named pipe's or socket's path picks a machine of a recipe across machines, and nothing else. */
+function refuseEndpointMachines(args: { endpointMachines: EndpointMachines }): void {
+  if (namesMachines(args.endpointMachines)) {
+    throw new UsageError('-infifo=@MACHINE:PATH (and the like for -outfifo, -socket, -local-socket) names a machine of a recipe across machines; a command or a one-machine recipe takes the path alone');
+  }
 }
 
 /**

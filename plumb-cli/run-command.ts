@@ -4,6 +4,7 @@
 import type { StageEnd, ExportedEnv } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
+import type { EndpointMachines } from './endpoint-placement.js';
 import { connectToMachine, type MachineOptions } from './machine.js';
 import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
 
@@ -14,6 +15,8 @@ export interface RunArguments extends MachineOptions {
   user: string | undefined;
   tty: boolean;
   endpoints: EndpointOptions;
+  /** -infifo=@MACHINE:PATH and the like: the machine each endpoint option named, for a recipe across machines. */
+  endpointMachines: EndpointMachines;
 }
 
 /** The Start request's job for a plain command. */
