@@ -43,6 +43,7 @@ import { connectToMachine } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
 import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
 import { RecipeReport } from './recipe-report.js';
+import { stageBytes } from './stage-bytes.js';
 
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
 const EDGE_KEY_SECONDS = 300;
@@ -421,6 +422,17 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
     for (const link of relays) link.close();
     for (const part of parts) part.endpoints?.close();
+    report.stageBytes(
+      stageBytes(
+        plan,
+        edgeReports,
+        parts.map((part) => ({
+          stages: new Set(plan.stages.filter((stage) => partOf.get(stage.index) === part).map((stage) => stage.index)),
+          stdout: part.local.stdout.bytes,
+          stdinDelivered: part.streamDigests.get('stdin')?.bytes,
+        })),
+      ),
+    );
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }

@@ -4,6 +4,7 @@
 import type { NetplumbError } from '../protocol/errors.js';
 import type { StageEnd } from '../protocol/session.js';
 import type { RecipePlan } from '../recipes/plan.js';
+import type { StageBytes } from './stage-bytes.js';
 
 /** One command in the JSON report. `code` is set for an exit and for a command that could not start. */
 export interface StageReportEntry {
@@ -22,6 +23,9 @@ export interface StageReportEntry {
   /** When the command started and ended (ISO 8601, UTC), as the daemon that ran it saw them. */
   startedAt?: string;
   endedAt?: string;
+  /** For a recipe across machines, where netplumb carried and counted the stream (stage-bytes.ts). */
+  bytesIn?: number;
+  bytesOut?: number;
 }
 
 export interface RecipeReportJson {
@@ -38,6 +42,7 @@ export class RecipeReport {
   private readonly ends = new Map<number, StageEnd>();
   private exitStatus: number | null = null;
   private failure: { code: string; message: string } | undefined;
+  private bytes: ReadonlyMap<number, StageBytes> = new Map();
 
   constructor(
     private readonly source: string,
@@ -63,19 +68,25 @@ export class RecipeReport {
     this.failure = { code: error.code, message: error.message };
   }
 
+  /** The counted bytes of each command, given once the run is over; only a command that ran gets them. */
+  stageBytes(bytes: ReadonlyMap<number, StageBytes>): void {
+    this.bytes = bytes;
+  }
+
   toJSON(): RecipeReportJson {
     const stages = this.plan.stages.map((stage): StageReportEntry => {
       const base = { stage: stage.index, name: stage.name, line: stage.location.line, ...(stage.machine === undefined ? {} : { machine: stage.machine }), argv: stage.argv };
       const end = this.ends.get(stage.index);
       if (end === undefined) return { ...base, outcome: 'not-run' };
-      const times = {
+      const measured = {
         ...(end.startedAt === undefined ? {} : { startedAt: new Date(end.startedAt).toISOString() }),
         ...(end.endedAt === undefined ? {} : { endedAt: new Date(end.endedAt).toISOString() }),
+        ...this.bytes.get(stage.index),
       };
       const { status } = end;
       if ('error' in status) return { ...base, outcome: 'not-started', code: status.code, error: status.error, message: status.message };
-      if ('signal' in status) return { ...base, outcome: 'killed', signal: status.signal, ...times };
-      return { ...base, outcome: 'ended', code: status.code, ...times };
+      if ('signal' in status) return { ...base, outcome: 'killed', signal: status.signal, ...measured };
+      return { ...base, outcome: 'ended', code: status.code, ...measured };
     });
     const json: RecipeReportJson = { recipe: this.source, machine: this.machine, exitStatus: this.exitStatus, stages };
     if (this.failure !== undefined) json.failure = this.failure;

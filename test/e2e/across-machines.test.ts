@@ -126,11 +126,22 @@ test('the same run without the fault reports every edge intact, with equal diges
   const result = await m.plumb([`-recipe=${recipe}`, `-json=${json}`]);
   assert.equal(result.code, 0, result.stderr);
   const copy = readFileSync(join(m.machine('b').spool, 'copy'));
-  const report = JSON.parse(readFileSync(json, 'utf8')) as { edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string }> };
+  const report = JSON.parse(readFileSync(json, 'utf8')) as {
+    edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string }>;
+    stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number }>;
+  };
   const sent = report.edges.find((edge) => edge.direction === 'out');
   const received = report.edges.find((edge) => edge.direction === 'in');
   assert.deepEqual([sent?.bytes, sent?.sha256], [copy.length, sha256(copy)]);
   assert.deepEqual([received?.bytes, received?.sha256, received?.status], [copy.length, sha256(copy), 'intact']);
+  // Each command's bytes where netplumb carried them: seq's stdin is /dev/null, cat's stdout a file on b (not counted).
+  assert.deepEqual(
+    report.stages.map(({ machine, bytesIn, bytesOut }) => ({ machine, bytesIn, bytesOut })),
+    [
+      { machine: 'a', bytesIn: 0, bytesOut: copy.length },
+      { machine: 'b', bytesIn: copy.length, bytesOut: undefined },
+    ],
+  );
 });
 
 test('a machine killed mid-run ends the run (255) and every command on the other machines, with nothing left in their spools', { timeout: TIMEOUT_MS }, async (t) => {
