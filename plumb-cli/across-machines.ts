@@ -282,20 +282,45 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
     const group = groups.get(key);
     const reach = args.reach?.get(placement);
     const attached = endpoints.get(placement) ?? { inFifos: [], outFifos: [], sockets: [], localSockets: [] };
-    if (group === undefined) {
-      groups.set(key, { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached });
-    } else {
-      group.placements.push(placement);
-      if (reach !== undefined) group.reachAt = reach;
-      group.endpoints = {
-        inFifos: [...group.endpoints.inFifos, ...attached.inFifos],
-        outFifos: [...group.endpoints.outFifos, ...attached.outFifos],
-        sockets: [...group.endpoints.sockets, ...attached.sockets],
-        localSockets: [...group.endpoints.localSockets, ...attached.localSockets],
-      };
-    }
+    const one = { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached };
+    if (group === undefined) groups.set(key, one);
+    else joinGroup(group, one);
   }
   return [...groups.values()];
+}
+
+/** Makes `other`'s placements, endpoints and -reach address `group`'s: the two are one machine. */
+function joinGroup(group: MachineGroup, other: MachineGroup): void {
+  group.placements.push(...other.placements);
+  if (other.reachAt !== other.target) group.reachAt = other.reachAt;
+  const { endpoints } = group;
+  group.endpoints = {
+    inFifos: [...endpoints.inFifos, ...other.endpoints.inFifos],
+    outFifos: [...endpoints.outFifos, ...other.endpoints.outFifos],
+    sockets: [...endpoints.sockets, ...other.endpoints.sockets],
+    localSockets: [...endpoints.localSockets, ...other.endpoints.localSockets],
+  };
+}
+
+/**
+ * The connected machines, those that turned out to be one daemon joined: two spellings of a machine (@localhost and
+ * @127.0.0.1) reach the same host key on the same port, and a daemon holds one part of a run. The extra connection
+ * is closed at once.
+ */
+function distinctMachines(connected: Array<{ machine: MachineGroup; connection: SecureConnection }>): Array<{ machine: MachineGroup; connection: SecureConnection }> {
+  const distinct: Array<{ machine: MachineGroup; connection: SecureConnection }> = [];
+  for (const entry of connected) {
+    const same = distinct.find(
+      (kept) => kept.machine.target.port === entry.machine.target.port && kept.connection.peer.peer.fingerprint === entry.connection.peer.peer.fingerprint,
+    );
+    if (same === undefined) {
+      distinct.push(entry);
+      continue;
+    }
+    joinGroup(same.machine, entry.machine);
+    void entry.connection.close().catch(() => undefined);
+  }
+  return distinct;
 }
 
 /** Runs a recipe whose commands name machines; resolves with plumb's exit status. */
@@ -314,10 +339,9 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   try {
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    for (const [index, result] of connections.entries()) {
-      const machine = machines[index];
-      if (result.status !== 'fulfilled' || machine === undefined) continue;
-      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, result.value, {
+    const connected = connections.flatMap((result, index) => (result.status === 'fulfilled' ? [{ machine: machines[index] as MachineGroup, connection: result.value }] : []));
+    for (const { machine, connection } of distinctMachines(connected)) {
+      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, connection, {
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);

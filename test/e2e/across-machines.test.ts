@@ -230,6 +230,16 @@ test('-reach says where the other daemons reach a machine: a wrong address refus
   assert.match(unknown.stderr, /-reach names zz, which no command of .* is placed on/);
 });
 
+test('two spellings of one machine (an alias and its address as IPv4-mapped IPv6) reach one daemon: they run as one part, an edge between them included', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  // The same daemon as an IPv4-mapped IPv6 address: another string, the same host key on the same port.
+  const port = m.machine('a').daemon.address.split(':').pop() as string;
+  const recipe = m.recipe('spellings.rcp', ['@a echo one daemon |', `@[::ffff:127.0.0.2]:${port} tr a-z A-Z |`, '@b cat', ''].join('\n'));
+  const result = await m.plumb([`-recipe=${recipe}`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString(), 'ONE DAEMON\n');
+});
+
 test('-relay carries an edge through plumb when its writer cannot reach the reader: the bytes arrive whole, checked end to end, beside a direct edge', { timeout: TIMEOUT_MS }, async (t) => {
   const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
   const recipe = m.recipe('relay.rcp', ['@a seq 1 300000 |', '@b cat >copy', '@b echo back |', '@a cat >back', ''].join('\n'));
