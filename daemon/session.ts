@@ -319,7 +319,15 @@ export class Session implements SessionHandler {
       refused(error);
       return;
     }
-    const link = request.route === EdgeRoute.Controller ? Promise.resolve(this.relayedEdgeLink(request.edge)) : (this.launcher as SessionLauncher).connectEdge(runner, request);
+    let link: Promise<EdgeLink>;
+    try {
+      link = request.route === EdgeRoute.Controller ? Promise.resolve(this.relayedEdgeLink(request.edge)) : (this.launcher as SessionLauncher).connectEdge(runner, request);
+    } catch (error) {
+      // The relay's stream could not be opened (too many streams): refused, and the edge may be tried again.
+      runner.dialFailed(request.edge);
+      refused(error);
+      return;
+    }
     link.then(
       (link) => {
         if (this.state.is('closed') || !runner.addOutbound(request.edge, link)) {

@@ -9,6 +9,7 @@
 // sends it on its part's connection, and plumb delivers it to the reader with the edge's key, digest and all.
 
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
 import { RunningDigest } from '../bridges/running-digest.js';
 import { finished } from 'node:stream/promises';
@@ -67,6 +68,8 @@ class MachinePart implements SessionHandler {
   private readonly edgeReplies = new Map<number, (reply: EdgeConnectReply) => void>();
   /** Edges this part's daemon sends through plumb (-relay): each stream as it opens, and the writer's digest. */
   private readonly relayStreams = new Map<number, (stream: MuxStream) => void>();
+  /** The edges relayed from this part whose digest may still come: each takes one, before its stream ends. */
+  private readonly relaying = new Set<number>();
   readonly relayDigests = new Map<number, EdgeDigest>();
   /** The named pipes and sockets replicated between plumb's machine and this one (-infifo, ... that attach here). */
   endpoints: ClientEndpoints | undefined;
@@ -87,6 +90,8 @@ class MachinePart implements SessionHandler {
     /** Where the other daemons reach this machine: where plumb does, unless -reach says otherwise. */
     readonly reachAt: { host: string; port: number },
     readonly placements: string[],
+    /** The named pipes and sockets to replicate with this machine, as the options gave them. */
+    readonly endpointOptions: EndpointOptions,
     readonly connection: SecureConnection,
     private readonly events: { stageEnded: (part: MachinePart, end: StageEnd) => void; edgeReport: (part: MachinePart, report: EdgeReport) => void },
   ) {
@@ -113,7 +118,8 @@ class MachinePart implements SessionHandler {
         return;
       case PacketType.EdgeDigest: {
         const digest = decodeEdgeDigest(fields);
-        if (digest.edge === undefined) throw new UnexpectedPacketError(`${this.label} sent an EdgeDigest without its edge`);
+        // Only for an edge plumb relays from this part, once, before its stream ends: nothing else is held.
+        if (digest.edge === undefined || !this.relaying.delete(digest.edge)) throw new UnexpectedPacketError(`${this.label} sent an EdgeDigest for no edge plumb relays from it`);
         this.relayDigests.set(digest.edge, digest);
         return;
       }
@@ -209,15 +215,24 @@ class MachinePart implements SessionHandler {
     }
   }
 
-  /** Asks this part's daemon to send edge `edge` to plumb; resolves with the stream it opened for it. */
+  /**
+   * Asks this part's daemon to send edge `edge` to plumb; resolves with the stream it opened for it. The daemon
+   * opens the stream before it replies, on the same connection: a `connected` with no stream is a broken daemon.
+   */
   async relayEdge(edge: number): Promise<MuxStream> {
-    const opened = new Promise<MuxStream>((resolve) => this.relayStreams.set(edge, resolve));
+    let stream: MuxStream | undefined;
+    this.relayStreams.set(edge, (opened) => (stream = opened));
     const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
+    this.relaying.add(edge);
     this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, route: EdgeRoute.Controller }));
-    const lost = this.gone.then((error) => Promise.reject(error));
-    const answer = await Promise.race([reply, lost]);
-    if (answer.status === EdgeConnectStatus.Refused) throw new RemoteError(answer.code, `${this.label} cannot send edge ${edge} to plumb: ${answer.message}`);
-    return Promise.race([opened, lost]);
+    const answer = await Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
+    this.relayStreams.delete(edge);
+    if (answer.status === EdgeConnectStatus.Refused) {
+      this.relaying.delete(edge);
+      throw new RemoteError(answer.code, `${this.label} cannot send edge ${edge} to plumb: ${answer.message}`);
+    }
+    if (stream === undefined) throw new UnexpectedPacketError(`${this.label} said edge ${edge} is connected without opening its stream`);
+    return stream;
   }
 }
 
@@ -235,14 +250,19 @@ interface RelayedEdge {
  * connects to the reading daemon itself with a key minted for that edge, as the writer would have. The writer's
  * digest goes on with the bytes, so the reader checks the edge end to end as it does any other.
  */
-async function relayEdge(run: string, edge: number, writer: MachinePart, reader: MachinePart, relays: EdgeLink[]): Promise<void> {
+async function relayEdge(run: string, edge: number, writer: MachinePart, reader: MachinePart, relays: Relays): Promise<void> {
   const key = await reader.mintEdgeKey(run, edge);
   const link = await dialEdge(
     run,
     { edge, host: reader.target.host, port: reader.target.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key: key.privateKeyPem },
     { limits: resolveLimits(), connectTimeoutMs: RELAY_CONNECT_TIMEOUT_MS },
   );
-  relays.push(link);
+  if (relays.closed) {
+    // The run ended while this edge was dialled: nothing will carry it.
+    link.close();
+    throw new ConnectionLostError(`the run ended before edge ${edge} was relayed`);
+  }
+  relays.links.push(link);
   const from = await writer.relayEdge(edge);
   from.pipe(link.stream, { end: false });
   from.once('end', () => {
@@ -255,6 +275,17 @@ async function relayEdge(run: string, edge: number, writer: MachinePart, reader:
   from.once('close', () => {
     if (!from.readableEnded) link.close();
   });
+  // The reader stopped early, or plumb's connection to it went: the writer's stream goes too, so its command gets
+  // EPIPE as with a direct edge, rather than waiting for ever on a stream nobody reads.
+  link.stream.once('close', () => {
+    if (!from.readableEnded) from.destroy();
+  });
+}
+
+/** The connections plumb opened to relay edges; once closed, an edge still being dialled is dropped. */
+interface Relays {
+  links: EdgeLink[];
+  closed: boolean;
 }
 
 /** The machines of the run: each placement resolved, those that reach one daemon grouped as one part. */
@@ -302,19 +333,33 @@ function joinGroup(group: MachineGroup, other: MachineGroup): void {
   };
 }
 
+/** The addresses a host name stands for, IPv4-mapped IPv6 ones as IPv4; the name itself if it does not resolve. */
+async function addressesOf(host: string): Promise<Set<string>> {
+  const plain = (address: string): string => address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  try {
+    return new Set((await lookup(host, { all: true })).map(({ address }) => plain(address)));
+  } catch {
+    return new Set([plain(host)]);
+  }
+}
+
 /**
  * The connected machines, those that turned out to be one daemon joined: two spellings of a machine (@localhost and
- * @127.0.0.1) reach the same host key on the same port, and a daemon holds one part of a run. The extra connection
- * is closed at once.
+ * @127.0.0.1) reach the same address and port and find the same host key there, and a daemon holds one part of a
+ * run. (The same host key alone is not enough: cloned hosts may share one.) The extra connection is closed at once.
  */
-function distinctMachines(connected: Array<{ machine: MachineGroup; connection: SecureConnection }>): Array<{ machine: MachineGroup; connection: SecureConnection }> {
-  const distinct: Array<{ machine: MachineGroup; connection: SecureConnection }> = [];
+async function distinctMachines(connected: Array<{ machine: MachineGroup; connection: SecureConnection }>): Promise<Array<{ machine: MachineGroup; connection: SecureConnection }>> {
+  const distinct: Array<{ machine: MachineGroup; connection: SecureConnection; addresses: Set<string> }> = [];
   for (const entry of connected) {
+    const addresses = await addressesOf(entry.machine.target.host);
     const same = distinct.find(
-      (kept) => kept.machine.target.port === entry.machine.target.port && kept.connection.peer.peer.fingerprint === entry.connection.peer.peer.fingerprint,
+      (kept) =>
+        kept.machine.target.port === entry.machine.target.port &&
+        kept.connection.peer.peer.fingerprint === entry.connection.peer.peer.fingerprint &&
+        [...addresses].some((address) => kept.addresses.has(address)),
     );
     if (same === undefined) {
-      distinct.push(entry);
+      distinct.push({ ...entry, addresses });
       continue;
     }
     joinGroup(same.machine, entry.machine);
@@ -334,14 +379,14 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const partOf = new Map<number, MachinePart>();
   const stdioChecks: StdioCheck[] = [];
   const relayed: RelayedEdge[] = [];
-  const relays: EdgeLink[] = [];
+  const relays: Relays = { links: [], closed: false };
   let stdinPart: MachinePart | undefined;
   try {
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const connected = connections.flatMap((result, index) => (result.status === 'fulfilled' ? [{ machine: machines[index] as MachineGroup, connection: result.value }] : []));
-    for (const { machine, connection } of distinctMachines(connected)) {
-      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, connection, {
+    for (const { machine, connection } of await distinctMachines(connected)) {
+      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, machine.endpoints, connection, {
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);
@@ -351,11 +396,14 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         edgeReport: (_from, edgeReport) => void edgeReports.push(edgeReport),
       });
       parts.push(part);
-      // A local named pipe or socket that fails while the recipe runs is said at once; the recipe goes on.
-      part.endpoints = await ClientEndpoints.prepare(machine.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code}) on ${part.label}\n`));
       for (const stage of plan.stages) if (machine.placements.includes(stage.machine ?? '')) partOf.set(stage.index, part);
     }
     if (failedConnect !== undefined) throw failedConnect.reason;
+    // Every connection is a part now, closed however the run ends. A local named pipe or socket that fails while
+    // the recipe runs is said at once; the recipe goes on.
+    for (const part of parts) {
+      part.endpoints = await ClientEndpoints.prepare(part.endpointOptions, (error) => process.stderr.write(`plumb: ${error.message} (${error.code}) on ${part.label}\n`));
+    }
 
     // 1. Every part checked and readied; nothing runs yet.
     const run = randomBytes(16).toString('hex');
@@ -444,7 +492,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   } finally {
     process.stdin.unpipe();
     // Whatever happened, no part is left anywhere: a daemon ends its part when its controller's connection goes.
-    for (const link of relays) link.close();
+    relays.closed = true;
+    for (const link of relays.links) link.close();
     for (const part of parts) part.endpoints?.close();
     report.stageBytes(
       stageBytes(

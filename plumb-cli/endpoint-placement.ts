@@ -27,14 +27,23 @@ export function namesMachines(machines: EndpointMachines): boolean {
 }
 
 /**
- * Whether a command uses `path`: as one of its words, as the value of `--option=`, or as a redirection's file. A
- * relative path (which the daemon takes from the spool directory, where the commands run) also matches a word or
- * file that ends in `/path`.
+ * Whether a command uses `path`: as one of its words (`./path` too, for a relative one), as the value of
+ * `--option=`, or as a redirection's file. A relative path is the daemon's, in the spool directory where the commands
+ * run; the plan has its relative redirections in `spoolDir` too.
  */
-function stageUses(stage: RecipeStage, path: string): boolean {
-  const names = (word: string): boolean => word === path || word.endsWith(`=${path}`) || (!path.startsWith('/') && word.endsWith(`/${path}`));
+function stageUses(stage: RecipeStage, path: string, spoolDir: string): boolean {
+  const relative = !path.startsWith('/');
+  const inSpool = relative ? `${spoolDir.replace(/\/$/, '')}/${path}` : path;
+  const names = (word: string): boolean => word === path || word.endsWith(`=${path}`) || (relative && word === `./${path}`) || word === inSpool;
   const files = [stage.stdin, stage.stdout, stage.stderr].flatMap((end) => (end.kind === 'file' ? [end.path] : []));
-  return stage.argv.some(names) || files.some(names);
+  return stage.argv.some(names) || files.some((file) => file === inSpool);
+}
+
+/** A local named pipe or socket path given twice: two machines would share one local end, its bytes split at random. */
+function refuseSharedLocalPaths(options: EndpointOptions): void {
+  const local = [...options.inFifos, ...options.outFifos, ...options.sockets.map((pair) => pair.local), ...options.localSockets.map((pair) => pair.local)];
+  const twice = local.find((path, index) => local.indexOf(path) !== index);
+  if (twice !== undefined) throw new UsageError(`${twice} is given to more than one named pipe or socket option: each local end joins one machine`);
 }
 
 /**
@@ -42,14 +51,15 @@ function stageUses(stage: RecipeStage, path: string): boolean {
  * placement it names, or to the one whose commands use its remote path.
  */
 export function placeEndpoints(plan: RecipePlan, options: EndpointOptions, machines: EndpointMachines): Map<string, EndpointOptions> {
+  refuseSharedLocalPaths(options);
   const placements = [...new Set(plan.stages.map((stage) => stage.machine ?? ''))];
   const placed = new Map<string, EndpointOptions>(placements.map((placement) => [placement, { inFifos: [], outFifos: [], sockets: [], localSockets: [] }]));
   const place = (option: string, value: string, remotePath: string, named: string | undefined): string => {
     if (named !== undefined) {
-      if (!placements.includes(named)) throw new UsageError(`-${option}=${value}: no command of ${plan.source} is placed on @${named}`);
+      if (!placements.includes(named)) throw new UsageError(`-${option}=@${named}:${value}: no command of ${plan.source} is placed on @${named}`);
       return named;
     }
-    const users = placements.filter((placement) => plan.stages.some((stage) => (stage.machine ?? '') === placement && stageUses(stage, remotePath)));
+    const users = placements.filter((placement) => plan.stages.some((stage) => (stage.machine ?? '') === placement && stageUses(stage, remotePath, plan.spoolDir)));
     if (users.length === 1) return users[0] as string;
     const how = `name the machine: -${option}=@MACHINE:${value}`;
     if (users.length === 0) throw new UsageError(`-${option}=${value}: no command of ${plan.source} names ${remotePath}, so plumb cannot tell which machine it belongs to; ${how}`);

@@ -227,6 +227,7 @@ async function main(): Promise<number> {
   }
   if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
   refuseEndpointMachines(args);
+  if (args.relay === true || (args.reach?.size ?? 0) > 0) throw new UsageError(`-relay and -reach go with a recipe across machines; no command of ${args.recipe} names a machine (@NAME)`);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
 }

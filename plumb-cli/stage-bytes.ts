@@ -10,7 +10,7 @@ import type { RecipePlan, RecipeStage } from '../recipes/plan.js';
 export interface StageBytes {
   /** The bytes delivered into its stdin. */
   bytesIn?: number;
-  /** The bytes it wrote to stdout (and to stderr, after 2>&1 joined them). */
+  /** The bytes it wrote to stdout (and to stderr where that goes to the same place: 2>&1, or >%x 2>%x). */
   bytesOut?: number;
 }
 

@@ -164,7 +164,11 @@ export function encodeEdgeConnect(request: EdgeConnectRequest): Entry[] {
 export function decodeEdgeConnect(fields: FieldList): EdgeConnectRequest {
   const edge = fields.requireInt(Field.edge, 0, MAX_INDEX);
   const route = fields.optional(Field.route) ?? EdgeRoute.Direct;
-  if (route === EdgeRoute.Controller) return { edge, route };
+  if (route === EdgeRoute.Controller) {
+    // The controller carries the edge: an address or key with it says the sender meant something else.
+    if ([Field.host, Field.port, Field.hostKey, Field.key].some((name) => fields.optional(name) !== undefined)) throw new BadRequestError('an edge relayed through the controller names no address or key');
+    return { edge, route };
+  }
   if (route !== EdgeRoute.Direct) throw new BadRequestError(`unknown edge route ${route}`);
   const host = fields.require(Field.host);
   if (host === '' || Buffer.byteLength(host) > MAX_HOST_BYTES || /[\s/]/.test(host)) throw new BadRequestError('malformed host');

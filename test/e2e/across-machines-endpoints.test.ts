@@ -71,7 +71,7 @@ test('a named pipe no command uses, one used on two machines, or a machine the r
   const cases: Array<[string, RegExp]> = [
     ['-infifo=nowhere.fifo', /-infifo=nowhere\.fifo: no command of .* names nowhere\.fifo, so plumb cannot tell which machine it belongs to; name the machine: -infifo=@MACHINE:nowhere\.fifo/],
     ['-infifo=shared.fifo', /-infifo=shared\.fifo: commands on @a and @b name shared\.fifo; name the machine/],
-    ['-outfifo=@zz:shared.fifo', /-outfifo=shared\.fifo: no command of .* is placed on @zz/],
+    ['-outfifo=@zz:shared.fifo', /-outfifo=@zz:shared\.fifo: no command of .* is placed on @zz/],
   ];
   for (const [option, message] of cases) {
     const result = await m.plumb([`-recipe=${recipe}`, option], { cwd: here });

@@ -274,6 +274,19 @@ test('a relayed edge is checked end to end too: a byte changed on the reading ma
   assert.equal(readFileSync(join(m.machine('b').spool, 'copy'), 'utf8'), 'qayload\n');
 });
 
+test('a relayed edge whose reader stops early ends as a direct one does: the writer gets EPIPE, and nothing waits for ever', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const recipe = m.recipe('relay-early.rcp', ['@a yes |', '@b head -1', ''].join('\n'));
+  const direct = await m.plumb([`-recipe=${recipe}`]);
+  const relayed = await m.plumb([`-recipe=${recipe}`, '-reach=b=127.0.0.9:9', '-relay']);
+  assert.match(relayed.stderr, /relaying edge 0 through plumb/);
+  assert.equal(relayed.stdout.toString(), 'y\n');
+  assert.equal(relayed.code, direct.code, `direct: ${direct.stderr}\nrelayed: ${relayed.stderr}`);
+  assert.notEqual(relayed.code, 0);
+  assert.deepEqual(strays(m.machine('a').spool), []);
+  assert.deepEqual(strays(m.machine('b').spool), []);
+});
+
 test("a command that reads only part of plumb's stdin, or never starts, decides the status: no false digest mismatch", { timeout: TIMEOUT_MS }, async (t) => {
   const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
   const input = deterministicBytes('partial', 8 * 1024 * 1024);

@@ -1,19 +1,22 @@
 // End to end: the keys and requests of recipes across machines, against a real daemon, from a hand-driven controller
 // (the project's own handshake and mux, no plumb manners): an edge key is good once and only for its edge, every key
 // of a part is gone with the part, a part is a controller's alone, and Go, EdgeConnect and edge keys come only after a
-// part is ready. The daemon keeps serving through all of it.
+// part is ready, and an edge relayed through the controller comes on the part's own connection. The daemon keeps
+// serving through all of it.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
 import { test } from 'node:test';
 import { dialEdge } from '../../bridges/edge-dial.js';
 import { ErrorCode, isErrorCode } from '../../protocol/errors.js';
 import { encodePrivateKeyPem, generateIdentity } from '../../protocol/keys.js';
 import { resolveLimits } from '../../protocol/limits.js';
-import { decodeEdgeConnectReply, encodeEdgeConnect, encodeEdgeMintRequest } from '../../protocol/multi-host.js';
+import { decodeEdgeConnectReply, decodeEdgeDigest, encodeEdgeConnect, encodeEdgeMintRequest } from '../../protocol/multi-host.js';
 import { decodeMintReply, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type MintedKey } from '../../protocol/session.js';
-import { EdgeRoute, Field, MintStatus, PacketType, StartKind, StartStatus } from '../../protocol/wire.js';
+import { EdgeConnectStatus, EdgeRoute, Field, MintStatus, PacketType, StartKind, StartStatus } from '../../protocol/wire.js';
 import { startNetplumb } from '../helpers/daemon.js';
 import { startControllerNetplumb } from '../helpers/one-time-keys.js';
 import { waitUntil } from '../helpers/processes.js';
@@ -136,6 +139,38 @@ test('a second EdgeConnect for one edge is refused, and the daemon goes on servi
   const after = await env.np.plumb(['true']);
   assert.equal(after.code, 0, after.stderr);
   assert.ok(env.np.daemon.running);
+});
+
+test('EdgeConnect route=controller: the writing part opens the edge to its controller, with its digest; refused for an edge it does not write or one connected already', { timeout: TIMEOUT_MS }, async (t) => {
+  const env = await startControllerNetplumb(t);
+  const raw = await openRawSession(t, env.np);
+  assert.deepEqual(await startPart(raw, 'x'), { status: StartStatus.Ready });
+  const ask = async (entries: ReturnType<typeof encodeEdgeConnect>): Promise<ReturnType<typeof decodeEdgeConnectReply>> => {
+    raw.connection.sendFields(PacketType.EdgeConnect, entries);
+    return decodeEdgeConnectReply(await raw.nextPacket(PacketType.EdgeConnect), isErrorCode);
+  };
+  assert.deepEqual(await ask(encodeEdgeConnect({ edge: 0, route: EdgeRoute.Controller })), { edge: 0, status: EdgeConnectStatus.Connected });
+  // The stream came first, on the same connection, named by its purpose and edge.
+  assert.equal(raw.opened.length, 1);
+  const relayed = raw.opened[0] as RawSession['opened'][number];
+  assert.deepEqual([relayed.fields.optional(Field.purpose), relayed.fields.optional(Field.edge)], ['edge', '0']);
+  for (const entries of [
+    encodeEdgeConnect({ edge: 0, route: EdgeRoute.Controller }),
+    encodeEdgeConnect({ edge: 0, route: EdgeRoute.Direct, host: '127.0.0.1', port: 9, hostKey: 'k', key: 'p' }),
+    encodeEdgeConnect({ edge: 7, route: EdgeRoute.Controller }),
+  ]) {
+    const reply = await ask(entries);
+    assert.equal(reply.status === EdgeConnectStatus.Refused && reply.code, ErrorCode.BadRequest, JSON.stringify(reply));
+  }
+  assert.equal(raw.opened.length, 1, 'no stream for a refused request');
+  raw.connection.sendFields(PacketType.Go, []);
+  const digest = decodeEdgeDigest(await raw.nextPacket(PacketType.EdgeDigest));
+  // It may have ended already: finished() settles for a stream whose end has come and gone.
+  await finished(relayed.stream, { writable: false });
+  assert.equal(relayed.bytes().toString(), 'a\n');
+  assert.deepEqual(digest, { edge: 0, bytes: 2, sha256: createHash('sha256').update('a\n').digest('hex') });
+  const after = await env.np.plumb(['true']);
+  assert.equal(after.code, 0, after.stderr);
 });
 
 test('a part whose controller leaves while it is readied is let go: the run id can be held again', { timeout: TIMEOUT_MS }, async (t) => {

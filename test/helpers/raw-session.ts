@@ -16,6 +16,8 @@ export interface RawSession {
   mux: Mux;
   /** Session packets from the daemon (Start replies, Exit, ...), in order of arrival. */
   packets: { type: PacketType; fields: FieldList }[];
+  /** Streams the daemon opened, with their StreamOpen fields, in order; each is read and its bytes kept. */
+  opened: { stream: MuxStream; fields: FieldList; bytes: () => Buffer }[];
   /** Settles when the connection is gone: with its error, or undefined after an orderly close. */
   closed: Promise<NetplumbError | undefined>;
   /** Resolves with the first packet of that type from now on (or already received after `since`). */
@@ -37,6 +39,7 @@ export async function openRawSession(scope: Scope, np: Netplumb, identityFile = 
     },
   );
   const packets: { type: PacketType; fields: FieldList }[] = [];
+  const opened: RawSession['opened'] = [];
   const waiters: { type: PacketType; from: number; resolve: (fields: FieldList) => void }[] = [];
   let settleClosed: (error: NetplumbError | undefined) => void = () => undefined;
   const closed = new Promise<NetplumbError | undefined>((resolve) => (settleClosed = resolve));
@@ -49,9 +52,11 @@ export async function openRawSession(scope: Scope, np: Netplumb, identityFile = 
         waiter.resolve(fields);
       }
     },
-    streamOpened(stream: MuxStream) {
+    streamOpened(stream: MuxStream, fields: FieldList) {
       stream.on('error', () => undefined);
-      stream.resume();
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      opened.push({ stream, fields, bytes: () => Buffer.concat(chunks) });
     },
     closed: (error) => settleClosed(error),
   };
@@ -71,6 +76,7 @@ export async function openRawSession(scope: Scope, np: Netplumb, identityFile = 
     connection,
     mux,
     packets,
+    opened,
     closed,
     nextPacket(type, timeoutMs = 15_000) {
       return new Promise((resolve, reject) => {
