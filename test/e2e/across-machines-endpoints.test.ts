@@ -3,14 +3,15 @@
 // (-socket=@b:PATH:PATH); a path no command uses, or one used on two machines, is a usage error before anything runs.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { reportedCode } from '../helpers/daemon.js';
 import { startMachines } from '../helpers/machines.js';
-import { killGroup } from '../helpers/processes.js';
+import { readRound, writeInto } from '../helpers/endpoints.js';
+import { waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 120_000;
 
@@ -26,19 +27,13 @@ test('an -infifo attaches to the machine whose command reads it and an -outfifo 
   mkdirSync(here);
   for (const name of ['in.fifo', 'out.fifo']) execFileSync('mkfifo', [join(here, name)]);
   const recipe = m.recipe('fifos.rcp', ['@a cat in.fifo |', '@b tr a-z A-Z |', '@b tee out.fifo >copy', ''].join('\n'));
-  const writer = spawn('sh', ['-c', 'printf "from plumb\'s machine\\n" > in.fifo'], { cwd: here, detached: true, stdio: 'ignore' });
-  const reader = spawn('cat', ['out.fifo'], { cwd: here, detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-  t.after(() => {
-    killGroup(writer.pid as number, 'SIGKILL');
-    killGroup(reader.pid as number, 'SIGKILL');
-  });
-  let fromPipe = '';
-  reader.stdout.setEncoding('utf8').on('data', (text: string) => (fromPipe += text));
-  const readerDone = new Promise((resolve) => reader.once('close', resolve));
+  // Local programs on the other ends of the two pipes, in children, so no open here blocks.
+  const writer = writeInto(t, join(here, 'in.fifo'), "from plumb's machine\n");
+  const fromPipe = readRound(t, join(here, 'out.fifo'));
   const result = await m.plumb([`-recipe=${recipe}`, '-infifo=in.fifo', '-outfifo=out.fifo'], { cwd: here });
   assert.equal(result.code, 0, result.stderr);
-  await readerDone;
-  assert.equal(fromPipe, "FROM PLUMB'S MACHINE\n");
+  assert.equal((await writer.result).code, 0);
+  assert.equal((await fromPipe).toString(), "FROM PLUMB'S MACHINE\n");
   assert.equal(readFileSync(join(m.machine('b').spool, 'copy'), 'utf8'), "FROM PLUMB'S MACHINE\n");
   // Each daemon made only its own end, and removed it at the end.
   assert.deepEqual(strays(m.machine('a').spool), []);
@@ -61,6 +56,34 @@ test('-socket=@b:PATH:LOCAL listens on the machine it names, and its connections
   assert.equal(result.stdout.toString(), 'started\n');
   assert.equal(readFileSync(join(m.machine('b').spool, 'reply'), 'utf8'), 'pong ping');
   assert.deepEqual(strays(m.machine('b').spool, ['reply']), []);
+});
+
+test("-local-socket=@b:LOCAL:REMOTE listens on plumb's machine while the recipe runs, and its connections reach the service on b", { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  // The service "on b": every machine here is this host, so an absolute path is b's as well.
+  const service = join(m.dir, 'b-service.sock');
+  const server = createServer((socket: Socket) => {
+    socket.once('data', (data) => socket.end(`from b: ${data.toString()}`));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(service, resolve));
+  t.after(() => server.close());
+  const local = join(m.dir, 'local.sock');
+  const recipe = m.recipe('local-socket.rcp', ['@a echo a', '@b sleep 3', ''].join('\n'));
+  const running = m.spawnPlumb([`-recipe=${recipe}`, `-local-socket=@b:${local}:${service}`]);
+  await waitUntil('plumb listening on the local socket', () => existsSync(local), 20_000);
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = connect(local);
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+    socket.write('hello');
+  });
+  assert.equal(reply, 'from b: hello');
+  const result = await running.result;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(existsSync(local), false, 'plumb removes its listening socket');
 });
 
 test('a named pipe no command uses, one used on two machines, or a machine the recipe does not have: a usage error, and nothing runs', { timeout: TIMEOUT_MS }, async (t) => {
