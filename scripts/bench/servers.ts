@@ -34,12 +34,14 @@ export interface Daemon {
 
 /**
  * Starts netplumbd on a free port of `address` (127.0.0.1; another loopback address for a second machine), its keys,
- * clients and spool under `home`; resolves once it listens.
+ * clients and spool under `home`, on core `cpu` alone when given; resolves once it listens.
  */
-export function startDaemon(home: string, address = '127.0.0.1'): Promise<Daemon> {
+export function startDaemon(home: string, address = '127.0.0.1', cpu?: number): Promise<Daemon> {
+  // taskset execs the daemon: the pid is the daemon's, and it and the commands it starts stay on that core.
+  const [program, ...pinning] = cpu === undefined ? [process.execPath] : ['taskset', '-c', String(cpu), process.execPath];
   const daemon = spawn(
-    process.execPath,
-    [...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, `-listen=${address}:0`, `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
+    program as string,
+    [...pinning, ...NETPLUMBD_NODE_OPTIONS, PROGRAMS.netplumbd, `-listen=${address}:0`, `-hostkey=${join(home, 'host_key')}`, `-clients=${join(home, 'clients')}`, `-spool=${join(home, 'spool')}`, `-run-as=${userInfo().username}`, `-one-time-keys=${join(home, 'one-time-keys')}`, '-log-level=warn'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let exited = false;
