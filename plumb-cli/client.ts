@@ -3,6 +3,7 @@
 
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
 import { openSocket } from '../bridges/tcp-connect.js';
+import { PacedTransport } from '../bridges/paced-transport.js';
 import {
   ErrorCode,
   HostKeyChangedError,
@@ -25,6 +26,8 @@ export interface ConnectOptions {
   connection?: ConnectionOptions;
   /** The only host key accepted (a one-time key file names it); known_hosts is then neither read nor written. */
   pinnedHostKey?: PublicIdentity;
+  /** -limit-rate: the bytes per second the connection carries at most, each way. */
+  bytesPerSecond?: number;
 }
 
 /**
@@ -96,6 +99,7 @@ export async function connectToDaemon(target: Target, options: ConnectOptions): 
 async function connectOnce(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const socket = await openSocket(target, options.connectTimeoutMs);
   options.note(`connected to ${target.host} port ${target.port}`);
+  const transport = options.bytesPerSecond === undefined ? socket : new PacedTransport(socket, options.bytesPerSecond);
   const { pinnedHostKey } = options;
   const hostKeys =
     pinnedHostKey === undefined
@@ -108,7 +112,7 @@ async function connectOnce(target: Target, options: ConnectOptions): Promise<Sec
           },
           pinAccepted: (): void => undefined,
         };
-  const connection = await SecureConnection.connect(socket, { identity: options.identity, verifyHostKey: hostKeys.verify }, options.connection ?? {});
+  const connection = await SecureConnection.connect(transport, { identity: options.identity, verifyHostKey: hostKeys.verify }, options.connection ?? {});
   hostKeys.pinAccepted();
   options.note(`authenticated; host key ${connection.peer.peer.fingerprint}, cipher ${connection.peer.cipher}`);
   return connection;

@@ -16,6 +16,8 @@ export interface MachineOptions {
   verbose: boolean;
   /** -one-time-key: authenticate with this key file (and the host key it names). */
   oneTimeKey: string | undefined;
+  /** -limit-rate: bytes per second each connection carries at most, each way. */
+  limitRate?: number | undefined;
 }
 
 /** Connects to the machine's daemon and authenticates both ends. */
@@ -33,6 +35,7 @@ export function connectToMachine(args: MachineOptions): Promise<SecureConnection
     knownHostsFile: args.knownHosts ?? paths.knownHosts,
     acceptNew: args.acceptNew,
     connectTimeoutMs: 10_000,
+    ...(args.limitRate === undefined ? {} : { bytesPerSecond: args.limitRate }),
     note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? process.stderr.write(`plumb: ${line}\n`) : note(line)),
   });
 }

@@ -27,7 +27,7 @@ interface PlumbArguments extends RecipeArguments, MintKeyArguments {
   mintKey: string | undefined;
 }
 
-const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach'];
+const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach', 'limit-rate'];
 const FLAGS = ['accept-new', 'verbose', 'check', 'relay'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
@@ -49,6 +49,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
+    .option('--limit-rate <rate>', 'bytes per second each connection carries at most, each way (K, M, G: times 1024), like rsync --bwlimit')
     .option('--relay', 'recipe across machines: carry an edge through plumb when its writing daemon cannot reach the reading one')
     .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
     .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
@@ -90,6 +91,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     oneTimeKey?: string;
     reach: string[];
     relay?: boolean;
+    limitRate?: string;
   }>();
   const [machine, command] = program.processedArgs as [string | undefined, string[]];
   let port: number | undefined;
@@ -161,6 +163,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     oneTimeKey: options.oneTimeKey,
     reach: reachOptions(options.reach),
     relay: options.relay === true,
+    limitRate: options.limitRate === undefined ? undefined : parseRate(options.limitRate),
   };
 }
 
@@ -230,6 +233,16 @@ async function main(): Promise<number> {
   if (args.relay === true || (args.reach?.size ?? 0) > 0) throw new UsageError(`-relay and -reach go with a recipe across machines; no command of ${args.recipe} names a machine (@NAME)`);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
+}
+
+/** -limit-rate=RATE: bytes per second, with K, M or G for 1024, 1024^2 or 1024^3 of them (as rsync and curl). */
+function parseRate(value: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)([KMG]?)$/i.exec(value);
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(match?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
+  const rate = match === null ? NaN : Number(match[1]) * unit;
+  // Below 1 KiB/s a single packet would take most of a minute: the keepalive and idle timeouts would fire first.
+  if (!Number.isFinite(rate) || rate < 1024) throw new UsageError(`-limit-rate=${value}: expected bytes per second, at least 1K (e.g. 500K, 10M)`);
+  return Math.floor(rate);
 }
 
 /** `@MACHINE:` before a named pipe's or socket's path picks a machine of a recipe across machines, and nothing else. */
