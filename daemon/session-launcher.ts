@@ -9,6 +9,7 @@ import type { EdgeConnectRequest, EdgeMintRequest, EdgeRequest } from '../protoc
 import { type KeyBinding, type MintedKey, type MintRequest, type StartRequest } from '../protocol/session.js';
 import { StartKind, type EdgeRoute } from '../protocol/wire.js';
 import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
+import { ForwardRunner } from './forward-runner.js';
 import { PartRunner, type InboundEdge } from './part-runner.js';
 import type { EdgeGrant, PartRegistry } from './parts.js';
 import { DaemonEndpoints } from './endpoints.js';
@@ -96,6 +97,7 @@ export class SessionLauncher implements Launcher {
         stageEnded: context.stageEnded,
       });
     }
+    if (request.kind === StartKind.Forward) return new ForwardRunner();
     if (request.pty !== undefined) return new PtyRunner(request.argv, request.pty, prepared, this.log, killGraceMs);
     return RecipeRunner.command(request.argv as [string, ...string[]], prepared, { log: this.log, killGraceMs });
   }

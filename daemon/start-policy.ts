@@ -73,6 +73,7 @@ export function checkRequest(request: StartRequest, grant: StartGrant): void {
   }
   if (grant.binding === undefined) return;
   if (request.kind === StartKind.Part) throw new NotPermittedError('this one-time key does not allow that: it is bound to one command or recipe, not a part of a recipe across machines');
+  if (request.kind === StartKind.Forward) throw new NotPermittedError('this one-time key does not allow that: it is bound to one command or recipe, not a forward without one');
   checkBinding(grant.binding, request);
 }
 
@@ -94,7 +95,8 @@ export async function prepareStart(request: StartRequest | KeyBinding, grant: St
   const env = commandEnvironment(exported, identity);
   const cwd = workingDirectory(identity.runAs);
   const argv = request.kind === StartKind.Exec ? commandArgv(request.argv, identity.runAs) : [];
-  const programs = checkGluepot(grant.gluepot, argv, plan, env['PATH'] ?? '', cwd, identity.runAs, ownStages);
+  // A forward runs nothing: its named pipes and sockets are checked against the gluepot as they are made.
+  const programs = request.kind === StartKind.Forward ? undefined : checkGluepot(grant.gluepot, argv, plan, env['PATH'] ?? '', cwd, identity.runAs, ownStages);
   return { identity, env, cwd, plan, programs, ...(ownStages === undefined ? {} : { ownStages }) };
 }
 

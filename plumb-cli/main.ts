@@ -15,7 +15,7 @@ import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } f
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
 import type { RecipeArguments } from './recipe-command.js';
-import { execJob, runCommand } from './run-command.js';
+import { execJob, forwardCommand, runCommand } from './run-command.js';
 
 interface PlumbArguments extends RecipeArguments, MintKeyArguments {
   recipe: string | undefined;
@@ -56,6 +56,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
     .option('--expires <lifetime>', `with --mint-key: how long the key stays good (seconds, or with m, h, d; default ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
+    .option('-N, --forward', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
@@ -84,6 +85,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     socket: string[];
     localSocket: string[];
     tty?: boolean;
+    forward?: boolean;
     verbose?: boolean;
     user?: string;
     mintKey?: string;
@@ -113,10 +115,19 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   // A recipe may name its machines itself: whether it needs the command line's is known once it is read.
   if (!check && machine === undefined && options.recipe === undefined) throw new UsageError('missing machine');
   if (options.recipe !== undefined && command.length > 0) throw new UsageError('-recipe=FILE runs the recipe; no command may follow the machine');
+  const forward = options.forward === true;
+  if (forward) {
+    if (options.recipe !== undefined || check || command.length > 0 || options.tty === true || options.mintKey !== undefined || options.export.length > 0) {
+      throw new UsageError('-N runs no command: no command, -recipe, -t, -check, -mint-key or -export goes with it');
+    }
+    if (options.infifo.length + options.outfifo.length + options.socket.length + options.localSocket.length === 0) {
+      throw new UsageError('-N keeps named pipes and sockets joined: give -socket, -local-socket, -infifo or -outfifo');
+    }
+  }
   // Without a command, on a terminal at both ends, plumb starts a login shell there (as ssh does).
   const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
-  if (!check && options.recipe === undefined && command.length === 0 && !interactive) throw new UsageError('missing command');
-  const tty = options.tty === true || (options.recipe === undefined && !check && command.length === 0);
+  if (!check && !forward && options.recipe === undefined && command.length === 0 && !interactive) throw new UsageError('missing command');
+  const tty = options.tty === true || (options.recipe === undefined && !check && !forward && command.length === 0);
   if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
@@ -139,6 +150,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     json: options.json === undefined ? false : options.json === true || options.json === '-' ? true : options.json,
     spool: options.spool,
     tty,
+    forward,
     exports: exportedNames(options.export),
     endpoints: {
       inFifos: inFifos.map(({ rest }) => rest),
@@ -215,6 +227,7 @@ async function main(): Promise<number> {
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
   if (args.recipe === undefined) {
     refuseEndpointMachines(args);
+    if (args.forward) return forwardCommand(args);
     if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
     return runCommand(args, env);
   }

@@ -5,6 +5,7 @@ import { formatPublicKeyLine } from '../protocol/keys.js';
 import type { MintedKey } from '../protocol/session.js';
 import { remoteEndpoints, type EndpointOptions } from './endpoints.js';
 import { connectToMachine, type MachineOptions } from './machine.js';
+import type { StartKind } from '../protocol/wire.js';
 import { createKeyFile, formatKeyFile, mintOneTimeKey } from './one-time-key.js';
 import type { RemoteJob } from './run.js';
 
@@ -18,7 +19,7 @@ export interface MintKeyArguments extends MachineOptions {
 }
 
 /** Writes the key file, or nothing when the daemon refuses; returns plumb's exit status. */
-export async function mintKeyCommand(args: MintKeyArguments, file: string, job: RemoteJob): Promise<number> {
+export async function mintKeyCommand(args: MintKeyArguments, file: string, job: Exclude<RemoteJob, { kind: StartKind.Forward }>): Promise<number> {
   const binding = { ...job, endpoints: remoteEndpoints(args.endpoints) };
   const keyFile = createKeyFile(file);
   let key: MintedKey;

@@ -20,7 +20,7 @@ export interface RecipeArguments extends RunArguments {
 }
 
 /** The Start request's job for a recipe. */
-export function recipeJob(recipe: LoadedRecipe, user: string | undefined): RemoteJob {
+export function recipeJob(recipe: LoadedRecipe, user: string | undefined): Extract<RemoteJob, { kind: StartKind.Recipe }> {
   return { kind: StartKind.Recipe, text: recipe.text, source: recipe.file, ...(user === undefined ? {} : { user }) };
 }
 

@@ -14,13 +14,15 @@ export interface RunArguments extends MachineOptions {
   /** -user: the account on the machine. */
   user: string | undefined;
   tty: boolean;
+  /** -N: no command; the named pipes and sockets stay joined until interrupted. */
+  forward?: boolean;
   endpoints: EndpointOptions;
   /** -infifo=@MACHINE:PATH and the like: the machine each endpoint option named, for a recipe across machines. */
   endpointMachines: EndpointMachines;
 }
 
 /** The Start request's job for a plain command. */
-export function execJob(args: Pick<RunArguments, 'command' | 'user'>): RemoteJob {
+export function execJob(args: Pick<RunArguments, 'command' | 'user'>): Extract<RemoteJob, { kind: StartKind.Exec }> {
   return { kind: StartKind.Exec, argv: args.command, ...(args.user === undefined ? {} : { user: args.user }) };
 }
 
@@ -52,6 +54,16 @@ export async function runOnMachine(
     maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
     maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
   });
+}
+
+/** plumb -N: the named pipes and sockets alone, joined until interrupted; the local ends removed however it ends. */
+export async function forwardCommand(args: RunArguments): Promise<number> {
+  const endpoints = await prepareLocalEndpoints(args);
+  try {
+    return await runOnMachine(args, { kind: StartKind.Forward, ...(args.user === undefined ? {} : { user: args.user }) }, [], endpoints);
+  } finally {
+    endpoints.close();
+  }
 }
 
 /** Runs the command line's command; the local endpoints are removed however it ends. */

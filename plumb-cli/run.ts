@@ -112,7 +112,10 @@ function terminalSize(terminal: LocalTerminal): { cols: number; rows: number } {
 }
 
 /** What plumb asks the daemon to run. */
-export type RemoteJob = { kind: StartKind.Exec; argv: string[]; user?: string } | { kind: StartKind.Recipe; text: string; source: string; user?: string };
+export type RemoteJob =
+  | { kind: StartKind.Exec; argv: string[]; user?: string }
+  | { kind: StartKind.Recipe; text: string; source: string; user?: string }
+  | { kind: StartKind.Forward; user?: string };
 
 export interface RunOptions {
   job: RemoteJob;
@@ -163,7 +166,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   const start = encodeFields(encodeStartRequest({ ...job, ...streams, env: options.env ?? [], endpoints: endpoints?.remote ?? NO_ENDPOINTS }));
   if (start.length + PACKET_ROOM_BYTES > connection.peerLimits.maxPacketBytes) {
     connection.close();
-    const what = options.job.kind === StartKind.Exec ? 'command line' : 'recipe';
+    const what = options.job.kind === StartKind.Recipe ? 'recipe' : 'command line';
     throw new UsageError(`${what} of ${start.length} bytes exceeds the daemon's packet limit of ${connection.peerLimits.maxPacketBytes} bytes`);
   }
   connection.send(PacketType.Start, start);
@@ -185,6 +188,10 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
   } catch (error) {
     connection.close();
     throw error;
+  }
+  if (options.job.kind === StartKind.Forward) {
+    stdin.end();
+    return holdForwards(connection, options.signals, lost, endpoints);
   }
   const restoreTerminal = terminal === undefined ? () => undefined : enterRawMode(terminal, connection);
   const { stdio } = options;
@@ -217,6 +224,25 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
     stopSignals();
     forwarding.stop();
   }
+}
+
+/**
+ * plumb -N: the named pipes and sockets stay joined until SIGINT, SIGTERM or SIGHUP, which end plumb with status 0
+ * (the connection closed in order); a connection lost first is plumb's failure.
+ */
+async function holdForwards(connection: SecureConnection, signals: NodeJS.EventEmitter, lost: Promise<never>, endpoints: ClientEndpoints | undefined): Promise<number> {
+  const names = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  for (const name of names) signals.on(name, stop);
+  try {
+    await Promise.race([stopped, lost]);
+  } finally {
+    for (const name of names) signals.off(name, stop);
+    endpoints?.close();
+  }
+  await Promise.race([connection.close(), new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
+  return 0;
 }
 
 /**

@@ -80,7 +80,19 @@ export interface RecipeRequest {
   stderr: number;
 }
 
-export type StartRequest = ExecRequest | RecipeRequest | PartRequest;
+/** No command: the named pipes and sockets alone, until the client closes the connection. */
+export interface ForwardRequest {
+  kind: StartKind.Forward;
+  /** The account whose rights the named pipes and sockets are made and opened with; absent: the client's default. */
+  user?: string;
+  env: ExportedEnv;
+  endpoints: Endpoints;
+  stdin: number;
+  stdout: number;
+  stderr: number;
+}
+
+export type StartRequest = ExecRequest | RecipeRequest | PartRequest | ForwardRequest;
 
 function streamEntries(request: StartRequest): Entry[] {
   return [
@@ -106,6 +118,8 @@ export function encodeStartRequest(request: StartRequest): Entry[] {
       return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...streamEntries(request)];
     case StartKind.Part:
       return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...encodePartFields(request), ...streamEntries(request)];
+    case StartKind.Forward:
+      return [[Field.kind, request.kind], ...streamEntries(request)];
   }
 }
 
@@ -132,6 +146,12 @@ export function decodeStartRequest(fields: FieldList): StartRequest {
       return { kind, ...decodeRecipeSource(fields), ...streams };
     case StartKind.Part:
       return { kind, ...decodeRecipeSource(fields), ...decodePartFields(fields), ...streams };
+    case StartKind.Forward: {
+      const { endpoints } = streams;
+      if (Object.values(endpoints).every((paths: readonly string[]) => paths.length === 0)) throw new BadRequestError('a forward names no named pipe or socket');
+      if (streams.env.length > 0) throw new BadRequestError('a forward runs no command: it takes no environment');
+      return { kind, ...streams };
+    }
     default:
       throw new BadRequestError(`unknown start kind ${kind}`);
   }

@@ -228,6 +228,11 @@ export enum StartKind {
   /** A recipe (recipes/): its text, checked again by the daemon. */
   Recipe = 'recipe',
   /**
+   * No command: only the Start's named pipes and sockets, replicated until the client closes the connection
+   * (`plumb -N`, as `ssh -N`). Refused without any.
+   */
+  Forward = 'forward',
+  /**
    * One machine's part of a recipe that spans machines: the whole text, the run and the placements that are this
    * machine. Readied and held (reply `status=ready`) until the controller's Go.
    */

@@ -68,6 +68,8 @@ function recipeSafe(text: string, source: string, scope: SafetyScope): boolean {
 function requestSafe(request: StartRequest, scope: SafetyScope): boolean {
   if (!endpointsSafe(request.endpoints, scope)) return false;
   if (request.kind === StartKind.Recipe || request.kind === StartKind.Part) return recipeSafe(request.text, request.source, scope);
+  // A forward runs nothing; its endpoints were judged above.
+  if (request.kind === StartKind.Forward) return true;
   const [program] = request.argv;
   // No argv with a pty is the account's login shell, which would read the fuzz's stream bytes as commands.
   if (program === undefined) return false;

@@ -67,6 +67,15 @@ describe('Start requests', () => {
     assert.deepEqual(decodeStartRequest(wire(encodeStartRequest(request))), { ...request, endpoints: { inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] } });
   });
 
+  test('a forward names its named pipes and sockets and nothing to run; one with none, or with variables, is refused', () => {
+    const request: StartRequest = { kind: StartKind.Forward, user: 'backup', env: [], endpoints: { ...NO_ENDPOINTS, listenSockets: ['r.sock'] }, ...STREAMS };
+    assert.deepEqual(decodeStartRequest(wire(encodeStartRequest(request))), { ...request, endpoints: { inFifos: [], outFifos: [], listenSockets: ['r.sock'], connectSockets: [] } });
+    const empty: StartRequest = { kind: StartKind.Forward, env: [], endpoints: { ...NO_ENDPOINTS }, ...STREAMS };
+    assert.throws(() => decodeStartRequest(wire(encodeStartRequest(empty))), refusedWith(ErrorCode.BadRequest));
+    const withEnv: StartRequest = { ...request, env: [['A', 'b']] };
+    assert.throws(() => decodeStartRequest(wire(encodeStartRequest(withEnv))), refusedWith(ErrorCode.BadRequest));
+  });
+
   test('an unknown kind is refused', () => {
     const entries = execEntries().map(([name, value]): Entry => [name, name === Field.kind ? 'telepathy' : value]);
     assert.throws(() => decodeStartRequest(wire(entries)), refusedWith(ErrorCode.BadRequest));
