@@ -1,6 +1,9 @@
 // Command-line spelling shared by netplumb's commands: the original design writes long options with one dash
 // (`-recipe=file`); commander only knows `--recipe`. normaliseLongOptions rewrites the known ones before parsing
 // and stops at the first word that is not an option, so a remote command's own flags pass through untouched.
+// singleDashHelp shows them in --help the same way.
+
+import type { Help, Option } from 'commander';
 
 export interface LongOptionSpec {
   /** Long option names without dashes, e.g. 'identity'. */
@@ -57,4 +60,18 @@ export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSp
     positionals.push(word);
   }
   return [...out, ...positionals];
+}
+
+/**
+ * commander's help in the spelling the commands take: `-identity <file>` and `-i, -identity <file>`, not
+ * `--identity`; a list option's empty default (`(default: [])`) is not shown, its description says it repeats.
+ */
+export function singleDashHelp(): Partial<Help> {
+  return {
+    optionTerm: (option: Option): string => option.flags.replace(/--/g, '-'),
+    optionDescription: (option: Option): string => {
+      const shown = option.defaultValue !== undefined && !(Array.isArray(option.defaultValue) && option.defaultValue.length === 0) && option.defaultValue !== false;
+      return shown ? `${option.description} (default: ${option.defaultValueDescription ?? JSON.stringify(option.defaultValue)})` : option.description;
+    },
+  };
 }

@@ -114,6 +114,49 @@ export const SETTING_NAMES: readonly string[] = [
   'penalty-exempt',
 ];
 
+/** How --help shows a setting: the word for its value, what it does, and its default as the config file writes it. */
+export interface SettingHelp {
+  value: string;
+  description: string;
+  default: string;
+}
+
+/** Every setting's help, in SETTING_NAMES order; the defaults come from DEFAULT_CONFIG, so they cannot drift. */
+export function settingHelp(): Map<string, SettingHelp> {
+  const d = DEFAULT_CONFIG;
+  const { limits, admission } = d;
+  const entries: Array<[string, string, string, string]> = [
+    ['listen', 'host:port', 'address to listen on (port 0 picks a free port)', `${d.listen.host}:${d.listen.port}`],
+    ['hostkey', 'file', 'host private key', d.hostKeyFile],
+    ['clients', 'file', 'authorized clients file', d.clientsFile],
+    ['gluepots', 'dir', 'directory of gluepot files: the commands each client may run', d.gluepotDir],
+    ['spool', 'dir', 'spool directory: where recipes run and their relative files and named pipes live', d.spoolDir],
+    ['shutdown-grace-ms', 'ms', 'after SIGTERM, how long running sessions may go on before their processes are ended', String(d.shutdownGraceMs)],
+    ['kill-grace-ms', 'ms', "after a session's processes got SIGTERM, how long until SIGKILL", String(d.killGraceMs)],
+    ['log-level', 'level', 'error, warn, info or debug', d.logLevel],
+    ['accept-env', 'names', 'variables a client may export, comma-separated; a trailing * matches any rest', d.acceptEnv.join(',')],
+    ['run-as', 'user', "account commands run as when the client's line names none; required when the daemon runs as root", "the daemon's own account"],
+    ['one-time-keys', 'dir', 'where minted one-time keys are kept', d.oneTimeKeyDir],
+    ['max-packet-bytes', 'bytes', 'largest packet accepted, checked from its header', String(limits.maxPacketBytes)],
+    ['max-data-payload-bytes', 'bytes', 'largest stream payload sent in one packet', String(limits.maxDataPayloadBytes)],
+    ['handshake-timeout-ms', 'ms', 'time from accept until the key exchange has completed', String(limits.handshakeTimeoutMs)],
+    ['max-connections', 'count', 'connections served at once; more are closed at accept', String(limits.maxConnections)],
+    ['max-unauthenticated', 'count', 'connections still in the handshake at once; more are closed at accept', String(limits.maxUnauthenticatedConnections)],
+    ['max-streams', 'count', 'streams open at once on one connection', String(limits.maxStreamsPerConnection)],
+    ['initial-window-bytes', 'bytes', 'receive window each stream starts with, each way', String(limits.initialWindowBytes)],
+    ['max-window-bytes', 'bytes', "most a stream's receive window grows to on long round trips", String(limits.maxWindowBytes)],
+    ['idle-timeout-ms', 'ms', 'a connection from which nothing came for this long is closed', String(limits.idleTimeoutMs)],
+    ['keepalive-interval-ms', 'ms', 'a side that sent nothing for this long sends a Ping', String(limits.keepaliveIntervalMs)],
+    ['max-unauthenticated-per-source', 'count', 'of those in the handshake, at most this many from one source outside penalty-exempt', String(admission.maxPendingPerSource)],
+    ['hello-timeout-ms', 'ms', "time from accept until the client's Hello has come", String(admission.helloTimeoutMs)],
+    ['penalty-ms', 'ms', 'penalty a source earns by each failed handshake (0: none)', String(admission.penaltyMs)],
+    ['penalty-threshold-ms', 'ms', 'a source is refused at accept while its penalty exceeds this', String(admission.penaltyThresholdMs)],
+    ['max-penalty-ms', 'ms', "a source's penalty never grows beyond this", String(admission.maxPenaltyMs)],
+    ['penalty-exempt', 'cidrs', 'networks with no per-source cap and no penalty, comma-separated', admission.exempt.join(',')],
+  ];
+  return new Map(entries.map(([name, value, description, fallback]) => [name, { value, description, default: fallback }]));
+}
+
 /** Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass). */
 export function parseConfigFile(text: string, source: string): Map<string, string> {
   const settings = new Map<string, string>();

@@ -5,11 +5,11 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { Duplex } from 'node:stream';
-import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES } from './config.js';
+import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settingHelp } from './config.js';
 import { createLogger } from './log.js';
 import { Daemon } from './server.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
-import { normaliseLongOptions } from '../bridges/long-options.js';
+import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
 const FLAGS = ['foreground', 'stdio'];
@@ -17,21 +17,20 @@ const FLAGS = ['foreground', 'stdio'];
 function parseArguments(argv: readonly string[]): { settings: Map<string, string>; configFile: string | undefined; flags: { stdio: boolean; foreground: boolean } } {
   const program = new Command('netplumbd')
     .description('netplumb daemon: runs commands for authorized clients over the TAP1 protocol')
-    .option('--config <file>', `config file (default ${DEFAULT_CONFIG_FILE})`)
-    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)')
-    .option('--hostkey <file>', 'host private key')
-    .option('--clients <file>', 'authorized clients file')
-    .option('--gluepots <dir>', 'directory of gluepot files: the commands each client may run')
-    .option('--spool <dir>', 'spool directory for recipes')
+    .option('--config <file>', `config file (default: ${DEFAULT_CONFIG_FILE}, when it exists)`)
     .option('--foreground', 'stay in the foreground (the daemon never forks; accepted for compatibility)')
     .option('--stdio', 'serve one connection on stdin/stdout')
+    .configureHelp(singleDashHelp())
+    .addHelpText('after', '\nEach setting may also be written in the config file as "name value"; the command line wins.')
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({
       outputError: (text, write) => write(`netplumbd: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
     });
+  const help = settingHelp();
   for (const name of SETTING_NAMES) {
-    if (!['listen', 'hostkey', 'clients', 'gluepots', 'spool'].includes(name)) program.option(`--${name} <value>`);
+    const setting = help.get(name);
+    program.option(`--${name} <${setting?.value ?? 'value'}>`, `${setting?.description ?? ''} (default: ${setting?.default ?? 'none'})`);
   }
   program.parse(normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS }), { from: 'user' });
   const options = program.opts<Record<string, string | boolean | undefined>>();

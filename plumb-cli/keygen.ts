@@ -5,6 +5,7 @@ import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { asNetplumbError, UsageError } from '../protocol/errors.js';
 import { writeIdentityFiles } from '../bridges/key-files.js';
+import { singleDashHelp } from '../bridges/long-options.js';
 import { generateIdentity, type KeyAlgorithm } from '../protocol/keys.js';
 import { MIN_RSA_BITS } from '../protocol/wire.js';
 
@@ -62,6 +63,7 @@ function parseArguments(argv: string[], out: (s: string) => void): KeygenOptions
     .addOption(new Option('-t, --type <type>', 'key algorithm').choices(['ed25519', 'rsa']).default('ed25519'))
     .option('-b, --bits <bits>', `RSA modulus size in bits (at least ${MIN_RSA_BITS})`, parseBits)
     .option('-C, --comment <comment>', 'comment stored in the public key', defaultComment())
+    .configureHelp(singleDashHelp())
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: () => {}, outputError: () => {} });

@@ -3,7 +3,7 @@
 // checked here, or a one-time key minted. What fails ends plumb with one line on stderr and its exit status.
 
 import { Command, CommanderError } from 'commander';
-import { normaliseLongOptions } from '../bridges/long-options.js';
+import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
@@ -36,14 +36,14 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   const program = new Command('plumb')
     .usage('[options] machine[:port] command [args...]\n       plumb [options] [machine[:port]] -recipe=FILE\n       plumb -check -recipe=FILE')
     .description('Run a command or a recipe on another machine through its netplumbd, encrypted and mutually authenticated.')
-    .option('-i, --identity <file>', 'private key to authenticate with (default $NETPLUMB_HOME/identity)')
-    .option('--known-hosts <file>', 'pinned daemon host keys (default $NETPLUMB_HOME/known_hosts)')
+    .option('-i, --identity <file>', 'private key to authenticate with (default: $NETPLUMB_HOME/identity)')
+    .option('--known-hosts <file>', 'pinned daemon host keys (default: $NETPLUMB_HOME/known_hosts)')
     .option('--accept-new', 'record the host key of a machine not seen before, then connect')
-    .option('-p, --port <port>', 'daemon port')
+    .option('-p, --port <port>', `daemon port (default: ${DEFAULT_PORT}, or the one the machine argument or its hosts alias gives)`)
     .option('--recipe <file>', 'run the recipe in FILE on the machine instead of a command')
     .option('--check', 'check the recipe locally and print its plan; nothing runs and no machine is needed')
-    .option('--spool <dir>', `with --check: the spool directory names are resolved against (default ${DEFAULT_SPOOL_DIR})`)
-    .option('--json [file]', "with --recipe: write a JSON report of every command's end to FILE (default or -: stderr)")
+    .option('--spool <dir>', `with -check: the spool directory names are resolved against (default: ${DEFAULT_SPOOL_DIR})`)
+    .option('--json [file]', "with -recipe: write a JSON report of every command's end to FILE (- or none: stderr)")
     .option('--export <names>', 'set these variables of this environment for the remote command(s) (NAME[,NAME...]; repeatable)', collect, [])
     .option('--infifo <path>', 'named pipe the remote command reads; filled with what is written into PATH here (repeatable)', collect, [])
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
@@ -54,15 +54,16 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
     .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
-    .option('--expires <lifetime>', `with --mint-key: how long the key stays good (seconds, or with m, h, d; default ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
+    .option('--expires <lifetime>', `with -mint-key: how long the key stays good (seconds, or with m, h, d; default: ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
-    .option('-N, --forward', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
+    .option('-N', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
     .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
     .passThroughOptions()
     .exitOverride()
+    .configureHelp(singleDashHelp())
     .configureOutput({
       writeErr: (text) => process.stderr.write(text),
       // One line in plumb's own format, like every other failure it reports.
@@ -85,7 +86,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     socket: string[];
     localSocket: string[];
     tty?: boolean;
-    forward?: boolean;
+    N?: boolean;
     verbose?: boolean;
     user?: string;
     mintKey?: string;
@@ -115,7 +116,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   // A recipe may name its machines itself: whether it needs the command line's is known once it is read.
   if (!check && machine === undefined && options.recipe === undefined) throw new UsageError('missing machine');
   if (options.recipe !== undefined && command.length > 0) throw new UsageError('-recipe=FILE runs the recipe; no command may follow the machine');
-  const forward = options.forward === true;
+  const forward = options.N === true;
   if (forward) {
     if (options.recipe !== undefined || check || command.length > 0 || options.tty === true || options.mintKey !== undefined || options.export.length > 0) {
       throw new UsageError('-N runs no command: no command, -recipe, -t, -check, -mint-key or -export goes with it');

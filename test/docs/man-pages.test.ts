@@ -55,7 +55,7 @@ function renderedText(page: string): string {
   return text;
 }
 
-/** Options as the program's --help lists them (`-x, --name <value>`, `--name` or `-x`), each at the start of a line. */
+/** Options as the program's --help lists them (`-x, -name <value>`, `-name` or `-x`), each at the start of a line. */
 function helpOptions(binary: string): { long: string[]; short: string[] } {
   const result = run(process.execPath, [binary, '--help']);
   assert.equal(result.status, 0, result.stderr);
@@ -64,7 +64,7 @@ function helpOptions(binary: string): { long: string[]; short: string[] } {
   const long: string[] = [];
   const short: string[] = [];
   for (const line of section.split('\n')) {
-    const match = /^ {2}(?:-([A-Za-z])(?:, |\s|$))?(?:--([a-z][a-z0-9-]*))?/.exec(line);
+    const match = /^ {2}(?:-([A-Za-z])(?:, |\s|$))?(?:-{1,2}([a-z][a-z0-9-]+))?/.exec(line);
     if (match?.[1] !== undefined) short.push(match[1]);
     if (match?.[2] !== undefined) long.push(match[2]);
   }

@@ -141,6 +141,8 @@ test('a path quick during the handshake keeps the initial window when Pings late
   const { remote, sent, received } = await sendBulk(clientMux, atServer);
   assert.equal(received, sent);
   const rtt = (await server).rttMs;
-  assert.ok(rtt !== undefined && rtt < WINDOW_GROWTH_MIN_RTT_MS, `the handshake's round trip was not kept: ${rtt} ms`);
-  assert.equal(remote.windowBytes, INITIAL_WINDOW_BYTES);
+  // A Ping's round trip here is at least the 10 ms every chunk waits: less means the handshake's was kept.
+  assert.ok(rtt !== undefined && rtt < 10, `the handshake's round trip was not kept: ${rtt} ms`);
+  // As above, a machine so loaded that the handshake itself took longer than the growth threshold proves nothing.
+  if (rtt < WINDOW_GROWTH_MIN_RTT_MS) assert.equal(remote.windowBytes, INITIAL_WINDOW_BYTES);
 });
