@@ -1,7 +1,10 @@
 // The daemon's logger: winston, one line per event on stderr (where systemd's journal collects it), with the
 // connection's context (peer address, client fingerprint) attached by child loggers. Every string in a line is
 // escaped before any format sees it: a peer's message, argv or path can neither end a line nor drive a terminal.
+// When stderr is the journal (JOURNAL_STREAM names it), each line starts with its syslog level (`<3>` error, `<4>`
+// warn, `<6>` info, `<7>` debug) so `journalctl -p warning` filters, and leaves the time to the journal.
 
+import { fstatSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import winston from 'winston';
 
@@ -79,11 +82,47 @@ const textLine = winston.format.printf(({ timestamp, level, message, ...context 
   return `${String(timestamp)} ${level} ${String(message)}${details === '' ? '' : ` ${details}`}`;
 });
 
-/** The daemon's logger at `level`; lines go to stderr, or to `destination` (tests). */
-export function createLogger(level: string, destination?: Writable): Logger {
+/** syslog's priority of each level, as sd-daemon(3) reads it from a line's `<N>` prefix. */
+const SYSLOG_PRIORITY: Readonly<Record<string, number>> = { error: 3, warn: 4, info: 6, debug: 7 };
+
+/** `<N>LEVEL message key=value ...`: the journal keeps its own time and takes the priority from the prefix. */
+const journalLine = winston.format.printf(({ level, message, ...context }) => {
+  const details = Object.entries(context)
+    .filter(([key]) => key !== 'timestamp')
+    .map(([key, value]) => `${key}=${textValue(value)}`)
+    .join(' ');
+  return `<${SYSLOG_PRIORITY[level] ?? 6}>${level} ${String(message)}${details === '' ? '' : ` ${details}`}`;
+});
+
+/**
+ * Whether stderr is systemd's journal: JOURNAL_STREAM holds the device and inode of the stream systemd connected,
+ * and stderr must be that very stream (a child that inherited the variable but not the stream is not).
+ */
+export function stderrIsJournal(environment: NodeJS.ProcessEnv = process.env): boolean {
+  const match = /^(\d+):(\d+)$/.exec(environment['JOURNAL_STREAM'] ?? '');
+  if (match === null) return false;
+  try {
+    const stat = fstatSync(2, { bigint: true });
+    return stat.dev === BigInt(match[1] as string) && stat.ino === BigInt(match[2] as string);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A line in the logger's form that is written whatever the log level: `listening on`, which whoever started the
+ * daemon waits for, and the fatal error the daemon exits with.
+ */
+export function logLine(level: 'error' | 'info', message: string, journal: boolean): string {
+  const text = escapeForLog(message);
+  return journal ? `<${SYSLOG_PRIORITY[level] ?? 6}>${level} ${text}\n` : `${new Date().toISOString()} ${level} ${text}\n`;
+}
+
+/** The daemon's logger at `level`; lines go to stderr, or to `destination` (tests); `journal`: in its form. */
+export function createLogger(level: string, destination?: Writable, journal = false): Logger {
   return winston.createLogger({
     level,
-    format: winston.format.combine(escapeUntrusted(), winston.format.timestamp(), textLine),
+    format: winston.format.combine(escapeUntrusted(), winston.format.timestamp(), journal ? journalLine : textLine),
     transports: [
       destination === undefined
         ? new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settingHelp } from './config.js';
-import { createLogger } from './log.js';
+import { createLogger, logLine, stderrIsJournal } from './log.js';
 import { Daemon } from './server.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
@@ -58,7 +58,8 @@ async function main(): Promise<number> {
   }
   const configFile = parsed.configFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
   const config = buildConfig(configFile === undefined ? new Map() : readConfigFile(configFile), parsed.settings, parsed.flags);
-  const log = createLogger(config.logLevel);
+  const journal = stderrIsJournal();
+  const log = createLogger(config.logLevel, undefined, journal);
   const daemon = new Daemon(config, log);
   const stopped = new Promise<void>((resolve) => {
     const stop = (): void => {
@@ -75,7 +76,8 @@ async function main(): Promise<number> {
   }
   const address = await daemon.listen();
   const shown = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-  process.stderr.write(`listening on ${shown}\n`);
+  // Whoever started the daemon waits for this line, whatever the log level: in the form of every other line.
+  process.stderr.write(logLine('info', `listening on ${shown}`, journal));
   await stopped;
   return 0;
 }
@@ -86,7 +88,7 @@ main().then(
   },
   (error: unknown) => {
     const failure = asNetplumbError(error);
-    process.stderr.write(`netplumbd: ${failure.message} (${failure.code})\n`);
+    process.stderr.write(logLine('error', `netplumbd: ${failure.message} (${failure.code})`, stderrIsJournal()));
     process.exitCode = 1;
   },
 );
