@@ -328,7 +328,10 @@ export class Daemon {
         admitted?.pending.settle('failed');
         const failure = asNetplumbError(error);
         live.failure = failure;
-        log.warn('handshake failed', { code: failure.code, reason: failure.message });
+        // A client that refused this daemon's host key says so (NP_HOST_KEY_UNKNOWN or _CHANGED): its operator may
+        // have a key to hand out, or a client to warn of a changed one.
+        const keyRefused = failure.code === ErrorCode.HostKeyUnknown || failure.code === ErrorCode.HostKeyChanged;
+        log.warn(keyRefused ? 'client refused the host key' : 'handshake failed', { code: failure.code, reason: failure.message });
       },
     );
     return live;

@@ -18,8 +18,19 @@ export interface ErrorReply {
  */
 export type ReplyScope = 'connection' | 'request';
 
-/** Codes that may end a connection with an Error packet (plaintext or sealed); every other code closes silently. */
-const CONNECTION_CODES_TOLD: ReadonlySet<ErrorCode> = new Set<ErrorCode>([ErrorCode.NotAuthorized, ErrorCode.NoCommonAlgorithm, ErrorCode.TooManyConnections]);
+/**
+ * Codes that may end a connection with an Error packet (plaintext or sealed); every other code closes silently. A
+ * client that refuses the daemon's host key says so: the daemon's log then tells its operator why the client left
+ * (a key changed, or a client that never pinned it), which a hang-up alone does not; the client gives away nothing
+ * the daemon cannot see from the hang-up.
+ */
+const CONNECTION_CODES_TOLD: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.NotAuthorized,
+  ErrorCode.NoCommonAlgorithm,
+  ErrorCode.TooManyConnections,
+  ErrorCode.HostKeyUnknown,
+  ErrorCode.HostKeyChanged,
+]);
 
 /**
  * The reply a peer gets for `error`, or undefined when it is told nothing. A recipe refusal is told rendered

@@ -1,6 +1,7 @@
 // End to end: plumb's host-key decision. An unknown daemon is refused (NP_HOST_KEY_UNKNOWN, its fingerprint shown)
 // unless -accept-new records it; a daemon whose key differs from the pinned one is refused (NP_HOST_KEY_CHANGED)
-// even with -accept-new, before the client authenticates or any command runs.
+// even with -accept-new, before the client authenticates or any command runs. Either way the client tells the
+// daemon, whose log says the client refused its host key.
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -30,6 +31,9 @@ test('an unknown host key without -accept-new is refused with its fingerprint sh
   assert.equal(existsSync(flag), false);
   await delay(200);
   assert.ok(!authenticated(np.daemon.log(), np.client.fingerprint), 'the client must not have authenticated');
+  // The daemon's operator learns why the client left.
+  await np.daemon.waitForLog(/warn client refused the host key .*code=NP_HOST_KEY_UNKNOWN/, 10_000);
+  assert.doesNotMatch(np.daemon.log(), /without goodbye/);
 });
 
 test('-accept-new records the host key and later runs need no flag', { timeout: TIMEOUT_MS }, async (t) => {
@@ -64,6 +68,7 @@ for (const acceptNew of [false, true]) {
     assert.equal(existsSync(flag), false);
     await delay(200);
     assert.ok(!authenticated(np.daemon.log(), np.client.fingerprint), 'the client must not have authenticated');
+    await np.daemon.waitForLog(/warn client refused the host key .*code=NP_HOST_KEY_CHANGED/, 10_000);
   });
 }
 

@@ -133,7 +133,7 @@ describe('recipe errors', () => {
 describe('errorReply', () => {
   test('a connection failure is told to the peer only for the codes it may learn', () => {
     const told = ALL_CODES.filter((code) => peerIsTold(errorFor(code, 'x')));
-    assert.deepEqual(told.sort(), [ErrorCode.NoCommonAlgorithm, ErrorCode.NotAuthorized, ErrorCode.TooManyConnections].sort());
+    assert.deepEqual(told.sort(), [ErrorCode.HostKeyChanged, ErrorCode.HostKeyUnknown, ErrorCode.NoCommonAlgorithm, ErrorCode.NotAuthorized, ErrorCode.TooManyConnections].sort());
   });
 
   test('a packet integrity failure ending the connection tells the peer nothing', () => {

@@ -112,7 +112,7 @@ describe('handshake over a SecureConnection', () => {
     assert.equal(codeOf(server), ErrorCode.NotAuthorized);
   });
 
-  test('a client refuses a host key it does not know, before sending its key exchange', async (t) => {
+  test('a client refuses a host key it does not know, before sending its key exchange, and says so', async (t) => {
     const clientKey = throwawayIdentity('ed25519', 'client');
     const sentByClient: number[] = [];
     const { client } = await settle(t, {
@@ -126,7 +126,8 @@ describe('handshake over a SecureConnection', () => {
       },
     });
     assert.equal(codeOf(client), ErrorCode.HostKeyUnknown);
-    assert.deepEqual(sentByClient, [PacketType.Hello]);
+    // No key exchange: only its Hello, then the Error that tells the daemon why it left.
+    assert.deepEqual(sentByClient, [PacketType.Hello, PacketType.Error]);
   });
 
   test("the error thrown by verifyHostKey is the client's error", async (t) => {
