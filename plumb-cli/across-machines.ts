@@ -40,7 +40,7 @@ import type { LoadedRecipe } from './check-command.js';
 import { placeEndpoints } from './endpoint-placement.js';
 import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
 import { exitStatusCode } from './exit-status.js';
-import { connectToMachine } from './machine.js';
+import { connectToMachine, sayConnectionSummary } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
 import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
 import { RecipeReport } from './recipe-report.js';
@@ -381,7 +381,9 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const relayed: RelayedEdge[] = [];
   const relays: Relays = { links: [], closed: false };
   let stdinPart: MachinePart | undefined;
+  let connectedAt = 0;
   try {
+    connectedAt = performance.now();
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const connected = connections.flatMap((result, index) => (result.status === 'fulfilled' ? [{ machine: machines[index] as MachineGroup, connection: result.value }] : []));
@@ -507,6 +509,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       ),
     );
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
+    for (const part of parts) sayConnectionSummary(args, part.connection, connectedAt, `${part.label}: `);
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }
 }

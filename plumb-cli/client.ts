@@ -2,6 +2,7 @@
 // decision against known_hosts (pinned: go on; unknown: refuse unless -accept-new; changed: refuse loudly).
 
 import { SecureConnection, type ConnectionOptions } from '../protocol/connection.js';
+import type { Socket } from 'node:net';
 import { openSocket } from '../bridges/tcp-connect.js';
 import { PacedTransport } from '../bridges/paced-transport.js';
 import {
@@ -81,6 +82,15 @@ const HANDSHAKE_RETRY_LAST_PAUSE_MS = 400;
  * during the handshake saying it is busy (nothing has run: nothing can, before it) is tried again for up to
  * HANDSHAKE_RETRY_MS; any other failure, a refused or silently closed connection included, is final at once.
  */
+/** The TCP socket under each connection plumb made, for what it carried (bytes on the wire, framing and all). */
+const sockets = new WeakMap<SecureConnection, Socket>();
+
+/** The bytes a connection has sent and received on the wire so far; undefined for one plumb did not make. */
+export function wireBytes(connection: SecureConnection): { sent: number; received: number } | undefined {
+  const socket = sockets.get(connection);
+  return socket === undefined ? undefined : { sent: socket.bytesWritten, received: socket.bytesRead };
+}
+
 export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
   const giveUpAt = Date.now() + HANDSHAKE_RETRY_MS;
   for (let pauseMs = HANDSHAKE_RETRY_FIRST_PAUSE_MS; ; pauseMs = Math.min(pauseMs * 2, HANDSHAKE_RETRY_LAST_PAUSE_MS)) {
@@ -113,6 +123,7 @@ async function connectOnce(target: Target, options: ConnectOptions): Promise<Sec
           pinAccepted: (): void => undefined,
         };
   const connection = await SecureConnection.connect(transport, { identity: options.identity, verifyHostKey: hostKeys.verify }, options.connection ?? {});
+  sockets.set(connection, socket);
   hostKeys.pinAccepted();
   options.note(`authenticated; host key ${connection.peer.peer.fingerprint}, cipher ${connection.peer.cipher}`);
   return connection;

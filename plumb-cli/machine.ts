@@ -3,7 +3,7 @@
 
 import { loadPrivateIdentity } from '../bridges/key-files.js';
 import type { SecureConnection } from '../protocol/connection.js';
-import { connectToDaemon } from './client.js';
+import { connectToDaemon, wireBytes } from './client.js';
 import { loadKeyFile } from './one-time-key.js';
 import { clientPaths, resolveTarget } from './paths.js';
 
@@ -38,4 +38,16 @@ export function connectToMachine(args: MachineOptions): Promise<SecureConnection
     ...(args.limitRate === undefined ? {} : { bytesPerSecond: args.limitRate }),
     note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? process.stderr.write(`plumb: ${line}\n`) : note(line)),
   });
+}
+
+/**
+ * With -v, the run's last line: what the connection carried each way on the wire (framing and encryption
+ * included), how long plumb was connected, and the cipher.
+ */
+export function sayConnectionSummary(args: Pick<MachineOptions, 'verbose'>, connection: SecureConnection, connectedAt: number, label = ''): void {
+  if (!args.verbose) return;
+  const bytes = wireBytes(connection);
+  if (bytes === undefined) return;
+  const seconds = ((performance.now() - connectedAt) / 1000).toFixed(2);
+  process.stderr.write(`plumb: ${label}${bytes.sent} bytes sent, ${bytes.received} bytes received in ${seconds} s, cipher ${connection.peer.cipher}\n`);
 }

@@ -5,7 +5,7 @@ import type { StageEnd, ExportedEnv } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
-import { connectToMachine, type MachineOptions } from './machine.js';
+import { connectToMachine, sayConnectionSummary, type MachineOptions } from './machine.js';
 import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
 
 export interface RunArguments extends MachineOptions {
@@ -40,20 +40,25 @@ export async function runOnMachine(
   endpoints: ClientEndpoints,
   onStageEnd?: (end: StageEnd) => void,
 ): Promise<number> {
+  const connectedAt = performance.now();
   const connection = await connectToMachine(args);
-  return runRemoteCommand(connection, {
-    job,
-    env,
-    endpoints,
-    ...(args.tty ? { terminal: localTerminal() } : {}),
-    ...(onStageEnd === undefined ? {} : { onStageEnd }),
-    stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-    signals: process,
-    maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
-    initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
-    maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
-    maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
-  });
+  try {
+    return await runRemoteCommand(connection, {
+      job,
+      env,
+      endpoints,
+      ...(args.tty ? { terminal: localTerminal() } : {}),
+      ...(onStageEnd === undefined ? {} : { onStageEnd }),
+      stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+      signals: process,
+      maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
+      initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+      maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
+      maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+    });
+  } finally {
+    sayConnectionSummary(args, connection, connectedAt);
+  }
 }
 
 /** plumb -N: the named pipes and sockets alone, joined until interrupted; the local ends removed however it ends. */
