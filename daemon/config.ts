@@ -2,7 +2,7 @@
 // and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
 
 import { isAbsolute, normalize } from 'node:path';
-import { BadConfigError } from '../protocol/errors.js';
+import { asNetplumbError, BadConfigError, withContext } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { MAX_TIMER_MS, resolveLimits, type ResolvedLimits } from '../protocol/limits.js';
 import { DEFAULT_PORT, type Limits } from '../protocol/wire.js';
@@ -157,9 +157,14 @@ export function settingHelp(): Map<string, SettingHelp> {
   return new Map(entries.map(([name, value, description, fallback]) => [name, { value, description, default: fallback }]));
 }
 
+/** A config file's settings, each with the `file:line` it was read from, so a bad value is reported there. */
+export class ConfigFileSettings extends Map<string, string> {
+  readonly where = new Map<string, string>();
+}
+
 /** Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass). */
-export function parseConfigFile(text: string, source: string): Map<string, string> {
-  const settings = new Map<string, string>();
+export function parseConfigFile(text: string, source: string): ConfigFileSettings {
+  const settings = new ConfigFileSettings();
   text.split('\n').forEach((rawLine, index) => {
     const line = rawLine.trim();
     if (line === '' || line.startsWith('#')) return;
@@ -168,11 +173,12 @@ export function parseConfigFile(text: string, source: string): Map<string, strin
     const [, name, value] = match as unknown as [string, string, string];
     if (!SETTING_NAMES.includes(name)) throw new BadConfigError(`${source}:${index + 1}: unknown setting ${name}`);
     settings.set(name, value.trim());
+    settings.where.set(name, `${source}:${index + 1}`);
   });
   return settings;
 }
 
-export function readConfigFile(path: string): Map<string, string> {
+export function readConfigFile(path: string): ConfigFileSettings {
   return parseConfigFile(readTrustedFile(path, 'config file'), path);
 }
 
@@ -196,69 +202,81 @@ export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings,
   const settings = new Map([...fileSettings, ...cliSettings]);
   const config: DaemonConfig = { ...DEFAULT_CONFIG, admission: admissionDefaults(), ...flags };
   const limits: Partial<Limits> = {};
+  // A bad value is reported where it was written: the config file's line, or the command line's option.
+  const where = (name: string): string => (cliSettings.has(name) ? `-${name}` : fileSettings instanceof ConfigFileSettings ? (fileSettings.where.get(name) ?? name) : name);
   for (const [name, value] of settings) {
-    switch (name) {
-      case 'listen':
-        config.listen = parseListenAddress(value);
-        break;
-      case 'hostkey':
-        config.hostKeyFile = value;
-        break;
-      case 'clients':
-        config.clientsFile = value;
-        break;
-      case 'gluepots':
-        config.gluepotDir = value;
-        break;
-      case 'spool':
-        if (!isAbsolute(value)) throw new BadConfigError(`spool must be an absolute path, got ${value}`);
-        config.spoolDir = normalize(value);
-        break;
-      case 'shutdown-grace-ms':
-        config.shutdownGraceMs = positiveInt(name, value);
-        break;
-      case 'kill-grace-ms':
-        config.killGraceMs = positiveInt(name, value);
-        break;
-      case 'accept-env':
-        config.acceptEnv = parseAcceptEnv(value);
-        break;
-      case 'run-as':
-        if (!USER_NAME_PATTERN.test(value)) throw new BadConfigError(`run-as: ${value} is not a user name`);
-        config.runAs = value;
-        break;
-      case 'one-time-keys':
-        if (!isAbsolute(value)) throw new BadConfigError(`one-time-keys must be an absolute path, got ${value}`);
-        config.oneTimeKeyDir = normalize(value);
-        break;
-      case 'log-level':
-        if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {
-          throw new BadConfigError(`log-level must be error, warn, info or debug`);
-        }
-        config.logLevel = value;
-        break;
-      case 'penalty-exempt':
-        config.admission.exempt = parseExemptList(value);
-        break;
-      case 'penalty-ms':
-        // 0 turns penalties off.
-        config.admission.penaltyMs = value === '0' ? 0 : positiveInt(name, value);
-        break;
-      default: {
-        const admission = ADMISSION_SETTINGS[name];
-        if (admission !== undefined) {
-          config.admission[admission] = positiveInt(name, value);
-          break;
-        }
-        const limit = LIMIT_SETTINGS[name];
-        if (limit === undefined) throw new BadConfigError(`unknown setting ${name}`);
-        limits[limit] = positiveInt(name, value);
-      }
+    try {
+      applySetting(config, limits, name, value);
+    } catch (error) {
+      throw withContext(asNetplumbError(error), where(name));
     }
   }
+  // These name the settings they concern: they come from several lines at once.
   config.limits = resolveLimits(limits);
   validateAdmission(config.admission);
   return config;
+}
+
+/** One setting's value, checked, into the config (or, for a limit, into `limits`, resolved once all are in). */
+function applySetting(config: DaemonConfig, limits: Partial<Limits>, name: string, value: string): void {
+  switch (name) {
+    case 'listen':
+      config.listen = parseListenAddress(value);
+      break;
+    case 'hostkey':
+      config.hostKeyFile = value;
+      break;
+    case 'clients':
+      config.clientsFile = value;
+      break;
+    case 'gluepots':
+      config.gluepotDir = value;
+      break;
+    case 'spool':
+      if (!isAbsolute(value)) throw new BadConfigError(`spool must be an absolute path, got ${value}`);
+      config.spoolDir = normalize(value);
+      break;
+    case 'shutdown-grace-ms':
+      config.shutdownGraceMs = positiveInt(name, value);
+      break;
+    case 'kill-grace-ms':
+      config.killGraceMs = positiveInt(name, value);
+      break;
+    case 'accept-env':
+      config.acceptEnv = parseAcceptEnv(value);
+      break;
+    case 'run-as':
+      if (!USER_NAME_PATTERN.test(value)) throw new BadConfigError(`run-as: ${value} is not a user name`);
+      config.runAs = value;
+      break;
+    case 'one-time-keys':
+      if (!isAbsolute(value)) throw new BadConfigError(`one-time-keys must be an absolute path, got ${value}`);
+      config.oneTimeKeyDir = normalize(value);
+      break;
+    case 'log-level':
+      if (value !== 'error' && value !== 'warn' && value !== 'info' && value !== 'debug') {
+        throw new BadConfigError(`log-level must be error, warn, info or debug`);
+      }
+      config.logLevel = value;
+      break;
+    case 'penalty-exempt':
+      config.admission.exempt = parseExemptList(value);
+      break;
+    case 'penalty-ms':
+      // 0 turns penalties off.
+      config.admission.penaltyMs = value === '0' ? 0 : positiveInt(name, value);
+      break;
+    default: {
+      const admission = ADMISSION_SETTINGS[name];
+      if (admission !== undefined) {
+        config.admission[admission] = positiveInt(name, value);
+        break;
+      }
+      const limit = LIMIT_SETTINGS[name];
+      if (limit === undefined) throw new BadConfigError(`unknown setting ${name}`);
+      limits[limit] = positiveInt(name, value);
+    }
+  }
 }
 
 /**

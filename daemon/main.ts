@@ -6,20 +6,22 @@ import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settingHelp } from './config.js';
+import { configurationProblems } from './check-config.js';
 import { createLogger, logLine, stderrIsJournal } from './log.js';
 import { Daemon } from './server.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
-const FLAGS = ['foreground', 'stdio'];
+const FLAGS = ['foreground', 'stdio', 'check-config'];
 
-function parseArguments(argv: readonly string[]): { settings: Map<string, string>; configFile: string | undefined; flags: { stdio: boolean; foreground: boolean } } {
+function parseArguments(argv: readonly string[]): { settings: Map<string, string>; configFile: string | undefined; flags: { stdio: boolean; foreground: boolean }; checkConfig: boolean } {
   const program = new Command('netplumbd')
     .description('netplumb daemon: runs commands for authorized clients over the TAP1 protocol')
     .option('--config <file>', `config file (default: ${DEFAULT_CONFIG_FILE}, when it exists)`)
     .option('--foreground', 'stay in the foreground (the daemon never forks; accepted for compatibility)')
     .option('--stdio', 'serve one connection on stdin/stdout')
+    .option('--check-config', 'check the settings, host key, authorized clients and gluepots, say each problem with its file and line, and exit (0: none)')
     .configureHelp(singleDashHelp())
     .addHelpText('after', '\nEach setting may also be written in the config file as "name value"; the command line wins.')
     .allowExcessArguments(false)
@@ -45,6 +47,7 @@ function parseArguments(argv: readonly string[]): { settings: Map<string, string
     settings,
     configFile: typeof config === 'string' ? config : undefined,
     flags: { stdio: options['stdio'] === true, foreground: options['foreground'] === true },
+    checkConfig: options['checkConfig'] === true,
   };
 }
 
@@ -59,6 +62,11 @@ async function main(): Promise<number> {
   const configFile = parsed.configFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
   const config = buildConfig(configFile === undefined ? new Map() : readConfigFile(configFile), parsed.settings, parsed.flags);
   const journal = stderrIsJournal();
+  if (parsed.checkConfig) {
+    const problems = configurationProblems(config);
+    for (const problem of problems) process.stderr.write(logLine('error', `netplumbd: ${problem.message} (${problem.code})`, journal));
+    return problems.length === 0 ? 0 : 1;
+  }
   const log = createLogger(config.logLevel, undefined, journal);
   const daemon = new Daemon(config, log);
   const stopped = new Promise<void>((resolve) => {

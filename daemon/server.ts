@@ -52,6 +52,24 @@ interface LiveConnection {
 /** How long a daemon waits to reach another daemon for an edge of a recipe across machines. */
 const EDGE_CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * The account commands run as when a client's line names none: run-as, which a daemon running as root must set
+ * (root only when configured explicitly), or the daemon's own. One the daemon cannot use is refused here, at start,
+ * rather than at every client's first command.
+ */
+export function defaultAccount(config: Pick<DaemonConfig, 'runAs'>): string {
+  const own = userInfo().username;
+  if (config.runAs === undefined && process.geteuid?.() === 0) {
+    throw new BadConfigError('netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
+  }
+  const runAs = config.runAs ?? own;
+  if (runAs !== own) {
+    if (process.geteuid?.() !== 0) throw new BadConfigError(`run-as ${runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
+    if (!accountKnown(runAs)) throw new BadConfigError(`run-as ${runAs}: no such account on this host`);
+  }
+  return runAs;
+}
+
 export class Daemon {
   private server: Server | undefined;
   private readonly live = new Set<LiveConnection>();
@@ -71,16 +89,7 @@ export class Daemon {
     readonly config: DaemonConfig,
     private readonly log: Logger,
   ) {
-    const own = userInfo().username;
-    if (config.runAs === undefined && process.geteuid?.() === 0) {
-      throw new BadConfigError('netplumbd runs as root: set run-as to the account commands run as by default (run-as root, to run them as root)');
-    }
-    this.runAs = config.runAs ?? own;
-    if (this.runAs !== own) {
-      // A default account the daemon cannot use would refuse every client without user= at its first command.
-      if (process.geteuid?.() !== 0) throw new BadConfigError(`run-as ${this.runAs}: netplumbd runs as ${own}, not as root, and can run commands only as itself`);
-      if (!accountKnown(this.runAs)) throw new BadConfigError(`run-as ${this.runAs}: no such account on this host`);
-    }
+    this.runAs = defaultAccount(config);
     this.admission = new Admission(admissionSettings(config));
     this.hostKey = loadPrivateIdentity(config.hostKeyFile);
     this.oneTimeKeys = new OneTimeKeyStore(config.oneTimeKeyDir);

@@ -28,14 +28,23 @@ function mentions(text: string): (error: Error) => void {
 }
 
 describe('parseConfigFile', () => {
-  test('reads name value lines, skipping comments and blank lines', () => {
+  test('reads name value lines, skipping comments and blank lines, each with the line it is on', () => {
     const text = '# netplumbd\n\nlisten 127.0.0.1:7021\n   # indented comment\n  hostkey   /etc/np/key  \nmax-connections\t10\r\n';
+    const parsed = parseConfigFile(text, 'netplumbd.conf');
     assert.deepEqual(
-      parseConfigFile(text, 'netplumbd.conf'),
+      new Map(parsed),
       new Map([
         ['listen', '127.0.0.1:7021'],
         ['hostkey', '/etc/np/key'],
         ['max-connections', '10'],
+      ]),
+    );
+    assert.deepEqual(
+      parsed.where,
+      new Map([
+        ['listen', 'netplumbd.conf:3'],
+        ['hostkey', 'netplumbd.conf:5'],
+        ['max-connections', 'netplumbd.conf:6'],
       ]),
     );
   });

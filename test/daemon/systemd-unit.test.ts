@@ -1,6 +1,6 @@
 // The shipped systemd unit: systemd-analyze verify accepts it without a warning (on a copy whose ExecStart names
 // the built daemon, as verify needs the program to exist), and it keeps the choices netplumbd(8) documents:
-// Type=exec, no reload, KillMode=mixed, a stop timeout above both grace periods, no command-breaking sandboxing.
+// Type=exec, -check-config before a start or reload, KillMode=mixed, a stop timeout above both grace periods, no command-breaking sandboxing.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -25,13 +25,13 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const unitText = readFileSync(UNIT, 'utf8');
 
-/** The unit with ExecStart pointing at this checkout's daemon, run by this node; the rest unchanged. */
+/** The unit with every netplumbd it runs pointing at this checkout's daemon, run by this node; the rest unchanged. */
 function runnableUnit(): string {
   const lines = unitText.split('\n');
   const execStarts = lines.filter((line) => line.startsWith('ExecStart='));
   assert.equal(execStarts.length, 1, 'the unit must have exactly one ExecStart line');
-  const execStart = `ExecStart="${process.execPath}" "${DAEMON_MAIN}" -foreground`;
-  return lines.map((line) => (line.startsWith('ExecStart=') ? execStart : line)).join('\n');
+  const daemon = /^(Exec[A-Za-z]*=)\/\S*\/netplumbd( .*)?$/;
+  return lines.map((line) => line.replace(daemon, (_all, key: string, args: string | undefined) => `${key}"${process.execPath}" "${DAEMON_MAIN}"${args ?? ''}`)).join('\n');
 }
 
 function verify(text: string, name: string): { status: number | null; stderr: string } {
@@ -90,11 +90,15 @@ describe('netplumbd.service', () => {
     assert.match(result.stderr, /KillMod/);
   });
 
-  test('starts the daemon in the foreground as Type=exec and reloads it with SIGHUP', () => {
+  test('starts the daemon in the foreground as Type=exec and reloads it with SIGHUP, each after -check-config', () => {
     const unit = settings(unitText);
     assert.equal(only(unit, 'Type'), 'exec');
     assert.match(only(unit, 'ExecStart') ?? '', /^\/\S*\/netplumbd -foreground$/);
-    assert.equal(only(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
+    assert.match(only(unit, 'ExecStartPre') ?? '', /^\/\S*\/netplumbd -check-config$/);
+    const reload = unit.get('ExecReload') ?? [];
+    assert.equal(reload.length, 2);
+    assert.match(reload[0] ?? '', /^\/\S*\/netplumbd -check-config$/);
+    assert.equal(reload[1], '/bin/kill -HUP $MAINPID');
   });
 
   test('stops with KillMode=mixed and a stop timeout longer than both grace periods together', () => {
