@@ -30,8 +30,12 @@ export function loadRecipe(file: string, spoolDir: string): LoadedRecipe {
   return { file, text: bytes.toString('utf8'), plan };
 }
 
-/** Prints the plan of a recipe that passes the check; returns plumb's exit status. */
-export function checkCommand(file: string, spoolDir: string, output: Writable = process.stdout): number {
-  output.write(formatPlan(loadRecipe(file, spoolDir).plan));
+/**
+ * Prints the plan of a recipe that passes the check, its spool directory line saying `spoolWhy` (given, or which
+ * one was assumed); returns plumb's exit status.
+ */
+export function checkCommand(file: string, spoolDir: string, output: Writable = process.stdout, spoolWhy?: string): number {
+  const plan = formatPlan(loadRecipe(file, spoolDir).plan);
+  output.write(spoolWhy === undefined ? plan : plan.replace(/^(spool directory: .*)$/m, `$1 (${spoolWhy})`));
   return 0;
 }

@@ -3,6 +3,7 @@
 // checked here, or a one-time key minted. What fails ends plumb with one line on stderr and its exit status.
 
 import { Command, CommanderError } from 'commander';
+import { join } from 'node:path';
 import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
@@ -234,7 +235,16 @@ async function main(): Promise<number> {
   }
   // The recipe parser is loaded only for a recipe: a plain command starts without it.
   const { checkCommand, loadRecipe } = await import('./check-command.js');
-  if (args.check) return checkCommand(args.recipe, spoolDir);
+  if (args.check) {
+    // Which spool the names are resolved against: the one given, else the one the daemon would use, said as assumed.
+    const assumed =
+      args.spool !== undefined
+        ? { dir: args.spool, why: 'given with -spool' }
+        : args.user !== undefined
+          ? { dir: join(DEFAULT_SPOOL_DIR, 'users', args.user), why: `assumed: the default spool's users/${args.user}, where a daemon running as root keeps the spool of -user=${args.user}; -spool=DIR checks against another` }
+          : { dir: DEFAULT_SPOOL_DIR, why: "assumed: a daemon's default; one configured with another spool resolves the names there, and -spool=DIR checks against it" };
+    return checkCommand(args.recipe, assumed.dir, process.stdout, assumed.why);
+  }
   const { recipeCommand, recipeJob } = await import('./recipe-command.js');
   const recipe = loadRecipe(args.recipe, spoolDir);
   if (recipe.plan.machines.length > 0) {

@@ -62,6 +62,19 @@ function plumb(scope: Scope, args: readonly string[], env: NodeJS.ProcessEnv) {
   return runProcess(scope, [process.execPath, BIN.plumb, ...args], { env, timeoutMs: 30_000 });
 }
 
+test('plumb -check says which spool it resolved the names against: the default, or the one of -user, as assumed', { timeout: TIMEOUT_MS }, async (t) => {
+  const { dir, env } = scratch(t);
+  const recipe = join(dir, 'good.rcp');
+  writeFileSync(recipe, GOOD_RECIPE);
+  const plain = await plumb(t, ['-check', `-recipe=${recipe}`], env);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR} \\(assumed: a daemon's default; .*-spool=DIR checks against it\\)$`, 'm'));
+  const asUser = await plumb(t, ['-check', '-user=backup', `-recipe=${recipe}`], env);
+  assert.equal(asUser.code, 0, asUser.stderr);
+  assert.match(asUser.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR}/users/backup \\(assumed: .*-user=backup`, 'm'));
+  assert.ok(asUser.stdout.toString().includes(`${DEFAULT_SPOOL_DIR}/users/backup/names`), 'the names are resolved in that spool');
+});
+
 test('plumb -check prints the plan and exits 0 without a machine, creating nothing', { timeout: TIMEOUT_MS }, async (t) => {
   const { dir, home, env } = scratch(t);
   const recipe = join(dir, 'good.rcp');
@@ -71,8 +84,8 @@ test('plumb -check prints the plan and exits 0 without a machine, creating nothi
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stderr, '');
   const plan = checkRecipe(GOOD_RECIPE, { sourceName: recipe, spoolDir: spool });
-  assert.equal(result.stdout.toString(), formatPlan(plan));
-  assert.match(result.stdout.toString(), new RegExp(`spool directory: ${spool}\\n`));
+  assert.equal(result.stdout.toString(), formatPlan(plan).replace(`spool directory: ${spool}\n`, `spool directory: ${spool} (given with -spool)\n`));
+  assert.match(result.stdout.toString(), new RegExp(`spool directory: ${spool} \\(given with -spool\\)\\n`));
   assert.ok(result.stdout.toString().includes(`${spool}/names`), 'the plan names the fifo it would make');
   assert.equal(existsSync(spool), false, 'the spool directory is not made');
   assert.equal(existsSync(home), false, "plumb's home is not made");
@@ -85,7 +98,8 @@ test('plumb -check resolves names against the default spool directory without -s
   writeFileSync(recipe, GOOD_RECIPE);
   const result = await plumb(t, ['-check', '-recipe', recipe], env);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout.toString(), formatPlan(checkRecipe(GOOD_RECIPE, { sourceName: recipe, spoolDir: DEFAULT_SPOOL_DIR })));
+  // The same plan, its spool line saying the spool was assumed.
+  assert.equal(result.stdout.toString().replace(/^(spool directory: \S+) \(assumed: .*\)$/m, '$1'), formatPlan(checkRecipe(GOOD_RECIPE, { sourceName: recipe, spoolDir: DEFAULT_SPOOL_DIR })));
 });
 
 /** The three lines plumb prints for BAD_RECIPE in `file`. */

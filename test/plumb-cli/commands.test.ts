@@ -53,7 +53,10 @@ describe('-check', () => {
   test('plumb -check prints the same plan without a machine', { timeout: TIMEOUT_MS }, async (t) => {
     const result = await runProcess(t, [process.execPath, BIN.plumb, '-check', `-recipe=${recipeFile}`]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout.toString(), formatPlan(loadRecipe(recipeFile, DEFAULT_SPOOL_DIR).plan));
+    // The same plan, its spool line saying the spool was assumed.
+    const [spoolLine] = /^spool directory: .*$/m.exec(result.stdout.toString()) ?? [''];
+    assert.match(spoolLine, /^spool directory: \S+ \(assumed: /);
+    assert.equal(result.stdout.toString().replace(/^(spool directory: \S+) \(.*\)$/m, '$1'), formatPlan(loadRecipe(recipeFile, DEFAULT_SPOOL_DIR).plan));
   });
 
   test('plumb -check of a refused recipe exits with the recipe-refused status', { timeout: TIMEOUT_MS }, async (t) => {
