@@ -5,7 +5,7 @@
 
 import { BadRequestError, ErrorCode } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
-import { replyMessage, type Endpoints, type ExportedEnv } from './session.js';
+import { replyMessage, type StartCommon } from './session.js';
 import {
   EdgeConnectStatus,
   EdgeRoute,
@@ -45,18 +45,12 @@ function decodeSha256(fields: FieldList, name: string): string {
  * `machines` are the placements (as written after `@`, '' for the unplaced commands) whose commands run here.
  * Its streams, env and endpoints are a recipe Start's; `user` likewise.
  */
-export interface PartRequest {
+export interface PartRequest extends StartCommon {
   kind: StartKind.Part;
   run: string;
   source: string;
   text: string;
   machines: string[];
-  user?: string;
-  env: ExportedEnv;
-  endpoints: Endpoints;
-  stdin: number;
-  stdout: number;
-  stderr: number;
 }
 
 /** The fields of a part that a recipe Start does not have; the rest are encoded as a recipe Start's. */

@@ -51,45 +51,38 @@ export interface PtyRequest {
   rows: number;
 }
 
-export interface ExecRequest {
-  kind: StartKind.Exec;
+/** What every kind of Start carries: the account, the exported variables, the endpoints and the three streams. */
+export interface StartCommon {
   /** The account to run as (`-user`); absent: the client's default. */
   user?: string;
-  /** Empty only with a pty: then the daemon runs the user's login shell. */
-  argv: string[];
   env: ExportedEnv;
   endpoints: Endpoints;
-  pty?: PtyRequest;
   stdin: number;
   stdout: number;
   stderr: number;
+}
+
+export interface ExecRequest extends StartCommon {
+  kind: StartKind.Exec;
+  /** Empty only with a pty: then the daemon runs the user's login shell. */
+  argv: string[];
+  pty?: PtyRequest;
 }
 
 /** A recipe's text as the user wrote it; the daemon parses and checks it itself. */
-export interface RecipeRequest {
+export interface RecipeRequest extends StartCommon {
   kind: StartKind.Recipe;
-  /** The account to run as (`-user`); absent: the client's default. */
-  user?: string;
   text: string;
-  env: ExportedEnv;
-  endpoints: Endpoints;
   /** The file name error messages cite (the client's name for the recipe). */
   source: string;
-  stdin: number;
-  stdout: number;
-  stderr: number;
 }
 
-/** No command: the named pipes and sockets alone, until the client closes the connection. */
-export interface ForwardRequest {
+/**
+ * No command: the named pipes and sockets alone, until the client closes the connection; made and opened with
+ * the rights of `user`. Its env is always empty.
+ */
+export interface ForwardRequest extends StartCommon {
   kind: StartKind.Forward;
-  /** The account whose rights the named pipes and sockets are made and opened with; absent: the client's default. */
-  user?: string;
-  env: ExportedEnv;
-  endpoints: Endpoints;
-  stdin: number;
-  stdout: number;
-  stderr: number;
 }
 
 export type StartRequest = ExecRequest | RecipeRequest | PartRequest | ForwardRequest;
