@@ -33,12 +33,12 @@ import {
   type StreamDigest,
 } from '../protocol/multi-host.js';
 import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
-import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
+import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { placeEndpoints } from './endpoint-placement.js';
-import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
+import { ClientEndpoints, joinEndpointOptions, NO_ENDPOINT_OPTIONS, type EndpointOptions } from './endpoints.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine, sayConnectionSummary } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
@@ -183,7 +183,7 @@ class MachinePart implements SessionHandler {
       kind: StartKind.Part,
       ...job,
       machines: this.placements,
-      endpoints: this.endpoints?.remote ?? { inFifos: [], outFifos: [], listenSockets: [], connectSockets: [] },
+      endpoints: this.endpoints?.remote ?? NO_ENDPOINTS,
       stdin: streams.stdin.id,
       stdout: streams.stdout.id,
       stderr: streams.stderr.id,
@@ -312,7 +312,7 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
     const key = `${target.host}\0${target.port}`;
     const group = groups.get(key);
     const reach = args.reach?.get(placement);
-    const attached = endpoints.get(placement) ?? { inFifos: [], outFifos: [], sockets: [], localSockets: [] };
+    const attached = endpoints.get(placement) ?? NO_ENDPOINT_OPTIONS;
     const one = { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached };
     if (group === undefined) groups.set(key, one);
     else joinGroup(group, one);
@@ -324,13 +324,7 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
 function joinGroup(group: MachineGroup, other: MachineGroup): void {
   group.placements.push(...other.placements);
   if (other.reachAt !== other.target) group.reachAt = other.reachAt;
-  const { endpoints } = group;
-  group.endpoints = {
-    inFifos: [...endpoints.inFifos, ...other.endpoints.inFifos],
-    outFifos: [...endpoints.outFifos, ...other.endpoints.outFifos],
-    sockets: [...endpoints.sockets, ...other.endpoints.sockets],
-    localSockets: [...endpoints.localSockets, ...other.endpoints.localSockets],
-  };
+  group.endpoints = joinEndpointOptions(group.endpoints, other.endpoints);
 }
 
 /** The addresses a host name stands for, IPv4-mapped IPv6 ones as IPv4; the name itself if it does not resolve. */

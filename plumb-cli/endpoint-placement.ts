@@ -5,12 +5,10 @@
 
 import { UsageError } from '../protocol/errors.js';
 import { placementName, type RecipePlan, type RecipeStage } from '../recipes/plan.js';
-import type { EndpointOptions } from './endpoints.js';
+import { joinEndpointOptions, type EndpointOptions } from './endpoints.js';
 
 /** The machine each endpoint option named (`@MACHINE:`), by option and position; undefined where it named none. */
 export type EndpointMachines = { readonly [K in keyof EndpointOptions]: ReadonlyArray<string | undefined> };
-
-export const NO_ENDPOINT_MACHINES: EndpointMachines = Object.freeze({ inFifos: [], outFifos: [], sockets: [], localSockets: [] });
 
 /** `@MACHINE:` before a path, MACHINE written as a recipe's placement is (recipe.peggy MachineText). */
 const MACHINE_PREFIX = /^@((?:[A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?):(.+)$/s;
@@ -53,7 +51,7 @@ function refuseSharedLocalPaths(options: EndpointOptions): void {
 export function placeEndpoints(plan: RecipePlan, options: EndpointOptions, machines: EndpointMachines): Map<string, EndpointOptions> {
   refuseSharedLocalPaths(options);
   const placements = [...new Set(plan.stages.map((stage) => stage.machine ?? ''))];
-  const placed = new Map<string, EndpointOptions>(placements.map((placement) => [placement, { inFifos: [], outFifos: [], sockets: [], localSockets: [] }]));
+  const placed = new Map<string, EndpointOptions>(placements.map((placement) => [placement, joinEndpointOptions()]));
   const place = (option: string, value: string, remotePath: string, named: string | undefined): string => {
     if (named !== undefined) {
       if (!placements.includes(named)) throw new UsageError(`-${option}=@${named}:${value}: no command of ${plan.source} is placed on @${named}`);

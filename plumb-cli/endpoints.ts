@@ -29,6 +29,16 @@ export interface EndpointOptions {
 
 export const NO_ENDPOINT_OPTIONS: Readonly<EndpointOptions> = Object.freeze({ inFifos: [], outFifos: [], sockets: [], localSockets: [] });
 
+/** The options of all of `parts` together, in order, as a new object (none: a new empty one). */
+export function joinEndpointOptions(...parts: readonly EndpointOptions[]): EndpointOptions {
+  return {
+    inFifos: parts.flatMap((part) => part.inFifos),
+    outFifos: parts.flatMap((part) => part.outFifos),
+    sockets: parts.flatMap((part) => part.sockets),
+    localSockets: parts.flatMap((part) => part.localSockets),
+  };
+}
+
 /**
  * `PATH` (the same path at both ends) or `FIRST:SECOND`. For -socket FIRST is the daemon's path and SECOND the
  * local one; for -local-socket the other way round, as each option names its listening end first.

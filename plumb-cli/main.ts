@@ -106,12 +106,8 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     port = Number(options.port);
   }
   // -infifo=@MACHINE:PATH and the like: the machine, for a recipe across machines, comes off before the paths are read.
-  const [inFifos, outFifos, sockets, localSockets] = [options.infifo, options.outfifo, options.socket, options.localSocket].map((values) => values.map(splitEndpointMachine)) as [
-    ReturnType<typeof splitEndpointMachine>[],
-    ReturnType<typeof splitEndpointMachine>[],
-    ReturnType<typeof splitEndpointMachine>[],
-    ReturnType<typeof splitEndpointMachine>[],
-  ];
+  const split = (values: readonly string[]): Array<ReturnType<typeof splitEndpointMachine>> => values.map(splitEndpointMachine);
+  const [inFifos, outFifos, sockets, localSockets] = [split(options.infifo), split(options.outfifo), split(options.socket), split(options.localSocket)];
   const check = options.check === true;
   if (check && options.recipe === undefined) throw new UsageError('-check needs -recipe=FILE');
   // A recipe may name its machines itself: whether it needs the command line's is known once it is read.
