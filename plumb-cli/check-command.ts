@@ -25,6 +25,15 @@ export function loadRecipe(file: string, spoolDir: string): LoadedRecipe {
   } catch (error) {
     throw new UsageError(`cannot read recipe ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  return checkedRecipe(bytes, file, spoolDir);
+}
+
+/** A recipe given as text (by the library), checked as loadRecipe checks a file; `source` names it in errors. */
+export function loadRecipeText(text: string, source: string, spoolDir: string): LoadedRecipe {
+  return checkedRecipe(Buffer.from(text, 'utf8'), source, spoolDir);
+}
+
+function checkedRecipe(bytes: Buffer, file: string, spoolDir: string): LoadedRecipe {
   // Checked as bytes, so that what is not UTF-8 is reported with its place; once it passed, the text is exact.
   const plan = checkRecipe(bytes, { sourceName: file, spoolDir });
   return { file, text: bytes.toString('utf8'), plan };

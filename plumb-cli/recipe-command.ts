@@ -7,7 +7,7 @@ import type { ExportedEnv } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { LoadedRecipe } from './check-command.js';
 import { RecipeReport } from './recipe-report.js';
-import { prepareLocalEndpoints, runOnMachine, type RunArguments } from './run-command.js';
+import { runOnMachine, type RunArguments } from './run-command.js';
 import type { RemoteJob } from './run.js';
 
 export interface RecipeArguments extends RunArguments {
@@ -27,9 +27,8 @@ export function recipeJob(recipe: LoadedRecipe, user: string | undefined): Extra
 /** Runs the recipe; resolves with plumb's exit status, the recipe's own when it ran to its end. */
 export async function recipeCommand(args: RecipeArguments, recipe: LoadedRecipe, env: ExportedEnv): Promise<number> {
   const report = new RecipeReport(recipe.file, args.machine as string, recipe.plan);
-  const endpoints = await prepareLocalEndpoints(args);
   try {
-    const status = await runOnMachine(args, recipeJob(recipe, args.user), env, endpoints, (end) => {
+    const status = await runOnMachine(args, recipeJob(recipe, args.user), env, (end) => {
       const line = report.stageEnded(end);
       if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
     });
@@ -39,7 +38,6 @@ export async function recipeCommand(args: RecipeArguments, recipe: LoadedRecipe,
     report.failed(asNetplumbError(error));
     throw error;
   } finally {
-    endpoints.close();
     if (args.json !== false) writeJsonReport(report.toJSON(), args.json);
   }
 }

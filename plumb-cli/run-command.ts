@@ -1,12 +1,14 @@
 // plumb machine command: runs one command on the machine with this process's stdio (and terminal, with -t), its
-// local named pipes and sockets replicated, and ends with the command's exit status. A recipe run uses the same parts.
+// local named pipes and sockets replicated, and ends with the command's exit status. It goes through the library
+// (library.ts) as any Node program would; a one-machine recipe and plumb -N use the same path.
 
-import type { StageEnd, ExportedEnv } from '../protocol/session.js';
-import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
-import { ClientEndpoints, type EndpointOptions } from './endpoints.js';
+import type { ExportedEnv, StageEnd } from '../protocol/session.js';
+import { StartKind } from '../protocol/wire.js';
+import type { EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
-import { connectToMachine, sayConnectionSummary, type MachineOptions } from './machine.js';
-import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
+import { connect, type ConnectOptions, type Machine, type RemoteRun, type RunOptions } from './library.js';
+import { saySummary, type MachineOptions } from './machine.js';
+import type { LocalTerminal, RemoteJob } from './run.js';
 
 export interface RunArguments extends MachineOptions {
   /** The command and its arguments, run as an argv. */
@@ -26,59 +28,68 @@ export function execJob(args: Pick<RunArguments, 'command' | 'user'>): Extract<R
   return { kind: StartKind.Exec, argv: args.command, ...(args.user === undefined ? {} : { user: args.user }) };
 }
 
-/** Makes the local FIFOs and checks the local socket paths before anything is sent. */
-export function prepareLocalEndpoints(args: Pick<RunArguments, 'endpoints'>): Promise<ClientEndpoints> {
-  // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
-  return ClientEndpoints.prepare(args.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`));
+/** The library's connect options for what the command line says: -v notes and warnings go to stderr as plumb's. */
+export function connectOptions(args: MachineOptions): ConnectOptions {
+  const toStderr = (line: string): void => void process.stderr.write(`plumb: ${line}\n`);
+  return {
+    ...(args.identity === undefined ? {} : { identity: args.identity }),
+    ...(args.knownHosts === undefined ? {} : { knownHosts: args.knownHosts }),
+    ...(args.port === undefined ? {} : { port: args.port }),
+    ...(args.oneTimeKey === undefined ? {} : { oneTimeKey: args.oneTimeKey }),
+    ...(args.limitRate === undefined ? {} : { limitRate: args.limitRate }),
+    acceptNew: args.acceptNew,
+    ...(args.verbose === true ? { onNote: toStderr } : {}),
+    onWarning: toStderr,
+  };
 }
 
 /** Connects and runs the job with this process's stdio; resolves with plumb's exit status. */
-export async function runOnMachine(
-  args: RunArguments,
-  job: RemoteJob,
-  env: ExportedEnv,
-  endpoints: ClientEndpoints,
-  onStageEnd?: (end: StageEnd) => void,
-): Promise<number> {
+export async function runOnMachine(args: RunArguments, job: RemoteJob, env: ExportedEnv, onStageEnd?: (end: StageEnd) => void): Promise<number> {
   const connectedAt = performance.now();
-  const connection = await connectToMachine(args);
+  const machine = await connect(args.machine as string, connectOptions(args));
+  const options: RunOptions = {
+    ...(job.user === undefined ? {} : { user: job.user }),
+    env: Object.fromEntries(env),
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    endpoints: args.endpoints,
+    ...(args.tty ? { terminal: localTerminal() } : {}),
+    signals: process,
+    // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
+    onEndpointError: (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`),
+  };
+  const run = start(machine, job, options, onStageEnd);
   try {
-    return await runRemoteCommand(connection, {
-      job,
-      env,
-      endpoints,
-      ...(args.tty ? { terminal: localTerminal() } : {}),
-      ...(onStageEnd === undefined ? {} : { onStageEnd }),
-      stdio: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-      signals: process,
-      maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
-      initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
-      maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
-      maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
-    });
+    return await run.exit;
   } finally {
-    sayConnectionSummary(args, connection, connectedAt);
+    saySummary(args, run.wireBytes(), machine.cipher, connectedAt);
+    await machine.close();
+  }
+}
+
+function start(machine: Machine, job: RemoteJob, options: RunOptions, onStageEnd: ((end: StageEnd) => void) | undefined): RemoteRun {
+  switch (job.kind) {
+    case StartKind.Exec:
+      return machine.run(job.argv, options);
+    case StartKind.Recipe: {
+      const run = machine.runRecipe({ text: job.text, source: job.source }, options);
+      if (onStageEnd !== undefined) run.on('stage', onStageEnd);
+      return run;
+    }
+    case StartKind.Forward:
+      return machine.forward(options);
   }
 }
 
 /** plumb -N: the named pipes and sockets alone, joined until interrupted; the local ends removed however it ends. */
-export async function forwardCommand(args: RunArguments): Promise<number> {
-  const endpoints = await prepareLocalEndpoints(args);
-  try {
-    return await runOnMachine(args, { kind: StartKind.Forward, ...(args.user === undefined ? {} : { user: args.user }) }, [], endpoints);
-  } finally {
-    endpoints.close();
-  }
+export function forwardCommand(args: RunArguments): Promise<number> {
+  return runOnMachine(args, { kind: StartKind.Forward, ...(args.user === undefined ? {} : { user: args.user }) }, []);
 }
 
 /** Runs the command line's command; the local endpoints are removed however it ends. */
-export async function runCommand(args: RunArguments, env: ExportedEnv): Promise<number> {
-  const endpoints = await prepareLocalEndpoints(args);
-  try {
-    return await runOnMachine(args, execJob(args), env, endpoints);
-  } finally {
-    endpoints.close();
-  }
+export function runCommand(args: RunArguments, env: ExportedEnv): Promise<number> {
+  return runOnMachine(args, execJob(args), env);
 }
 
 /** The terminal -t replicates; raw mode is undone on every way out, process.exit included. */

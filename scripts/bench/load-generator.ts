@@ -1,13 +1,12 @@
 // The load generator, run inside the bench's worker process (worker.ts): `sessions` runs of `true`, each a new
-// connection and handshake through the project's client code, `concurrency` of them in flight at any time. It
+// connection and handshake through the netplumb library (connect, run), as a Node program would make them,
+// `concurrency` of them in flight at any time. It
 // measures what one daemon can serve (sessions/s) without a Node start per client in the way, which is what bounds
 // `plumb host true` run from a shell. The bench reads the daemon's CPU around the worker.
 
 import { Readable } from 'node:stream';
-import { StartKind } from '../../protocol/wire.js';
-import { ConnectionLostError } from '../../protocol/errors.js';
-import type { SecureConnection } from '../../protocol/connection.js';
-import { connectClient, discard, runClient } from './client.js';
+import { connect, type Machine } from '../../plumb-cli/library.js';
+import { discard } from './client.js';
 
 /** A session not done in this long counts as failed (and its connection is torn down). */
 export const SESSION_TIMEOUT_MS = 30_000;
@@ -28,11 +27,11 @@ export async function generateLoad(port: number, home: string, sessions: number,
   let failed = 0;
   let firstError: string | undefined;
   const one = async (): Promise<void> => {
-    let connection: SecureConnection | undefined;
+    let machine: Machine | undefined;
     let timer: NodeJS.Timeout | undefined;
     const session = (async () => {
-      connection = await connectClient(port, home);
-      const status = await runClient(connection, { kind: StartKind.Exec, argv: ['true'] }, Readable.from([]), discard());
+      machine = await connect(`127.0.0.1:${port}`, { home });
+      const status = await machine.run(['true'], { stdin: Readable.from([]), stdout: discard(), stderr: discard() }).exit;
       if (status !== 0) throw new Error(`true exited ${status}`);
     })();
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -43,7 +42,7 @@ export async function generateLoad(port: number, home: string, sessions: number,
     } catch (error) {
       failed++;
       firstError ??= error instanceof Error ? error.message : String(error);
-      connection?.fail(new ConnectionLostError('load generator gave up on the session'));
+      void machine?.close().catch(() => undefined);
       session.catch(() => undefined);
     } finally {
       clearTimeout(timer);
