@@ -32,13 +32,15 @@ import {
   type EdgeReport,
   type StreamDigest,
 } from '../protocol/multi-host.js';
-import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
+import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { placeEndpoints } from './endpoint-placement.js';
 import { ClientEndpoints, joinEndpointOptions, NO_ENDPOINT_OPTIONS, type EndpointOptions } from './endpoints.js';
+import { ProgressLine } from './progress.js';
+import { StreamMeter, type StreamTotals } from './stream-meter.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine, sayConnectionSummary } from './machine.js';
 import { clientPaths, resolveTarget, type Target } from './paths.js';
@@ -93,7 +95,12 @@ class MachinePart implements SessionHandler {
     /** The named pipes and sockets to replicate with this machine, as the options gave them. */
     readonly endpointOptions: EndpointOptions,
     readonly connection: SecureConnection,
-    private readonly events: { stageEnded: (part: MachinePart, end: StageEnd) => void; edgeReport: (part: MachinePart, report: EdgeReport) => void },
+    private readonly events: {
+      stageEnded: (part: MachinePart, end: StageEnd) => void;
+      edgeReport: (part: MachinePart, report: EdgeReport) => void;
+      /** Told of each stream of the part as it opens, for -progress. */
+      observeStream?: MuxOptions['observeStream'];
+    },
   ) {
     this.exit = new Promise((resolve) => (this.resolveExit = resolve));
     this.gone = new Promise((resolve) => (this.resolveGone = resolve));
@@ -167,7 +174,14 @@ class MachinePart implements SessionHandler {
   async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv }): Promise<void> {
     const mux = new Mux(
       this.connection,
-      { side: 'client', maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection, initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes, maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes, maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes },
+      {
+        side: 'client',
+        maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,
+        initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
+        maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
+        maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+        ...(this.events.observeStream === undefined ? {} : { observeStream: this.events.observeStream }),
+      },
       this,
     );
     this.mux = mux;
@@ -376,6 +390,11 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const relays: Relays = { links: [], closed: false };
   let stdinPart: MachinePart | undefined;
   let connectedAt = 0;
+  // plumb's streams with each machine, named after it, for -progress and the report; the edges' bytes, counted by
+  // the daemons, come at the end.
+  const meters = new PartMeters();
+  const progress = args.progress === true ? new ProgressLine(process.stderr, () => meters.totals()) : undefined;
+  progress?.start();
   try {
     connectedAt = performance.now();
     const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
@@ -390,6 +409,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
           for (const other of parts) if (other !== from && !other.exited) other.connection.sendFields(PacketType.RemoteStageEnd, encodeRemoteStageEnd(end.stage));
         },
         edgeReport: (_from, edgeReport) => void edgeReports.push(edgeReport),
+        observeStream: meters.add(machine.label, machine.endpoints),
       });
       parts.push(part);
       for (const stage of plan.stages) if (machine.placements.includes(stage.machine ?? '')) partOf.set(stage.index, part);
@@ -503,9 +523,36 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       ),
     );
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
+    meters.settle();
+    report.streams(meters.totals());
+    progress?.finish(edgeReports.filter((edgeReport) => edgeReport.direction === 'in').map((edgeReport) => edgeTotals(edgeReport)));
     for (const part of parts) sayConnectionSummary(args, part.connection, connectedAt, `${part.label}: `);
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }
+}
+
+/** One StreamMeter per machine, its streams named after the machine (`@db1 stdout`), read together. */
+class PartMeters {
+  private readonly meters: StreamMeter[] = [];
+
+  add(label: string, endpoints: EndpointOptions): NonNullable<MuxOptions['observeStream']> {
+    const meter = new StreamMeter(endpoints, `${label} `);
+    this.meters.push(meter);
+    return meter.observe;
+  }
+
+  totals(): StreamTotals[] {
+    return this.meters.flatMap((meter) => meter.totals());
+  }
+
+  settle(): void {
+    for (const meter of this.meters) meter.settle();
+  }
+}
+
+/** An edge's reading end's report, as a line of -progress's summary: the bytes its reader was given. */
+function edgeTotals(edgeReport: EdgeReport): StreamTotals {
+  return { name: `edge ${edgeReport.edge}`, bytesOut: 0, bytesIn: edgeReport.bytes, streams: 1, open: 0, startedAt: Date.now() };
 }
 
 /** Each edge of the plan with the report of its reading end, and the verdict: a missing report is incomplete. */

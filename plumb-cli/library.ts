@@ -22,6 +22,7 @@ import { connectToMachine, type MachineOptions } from './machine.js';
 import { formatKeyFile, mintOneTimeKey } from './one-time-key.js';
 import { clientPaths } from './paths.js';
 import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
+import { StreamMeter, type StreamTotals } from './stream-meter.js';
 
 export {
   ErrorCode,
@@ -37,6 +38,7 @@ export {
 export type { ExportedEnv, ForwardableSignal, StageEnd, StageStatus } from '../protocol/session.js';
 export type { EndpointOptions, SocketPair } from './endpoints.js';
 export type { LocalTerminal } from './run.js';
+export type { StreamTotals } from './stream-meter.js';
 
 export interface ConnectOptions {
   /** The private key to authenticate with (default: $NETPLUMB_HOME/identity). */
@@ -106,6 +108,8 @@ export interface RemoteRun {
   signal(name: ForwardableSignal): void;
   /** What this run's connection has carried on the wire so far, framing and encryption included. */
   wireBytes(): { sent: number; received: number };
+  /** What each of the run's streams has carried so far: stdin, stdout, stderr, each named pipe and socket. */
+  streams(): StreamTotals[];
 }
 
 /** A recipe run, with a `stage` event for each command's end, in the order the daemon reports them. */
@@ -246,6 +250,7 @@ export class Machine {
     const stdout = options.stdout === undefined ? new PassThrough() : null;
     const stderr = options.stderr === undefined ? new PassThrough() : null;
     const signals = options.signals ?? new EventEmitter();
+    const meter = new StreamMeter(endpointOptions(options.endpoints));
     let connection: SecureConnection | undefined;
     const exit = (async () => {
       let endpoints: ClientEndpoints | undefined;
@@ -265,9 +270,11 @@ export class Machine {
           initialWindowBytes: DEFAULT_LIMITS.initialWindowBytes,
           maxWindowBytes: DEFAULT_LIMITS.maxWindowBytes,
           maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
+          observeStream: meter.observe,
         });
       } finally {
         endpoints?.close();
+        meter.settle();
         if (connection !== undefined) this.busy.delete(connection);
         // The streams offered to the caller end with the command, whatever ended it: what the command did not read
         // of stdin is dropped (a writer piping into it sees the stream closed), stdout and stderr see their end.
@@ -283,6 +290,7 @@ export class Machine {
       exit,
       signal: (name) => void signals.emit(name),
       wireBytes: () => (connection === undefined ? undefined : wireBytes(connection)) ?? { sent: 0, received: 0 },
+      streams: () => meter.totals(),
     };
   }
 }

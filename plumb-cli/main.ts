@@ -29,7 +29,7 @@ interface PlumbArguments extends RecipeArguments, MintKeyArguments {
 }
 
 const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach', 'limit-rate'];
-const FLAGS = ['accept-new', 'verbose', 'check', 'relay'];
+const FLAGS = ['accept-new', 'verbose', 'check', 'relay', 'progress'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
 
@@ -59,6 +59,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
     .option('-N', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
+    .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary")
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
     .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
@@ -89,6 +90,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     tty?: boolean;
     N?: boolean;
     verbose?: boolean;
+    progress?: boolean;
     user?: string;
     mintKey?: string;
     expires?: string;
@@ -127,6 +129,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   if (!check && !forward && options.recipe === undefined && command.length === 0 && !interactive) throw new UsageError('missing command');
   const tty = options.tty === true || (options.recipe === undefined && !check && !forward && command.length === 0);
   if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
+  if (options.progress === true && (tty || check || options.mintKey !== undefined)) throw new UsageError('-progress shows a run that moves bytes: -t, -check and -mint-key do not go with it');
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
   if (options.relay === true && options.recipe === undefined) throw new UsageError('-relay goes with a recipe across machines (-recipe=FILE)');
@@ -167,6 +170,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     acceptNew: options.acceptNew === true,
     port,
     verbose: options.verbose === true,
+    progress: options.progress === true,
     user: options.user,
     mintKey: options.mintKey,
     lifetimeSeconds: options.expires === undefined ? DEFAULT_KEY_LIFETIME_SECONDS : parseLifetime(options.expires),

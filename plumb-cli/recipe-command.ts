@@ -7,6 +7,7 @@ import type { ExportedEnv } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { LoadedRecipe } from './check-command.js';
 import { RecipeReport } from './recipe-report.js';
+import { stageBytes } from './stage-bytes.js';
 import { runOnMachine, type RunArguments } from './run-command.js';
 import type { RemoteJob } from './run.js';
 
@@ -28,10 +29,22 @@ export function recipeJob(recipe: LoadedRecipe, user: string | undefined): Extra
 export async function recipeCommand(args: RecipeArguments, recipe: LoadedRecipe, env: ExportedEnv): Promise<number> {
   const report = new RecipeReport(recipe.file, args.machine as string, recipe.plan);
   try {
-    const status = await runOnMachine(args, recipeJob(recipe, args.user), env, (end) => {
-      const line = report.stageEnded(end);
-      if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
-    });
+    const status = await runOnMachine(
+      args,
+      recipeJob(recipe, args.user),
+      env,
+      (end) => {
+        const line = report.stageEnded(end);
+        if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
+      },
+      (streams) => {
+        report.streams(streams);
+        // One machine: every byte of plumb's stdout came from there. What plumb sent on stdin is not what the
+        // command took (the daemon drops what a command that stopped reading leaves), so it is no command's count.
+        const stdout = streams.find((stream) => stream.name === 'stdout')?.bytesIn ?? 0;
+        report.stageBytes(stageBytes(recipe.plan, [], [{ stages: new Set(recipe.plan.stages.map((stage) => stage.index)), stdout, stdinDelivered: undefined }]));
+      },
+    );
     report.finished(status);
     return status;
   } catch (error) {

@@ -5,6 +5,7 @@ import type { NetplumbError } from '../protocol/errors.js';
 import type { StageEnd } from '../protocol/session.js';
 import type { RecipePlan } from '../recipes/plan.js';
 import type { StageBytes } from './stage-bytes.js';
+import type { StreamTotals } from './stream-meter.js';
 
 /** One command in the JSON report. `code` is set for an exit and for a command that could not start. */
 export interface StageReportEntry {
@@ -23,9 +24,21 @@ export interface StageReportEntry {
   /** When the command started and ended (ISO 8601, UTC), as the daemon that ran it saw them. */
   startedAt?: string;
   endedAt?: string;
-  /** For a recipe across machines, where netplumb carried and counted the stream (stage-bytes.ts). */
+  /** Where netplumb carried and counted the command's stream (stage-bytes.ts); absent where it did not. */
   bytesIn?: number;
   bytesOut?: number;
+}
+
+/** One of plumb's streams in the JSON report: `bytesOut` went to the machine, `bytesIn` came from it. */
+export interface StreamReportEntry {
+  name: string;
+  bytesOut: number;
+  bytesIn: number;
+  /** Rounds of a named pipe, connections of a socket; 1 for stdio. */
+  streams: number;
+  /** ISO 8601, UTC: when the first opened and the last closed (absent while one is still open). */
+  startedAt: string;
+  endedAt?: string;
 }
 
 export interface RecipeReportJson {
@@ -36,6 +49,8 @@ export interface RecipeReportJson {
   /** Set when the run failed as a whole (connection lost, refused): the code and message plumb printed. */
   failure?: { code: string; message: string };
   stages: StageReportEntry[];
+  /** plumb's own streams to and from the machine(s): across machines each is named after its machine (`@db1 stdout`). */
+  streams?: StreamReportEntry[];
 }
 
 export class RecipeReport {
@@ -43,6 +58,7 @@ export class RecipeReport {
   private exitStatus: number | null = null;
   private failure: { code: string; message: string } | undefined;
   private bytes: ReadonlyMap<number, StageBytes> = new Map();
+  private streamTotals: readonly StreamTotals[] | undefined;
 
   constructor(
     private readonly source: string,
@@ -73,6 +89,11 @@ export class RecipeReport {
     this.bytes = bytes;
   }
 
+  /** What each of plumb's streams carried, given once the run is over. */
+  streams(totals: readonly StreamTotals[]): void {
+    this.streamTotals = totals;
+  }
+
   toJSON(): RecipeReportJson {
     const stages = this.plan.stages.map((stage): StageReportEntry => {
       const base = { stage: stage.index, name: stage.name, line: stage.location.line, ...(stage.machine === undefined ? {} : { machine: stage.machine }), argv: stage.argv };
@@ -90,6 +111,16 @@ export class RecipeReport {
     });
     const json: RecipeReportJson = { recipe: this.source, machine: this.machine, exitStatus: this.exitStatus, stages };
     if (this.failure !== undefined) json.failure = this.failure;
+    if (this.streamTotals !== undefined) {
+      json.streams = this.streamTotals.map((stream) => ({
+        name: stream.name,
+        bytesOut: stream.bytesOut,
+        bytesIn: stream.bytesIn,
+        streams: stream.streams,
+        startedAt: new Date(stream.startedAt).toISOString(),
+        ...(stream.endedAt === undefined ? {} : { endedAt: new Date(stream.endedAt).toISOString() }),
+      }));
+    }
     return json;
   }
 }

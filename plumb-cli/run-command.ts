@@ -8,7 +8,9 @@ import type { EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
 import { connect, type ConnectOptions, type Machine, type RemoteRun, type RunOptions } from './library.js';
 import { saySummary, type MachineOptions } from './machine.js';
+import { ProgressLine } from './progress.js';
 import type { LocalTerminal, RemoteJob } from './run.js';
+import type { StreamTotals } from './stream-meter.js';
 
 export interface RunArguments extends MachineOptions {
   /** The command and its arguments, run as an argv. */
@@ -21,6 +23,8 @@ export interface RunArguments extends MachineOptions {
   endpoints: EndpointOptions;
   /** -infifo=@MACHINE:PATH and the like: the machine each endpoint option named, for a recipe across machines. */
   endpointMachines: EndpointMachines;
+  /** -progress: each stream's bytes, rate and time on stderr while the run goes on, and a summary at its end. */
+  progress?: boolean;
 }
 
 /** The Start request's job for a plain command. */
@@ -43,8 +47,17 @@ export function connectOptions(args: MachineOptions): ConnectOptions {
   };
 }
 
-/** Connects and runs the job with this process's stdio; resolves with plumb's exit status. */
-export async function runOnMachine(args: RunArguments, job: RemoteJob, env: ExportedEnv, onStageEnd?: (end: StageEnd) => void): Promise<number> {
+/**
+ * Connects and runs the job with this process's stdio; resolves with plumb's exit status. `onEnd` is told what
+ * each stream carried, however the run ended.
+ */
+export async function runOnMachine(
+  args: RunArguments,
+  job: RemoteJob,
+  env: ExportedEnv,
+  onStageEnd?: (end: StageEnd) => void,
+  onEnd?: (streams: StreamTotals[]) => void,
+): Promise<number> {
   const connectedAt = performance.now();
   const machine = await connect(args.machine as string, connectOptions(args));
   const options: RunOptions = {
@@ -60,9 +73,13 @@ export async function runOnMachine(args: RunArguments, job: RemoteJob, env: Expo
     onEndpointError: (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`),
   };
   const run = start(machine, job, options, onStageEnd);
+  const progress = args.progress === true ? new ProgressLine(process.stderr, () => run.streams()) : undefined;
+  progress?.start();
   try {
     return await run.exit;
   } finally {
+    progress?.finish();
+    onEnd?.(run.streams());
     saySummary(args, run.wireBytes(), machine.cipher, connectedAt);
     await machine.close();
   }

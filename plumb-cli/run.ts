@@ -13,7 +13,7 @@ import {
   UsageError,
 } from '../protocol/errors.js';
 import { encodeFields, type FieldList } from '../protocol/fields.js';
-import { Mux, type MuxStream, type SessionHandler } from '../protocol/mux.js';
+import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import {
   decodeExit,
   decodeStageEnd,
@@ -135,6 +135,8 @@ export interface RunOptions {
   /** Default: the initial window, never grown. */
   maxWindowBytes?: number;
   maxDataPayloadBytes: number;
+  /** Told of every stream of the run as it opens, for counting (stream-meter.ts). */
+  observeStream?: MuxOptions['observeStream'];
 }
 
 /** Resolves with the exit status plumb should end with; throws NetplumbError for connection-level failures. */
@@ -149,6 +151,7 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
       initialWindowBytes: options.initialWindowBytes,
       maxWindowBytes: options.maxWindowBytes ?? options.initialWindowBytes,
       maxDataPayloadBytes: options.maxDataPayloadBytes,
+      ...(options.observeStream === undefined ? {} : { observeStream: options.observeStream }),
     },
     remote,
   );

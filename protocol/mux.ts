@@ -93,6 +93,11 @@ export class MuxStream extends Duplex {
   interactive = false;
   /** A chunk's bytes are sealed into a packet before its write callback, and not read after: see bridges/pooled-reader.ts. */
   readonly copiesWrittenBytes = true;
+  /** The stream's bytes sent and received so far (StreamData payloads, the stream id excluded): for progress and reports. */
+  bytesSent = 0;
+  bytesReceived = 0;
+  /** When the stream was opened, in milliseconds since 1970-01-01 UTC. */
+  readonly openedAt = Date.now();
 
   constructor(
     private readonly mux: Mux,
@@ -196,6 +201,7 @@ export class MuxStream extends Duplex {
       // Empty writes finish without a packet: a StreamData of no bytes tells the peer nothing.
       if (length > 0) this.mux.connection.send(PacketType.StreamData, pieces);
       this.sendCredit -= length;
+      this.bytesSent += length;
       this.sendQueue.splice(0, finished.length);
       for (const pending of finished) pending.done();
       return this.sendQueue.length > 0 || this.finalCallback !== undefined ? Turn.More : Turn.Idle;
@@ -233,6 +239,7 @@ export class MuxStream extends Duplex {
     if (!this.readHalf.is('open')) throw new UnexpectedPacketError(`data after EOF on stream ${this.id}`);
     if (length > this.receiveWindow) throw new WindowExceededError(`stream ${this.id} exceeded its window`);
     this.receiveWindow -= length;
+    this.bytesReceived += length;
     for (const piece of pieces) if (piece.length > 0) this.receiveQueue.push(piece);
     this.flushReceived();
   }
@@ -309,6 +316,8 @@ export interface MuxOptions {
   maxWindowBytes?: number;
   /** Largest StreamData payload this side sends. */
   maxDataPayloadBytes: number;
+  /** Told of every stream as it opens (this side's or the peer's), with the fields it was opened with: for counting. */
+  observeStream?: (stream: MuxStream, fields: readonly Entry[]) => void;
 }
 
 /** The stream layer of one connection. Attach it with connection.attach(mux). */
@@ -354,6 +363,7 @@ export class Mux implements ConnectionHandler {
     this.nextOwnId += 2;
     const stream = this.createStream(id);
     this.connection.sendFields(PacketType.StreamOpen, [[Field.stream, String(id)], ...fields]);
+    this.options.observeStream?.(stream, fields);
     return stream;
   }
 
@@ -480,7 +490,9 @@ export class Mux implements ConnectionHandler {
       ]);
       return;
     }
-    this.session.streamOpened(this.createStream(id), fields);
+    const stream = this.createStream(id);
+    this.options.observeStream?.(stream, fields.entries);
+    this.session.streamOpened(stream, fields);
   }
 
   private data(payload: readonly Buffer[], payloadBytes: number): void {

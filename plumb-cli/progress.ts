@@ -1,0 +1,119 @@
+// plumb -progress: what each stream has carried, its rate and how long it has run, on stderr while the run goes on,
+// then one summary line. On a terminal the status line is redrawn in place a few times a second; elsewhere (a log
+// file, a pipe) a plain line is written every few seconds instead, as a redrawn line would be noise there.
+
+import type { StreamTotals } from './stream-meter.js';
+
+/** How often the line is redrawn on a terminal, and written elsewhere. */
+export const TERMINAL_REDRAW_MS = 250;
+export const LOG_LINE_MS = 5000;
+/** Weight of the newest interval in a stream's shown rate: smooth enough to read, quick enough to follow. */
+const RATE_SMOOTHING = 0.3;
+
+/** 1536 -> `1.5KiB`: binary units, as the sizes in -limit-rate. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value}B` : `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)}${units[unit]}`;
+}
+
+/** Seconds as `m:ss` (or `h:mm:ss`). */
+export function formatElapsed(ms: number): string {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  const [hours, minutes, seconds] = [Math.floor(total / 3600), Math.floor((total % 3600) / 60), total % 60];
+  const two = (value: number): string => String(value).padStart(2, '0');
+  return hours > 0 ? `${hours}:${two(minutes)}:${two(seconds)}` : `${minutes}:${two(seconds)}`;
+}
+
+/** Where the line goes: a terminal (redrawn in place, cut to its width) or anything else (a line at a time). */
+export interface ProgressOutput {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+export class ProgressLine {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly rates = new Map<string, { bytes: number; at: number; rate: number }>();
+  private drawn = false;
+  private readonly startedAt: number;
+
+  constructor(
+    private readonly output: ProgressOutput,
+    private readonly totals: () => StreamTotals[],
+    private readonly now: () => number = Date.now,
+  ) {
+    this.startedAt = now();
+  }
+
+  start(): void {
+    const every = this.output.isTTY === true ? TERMINAL_REDRAW_MS : LOG_LINE_MS;
+    this.timer = setInterval(() => this.draw(), every);
+    this.timer.unref();
+  }
+
+  /** The status line as it stands: each stream still open, with its bytes, rate and time. */
+  line(): string {
+    const now = this.now();
+    const parts = this.totals()
+      .filter((stream) => stream.open > 0)
+      .map((stream) => {
+        const bytes = stream.bytesIn + stream.bytesOut;
+        const rate = this.rateOf(stream, bytes, now);
+        const count = stream.streams > 1 ? ` (${stream.streams})` : '';
+        return `${stream.name}${count} ${formatBytes(bytes)} ${formatBytes(Math.round(rate))}/s ${formatElapsed(now - stream.startedAt)}`;
+      });
+    return `${parts.length === 0 ? 'waiting' : parts.join(' | ')} [${formatElapsed(now - this.startedAt)}]`;
+  }
+
+  draw(): void {
+    const line = this.line();
+    if (this.output.isTTY === true) {
+      const width = Math.max(20, (this.output.columns ?? 80) - 1);
+      // \r and "erase to end of line": the line replaces itself, never scrolls.
+      this.output.write(`\r\x1b[K${line.length > width ? `${line.slice(0, width - 1)}~` : line}`);
+      this.drawn = true;
+    } else {
+      this.output.write(`plumb: progress: ${line}\n`);
+    }
+  }
+
+  /**
+   * Stops redrawing, clears the status line, and writes the run's summary: every stream's totals, and `more` after
+   * them (what was counted elsewhere, such as the edges between machines).
+   */
+  finish(more: readonly StreamTotals[] = []): void {
+    clearInterval(this.timer);
+    if (this.drawn) this.output.write('\r\x1b[K');
+    const seconds = ((this.now() - this.startedAt) / 1000).toFixed(2);
+    this.output.write(`plumb: ${summary([...this.totals(), ...more])} in ${seconds} s\n`);
+  }
+
+  /** The first time a stream is seen, its average since it opened; then each interval's rate, smoothed. */
+  private rateOf(stream: StreamTotals, bytes: number, now: number): number {
+    const last = this.rates.get(stream.name);
+    let rate: number;
+    if (last === undefined) rate = now > stream.startedAt ? (bytes * 1000) / (now - stream.startedAt) : 0;
+    else if (now <= last.at) rate = last.rate;
+    else rate = RATE_SMOOTHING * (((bytes - last.bytes) * 1000) / (now - last.at)) + (1 - RATE_SMOOTHING) * last.rate;
+    this.rates.set(stream.name, { bytes, at: now, rate });
+    return rate;
+  }
+}
+
+/** `stdin 1.0MiB sent, stdout 2.0MiB received, socket db.sock (3) 4.0KiB sent 8.0KiB received`. */
+export function summary(totals: readonly StreamTotals[]): string {
+  if (totals.length === 0) return 'no streams';
+  return totals
+    .map((stream) => {
+      const count = stream.streams > 1 ? ` (${stream.streams})` : '';
+      const directions = [...(stream.bytesOut > 0 ? [`${formatBytes(stream.bytesOut)} sent`] : []), ...(stream.bytesIn > 0 ? [`${formatBytes(stream.bytesIn)} received`] : [])];
+      return `${stream.name}${count} ${directions.length === 0 ? '0B' : directions.join(' ')}`;
+    })
+    .join(', ');
+}

@@ -1,0 +1,89 @@
+// End to end: plumb -progress and the streams of the -json report. On a real terminal the status line is redrawn
+// in place and names each open stream with its bytes, rate and time; into a pipe it comes as plain lines; either
+// way a summary closes the run. A recipe's JSON report lists plumb's streams with their exact byte counts and
+// times, and gives the only writer of plumb's stdout its bytes.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ErrorCode } from '../../protocol/errors.js';
+import type { RecipeReportJson } from '../../plumb-cli/recipe-report.js';
+import { reportedCode, startNetplumb } from '../helpers/daemon.js';
+import { startOnTerminal } from '../helpers/endpoints.js';
+import { deterministicStream } from '../helpers/payloads.js';
+import { killGroup } from '../helpers/processes.js';
+import { startRecipeNetplumb } from '../helpers/recipes.js';
+
+const TIMEOUT_MS = 90_000;
+const MIB = 1024 * 1024;
+
+test('-progress on a terminal: the status line is redrawn in place with each open stream, then cleared for the summary', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  // Two seconds of an open stdout: several redraws at four a second.
+  const term = startOnTerminal(t, np.plumbArgv(['sh', '-c', 'sleep 2; echo finished'], { options: ['-progress'] }), { cols: 200, rows: 24, env: np.plumbEnv() });
+  await term.waitFor(/plumb: .* in \d+\.\d\d s\n/);
+  assert.equal((await term.exit()).exitCode, 0);
+  const screen = term.screen();
+  const redraws = screen.split('\r\x1b[K').slice(1, -1);
+  assert.ok(redraws.length >= 3, `redrawn ${redraws.length} times: ${JSON.stringify(screen)}`);
+  // Each redraw names the open streams (stdin, stdout and stderr here) with bytes, rate and time, then the run's time.
+  for (const line of redraws) assert.match(line, /stdout 0B 0B\/s 0:0\d .*\[0:0\d\]/, JSON.stringify(line));
+  assert.match(screen, /finished\n/);
+  assert.match(screen, /\r\x1b\[Kplumb: stdin 0B, stdout 9B received, stderr 0B in \d+\.\d\d s\n$/, JSON.stringify(screen));
+});
+
+test('-progress into a pipe: plain progress lines while the run goes on, and the summary with what each stream carried', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  // 6 MiB at 1 MiB/s each way: about six seconds, so at least one line comes (every five seconds).
+  const result = await np.plumb(['cat'], { options: ['-progress', '-limit-rate=1M'], stdin: deterministicStream('progress-pipe', 6 * MIB), timeoutMs: 60_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.length, 6 * MIB);
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  assert.ok(!result.stderr.includes('\r'), 'nothing is redrawn when stderr is not a terminal');
+  const progress = lines.filter((line) => line.startsWith('plumb: progress: '));
+  assert.ok(progress.length >= 1, result.stderr);
+  assert.match(progress[0] as string, /stdin [0-9.]+[KM]iB [0-9.]+[KM]?i?B\/s 0:0\d/);
+  assert.match(lines.at(-1) as string, /^plumb: stdin 6\.00MiB sent, stdout 6\.00MiB received, stderr 0B in \d+\.\d\d s$/);
+});
+
+test('-json of a recipe: plumb\'s streams with their exact bytes and times, a named pipe among them, and the stdout writer\'s bytes', { timeout: TIMEOUT_MS }, async (t) => {
+  const { np, writeRecipe } = await startRecipeNetplumb(t);
+  const here = join(np.dir, 'here');
+  mkdirSync(here);
+  execFileSync('mkfifo', [join(here, 'in.fifo')]);
+  const recipe = writeRecipe('streams.rcp', 'cat <%stdin\ncat in.fifo >&2\n');
+  const writer = spawn('sh', ['-c', 'head -c 1000 /dev/zero > in.fifo'], { cwd: here, detached: true, stdio: 'ignore' });
+  t.after(() => killGroup(writer.pid as number, 'SIGKILL'));
+  const report = join(np.dir, 'report.json');
+  const before = Date.now();
+  const result = await np.plumb([], { options: [`-recipe=${recipe}`, '-infifo=in.fifo', `-json=${report}`], cwd: here, stdin: deterministicStream('progress-json', 3 * MIB) });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.length, 3 * MIB);
+  const json = JSON.parse(readFileSync(report, 'utf8')) as RecipeReportJson;
+  const streams = new Map((json.streams ?? []).map((stream) => [stream.name, stream]));
+  assert.deepEqual([...streams.keys()].sort(), ['infifo in.fifo', 'stderr', 'stdin', 'stdout']);
+  assert.equal(streams.get('stdin')?.bytesOut, 3 * MIB);
+  assert.equal(streams.get('stdout')?.bytesIn, 3 * MIB);
+  assert.equal(streams.get('stderr')?.bytesIn, 1000);
+  assert.equal(streams.get('infifo in.fifo')?.bytesOut, 1000);
+  for (const stream of streams.values()) {
+    const started = Date.parse(stream.startedAt);
+    assert.ok(started >= before - 1000 && started <= Date.now(), JSON.stringify(stream));
+    assert.ok(stream.endedAt !== undefined && Date.parse(stream.endedAt) >= started, JSON.stringify(stream));
+  }
+  // The first command is plumb's stdout's only writer: its bytes out are what plumb received.
+  assert.equal(json.stages[0]?.bytesOut, 3 * MIB);
+  assert.equal(json.stages[1]?.bytesOut, undefined, 'its stdout went to plumb\'s stderr, shared with nothing counted apart: not guessed');
+});
+
+test('-progress goes with a run that moves bytes: -t, -check and -mint-key refuse it as NP_USAGE', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  for (const options of [['-progress', '-t'], ['-progress', '-mint-key=/nonexistent/key']]) {
+    const result = await np.plumb(['true'], { options });
+    assert.equal(result.code, 255, result.stderr);
+    assert.equal(reportedCode(result.stderr), ErrorCode.Usage, result.stderr);
+    assert.match(result.stderr, /-progress/);
+  }
+});
