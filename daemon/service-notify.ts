@@ -14,10 +14,11 @@
 // alive while systemd looks up whose it is.
 
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type { Logger } from './log.js';
 
-/** The program that sends a report; it ships with systemd. */
-export const SYSTEMD_NOTIFY = '/usr/bin/systemd-notify';
+/** The program that sends a report; it ships with systemd (in /bin where /usr is not merged into /). */
+export const SYSTEMD_NOTIFY = ['/usr/bin/systemd-notify', '/bin/systemd-notify'].find((path) => existsSync(path)) ?? '/usr/bin/systemd-notify';
 
 /** Reports waiting to be sent, the one running included; more are dropped (and said so in the log). */
 export const MAX_QUEUED_REPORTS = 8;
