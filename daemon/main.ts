@@ -9,6 +9,8 @@ import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settin
 import { configurationProblems } from './check-config.js';
 import { createLogger, logLine, stderrIsJournal } from './log.js';
 import { Daemon } from './server.js';
+import { ServiceNotifier, takeNotifyTarget } from './service-notify.js';
+import { takeListenActivation } from './socket-activation.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
 
@@ -67,26 +69,43 @@ async function main(): Promise<number> {
     for (const problem of problems) process.stderr.write(logLine('error', `netplumbd: ${problem.message} (${problem.code})`, journal));
     return problems.length === 0 ? 0 : 1;
   }
+  // Out of the environment before anything is started, so that no child inherits them. Under -stdio (Accept=yes)
+  // systemd passes the connection as fd 3 as well as on stdin: it is served on stdin, and nothing is reported.
+  const activation = takeListenActivation();
+  const notifyTarget = takeNotifyTarget();
   const log = createLogger(config.logLevel, undefined, journal);
+  const notifier = new ServiceNotifier(config.stdio ? undefined : notifyTarget, log);
   const daemon = new Daemon(config, log);
+  let listeningOn = '';
   const stopped = new Promise<void>((resolve) => {
     const stop = (): void => {
+      notifier.stopping('shutting down');
       void daemon.shutdown().then(resolve);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  process.on('SIGHUP', () => daemon.reload());
+  process.on('SIGHUP', () => {
+    const reported = notifier.reloading('reloading the authorized clients and gluepots');
+    const taken = daemon.reload();
+    if (reported) notifier.reloaded(taken ? `listening on ${listeningOn}` : `listening on ${listeningOn}; the last reload was refused (see the log)`);
+  });
   if (config.stdio) {
     const transport = Duplex.from({ readable: process.stdin, writable: process.stdout });
     const failure = await daemon.serveOne(transport, 'stdio');
     return failure === undefined ? 0 : 1;
   }
-  const address = await daemon.listen();
-  const shown = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  const configured = `${config.listen.host}:${config.listen.port}`;
+  if (activation.kind === 'not-ours') log.info('LISTEN_FDS ignored: it is for another process', { listenPid: activation.listenPid, listen: configured });
+  if (activation.kind === 'socket') log.info('listening on the socket systemd passed: the listen setting is not used', { fd: activation.fd, listen: configured });
+  const address = await daemon.listen(activation.kind === 'socket' ? activation.fd : undefined);
+  listeningOn = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
   // Whoever started the daemon waits for this line, whatever the log level: in the form of every other line.
-  process.stderr.write(logLine('info', `listening on ${shown}`, journal));
+  process.stderr.write(logLine('info', `listening on ${listeningOn}`, journal));
+  notifier.ready(`listening on ${listeningOn}`);
   await stopped;
+  // The daemon is gone for systemd only once it has been told so (each report is bounded in time).
+  await notifier.settled();
   return 0;
 }
 

@@ -190,16 +190,21 @@ export class Daemon {
     };
   }
 
-  /** Listens on the configured address; resolves with the address actually bound (port 0 picks one). */
-  listen(): Promise<ListenAddress> {
+  /**
+   * Listens on the configured address, or on the listening socket inheritedFd when systemd passed one (the listen
+   * setting is then not used); resolves with the address actually bound (port 0 picks one).
+   */
+  listen(inheritedFd?: number): Promise<ListenAddress> {
     const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server = server;
+    const where = inheritedFd === undefined ? `${this.config.listen.host}:${this.config.listen.port}` : `the socket systemd passed (fd ${inheritedFd})`;
     return new Promise((resolve, reject) => {
-      server.once('error', (error) => reject(new BadConfigError(`cannot listen on ${this.config.listen.host}:${this.config.listen.port}: ${error.message}`, { cause: error })));
-      server.listen({ host: this.config.listen.host, port: this.config.listen.port }, () => {
+      server.once('error', (error) => reject(new BadConfigError(`cannot listen on ${where}: ${error.message}`, { cause: error })));
+      server.listen(inheritedFd === undefined ? { host: this.config.listen.host, port: this.config.listen.port } : { fd: inheritedFd }, () => {
         const address = server.address();
         if (address === null || typeof address === 'string') {
-          reject(new BadConfigError('listening socket has no address'));
+          server.close();
+          reject(new BadConfigError(`${where} is not a TCP socket`));
           return;
         }
         server.on('error', (error) => this.log.error('listener error', { error: error.message }));

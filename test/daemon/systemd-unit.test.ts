@@ -1,6 +1,8 @@
-// The shipped systemd unit: systemd-analyze verify accepts it without a warning (on a copy whose ExecStart names
-// the built daemon, as verify needs the program to exist), and it keeps the choices netplumbd(8) documents:
-// Type=exec, -check-config before a start or reload, KillMode=mixed, a stop timeout above both grace periods, no command-breaking sandboxing.
+// The shipped systemd units: systemd-analyze verify accepts each without a warning (on a copy whose ExecStart names
+// the built daemon, as verify needs the program to exist), and they keep the choices netplumbd(8) documents:
+// Type=notify heard from the main process only, -check-config before a start or reload, KillMode=mixed, a stop
+// timeout above both grace periods, no command-breaking sandboxing; a socket unit on the default port, Accept=no,
+// that the service does not require.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,9 +13,11 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../daemon/config.js';
 import { NETPLUMBD_NODE_OPTIONS } from '../../daemon/node-options.js';
+import { DEFAULT_PORT } from '../../protocol/wire.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const UNIT = join(here, '../../../daemon/netplumbd.service');
+const SOCKET_UNIT = join(here, '../../../daemon/netplumbd.socket');
 const DAEMON_MAIN = join(here, '../../daemon/main.js');
 const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
 if (!existsSync(SYSTEMD_ANALYZE)) {
@@ -24,6 +28,7 @@ const dir = mkdtempSync(join(tmpdir(), 'netplumb-unit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const unitText = readFileSync(UNIT, 'utf8');
+const socketUnitText = readFileSync(SOCKET_UNIT, 'utf8');
 
 /** The unit with every netplumbd it runs pointing at this checkout's daemon, run by this node; the rest unchanged. */
 function runnableUnit(): string {
@@ -34,13 +39,17 @@ function runnableUnit(): string {
   return lines.map((line) => line.replace(daemon, (_all, key: string, args: string | undefined) => `${key}"${process.execPath}" "${DAEMON_MAIN}"${args ?? ''}`)).join('\n');
 }
 
-function verify(text: string, name: string): { status: number | null; stderr: string } {
+/** systemd-analyze verify of the units named, each written with its text in one directory of its own. */
+function verifyUnits(units: Readonly<Record<string, string>>, names: readonly string[] = Object.keys(units)): { status: number | null; stderr: string } {
   const subdir = mkdtempSync(join(dir, 'case-'));
-  const path = join(subdir, name);
-  writeFileSync(path, text);
-  const result = spawnSync(SYSTEMD_ANALYZE, ['verify', '--man=no', path], { encoding: 'utf8', timeout: 60_000 });
+  for (const [name, text] of Object.entries(units)) writeFileSync(join(subdir, name), text);
+  const result = spawnSync(SYSTEMD_ANALYZE, ['verify', '--man=no', ...names.map((name) => join(subdir, name))], { encoding: 'utf8', timeout: 60_000 });
   if (result.error !== undefined) throw result.error;
   return { status: result.status, stderr: result.stderr };
+}
+
+function verify(text: string, name: string): { status: number | null; stderr: string } {
+  return verifyUnits({ [name]: text });
 }
 
 /** Every value of each key in the unit (later lines last), ignoring comments and section headers. */
@@ -90,9 +99,10 @@ describe('netplumbd.service', () => {
     assert.match(result.stderr, /KillMod/);
   });
 
-  test('starts the daemon in the foreground as Type=exec and reloads it with SIGHUP, each after -check-config', () => {
+  test('starts the daemon in the foreground as Type=notify, heard from its main process only, and reloads it with SIGHUP, each after -check-config', () => {
     const unit = settings(unitText);
-    assert.equal(only(unit, 'Type'), 'exec');
+    assert.equal(only(unit, 'Type'), 'notify');
+    assert.equal(only(unit, 'NotifyAccess'), 'main');
     assert.match(only(unit, 'ExecStart') ?? '', /^\/\S*\/netplumbd -foreground$/);
     assert.match(only(unit, 'ExecStartPre') ?? '', /^\/\S*\/netplumbd -check-config$/);
     const reload = unit.get('ExecReload') ?? [];
@@ -129,6 +139,36 @@ describe('netplumbd.service', () => {
       'User',
     ];
     assert.deepEqual(forbidden.filter((key) => unit.has(key)), []);
+  });
+});
+
+describe('netplumbd.socket', () => {
+  test('passes systemd-analyze verify without a warning, beside the service it starts', () => {
+    const units = { 'netplumbd.service': runnableUnit(), 'netplumbd.socket': socketUnitText };
+    const socketAlone = verifyUnits(units, ['netplumbd.socket']);
+    assert.equal(socketAlone.stderr, '');
+    assert.equal(socketAlone.status, 0);
+    const both = verifyUnits(units);
+    assert.equal(both.stderr, '');
+    assert.equal(both.status, 0);
+  });
+
+  test('the verify check notices a socket unit without its service', () => {
+    const result = verifyUnits({ 'netplumbd.socket': socketUnitText });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /netplumbd\.service not loaded/);
+  });
+
+  test('listens on the default port of every IPv4 address, with one listening socket for one daemon (Accept=no)', () => {
+    const socket = settings(socketUnitText);
+    assert.equal(only(socket, 'ListenStream'), `0.0.0.0:${DEFAULT_PORT}`);
+    assert.equal(only(socket, 'Accept'), 'no');
+    assert.equal(only(socket, 'WantedBy'), 'sockets.target');
+  });
+
+  test('the service neither requires nor enables the socket: it runs with it or without it', () => {
+    const unit = settings(unitText);
+    for (const key of ['Requires', 'BindsTo', 'Requisite', 'Also', 'Sockets']) assert.equal(unit.get(key), undefined, key);
   });
 });
 

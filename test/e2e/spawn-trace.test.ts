@@ -6,8 +6,7 @@
 // Skipped where strace is missing or may not trace; the other account's runs need root (and make its fixture).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -16,18 +15,10 @@ import { ensureFixtureAccounts, NEEDS_ROOT, RUNAS } from '../helpers/accounts.js
 import { startNetplumb, type Netplumb } from '../helpers/daemon.js';
 import { childrenOf, uniqueMarker } from '../helpers/processes.js';
 import { onCleanup, tempDir } from '../helpers/scope.js';
+import { STRACE, straceUnusable } from '../helpers/strace.js';
 
 const TIMEOUT_MS = 120_000;
-const STRACE = '/usr/bin/strace';
 const RUNS = 3;
-
-/** false when strace can trace here; otherwise why the test is skipped. */
-function straceUnusable(): string | false {
-  if (!existsSync(STRACE)) return `${STRACE} is not installed`;
-  const probe = spawnSync(STRACE, ['-f', '-qq', '-e', 'trace=execve', '-o', '/dev/null', '/bin/true'], { encoding: 'utf8', timeout: 10_000 });
-  if (probe.status !== 0) return `strace cannot trace here (is ptrace permitted?): ${probe.stderr.trim() || String(probe.error ?? probe.status)}`;
-  return false;
-}
 
 /** One execve that succeeded: the file executed and its argv. */
 interface Exec {

@@ -218,6 +218,8 @@ export interface NetplumbOptions {
   clientOptions?: string;
   /** A program netplumbd runs under (see DaemonOptions). */
   launcher?: readonly string[];
+  /** Variables added to the daemon's environment (undefined: removed). */
+  daemonEnv?: NodeJS.ProcessEnv;
 }
 
 /** Keys in a temp dir, the client authorized, a daemon listening on 127.0.0.1. */
@@ -229,7 +231,8 @@ export async function startNetplumb(scope: Scope, options: NetplumbOptions = {})
   const clientsFile = join(dir, 'authorized_clients');
   writeFileSync(clientsFile, `${options.clientOptions === undefined ? '' : `${options.clientOptions} `}${client.publicLine}\n`);
   const launcher = options.launcher === undefined ? {} : { launcher: options.launcher };
-  const daemon = await startDaemon(scope, { hostKeyFile: hostKey.privateFile, clientsFile, args: options.daemonArgs ?? [], ...launcher });
+  const env = options.daemonEnv === undefined ? {} : { env: options.daemonEnv };
+  const daemon = await startDaemon(scope, { hostKeyFile: hostKey.privateFile, clientsFile, args: options.daemonArgs ?? [], ...launcher, ...env });
   const plumbEnv = (): NodeJS.ProcessEnv => ({ ...process.env, NETPLUMB_HOME: home });
   const plumbArgv = (command: readonly string[], call: PlumbCallOptions = {}): string[] => [
     process.execPath,
