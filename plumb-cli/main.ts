@@ -12,9 +12,11 @@ import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
 import { namesMachines, splitEndpointMachine, type EndpointMachines } from './endpoint-placement.js';
 import { failureExitStatus } from './exit-status.js';
+import { withMachineSettings } from './machine.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
+import { parseRate, RATE_EXPECTED } from './rate.js';
 import type { RecipeArguments } from './recipe-command.js';
 import { execJob, forwardCommand, runCommand } from './run-command.js';
 
@@ -173,7 +175,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     oneTimeKey: options.oneTimeKey,
     reach: reachOptions(options.reach),
     relay: options.relay === true,
-    limitRate: options.limitRate === undefined ? undefined : parseRate(options.limitRate),
+    limitRate: options.limitRate === undefined ? undefined : limitRateOption(options.limitRate),
   };
 }
 
@@ -225,6 +227,7 @@ async function main(): Promise<number> {
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
   if (args.recipe === undefined) {
     refuseEndpointMachines(args);
+    args = withMachineSettings(args);
     if (args.forward) return forwardCommand(args);
     if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
     return runCommand(args, env);
@@ -251,18 +254,16 @@ async function main(): Promise<number> {
   if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
   refuseEndpointMachines(args);
   if (args.relay === true || (args.reach?.size ?? 0) > 0) throw new UsageError(`-relay and -reach go with a recipe across machines; no command of ${args.recipe} names a machine (@NAME)`);
+  args = withMachineSettings(args);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
 }
 
-/** -limit-rate=RATE: bytes per second, with K, M or G for 1024, 1024^2 or 1024^3 of them (as rsync and curl). */
-function parseRate(value: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)([KMG]?)$/i.exec(value);
-  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(match?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
-  const rate = match === null ? NaN : Number(match[1]) * unit;
-  // Below 1 KiB/s a single packet would take most of a minute: the keepalive and idle timeouts would fire first.
-  if (!Number.isFinite(rate) || rate < 1024) throw new UsageError(`-limit-rate=${value}: expected bytes per second, at least 1K (e.g. 500K, 10M)`);
-  return Math.floor(rate);
+/** -limit-rate=RATE, checked. */
+function limitRateOption(value: string): number {
+  const rate = parseRate(value);
+  if (rate === undefined) throw new UsageError(`-limit-rate=${value}: ${RATE_EXPECTED}`);
+  return rate;
 }
 
 /** `@MACHINE:` before a named pipe's or socket's path picks a machine of a recipe across machines, and nothing else. */
