@@ -50,7 +50,7 @@ const KEYWORD_NAMES: Readonly<Record<Keyword, string>> = {
 };
 
 /** Every keyword the file accepts, as it is spelled: Host and the settings. */
-export const HOST_CONFIG_KEYWORDS: readonly string[] = ['Host', ...Object.values(KEYWORD_NAMES)];
+const HOST_CONFIG_KEYWORDS: readonly string[] = ['Host', ...Object.values(KEYWORD_NAMES)];
 
 const KEYWORD_BY_LOWER_NAME = new Map(Object.entries(KEYWORD_NAMES).map(([keyword, name]) => [name.toLowerCase(), keyword as Keyword]));
 

@@ -68,6 +68,7 @@ describe('parseHostConfig', () => {
 
   test('a value in double quotes may hold blanks and #', () => {
     assert.deepEqual(settings('IdentityFile "/keys/my key #2"\n', 'any'), { identityFile: '/keys/my key #2' });
+    assert.deepEqual(settings('KnownHostsFile="/keys/known hosts"\n', 'any'), { knownHostsFile: '/keys/known hosts' });
   });
 
   test('expands ~ and ~/ to the home directory and takes other relative paths from the config file\'s directory', () => {
