@@ -252,6 +252,8 @@ export interface MachineOverrides {
   port?: number | undefined;
   user?: string | undefined;
   limitRate?: number | undefined;
+  /** -one-time-key: the key file binds the account, so the config's User is not used. */
+  oneTimeKey?: string | undefined;
 }
 
 /** Everything plumb connects to one machine with. */
@@ -287,7 +289,7 @@ export function machineSettings(machine: string, overrides: MachineOverrides, co
     identityFile: overrides.identity ?? settings.identityFile ?? paths.identity,
     knownHostsFile: overrides.knownHosts ?? settings.knownHostsFile ?? paths.knownHosts,
     acceptNew: overrides.acceptNew === true || settings.acceptNew === true,
-    user: overrides.user ?? settings.user,
+    user: overrides.user ?? (overrides.oneTimeKey === undefined ? settings.user : undefined),
     limitRate: overrides.limitRate ?? settings.limitRate,
     connectTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     applied,

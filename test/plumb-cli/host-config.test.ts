@@ -192,6 +192,11 @@ describe('machineSettings', () => {
     assert.equal(db1.limitRate, 4096);
   });
 
+  test('with a one-time key the account is the one the key binds, not the file\'s User', () => {
+    assert.equal(resolve('db1', { oneTimeKey: '/keys/once' }).user, undefined);
+    assert.equal(resolve('db1', { oneTimeKey: '/keys/once', user: 'backup' }).user, 'backup');
+  });
+
   test('a port typed after the machine wins over the file', () => {
     assert.deepEqual(resolve('db1:4444').target, { name: 'db1:4444', host: '10.0.0.7', port: 4444 });
   });
