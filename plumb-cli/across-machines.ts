@@ -43,7 +43,8 @@ import { ProgressLine } from './progress.js';
 import { StreamMeter, type StreamTotals } from './stream-meter.js';
 import { exitStatusCode } from './exit-status.js';
 import { connectToMachine, sayConnectionSummary } from './machine.js';
-import { clientPaths, resolveTarget, type Target } from './paths.js';
+import { resolveMachine, type MachineSettings } from './host-config.js';
+import { clientPaths, type Target } from './paths.js';
 import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
 import { RecipeReport } from './recipe-report.js';
 import { stageBytes } from './stage-bytes.js';
@@ -94,6 +95,8 @@ class MachinePart implements SessionHandler {
     readonly placements: string[],
     /** The named pipes and sockets to replicate with this machine, as the options gave them. */
     readonly endpointOptions: EndpointOptions,
+    /** The account its part runs as (-user, else the config's User); undefined: the daemon's choice. */
+    readonly user: string | undefined,
     readonly connection: SecureConnection,
     private readonly events: {
       stageEnded: (part: MachinePart, end: StageEnd) => void;
@@ -311,6 +314,8 @@ interface MachineGroup {
   machine: string;
   /** The named pipes and sockets that attach to this machine. */
   endpoints: EndpointOptions;
+  /** What plumb connects to it with, and the account its part runs as. */
+  settings: MachineSettings;
 }
 
 function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
@@ -322,20 +327,28 @@ function machinesOf(plan: RecipePlan, args: RecipeArguments): MachineGroup[] {
   for (const placement of [...new Set(plan.stages.map((stage) => stage.machine ?? ''))]) {
     const machine = placement === '' ? args.machine : placement;
     if (machine === undefined) throw new UsageError(`${plan.source}: some commands name no machine (@NAME) and no machine is given on the command line`);
-    const target = resolveTarget(machine, paths.hosts, placement === '' ? args.port : undefined);
+    const settings = resolveMachine(machine, { ...args, port: placement === '' ? args.port : undefined }, paths);
+    const { target } = settings;
     const key = `${target.host}\0${target.port}`;
     const group = groups.get(key);
     const reach = args.reach?.get(placement);
     const attached = endpoints.get(placement) ?? NO_ENDPOINT_OPTIONS;
-    const one = { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached };
+    const one = { label: placementName(placement), target, reachAt: reach ?? target, placements: [placement], machine, endpoints: attached, settings };
     if (group === undefined) groups.set(key, one);
     else joinGroup(group, one);
   }
   return [...groups.values()];
 }
 
-/** Makes `other`'s placements, endpoints and -reach address `group`'s: the two are one machine. */
+/**
+ * Makes `other`'s placements, endpoints and -reach address `group`'s: the two are one machine. A daemon runs one part
+ * of a run, as one account: placements the config file gives different accounts cannot share it.
+ */
 function joinGroup(group: MachineGroup, other: MachineGroup): void {
+  if (group.settings.user !== other.settings.user) {
+    const account = (user: string | undefined): string => (user === undefined ? "the daemon's default account" : `account ${user}`);
+    throw new UsageError(`${group.label} and ${other.label} reach one daemon, yet the config gives them ${account(group.settings.user)} and ${account(other.settings.user)}; a machine runs its part as one account`);
+  }
   group.placements.push(...other.placements);
   if (other.reachAt !== other.target) group.reachAt = other.reachAt;
   group.endpoints = joinEndpointOptions(group.endpoints, other.endpoints);
@@ -370,7 +383,12 @@ async function distinctMachines(connected: Array<{ machine: MachineGroup; connec
       distinct.push({ ...entry, addresses });
       continue;
     }
-    joinGroup(same.machine, entry.machine);
+    try {
+      joinGroup(same.machine, entry.machine);
+    } catch (error) {
+      for (const open of connected) void open.connection.close().catch(() => undefined);
+      throw error;
+    }
     void entry.connection.close().catch(() => undefined);
   }
   return distinct;
@@ -397,11 +415,11 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   progress?.start();
   try {
     connectedAt = performance.now();
-    const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, port: machine.placements.includes('') ? args.port : undefined })));
+    const connections = await Promise.allSettled(machines.map((machine) => connectToMachine({ ...args, machine: machine.machine, settings: machine.settings })));
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const connected = connections.flatMap((result, index) => (result.status === 'fulfilled' ? [{ machine: machines[index] as MachineGroup, connection: result.value }] : []));
     for (const { machine, connection } of await distinctMachines(connected)) {
-      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, machine.endpoints, connection, {
+      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, machine.endpoints, machine.settings.user, connection, {
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);
@@ -423,8 +441,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
 
     // 1. Every part checked and readied; nothing runs yet.
     const run = randomBytes(16).toString('hex');
-    const job = { run, source: recipe.file, text: recipe.text, env, ...(args.user === undefined ? {} : { user: args.user }) };
-    await Promise.all(parts.map((part) => part.startPart(job)));
+    const job = { run, source: recipe.file, text: recipe.text, env };
+    await Promise.all(parts.map((part) => part.startPart({ ...job, ...(part.user === undefined ? {} : { user: part.user }) })));
     // 2. Every edge connected daemon to daemon, on a key minted by its reader for it alone.
     await Promise.all(
       plan.edges.map(async (edge) => {

@@ -18,7 +18,7 @@ import { ENV_NAME_PATTERN, type ExportedEnv, type ForwardableSignal, type StageE
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { wireBytes } from './client.js';
 import { ClientEndpoints, NO_ENDPOINT_OPTIONS, remoteEndpoints, type EndpointOptions } from './endpoints.js';
-import { connectToMachine, type MachineOptions } from './machine.js';
+import { connectToMachine, withMachineSettings, type MachineOptions } from './machine.js';
 import { formatKeyFile, mintOneTimeKey } from './one-time-key.js';
 import { clientPaths } from './paths.js';
 import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
@@ -139,9 +139,13 @@ export interface OneTimeKey {
   keyFile: string;
 }
 
-/** Connects to the machine's daemon and authenticates both ends; resolves once that is done. */
+/**
+ * Connects to the machine's daemon and authenticates both ends; resolves once that is done. The machine is named as
+ * plumb takes it: its Host block in $NETPLUMB_HOME/config and its alias in $NETPLUMB_HOME/hosts apply, below the
+ * options given here; the config's User is the account runs use unless they name one.
+ */
 export async function connect(machine: string, options: ConnectOptions = {}): Promise<Machine> {
-  const machineOptions: MachineOptions = {
+  const given: MachineOptions = {
     machine,
     identity: options.identity,
     knownHosts: options.knownHosts,
@@ -152,8 +156,11 @@ export async function connect(machine: string, options: ConnectOptions = {}): Pr
     paths: clientPaths(options.home === undefined ? process.env : { ...process.env, NETPLUMB_HOME: options.home }),
     onNote: options.onNote ?? (() => undefined),
     onWarning: options.onWarning ?? (() => undefined),
+    user: undefined,
   };
-  return new Machine(machineOptions, await connectToMachine(machineOptions));
+  // Resolved once: every connection the Machine makes goes where the first did, with the same settings.
+  const resolved = withMachineSettings(given);
+  return new Machine(resolved, await connectToMachine(resolved));
 }
 
 /**
@@ -183,14 +190,14 @@ export class Machine {
   /** Runs a command (an argv: no shell) on the machine. */
   run(argv: readonly string[], options: RunOptions = {}): RemoteRun {
     if (argv.length === 0) throw new UsageError('run: the command is empty');
-    const job: RemoteJob = { kind: StartKind.Exec, argv: [...argv], ...userOf(options) };
+    const job: RemoteJob = { kind: StartKind.Exec, argv: [...argv], ...this.userOf(options) };
     return this.start(job, options, undefined);
   }
 
   /** Runs a recipe on the machine; its commands' ends come as `stage` events. */
   runRecipe(recipe: RecipeSource, options: RecipeOptions = {}): RemoteRecipeRun {
     const stages = new EventEmitter();
-    const job = loadRecipeJob(recipe, options.spoolDir).then((loaded) => ({ ...loaded, ...userOf(options) }));
+    const job = loadRecipeJob(recipe, options.spoolDir).then((loaded) => ({ ...loaded, ...this.userOf(options) }));
     return Object.assign(stages, this.start(job, options, (end) => stages.emit('stage', end))) as unknown as RemoteRecipeRun;
   }
 
@@ -204,12 +211,12 @@ export class Machine {
       throw new UsageError('forward: give the named pipes or sockets to keep joined');
     }
     const none = { stdin: emptyInput(), stdout: new PassThrough(), stderr: new PassThrough() };
-    return { ...this.start({ kind: StartKind.Forward, ...userOf(options) }, { ...options, ...none }, undefined), stdin: null, stdout: null, stderr: null };
+    return { ...this.start({ kind: StartKind.Forward, ...this.userOf(options) }, { ...options, ...none }, undefined), stdin: null, stdout: null, stderr: null };
   }
 
   /** Asks the daemon (which must know this client as a controller) for a one-time key bound to the job. */
   async mintKey(job: KeyJob, options: MintOptions): Promise<OneTimeKey> {
-    const bound = 'argv' in job ? { kind: StartKind.Exec as const, argv: [...job.argv], ...userOf(job) } : { ...(await loadRecipeJob(job, undefined)), ...userOf(job) };
+    const bound = 'argv' in job ? { kind: StartKind.Exec as const, argv: [...job.argv], ...this.userOf(job) } : { ...(await loadRecipeJob(job, undefined)), ...this.userOf(job) };
     const binding = { ...bound, endpoints: remoteEndpoints(endpointOptions(options.endpoints)) };
     const connection = await this.connection();
     try {
@@ -229,6 +236,12 @@ export class Machine {
     this.idle = undefined;
     for (const connection of this.busy) connection.fail(new ConnectionLostError('the program closed its connection to the machine'));
     await idle?.close();
+  }
+
+  /** The account a job asks for: its own, else the machine's (User in $NETPLUMB_HOME/config), else the daemon's default. */
+  private userOf(options: { user?: string }): { user?: string } {
+    const user = options.user ?? this.options.user;
+    return user === undefined ? {} : { user };
   }
 
   /** The connection connect() made if it is still unused and open, else a new one. */
@@ -299,10 +312,6 @@ function emptyInput(): Readable {
   const input = new PassThrough();
   input.end();
   return input;
-}
-
-function userOf(options: { user?: string }): { user?: string } {
-  return options.user === undefined ? {} : { user: options.user };
 }
 
 function endpointOptions(given: Partial<EndpointOptions> | undefined): EndpointOptions {

@@ -1,11 +1,13 @@
-// The machine a command goes to, as the command line names it: resolved through $NETPLUMB_HOME/hosts, reached with
-// the identity (or one-time key) and known hosts the options give, both ends authenticated before anything is sent.
+// The machine a command goes to, as the command line names it: resolved through the options, $NETPLUMB_HOME/config
+// and $NETPLUMB_HOME/hosts (host-config.ts), reached with the identity (or one-time key) and known hosts that gives,
+// both ends authenticated before anything is sent.
 
 import { loadPrivateIdentity } from '../bridges/key-files.js';
 import type { SecureConnection } from '../protocol/connection.js';
 import { connectToDaemon, wireBytes } from './client.js';
+import { resolveMachine, type MachineSettings } from './host-config.js';
 import { loadKeyFile } from './one-time-key.js';
-import { clientPaths, resolveTarget, type ClientPaths } from './paths.js';
+import { clientPaths, type ClientPaths } from './paths.js';
 
 export interface MachineOptions {
   machine: string | undefined;
@@ -18,7 +20,11 @@ export interface MachineOptions {
   oneTimeKey: string | undefined;
   /** -limit-rate: bytes per second each connection carries at most, each way. */
   limitRate?: number | undefined;
-  /** Where the identity, known_hosts and hosts files are; default: from $NETPLUMB_HOME. */
+  /** -user: the account on the machine. */
+  user: string | undefined;
+  /** The machine's settings, when resolved already (withMachineSettings); else resolved on connecting. */
+  settings?: MachineSettings | undefined;
+  /** Where the identity, known_hosts, hosts and config files are; default: from $NETPLUMB_HOME. */
   paths?: ClientPaths;
   /** What plumb does, as -v says it; default: plumb's stderr with -v, nowhere without. */
   onNote?: (line: string) => void;
@@ -26,22 +32,28 @@ export interface MachineOptions {
   onWarning?: (line: string) => void;
 }
 
+/** The options with the machine's settings resolved once, its account (-user, else the config's User) included. */
+export function withMachineSettings<T extends MachineOptions>(args: T): T & { settings: MachineSettings; user: string | undefined } {
+  const settings = args.settings ?? resolveMachine(args.machine as string, args, args.paths ?? clientPaths());
+  return { ...args, settings, user: settings.user };
+}
+
 /** Connects to the machine's daemon and authenticates both ends. */
 export function connectToMachine(args: MachineOptions): Promise<SecureConnection> {
-  const paths = args.paths ?? clientPaths();
   const toStderr = (line: string): void => void process.stderr.write(`plumb: ${line}\n`);
   const warn = args.onWarning ?? toStderr;
   const note = args.onNote ?? (args.verbose === true ? toStderr : () => undefined);
-  const target = resolveTarget(args.machine as string, paths.hosts, args.port);
+  const settings = args.settings ?? resolveMachine(args.machine as string, args, args.paths ?? clientPaths());
+  for (const line of settings.applied) note(`config: ${line}`);
   const oneTime = args.oneTimeKey === undefined ? undefined : loadKeyFile(args.oneTimeKey);
-  const identity = oneTime?.identity ?? loadPrivateIdentity(args.identity ?? paths.identity);
-  return connectToDaemon(target, {
+  const identity = oneTime?.identity ?? loadPrivateIdentity(settings.identityFile);
+  return connectToDaemon(settings.target, {
     identity,
     ...(oneTime === undefined ? {} : { pinnedHostKey: oneTime.hostKey }),
-    knownHostsFile: args.knownHosts ?? paths.knownHosts,
-    acceptNew: args.acceptNew,
-    connectTimeoutMs: 10_000,
-    ...(args.limitRate === undefined ? {} : { bytesPerSecond: args.limitRate }),
+    knownHostsFile: settings.knownHostsFile,
+    acceptNew: settings.acceptNew,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    ...(settings.limitRate === undefined ? {} : { bytesPerSecond: settings.limitRate }),
     note: (line) => (line.startsWith('Permanently') || line.startsWith('warning') ? warn(line) : note(line)),
   });
 }

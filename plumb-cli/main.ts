@@ -12,9 +12,11 @@ import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
 import { namesMachines, splitEndpointMachine, type EndpointMachines } from './endpoint-placement.js';
 import { failureExitStatus } from './exit-status.js';
+import { withMachineSettings } from './machine.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
+import { parseRate, RATE_EXPECTED } from './rate.js';
 import type { RecipeArguments } from './recipe-command.js';
 import { execJob, forwardCommand, runCommand } from './run-command.js';
 
@@ -37,10 +39,10 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   const program = new Command('plumb')
     .usage('[options] machine[:port] command [args...]\n       plumb [options] [machine[:port]] -recipe=FILE\n       plumb -check -recipe=FILE')
     .description('Run a command or a recipe on another machine through its netplumbd, encrypted and mutually authenticated.')
-    .option('-i, --identity <file>', 'private key to authenticate with (default: $NETPLUMB_HOME/identity)')
-    .option('--known-hosts <file>', 'pinned daemon host keys (default: $NETPLUMB_HOME/known_hosts)')
+    .option('-i, --identity <file>', "private key to authenticate with (default: the machine's IdentityFile in $NETPLUMB_HOME/config, else $NETPLUMB_HOME/identity)")
+    .option('--known-hosts <file>', "pinned daemon host keys (default: the machine's KnownHostsFile in $NETPLUMB_HOME/config, else $NETPLUMB_HOME/known_hosts)")
     .option('--accept-new', 'record the host key of a machine not seen before, then connect')
-    .option('-p, --port <port>', `daemon port (default: ${DEFAULT_PORT}, or the one the machine argument or its hosts alias gives)`)
+    .option('-p, --port <port>', `daemon port (default: the one the machine argument, its Port in $NETPLUMB_HOME/config or its hosts alias gives, else ${DEFAULT_PORT})`)
     .option('--recipe <file>', 'run the recipe in FILE on the machine instead of a command')
     .option('--check', 'check the recipe locally and print its plan; nothing runs and no machine is needed')
     .option('--spool <dir>', `with -check: the spool directory names are resolved against (default: ${DEFAULT_SPOOL_DIR})`)
@@ -61,7 +63,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
     .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary")
     .option('-v, --verbose', 'say what plumb does, on stderr')
-    .argument('[machine]', 'host name, address, or alias from $NETPLUMB_HOME/hosts')
+    .argument('[machine]', 'host name, address, Host of $NETPLUMB_HOME/config, or alias from $NETPLUMB_HOME/hosts')
     .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
     .passThroughOptions()
     .exitOverride()
@@ -177,7 +179,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     oneTimeKey: options.oneTimeKey,
     reach: reachOptions(options.reach),
     relay: options.relay === true,
-    limitRate: options.limitRate === undefined ? undefined : parseRate(options.limitRate),
+    limitRate: options.limitRate === undefined ? undefined : limitRateOption(options.limitRate),
   };
 }
 
@@ -229,6 +231,7 @@ async function main(): Promise<number> {
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
   if (args.recipe === undefined) {
     refuseEndpointMachines(args);
+    args = withMachineSettings(args);
     if (args.forward) return forwardCommand(args);
     if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
     return runCommand(args, env);
@@ -255,18 +258,16 @@ async function main(): Promise<number> {
   if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
   refuseEndpointMachines(args);
   if (args.relay === true || (args.reach?.size ?? 0) > 0) throw new UsageError(`-relay and -reach go with a recipe across machines; no command of ${args.recipe} names a machine (@NAME)`);
+  args = withMachineSettings(args);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
 }
 
-/** -limit-rate=RATE: bytes per second, with K, M or G for 1024, 1024^2 or 1024^3 of them (as rsync and curl). */
-function parseRate(value: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)([KMG]?)$/i.exec(value);
-  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(match?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
-  const rate = match === null ? NaN : Number(match[1]) * unit;
-  // Below 1 KiB/s a single packet would take most of a minute: the keepalive and idle timeouts would fire first.
-  if (!Number.isFinite(rate) || rate < 1024) throw new UsageError(`-limit-rate=${value}: expected bytes per second, at least 1K (e.g. 500K, 10M)`);
-  return Math.floor(rate);
+/** -limit-rate=RATE, checked. */
+function limitRateOption(value: string): number {
+  const rate = parseRate(value);
+  if (rate === undefined) throw new UsageError(`-limit-rate=${value}: ${RATE_EXPECTED}`);
+  return rate;
 }
 
 /** `@MACHINE:` before a named pipe's or socket's path picks a machine of a recipe across machines, and nothing else. */

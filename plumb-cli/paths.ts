@@ -1,22 +1,24 @@
-// Where plumb keeps its files: $NETPLUMB_HOME, or ~/.netplumb; identity, known_hosts and hosts live there.
-// Also resolves a machine argument (alias, host, host:port, [v6]:port) to the address to connect to.
+// Where plumb keeps its files: $NETPLUMB_HOME, or ~/.netplumb; identity, known_hosts, hosts and config live there.
+// Also reads a machine argument (alias, host, host:port, [v6]:port) and the hosts alias file; host-config.ts adds the
+// config file's settings and the command line's options to that and gives the address to connect to.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { BadConfigError, UsageError } from '../protocol/errors.js';
-import { DEFAULT_PORT } from '../protocol/wire.js';
 
 export interface ClientPaths {
   home: string;
   identity: string;
   knownHosts: string;
   hosts: string;
+  /** Per-host settings (host-config.ts). */
+  config: string;
 }
 
 export function clientPaths(env: NodeJS.ProcessEnv = process.env): ClientPaths {
   const home = env['NETPLUMB_HOME'] ?? join(homedir(), '.netplumb');
-  return { home, identity: join(home, 'identity'), knownHosts: join(home, 'known_hosts'), hosts: join(home, 'hosts') };
+  return { home, identity: join(home, 'identity'), knownHosts: join(home, 'known_hosts'), hosts: join(home, 'hosts'), config: join(home, 'config') };
 }
 
 export interface Target {
@@ -28,15 +30,21 @@ export interface Target {
 
 /** host, host:port, [v6] or [v6]:port. */
 export function parseHostPort(value: string, defaultPort: number): { host: string; port: number } {
+  const { host, port } = splitHostPort(value);
+  return { host, port: port ?? defaultPort };
+}
+
+/** host, host:port, [v6] or [v6]:port; the port is undefined when none is written. */
+export function splitHostPort(value: string): { host: string; port: number | undefined } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+))(?::(\d{1,5}))?$/.exec(value);
   const host = match?.[1] ?? match?.[2];
   if (match === null || host === undefined) {
     // A bare IPv6 address without brackets has no port.
-    if (/^[0-9a-fA-F:]+$/.test(value) && value.includes(':')) return { host: value, port: defaultPort };
+    if (/^[0-9a-fA-F:]+$/.test(value) && value.includes(':')) return { host: value, port: undefined };
     throw new UsageError(`bad machine ${JSON.stringify(value)}: expected host, host:port or [address]:port`);
   }
-  const port = match[3] === undefined ? defaultPort : Number(match[3]);
-  if (port < 1 || port > 65535) throw new UsageError(`bad port in ${value}`);
+  const port = match[3] === undefined ? undefined : Number(match[3]);
+  if (port !== undefined && (port < 1 || port > 65535)) throw new UsageError(`bad port in ${value}`);
   return { host, port };
 }
 
@@ -56,19 +64,22 @@ export function readHostAliases(file: string): Map<string, string> {
   return aliases;
 }
 
-/**
- * Resolves the machine argument: an alias, `alias:port` (the alias's host at that port), or host[:port]. An
- * explicit -port wins over any port in the argument or alias.
- */
-export function resolveTarget(machine: string, aliasesFile: string, portOverride: number | undefined): Target {
-  const aliases = readHostAliases(aliasesFile);
-  const alias = aliases.get(machine);
-  if (alias !== undefined) {
-    const { host, port } = parseHostPort(alias, DEFAULT_PORT);
-    return { name: machine, host, port: portOverride ?? port };
-  }
-  const typed = parseHostPort(machine, DEFAULT_PORT);
+/** A machine argument read against the hosts alias file, before the config file and the options are applied. */
+export interface MachineArgument {
+  /** The name the config file's Host patterns are matched against: the alias, or the host without a typed port. */
+  name: string;
+  host: string;
+  /** The port typed after the host or alias, if any. */
+  port: number | undefined;
+  /** Where the hosts alias file points the name, if it is an alias. */
+  alias: { host: string; port: number | undefined } | undefined;
+}
+
+/** Reads the machine argument: an alias, `alias:port` (the alias's host at that port), or host[:port]. */
+export function readMachineArgument(machine: string, aliases: ReadonlyMap<string, string>): MachineArgument {
+  const whole = aliases.get(machine);
+  if (whole !== undefined) return { name: machine, host: machine, port: undefined, alias: splitHostPort(whole) };
+  const typed = splitHostPort(machine);
   const aliasOfHost = aliases.get(typed.host);
-  const host = aliasOfHost === undefined ? typed.host : parseHostPort(aliasOfHost, DEFAULT_PORT).host;
-  return { name: machine, host, port: portOverride ?? typed.port };
+  return { name: typed.host, host: typed.host, port: typed.port, alias: aliasOfHost === undefined ? undefined : splitHostPort(aliasOfHost) };
 }

@@ -15,8 +15,6 @@ import type { StreamTotals } from './stream-meter.js';
 export interface RunArguments extends MachineOptions {
   /** The command and its arguments, run as an argv. */
   command: string[];
-  /** -user: the account on the machine. */
-  user: string | undefined;
   tty: boolean;
   /** -N: no command; the named pipes and sockets stay joined until interrupted. */
   forward?: boolean;

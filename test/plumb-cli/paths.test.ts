@@ -1,5 +1,6 @@
 // Tests for plumb-cli/paths: where plumb keeps its files, parsing a machine argument, the hosts alias file and
-// resolving a target (aliases, ports, -port override); plus an alias used end to end against a real daemon.
+// resolving a target through it without a config file (aliases, ports, -port override); plus an alias used end to
+// end against a real daemon.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,7 +9,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_PORT } from '../../protocol/wire.js';
-import { clientPaths, parseHostPort, readHostAliases, resolveTarget } from '../../plumb-cli/paths.js';
+import { emptyHostConfig, machineSettings } from '../../plumb-cli/host-config.js';
+import { clientPaths, parseHostPort, readHostAliases, type Target } from '../../plumb-cli/paths.js';
 import { startNetplumb } from '../helpers/daemon.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'netplumb-paths-'));
@@ -22,6 +24,12 @@ function hostsFileWith(text: string): string {
 }
 const MISSING = join(dir, 'no-such-hosts-file');
 
+/** Where the machine argument leads with this hosts file, no config file and -port (if given). */
+function resolveTarget(machine: string, aliasesFile: string, port: number | undefined): Target {
+  const paths = clientPaths({ NETPLUMB_HOME: dir });
+  return machineSettings(machine, { port }, emptyHostConfig(paths.config), readHostAliases(aliasesFile), paths).target;
+}
+
 function withCode(code: string, check: (error: Error) => void = () => undefined): (error: unknown) => boolean {
   return (error) => {
     assert.equal((error as { code?: unknown }).code, code);
@@ -31,12 +39,13 @@ function withCode(code: string, check: (error: Error) => void = () => undefined)
 }
 
 describe('clientPaths', () => {
-  test('NETPLUMB_HOME holds the identity, known_hosts and hosts files', () => {
+  test('NETPLUMB_HOME holds the identity, known_hosts, hosts and config files', () => {
     assert.deepEqual(clientPaths({ NETPLUMB_HOME: '/srv/np' }), {
       home: '/srv/np',
       identity: '/srv/np/identity',
       knownHosts: '/srv/np/known_hosts',
       hosts: '/srv/np/hosts',
+      config: '/srv/np/config',
     });
   });
 
@@ -47,6 +56,7 @@ describe('clientPaths', () => {
       identity: join(home, 'identity'),
       knownHosts: join(home, 'known_hosts'),
       hosts: join(home, 'hosts'),
+      config: join(home, 'config'),
     });
   });
 });
@@ -128,7 +138,7 @@ describe('readHostAliases', () => {
   });
 });
 
-describe('resolveTarget', () => {
+describe('resolving a machine through the hosts file alone', () => {
   const aliases = hostsFileWith('build 10.0.0.5:2222\nplain plain.example\nsix [::1]:7021\n');
 
   test('an alias with a port resolves to its host and port, keeping the alias as the name', () => {
