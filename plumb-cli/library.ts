@@ -187,9 +187,9 @@ export class Machine {
     this.cipher = first.peer.cipher;
   }
 
-  /** Runs a command (an argv: no shell) on the machine. */
+  /** Runs a command (an argv: no shell) on the machine; with a terminal, no argv starts the account's login shell. */
   run(argv: readonly string[], options: RunOptions = {}): RemoteRun {
-    if (argv.length === 0) throw new UsageError('run: the command is empty');
+    if (argv.length === 0 && options.terminal === undefined) throw new UsageError('run: the command is empty (only on a terminal does none mean a login shell)');
     const job: RemoteJob = { kind: StartKind.Exec, argv: [...argv], ...this.userOf(options) };
     return this.start(job, options, undefined);
   }

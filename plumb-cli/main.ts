@@ -55,7 +55,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--limit-rate <rate>', 'bytes per second each connection carries at most, each way (K, M, G: times 1024), like rsync --bwlimit')
     .option('--relay', 'recipe across machines: carry an edge through plumb when its writing daemon cannot reach the reading one')
     .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
-    .option('--user <name>', "run as this account on the machine (the authorized-clients line must allow it)")
+    .option('-l, --user <name>', "run as this account on the machine (the authorized-clients line must allow it); -l as ssh's, for rsync -e plumb user@host:")
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
     .option('--expires <lifetime>', `with -mint-key: how long the key stays good (seconds, or with m, h, d; default: ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
@@ -73,7 +73,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
       // One line in plumb's own format, like every other failure it reports.
       outputError: (text, write) => write(`plumb: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
     });
-  const normalised = normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, optionalValue: OPTIONAL_VALUE_OPTIONS, shortWithValue: ['i', 'p'] }, 1);
+  const normalised = normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, optionalValue: OPTIONAL_VALUE_OPTIONS, shortWithValue: ['i', 'p', 'l'] }, 1);
   program.parse(normalised, { from: 'user' });
   const options = program.opts<{
     identity?: string;
