@@ -8,8 +8,8 @@
 // is kept up mostly as another package's optional part), while systemd-notify ships with every systemd. As root,
 // which the unit runs the daemon as, systemd-notify sends with credentials naming its parent, this daemon (the
 // kernel lets a privileged sender name another process): systemd attributes every message to the main process
-// whether or not systemd-notify still exists, so the unit keeps NotifyAccess=main and the commands clients run in
-// the unit's cgroup cannot report for the daemon. Unprivileged, systemd-notify sends as itself (NotifyAccess=all
+// whether or not systemd-notify still exists, so the unit keeps NotifyAccess=main and the unprivileged commands
+// clients run in the unit's cgroup cannot report for the daemon (one running as root could name the daemon too). Unprivileged, systemd-notify sends as itself (NotifyAccess=all
 // then) and waits, as it does by default, until the manager has taken the message (BARRIER=1), which keeps it
 // alive while systemd looks up whose it is.
 
@@ -43,6 +43,9 @@ export interface NotifyTarget {
  * empty. The watchdog follows sd_watchdog_enabled(3): WATCHDOG_USEC a positive number of microseconds, and
  * WATCHDOG_PID, when set, this process.
  */
+/** The longest delay setTimeout and setInterval honour (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function takeNotifyTarget(environment: NodeJS.ProcessEnv = process.env, pid: number = process.pid): NotifyTarget | undefined {
   const socket = environment['NOTIFY_SOCKET'];
   const watchdogUsec = environment['WATCHDOG_USEC'];
@@ -51,7 +54,8 @@ export function takeNotifyTarget(environment: NodeJS.ProcessEnv = process.env, p
   if (socket === undefined || socket === '') return undefined;
   const usec = /^\d+$/.test(watchdogUsec ?? '') ? Number(watchdogUsec) : 0;
   const forThisProcess = watchdogPid === undefined || watchdogPid === String(pid);
-  const watchdogIntervalMs = usec > 0 && forThisProcess ? Math.max(1, Math.floor(usec / 2000)) : undefined;
+  // Capped at what a Node timer takes: a longer one would fire at once, and then every millisecond.
+  const watchdogIntervalMs = usec > 0 && forThisProcess ? Math.min(MAX_TIMER_MS, Math.max(1, Math.floor(usec / 2000))) : undefined;
   return { socket, watchdogIntervalMs };
 }
 
@@ -189,7 +193,14 @@ export class ServiceNotifier {
   private run(socket: string, args: readonly string[]): Promise<string | undefined> {
     return new Promise((resolve) => {
       let stderr = '';
-      const child = spawn(this.program, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { NOTIFY_SOCKET: socket } });
+      let child: ReturnType<typeof spawn>;
+      try {
+        child = spawn(this.program, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { NOTIFY_SOCKET: socket } });
+      } catch (error) {
+        // Some failures (ENOMEM, say) throw at once instead of coming as an 'error' event: a report lost, not the daemon.
+        resolve(`${this.program}: ${(error as Error).message}`);
+        return;
+      }
       const timer = setTimeout(() => child.kill('SIGKILL'), REPORT_TIMEOUT_MS);
       child.stderr?.setEncoding('utf8').on('data', (text: string) => {
         if (stderr.length < MAX_REPORT_STDERR_CHARS) stderr = (stderr + text).slice(0, MAX_REPORT_STDERR_CHARS);

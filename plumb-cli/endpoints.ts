@@ -66,7 +66,8 @@ export class ClientEndpoints {
   private readonly createdFifos: MadeFile[] = [];
 
   private constructor(
-    private readonly options: EndpointOptions,
+    /** What was asked for, local paths as given. */
+    readonly options: EndpointOptions,
     private readonly report: (error: EndpointError) => void,
   ) {
     for (const path of options.outFifos) this.router.addSink(new FifoSink(path, (error) => this.failed(error)));

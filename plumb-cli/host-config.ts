@@ -247,7 +247,7 @@ function blockApplies(block: HostBlock, name: string): boolean {
 export interface MachineOverrides {
   identity?: string | undefined;
   knownHosts?: string | undefined;
-  /** -accept-new: a flag, so it can only turn the setting on. */
+  /** -accept-new (a flag: true or absent), or the library's acceptNew; absent leaves the config's AcceptNew. */
   acceptNew?: boolean | undefined;
   port?: number | undefined;
   user?: string | undefined;
@@ -288,7 +288,7 @@ export function machineSettings(machine: string, overrides: MachineOverrides, co
     },
     identityFile: overrides.identity ?? settings.identityFile ?? paths.identity,
     knownHostsFile: overrides.knownHosts ?? settings.knownHostsFile ?? paths.knownHosts,
-    acceptNew: overrides.acceptNew === true || settings.acceptNew === true,
+    acceptNew: overrides.acceptNew ?? settings.acceptNew === true,
     user: overrides.user ?? (overrides.oneTimeKey === undefined ? settings.user : undefined),
     limitRate: overrides.limitRate ?? settings.limitRate,
     connectTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,

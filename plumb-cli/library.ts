@@ -45,7 +45,7 @@ export interface ConnectOptions {
   identity?: string;
   /** The file of pinned daemon host keys (default: $NETPLUMB_HOME/known_hosts). */
   knownHosts?: string;
-  /** Pin the host key of a machine not seen before, as plumb -accept-new. */
+  /** Pin the host key of a machine not seen before, as plumb -accept-new; absent: as the machine's AcceptNew in the config. */
   acceptNew?: boolean;
   /** The daemon's port, over one the machine argument or its alias gives. */
   port?: number;
@@ -73,13 +73,17 @@ export interface RunOptions {
   stdout?: Writable;
   /** Takes the command's stderr; absent: the run's `stderr` is a stream to read. */
   stderr?: Writable;
-  /** Named pipes and sockets replicated for the command, as plumb's -infifo, -outfifo, -socket, -local-socket. */
-  endpoints?: Partial<EndpointOptions>;
+  /**
+   * Named pipes and sockets replicated for the command, as plumb's -infifo, -outfifo, -socket, -local-socket:
+   * their options, or what prepareEndpoints() made of them before connecting. Either way the run removes what it
+   * made when it ends.
+   */
+  endpoints?: Partial<EndpointOptions> | LocalEndpoints;
   /** Run the command on a pseudo-terminal of this type (plumb -t); a TTY given as input goes raw meanwhile. */
   terminal?: LocalTerminal;
   /**
    * Whose SIGINT, SIGTERM, SIGHUP and SIGQUIT events are passed on to the command (`process` for this process's
-   * own); the third SIGINT gives up on the command. Absent: only what signal() sends.
+   * own), once it has started; the third SIGINT gives up on the command. Absent: only what signal() sends.
    */
   signals?: NodeJS.EventEmitter;
   /** Said when a local named pipe or socket fails while the command runs (the command goes on). */
@@ -94,7 +98,11 @@ export interface RecipeOptions extends RunOptions {
   spoolDir?: string;
 }
 
-/** What one command or recipe is doing; the streams are null where the options gave the run one of the caller's. */
+/**
+ * What one command or recipe is doing; the streams are null where the options gave the run one of the caller's.
+ * Read stdout and stderr (or resume() them): as with a child process, output nobody takes holds the command, and
+ * `exit` waits for all of it. A stdin given in the options is read to its end, or destroyed when the command ends.
+ */
 export interface RemoteRun {
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
@@ -104,7 +112,10 @@ export interface RemoteRun {
    * N ended it. Rejects with a NetplumbError when the daemon refuses the request or the connection fails.
    */
   readonly exit: Promise<number>;
-  /** Sends a signal to the command (a recipe: to every command still running). */
+  /**
+   * Sends a signal to the command (a recipe: to every command still running; forward(): SIGINT, SIGTERM or SIGHUP
+   * ends it). A signal sent before the daemon has started the command is not delivered.
+   */
   signal(name: ForwardableSignal): void;
   /** What this run's connection has carried on the wire so far, framing and encryption included. */
   wireBytes(): { sent: number; received: number };
@@ -139,6 +150,18 @@ export interface OneTimeKey {
   keyFile: string;
 }
 
+/** The local ends of a run's named pipes and sockets, made ready by prepareEndpoints(). */
+export type LocalEndpoints = ClientEndpoints;
+
+/**
+ * Makes the local named pipes that are missing and checks the local socket paths, before connecting: a mistake
+ * here then costs no connection, no host key pinned and no one-time key. Hand the result to run() as `endpoints`;
+ * close() it if it is never used.
+ */
+export function prepareEndpoints(endpoints: Partial<EndpointOptions>, onEndpointError: (error: NetplumbError) => void = () => undefined): Promise<LocalEndpoints> {
+  return ClientEndpoints.prepare(endpointOptions(endpoints), onEndpointError);
+}
+
 /**
  * Connects to the machine's daemon and authenticates both ends; resolves once that is done. The machine is named as
  * plumb takes it: its Host block in $NETPLUMB_HOME/config and its alias in $NETPLUMB_HOME/hosts apply, below the
@@ -149,7 +172,7 @@ export async function connect(machine: string, options: ConnectOptions = {}): Pr
     machine,
     identity: options.identity,
     knownHosts: options.knownHosts,
-    acceptNew: options.acceptNew === true,
+    acceptNew: options.acceptNew,
     port: options.port,
     oneTimeKey: options.oneTimeKey,
     limitRate: options.limitRate,
@@ -206,7 +229,7 @@ export class Machine {
    * comes from `options.signals` (or signal()), then ends with status 0, as plumb -N.
    */
   forward(options: Pick<RunOptions, 'user' | 'endpoints' | 'signals' | 'onEndpointError'>): RemoteRun {
-    const given = endpointOptions(options.endpoints);
+    const given = options.endpoints instanceof ClientEndpoints ? options.endpoints.options : endpointOptions(options.endpoints);
     if (given.inFifos.length + given.outFifos.length + given.sockets.length + given.localSockets.length === 0) {
       throw new UsageError('forward: give the named pipes or sockets to keep joined');
     }
@@ -249,6 +272,9 @@ export class Machine {
     if (this.closed) throw new UsageError('the machine has been closed');
     const idle = this.idle;
     this.idle = undefined;
+    if (idle?.isOpen !== true && this.options.oneTimeKey !== undefined) {
+      throw new UsageError('a one-time key is good for one connection, and it has been used: connect again with an identity for another run');
+    }
     const connection = idle?.isOpen === true ? idle : await connectToMachine(this.options);
     if (this.closed) {
       connection.fail(new ConnectionLostError('the program closed its connection to the machine'));
@@ -262,18 +288,22 @@ export class Machine {
     const stdin = options.stdin === undefined ? new PassThrough() : null;
     const stdout = options.stdout === undefined ? new PassThrough() : null;
     const stderr = options.stderr === undefined ? new PassThrough() : null;
-    const signals = options.signals ?? new EventEmitter();
-    const meter = new StreamMeter(endpointOptions(options.endpoints));
+    // signal() goes to an emitter of the run's own: emitting on the caller's (process, say) would run its other listeners.
+    const own = new EventEmitter();
+    const signals = options.signals === undefined ? [own] : [own, options.signals];
+    const env = envEntries(options.env);
+    const given = options.endpoints;
+    const meter = new StreamMeter(given instanceof ClientEndpoints ? given.options : endpointOptions(given));
     let connection: SecureConnection | undefined;
     const exit = (async () => {
-      let endpoints: ClientEndpoints | undefined;
+      let endpoints: ClientEndpoints | undefined = given instanceof ClientEndpoints ? given : undefined;
       try {
         const ready = await job;
-        endpoints = await ClientEndpoints.prepare(endpointOptions(options.endpoints), options.onEndpointError ?? (() => undefined));
+        endpoints ??= await ClientEndpoints.prepare(endpointOptions(given as Partial<EndpointOptions> | undefined), options.onEndpointError ?? (() => undefined));
         connection = await this.connection();
         return await runRemoteCommand(connection, {
           job: ready,
-          env: exportedEnv(options.env),
+          env,
           endpoints,
           ...(options.terminal === undefined ? {} : { terminal: options.terminal }),
           ...(onStageEnd === undefined ? {} : { onStageEnd }),
@@ -285,6 +315,13 @@ export class Machine {
           maxDataPayloadBytes: DEFAULT_LIMITS.maxDataPayloadBytes,
           observeStream: meter.observe,
         });
+      } catch (error) {
+        // A failed run must not look like a whole one to whoever pipes its output on (pipeline() would resolve): the
+        // streams offered end with the error where someone listens for errors, and plainly where no one would hear it.
+        for (const stream of [stdout, stderr]) {
+          if (stream !== null && stream.listenerCount('error') > 0) stream.destroy(error as Error);
+        }
+        throw error;
       } finally {
         endpoints?.close();
         meter.settle();
@@ -301,7 +338,7 @@ export class Machine {
       stdout,
       stderr,
       exit,
-      signal: (name) => void signals.emit(name),
+      signal: (name) => void own.emit(name),
       wireBytes: () => (connection === undefined ? undefined : wireBytes(connection)) ?? { sent: 0, received: 0 },
       streams: () => meter.totals(),
     };
@@ -318,7 +355,8 @@ function endpointOptions(given: Partial<EndpointOptions> | undefined): EndpointO
   return { ...NO_ENDPOINT_OPTIONS, ...given } as EndpointOptions;
 }
 
-function exportedEnv(env: Readonly<Record<string, string>> | undefined): ExportedEnv {
+/** The variables as the Start request carries them; a name no shell could set is refused here, before connecting. */
+function envEntries(env: Readonly<Record<string, string>> | undefined): ExportedEnv {
   const entries = Object.entries(env ?? {});
   for (const [name] of entries) if (!ENV_NAME_PATTERN.test(name)) throw new UsageError(`env: ${JSON.stringify(name)} is not a variable name`);
   return entries;

@@ -13,7 +13,8 @@ export interface MachineOptions {
   machine: string | undefined;
   identity: string | undefined;
   knownHosts: string | undefined;
-  acceptNew: boolean;
+  /** Absent: as $NETPLUMB_HOME/config says (AcceptNew), else no. */
+  acceptNew?: boolean | undefined;
   port: number | undefined;
   verbose?: boolean;
   /** -one-time-key: authenticate with this key file (and the host key it names). */

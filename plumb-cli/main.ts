@@ -131,6 +131,8 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   if (!check && !forward && options.recipe === undefined && command.length === 0 && !interactive) throw new UsageError('missing command');
   const tty = options.tty === true || (options.recipe === undefined && !check && !forward && command.length === 0);
   if (tty && options.recipe !== undefined) throw new UsageError('-t runs one command on a terminal; a recipe has no terminal');
+  // An account name has no `=`: this is a mistyped long option (-limit=1M) that -l would otherwise take as `imit=1M`.
+  if (options.user?.includes('=') === true) throw new UsageError(`-l/-user: ${JSON.stringify(options.user)} is not an account name (a mistyped option?)`);
   if (options.progress === true && (tty || check || options.mintKey !== undefined)) throw new UsageError('-progress shows a run that moves bytes: -t, -check and -mint-key do not go with it');
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
@@ -169,7 +171,8 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     },
     identity: options.identity,
     knownHosts: options.knownHosts,
-    acceptNew: options.acceptNew === true,
+    // A flag: present turns it on; absent leaves it to the machine's AcceptNew in $NETPLUMB_HOME/config.
+    acceptNew: options.acceptNew === true ? true : undefined,
     port,
     verbose: options.verbose === true,
     progress: options.progress === true,

@@ -2,6 +2,7 @@
 // then one summary line. On a terminal the status line is redrawn in place a few times a second; elsewhere (a log
 // file, a pipe) a plain line is written every few seconds instead, as a redrawn line would be noise there.
 
+import { Writable } from 'node:stream';
 import type { StreamTotals } from './stream-meter.js';
 
 /** How often the line is redrawn on a terminal, and written elsewhere. */
@@ -71,6 +72,30 @@ export class ProgressLine {
     return `${parts.length === 0 ? 'waiting' : parts.join(' | ')} [${formatElapsed(now - this.startedAt)}]`;
   }
 
+  /**
+   * On a terminal, a sink for output shown on the same screen: the status line is cleared before each chunk, so the
+   * chunk starts where the line was, and the next draw puts the line back under it. Elsewhere the sink itself.
+   */
+  interleave(sink: Writable): Writable {
+    if (this.output.isTTY !== true) return sink;
+    const wrapper = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        this.clear();
+        if (sink.write(chunk)) done();
+        else sink.once('drain', () => done());
+      },
+    });
+    // A reader that went away (EPIPE) is the run's to hear about, as without -progress.
+    sink.on('error', (error) => wrapper.destroy(error));
+    return wrapper;
+  }
+
+  private clear(): void {
+    if (!this.drawn) return;
+    this.output.write('\r\x1b[K');
+    this.drawn = false;
+  }
+
   draw(): void {
     const line = this.line();
     if (this.output.isTTY === true) {
@@ -89,7 +114,7 @@ export class ProgressLine {
    */
   finish(more: readonly StreamTotals[] = []): void {
     clearInterval(this.timer);
-    if (this.drawn) this.output.write('\r\x1b[K');
+    this.clear();
     const seconds = ((this.now() - this.startedAt) / 1000).toFixed(2);
     this.output.write(`plumb: ${summary([...this.totals(), ...more])} in ${seconds} s\n`);
   }

@@ -6,7 +6,7 @@ import type { ExportedEnv, StageEnd } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
-import { connect, type ConnectOptions, type Machine, type RemoteRun, type RunOptions } from './library.js';
+import { connect, prepareEndpoints, type ConnectOptions, type Machine, type RemoteRun, type RunOptions } from './library.js';
 import { saySummary, type MachineOptions } from './machine.js';
 import { ProgressLine } from './progress.js';
 import type { LocalTerminal, RemoteJob } from './run.js';
@@ -39,7 +39,7 @@ export function connectOptions(args: MachineOptions): ConnectOptions {
     ...(args.port === undefined ? {} : { port: args.port }),
     ...(args.oneTimeKey === undefined ? {} : { oneTimeKey: args.oneTimeKey }),
     ...(args.limitRate === undefined ? {} : { limitRate: args.limitRate }),
-    acceptNew: args.acceptNew,
+    ...(args.acceptNew === undefined ? {} : { acceptNew: args.acceptNew }),
     ...(args.verbose === true ? { onNote: toStderr } : {}),
     onWarning: toStderr,
   };
@@ -56,22 +56,30 @@ export async function runOnMachine(
   onStageEnd?: (end: StageEnd) => void,
   onEnd?: (streams: StreamTotals[]) => void,
 ): Promise<number> {
+  // The local named pipes and sockets first: a mistake there costs no connection, no pinned key, no one-time key.
+  // A local one that fails while the command runs is said at once; the command goes on.
+  const endpoints = await prepareEndpoints(args.endpoints, (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`));
   const connectedAt = performance.now();
-  const machine = await connect(args.machine as string, connectOptions(args));
+  let machine: Machine;
+  try {
+    machine = await connect(args.machine as string, connectOptions(args));
+  } catch (error) {
+    endpoints.close();
+    throw error;
+  }
+  let run: RemoteRun | undefined;
+  const progress = args.progress === true ? new ProgressLine(process.stderr, () => run?.streams() ?? []) : undefined;
   const options: RunOptions = {
     ...(job.user === undefined ? {} : { user: job.user }),
     env: Object.fromEntries(env),
     stdin: process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    endpoints: args.endpoints,
+    stdout: progress?.interleave(process.stdout) ?? process.stdout,
+    stderr: progress?.interleave(process.stderr) ?? process.stderr,
+    endpoints,
     ...(args.tty ? { terminal: localTerminal() } : {}),
     signals: process,
-    // A local named pipe or socket that fails while the command runs is said at once; the command goes on.
-    onEndpointError: (error) => process.stderr.write(`plumb: ${error.message} (${error.code})\n`),
   };
-  const run = start(machine, job, options, onStageEnd);
-  const progress = args.progress === true ? new ProgressLine(process.stderr, () => run.streams()) : undefined;
+  run = start(machine, job, options, onStageEnd);
   progress?.start();
   try {
     return await run.exit;

@@ -128,8 +128,8 @@ export interface RunOptions {
   /** Called for each recipe command's end as the daemon reports it. */
   onStageEnd?: (end: StageEnd) => void;
   stdio: LocalStdio;
-  /** Signals plumb forwards; the third SIGINT gives up on the remote command and ends plumb. */
-  signals: NodeJS.EventEmitter;
+  /** Whose signals plumb forwards (each emitter's); the third SIGINT gives up on the remote command and ends plumb. */
+  signals: NodeJS.EventEmitter | readonly NodeJS.EventEmitter[];
   maxStreams: number;
   initialWindowBytes: number;
   /** Default: the initial window, never grown. */
@@ -233,15 +233,16 @@ export async function runRemoteCommand(connection: SecureConnection, options: Ru
  * plumb -N: the named pipes and sockets stay joined until SIGINT, SIGTERM or SIGHUP, which end plumb with status 0
  * (the connection closed in order); a connection lost first is plumb's failure.
  */
-async function holdForwards(connection: SecureConnection, signals: NodeJS.EventEmitter, lost: Promise<never>, endpoints: ClientEndpoints | undefined): Promise<number> {
+async function holdForwards(connection: SecureConnection, signals: NodeJS.EventEmitter | readonly NodeJS.EventEmitter[], lost: Promise<never>, endpoints: ClientEndpoints | undefined): Promise<number> {
   const names = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   let stop: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
-  for (const name of names) signals.on(name, stop);
+  const emitters = [signals].flat();
+  for (const emitter of emitters) for (const name of names) emitter.on(name, stop);
   try {
     await Promise.race([stopped, lost]);
   } finally {
-    for (const name of names) signals.off(name, stop);
+    for (const emitter of emitters) for (const name of names) emitter.off(name, stop);
     endpoints?.close();
   }
   await Promise.race([connection.close(), new Promise((resolve) => setTimeout(resolve, GOODBYE_WAIT_MS).unref())]);
@@ -306,7 +307,8 @@ function isDestroyable(stream: Readable): boolean {
   return typeof stream.destroy === 'function';
 }
 
-function forwardSignals(signals: NodeJS.EventEmitter, connection: SecureConnection, abort: () => void): () => void {
+function forwardSignals(signals: NodeJS.EventEmitter | readonly NodeJS.EventEmitter[], connection: SecureConnection, abort: () => void): () => void {
+  const emitters = [signals].flat();
   const names: ForwardableSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   let interrupts = 0;
   const handlers = names.map((name) => {
@@ -317,10 +319,10 @@ function forwardSignals(signals: NodeJS.EventEmitter, connection: SecureConnecti
       }
       connection.sendFields(PacketType.Signal, encodeSignal(name));
     };
-    signals.on(name, handler);
+    for (const emitter of emitters) emitter.on(name, handler);
     return [name, handler] as const;
   });
   return () => {
-    for (const [name, handler] of handlers) signals.off(name, handler);
+    for (const [name, handler] of handlers) for (const emitter of emitters) emitter.off(name, handler);
   };
 }

@@ -32,6 +32,7 @@ export async function generateLoad(port: number, home: string, sessions: number,
     const session = (async () => {
       machine = await connect(`127.0.0.1:${port}`, { home });
       const status = await machine.run(['true'], { stdin: Readable.from([]), stdout: discard(), stderr: discard() }).exit;
+      await machine.close();
       if (status !== 0) throw new Error(`true exited ${status}`);
     })();
     const timeout = new Promise<never>((_resolve, reject) => {

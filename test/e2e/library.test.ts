@@ -8,12 +8,14 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { finished } from 'node:stream/promises';
+import { EventEmitter } from 'node:events';
+import { Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { connect, ErrorCode, NetplumbError, type StageEnd } from 'netplumb';
-import { startNetplumb } from '../helpers/daemon.js';
+import { BIN, startNetplumb } from '../helpers/daemon.js';
 import { appendTo, markerLines, startControllerNetplumb } from '../helpers/one-time-keys.js';
-import { killMarkedAtCleanup, processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
+import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil } from '../helpers/processes.js';
 import { markedSleep } from '../helpers/recipes.js';
 import { tempDir } from '../helpers/scope.js';
 
@@ -94,6 +96,8 @@ test('backup and restore through the library: a tar stream out into a local tar,
   assert.equal(await failing.exit, 3);
   await finished(failing.stdout!);
   assert.equal(Buffer.concat(output).toString(), 'nightly');
+  // A variable no shell could set is refused at once, before any connection is taken.
+  assert.throws(() => machine.run(['true'], { env: { 'NOT-A-NAME': 'x' } }), (error: unknown) => error instanceof NetplumbError && error.code === ErrorCode.Usage);
   await machine.close();
 });
 
@@ -132,6 +136,13 @@ test('one-time keys through the library: a controller mints one, a node runs the
   const keyFile = join(env.work, 'node.key');
   writeFileSync(keyFile, key.keyFile, { mode: 0o600 });
 
+  // plumb with a local mistake (an -infifo path that is a plain file) fails before connecting: the key is not spent.
+  const notFifo = join(env.work, 'plain-file');
+  writeFileSync(notFifo, '');
+  const refusedLocally = await runProcess(t, [process.execPath, BIN.plumb, `-one-time-key=${keyFile}`, `-infifo=${notFifo}`, env.np.daemon.address, ...appendTo(marker)], { env: { ...process.env, NETPLUMB_HOME: tempDir(t) } });
+  assert.equal(refusedLocally.code, 255, refusedLocally.stderr);
+  assert.match(refusedLocally.stderr, /exists and is not a named pipe \(NP_ENDPOINT\)/);
+
   // The node: no identity and no known_hosts of its own, only the key file.
   const nodeHome = tempDir(t, 'netplumb-library-node-');
   const node = await connect(env.np.daemon.address, { oneTimeKey: keyFile, home: nodeHome });
@@ -140,6 +151,8 @@ test('one-time keys through the library: a controller mints one, a node runs the
   ran.stdout!.resume();
   ran.stderr!.resume();
   assert.equal(await ran.exit, 0);
+  // The key was good for that one connection: a second run cannot make another with it.
+  await rejectsWithCode(node.run(['true']).exit, ErrorCode.Usage);
   await node.close();
   assert.deepEqual(markerLines(marker), ['ran']);
   assert.deepEqual(readdirSync(nodeHome), [], 'the node wrote nothing');
@@ -157,13 +170,29 @@ test('failures through the library carry plumb\'s codes, and close() ends a comm
   await rejectsWithCode(missing.exit, ErrorCode.CommandNotFound);
   assert.throws(() => machine.run([]), (error: unknown) => error instanceof NetplumbError && error.code === ErrorCode.Usage);
 
-  // A long command, then close(): its exit rejects as a lost connection, and the daemon ends the command.
+  // signal() reaches the command, and only it: the emitter given as `signals` hears nothing of it.
+  const sleeps = tempDir(t, 'netplumb-library-sleep-');
+  const signalled = uniqueMarker('library-signal');
+  killMarkedAtCleanup(t, signalled);
+  const callerSignals = new EventEmitter();
+  let callerHeard = 0;
+  callerSignals.on('SIGTERM', () => callerHeard++);
+  const termed = machine.run([markedSleep(sleeps, signalled), '30'], { signals: callerSignals });
+  await waitUntil('the remote sleep to be signalled', () => processesWithMarker(signalled).length > 0);
+  termed.signal('SIGTERM');
+  assert.equal(await termed.exit, 128 + 15);
+  assert.equal(callerHeard, 0);
+
+  // A long command, then close(): its exit rejects as a lost connection, the output piped on fails with it rather
+  // than ending as if whole, and the daemon ends the command.
   const marker = uniqueMarker('library-close');
   killMarkedAtCleanup(t, marker);
-  const sleeper = machine.run([markedSleep(tempDir(t, 'netplumb-library-sleep-'), marker), '30']);
+  const sleeper = machine.run([markedSleep(sleeps, marker), '30']);
+  const piped = pipeline(sleeper.stdout!, new Writable({ write: (_chunk, _encoding, done) => done() }));
   await waitUntil('the remote sleep', () => processesWithMarker(marker).length > 0);
   await machine.close();
   await rejectsWithCode(sleeper.exit, ErrorCode.ConnectionLost);
+  await rejectsWithCode(piped, ErrorCode.ConnectionLost);
   await waitUntil('the remote sleep to be ended', () => processesWithMarker(marker).length === 0, 15_000);
   await rejectsWithCode(machine.run(['true']).exit, ErrorCode.Usage);
 });

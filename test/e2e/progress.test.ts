@@ -26,12 +26,16 @@ test('-progress on a terminal: the status line is redrawn in place with each ope
   await term.waitFor(/plumb: .* in \d+\.\d\d s\n/);
   assert.equal((await term.exit()).exitCode, 0);
   const screen = term.screen();
-  const redraws = screen.split('\r\x1b[K').slice(1, -1);
-  assert.ok(redraws.length >= 3, `redrawn ${redraws.length} times: ${JSON.stringify(screen)}`);
-  // Each redraw names the open streams (stdin, stdout and stderr here) with bytes, rate and time, then the run's time.
-  for (const line of redraws) assert.match(line, /stdout 0B 0B\/s 0:0\d .*\[0:0\d\]/, JSON.stringify(line));
-  assert.match(screen, /finished\n/);
-  assert.match(screen, /\r\x1b\[Kplumb: stdin 0B, stdout 9B received, stderr 0B in \d+\.\d\d s\n$/, JSON.stringify(screen));
+  // After each \r ESC[K: a status line, the command's output (which clears the line first, so it never sticks to
+  // the status), or the summary that ends the run.
+  const pieces = screen.split('\r\x1b[K').slice(1);
+  const last = pieces.pop() ?? '';
+  assert.match(last, /^(?:finished\n)?plumb: stdin 0B, stdout 9B received, stderr 0B in \d+\.\d\d s\n$/, JSON.stringify(screen));
+  const statusLines = pieces.filter((piece) => piece !== 'finished\n');
+  assert.equal(screen.split('finished\n').length, 2, 'the output came once, on its own line');
+  assert.ok(statusLines.length >= 3, `redrawn ${statusLines.length} times: ${JSON.stringify(screen)}`);
+  // Each names the open streams (stdin, stdout and stderr here) with bytes, rate and time, then the run's time.
+  for (const line of statusLines) assert.match(line, /^stdin .*stdout 0B 0B\/s 0:0\d .*\[0:0\d\]$/, JSON.stringify(line));
 });
 
 test('-progress into a pipe: plain progress lines while the run goes on, and the summary with what each stream carried', { timeout: TIMEOUT_MS }, async (t) => {
@@ -80,8 +84,12 @@ test('-json of a recipe: plumb\'s streams with their exact bytes and times, a na
 
 test('-progress goes with a run that moves bytes: -t, -check and -mint-key refuse it as NP_USAGE', { timeout: TIMEOUT_MS }, async (t) => {
   const np = await startNetplumb(t);
-  for (const options of [['-progress', '-t'], ['-progress', '-mint-key=/nonexistent/key']]) {
-    const result = await np.plumb(['true'], { options });
+  for (const [options, command] of [
+    [['-progress', '-t'], ['true']],
+    [['-progress', '-mint-key=/nonexistent/key'], ['true']],
+    [['-progress', '-check', '-recipe=/nonexistent/recipe.rcp'], []],
+  ] as const) {
+    const result = await np.plumb(command, { options });
     assert.equal(result.code, 255, result.stderr);
     assert.equal(reportedCode(result.stderr), ErrorCode.Usage, result.stderr);
     assert.match(result.stderr, /-progress/);

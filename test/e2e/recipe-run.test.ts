@@ -172,9 +172,10 @@ function expectedFailingReport(recipe: string, machine: string): RecipeReportJso
     machine,
     exitStatus: 3,
     stages: [
-      { stage: 0, name: 'ok', line: 2, argv: ['true'], outcome: 'ended', code: 0 },
-      { stage: 1, name: 'bad', line: 3, argv: ['sh', '-c', 'exit 3'], outcome: 'ended', code: 3 },
-      { stage: 2, name: 'line 4', line: 4, argv: ['false'], outcome: 'ended', code: 1 },
+      // A command with nothing on its stdin took 0 bytes; one of several writers of plumb's stdout has no count.
+      { stage: 0, name: 'ok', line: 2, argv: ['true'], outcome: 'ended', code: 0, bytesIn: 0 },
+      { stage: 1, name: 'bad', line: 3, argv: ['sh', '-c', 'exit 3'], outcome: 'ended', code: 3, bytesIn: 0 },
+      { stage: 2, name: 'line 4', line: 4, argv: ['false'], outcome: 'ended', code: 1, bytesIn: 0 },
       {
         stage: 3,
         name: 'line 5',
@@ -186,8 +187,8 @@ function expectedFailingReport(recipe: string, machine: string): RecipeReportJso
         message: 'command not found: no-such-command-np-e2e',
       },
       { stage: 4, name: 'line 6', line: 6, argv: ['cat'], outcome: 'not-started', code: 1, error: ErrorCode.SpawnFailed },
-      { stage: 5, name: 'line 7', line: 7, argv: ['sh', '-c', 'kill -TERM $$'], outcome: 'killed', signal: 'SIGTERM' },
-      { stage: 6, name: 'last', line: 8, argv: ['echo', 'last'], outcome: 'ended', code: 0 },
+      { stage: 5, name: 'line 7', line: 7, argv: ['sh', '-c', 'kill -TERM $$'], outcome: 'killed', signal: 'SIGTERM', bytesIn: 0 },
+      { stage: 6, name: 'last', line: 8, argv: ['echo', 'last'], outcome: 'ended', code: 0, bytesIn: 0 },
     ],
   };
 }
@@ -210,6 +211,11 @@ function checkFailingReport(report: RecipeReportJson, recipe: string, machine: s
     delete stage.startedAt;
     delete stage.endedAt;
   }
+  // plumb's own streams: all of stdout is `last`'s line; their times are checked in progress.test.ts.
+  const streams = report.streams ?? [];
+  assert.deepEqual(streams.map((stream) => stream.name), ['stdin', 'stdout', 'stderr']);
+  assert.equal(streams[1]?.bytesIn, 'last\n'.length);
+  delete report.streams;
   assert.deepEqual(report, expectedFailingReport(recipe, machine));
 }
 

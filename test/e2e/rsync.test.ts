@@ -60,6 +60,11 @@ test('rsync -e plumb pushes with --delete, pulls back, takes a remote path with 
   await rsync('-a', '-s', `${source}/`, `backup:${awkward}/`);
   assert.deepEqual(treeDigest(awkward), treeDigest(source));
 
+  // A mistyped long option is not an account for -l: `-limit=1M` is refused, never sent as the account `imit=1M`.
+  const typo = await np.plumb(['true'], { options: ['-limit=1M'] });
+  assert.equal(typo.code, 255, typo.stderr);
+  assert.match(typo.stderr, /is not an account name .*\(NP_USAGE\)/);
+
   // account@machine: rsync runs `plumb -l account machine rsync --server ...`.
   const asAccount = join(work, 'as-account');
   await rsync('-a', `${source}/etc/`, `${account}@backup:${asAccount}/`);

@@ -201,11 +201,14 @@ describe('machineSettings', () => {
     assert.deepEqual(resolve('db1:4444').target, { name: 'db1:4444', host: '10.0.0.7', port: 4444 });
   });
 
-  test('-accept-new turns the setting on whatever the file says; the file turns it on without it', () => {
+  test("-accept-new turns the setting on whatever the file says; absent, the file decides; the library's false wins", () => {
     const config = parse('Host no\nAcceptNew no\nHost yes\nAcceptNew yes\n');
     assert.equal(machineSettings('no', { acceptNew: true }, config, new Map(), PATHS).acceptNew, true);
-    assert.equal(machineSettings('no', { acceptNew: false }, config, new Map(), PATHS).acceptNew, false);
-    assert.equal(machineSettings('yes', { acceptNew: false }, config, new Map(), PATHS).acceptNew, true);
+    assert.equal(machineSettings('no', {}, config, new Map(), PATHS).acceptNew, false);
+    assert.equal(machineSettings('yes', {}, config, new Map(), PATHS).acceptNew, true);
+    assert.equal(machineSettings('other', {}, config, new Map(), PATHS).acceptNew, false);
+    // connect(machine, { acceptNew: false }) is a program saying no: the file does not turn it on.
+    assert.equal(machineSettings('yes', { acceptNew: false }, config, new Map(), PATHS).acceptNew, false);
   });
 
   test("the file's Port wins over an alias's port, and the alias still gives the address", () => {
