@@ -5,7 +5,6 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -13,6 +12,7 @@ import { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { connect, ErrorCode, NetplumbError, type StageEnd } from 'netplumb';
+import { treeDigest } from '../helpers/payloads.js';
 import { BIN, startNetplumb } from '../helpers/daemon.js';
 import { appendTo, markerLines, startControllerNetplumb } from '../helpers/one-time-keys.js';
 import { killMarkedAtCleanup, processesWithMarker, runProcess, uniqueMarker, waitUntil } from '../helpers/processes.js';
@@ -20,17 +20,6 @@ import { markedSleep } from '../helpers/recipes.js';
 import { tempDir } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 60_000;
-
-/** Every file under `dir` with the SHA-256 of its bytes, by relative path. */
-function treeDigest(dir: string): Record<string, string> {
-  const digest: Record<string, string> = {};
-  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    const path = join(entry.parentPath, entry.name);
-    digest[path.slice(dir.length + 1)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-  }
-  return digest;
-}
 
 /** A local program with its stdio piped, and the promise of its exit code. */
 function local(argv: readonly string[]): { child: ReturnType<typeof spawn>; code: Promise<number | null> } {

@@ -3,27 +3,16 @@
 // -s, since plumb runs an argv and no shell parses rsync's escaping), and user@machine: reaching plumb as -l.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { treeDigest } from '../helpers/payloads.js';
 import { BIN, startNetplumb } from '../helpers/daemon.js';
 import { runProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/scope.js';
 
 const TIMEOUT_MS = 90_000;
-
-/** Every file under `dir` with the SHA-256 of its bytes, by relative path. */
-function treeDigest(dir: string): Record<string, string> {
-  const digest: Record<string, string> = {};
-  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    const path = join(entry.parentPath, entry.name);
-    digest[path.slice(dir.length + 1)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-  }
-  return digest;
-}
 
 test('rsync -e plumb pushes with --delete, pulls back, takes a remote path with a space under -s, and user@machine as -l', { timeout: TIMEOUT_MS }, async (t) => {
   const account = userInfo().username;

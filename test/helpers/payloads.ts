@@ -1,7 +1,10 @@
 // Deterministic payloads for tests: an AES-256-CTR keystream keyed by a seed, so both ends can produce or check the
-// same bytes without storing them; the remote side runs the same stream as a `node -e` one-liner.
+// same bytes without storing them; the remote side runs the same stream as a `node -e` one-liner. And a directory
+// tree's digest, to compare a tree with its copy.
 
 import { createCipheriv, createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
 const CHUNK_BYTES = 64 * 1024;
@@ -77,4 +80,15 @@ export function hashStream(stream: Readable): Promise<{ bytes: number; sha256: s
     stream.once('error', reject);
     stream.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
   });
+}
+
+/** Every file under `dir` with the SHA-256 of its bytes, by relative path: equal for a tree and its exact copy. */
+export function treeDigest(dir: string): Record<string, string> {
+  const digest: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    digest[path.slice(dir.length + 1)] = createHash('sha256').update(readFileSync(path)).digest('hex');
+  }
+  return digest;
 }
