@@ -17,7 +17,7 @@ import { sameIdentity, type PrivateIdentity, type PublicIdentity } from '../prot
 import { addHostKey, checkHostKey, hostKeyName } from './known-hosts.js';
 import type { Target } from './paths.js';
 
-export interface ConnectOptions {
+export interface DaemonConnectOptions {
   identity: PrivateIdentity;
   knownHostsFile: string;
   acceptNew: boolean;
@@ -35,7 +35,7 @@ export interface ConnectOptions {
  * The host-key decision, as the handshake's verifyHostKey callback. A new key accepted with -accept-new is only
  * recorded by pinAccepted(), once the daemon has proven (by its signature) that it holds the private key.
  */
-export function hostKeyVerifier(target: Target, options: Pick<ConnectOptions, 'knownHostsFile' | 'acceptNew' | 'note'>) {
+export function hostKeyVerifier(target: Target, options: Pick<DaemonConnectOptions, 'knownHostsFile' | 'acceptNew' | 'note'>) {
   let accepted: PublicIdentity | undefined;
   const verify = (hostKey: PublicIdentity): void => {
     const name = hostKeyName(target.host, target.port);
@@ -91,7 +91,7 @@ export function wireBytes(connection: SecureConnection): { sent: number; receive
   return socket === undefined ? undefined : { sent: socket.bytesWritten, received: socket.bytesRead };
 }
 
-export async function connectToDaemon(target: Target, options: ConnectOptions): Promise<SecureConnection> {
+export async function connectToDaemon(target: Target, options: DaemonConnectOptions): Promise<SecureConnection> {
   const giveUpAt = Date.now() + HANDSHAKE_RETRY_MS;
   for (let pauseMs = HANDSHAKE_RETRY_FIRST_PAUSE_MS; ; pauseMs = Math.min(pauseMs * 2, HANDSHAKE_RETRY_LAST_PAUSE_MS)) {
     try {
@@ -106,7 +106,7 @@ export async function connectToDaemon(target: Target, options: ConnectOptions): 
   }
 }
 
-async function connectOnce(target: Target, options: ConnectOptions): Promise<SecureConnection> {
+async function connectOnce(target: Target, options: DaemonConnectOptions): Promise<SecureConnection> {
   const socket = await openSocket(target, options.connectTimeoutMs);
   options.note(`connected to ${target.host} port ${target.port}`);
   const transport = options.bytesPerSecond === undefined ? socket : new PacedTransport(socket, options.bytesPerSecond);

@@ -117,7 +117,7 @@ export type RemoteJob =
   | { kind: StartKind.Recipe; text: string; source: string; user?: string }
   | { kind: StartKind.Forward; user?: string };
 
-export interface RunOptions {
+export interface RemoteCommandOptions {
   job: RemoteJob;
   /** Variables set for the remote command(s), from -export. */
   env?: ExportedEnv;
@@ -140,7 +140,7 @@ export interface RunOptions {
 }
 
 /** Resolves with the exit status plumb should end with; throws NetplumbError for connection-level failures. */
-export async function runRemoteCommand(connection: SecureConnection, options: RunOptions): Promise<number> {
+export async function runRemoteCommand(connection: SecureConnection, options: RemoteCommandOptions): Promise<number> {
   const { endpoints } = options;
   const remote = new RemoteCommand(options.job.kind === StartKind.Recipe ? (options.onStageEnd ?? (() => undefined)) : undefined, endpoints);
   const mux = new Mux(
