@@ -7,7 +7,7 @@
 
 import { Transform, type Readable } from 'node:stream';
 import { BadRequestError } from '../protocol/errors.js';
-import { edgeVerdict, type EdgeDigest, type EdgeReport, type StreamDigest } from '../protocol/multi-host.js';
+import { edgeVerdict, type EdgeDigest, type EdgeProgress, type EdgeReport, type StreamDigest } from '../protocol/multi-host.js';
 import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
 import type { MuxStream } from '../protocol/mux.js';
 import type { PathCheck } from '../bridges/checked-open.js';
@@ -44,7 +44,12 @@ export interface PartRunnerOptions {
   edgeReport: (report: EdgeReport) => void;
   /** The count and digest of plumb's stdout as sent and its stdin as delivered, to the controller, before the end. */
   streamDigest: (digest: StreamDigest) => void;
+  /** When the controller shows progress: each edge read here, as its bytes arrive, every EDGE_PROGRESS_MS. */
+  edgeProgress?: (progress: EdgeProgress) => void;
 }
+
+/** How often a part tells a controller showing progress what its edges have brought (only counts that moved). */
+export const EDGE_PROGRESS_MS = 1000;
 
 export class PartRunner implements Runner {
   private run: RecipeRun | undefined;
@@ -56,6 +61,7 @@ export class PartRunner implements Runner {
   private held = true;
   private resolveOutcome: (status: ExitStatus) => void = () => undefined;
   readonly outcome: Promise<ExitStatus>;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly runId: string,
@@ -155,7 +161,24 @@ export class PartRunner implements Runner {
     // plumb's stdin arrives from another machine too: the test fault reaches it as it reaches the edges.
     const input = corrupt && readsStdin ? stdin.pipe(flipFirstBit()) : stdin;
     run.start({ stdin: input, stdout, stderr, edgeInputs, edgeOutputs });
+    this.startProgress();
     return Promise.resolve();
+  }
+
+  /** The edges' streams count what arrives on them: their counters are read, nothing is added per byte. */
+  private startProgress(): void {
+    const report = this.options.edgeProgress;
+    if (report === undefined || this.inbound.size === 0) return;
+    const told = new Map<number, number>();
+    this.progressTimer = setInterval(() => {
+      for (const [edge, inbound] of this.inbound) {
+        const bytes = inbound.stream.bytesReceived;
+        if (told.get(edge) === bytes) continue;
+        told.set(edge, bytes);
+        report({ edge, bytes });
+      }
+    }, EDGE_PROGRESS_MS);
+    this.progressTimer.unref();
   }
 
   /** A command on another machine has ended: ours after it in the recipe's order may go on. Others are ignored. */
@@ -174,6 +197,7 @@ export class PartRunner implements Runner {
 
   async abort(reason?: string): Promise<void> {
     this.held = false;
+    clearInterval(this.progressTimer);
     for (const link of this.outbound.values()) link.close();
     for (const inbound of this.inbound.values()) inbound.stream.destroy();
     await this.run?.abort(reason ?? 'session ended');
@@ -194,6 +218,7 @@ export class PartRunner implements Runner {
   }
 
   private ended(outcome: RecipeOutcome): void {
+    clearInterval(this.progressTimer);
     for (const link of this.outbound.values()) link.finish();
     // stdout is told by every part; stdin only by the part whose command read it (the only one that has it).
     for (const digest of outcome.stdio ?? []) this.options.streamDigest(digest);

@@ -4,7 +4,7 @@
 
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
-import type { EdgeReport, StreamDigest } from '../protocol/multi-host.js';
+import type { EdgeProgress, EdgeReport, StreamDigest } from '../protocol/multi-host.js';
 import type { ExitStatus, ForwardableSignal, MintedKey, MintRequest, StageEnd, StartRequest } from '../protocol/session.js';
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
@@ -57,6 +57,8 @@ export interface LaunchContext {
   stageEnded: (end: StageEnd) => void;
   /** A part's edge end, to be told to the controller (PROTOCOL.md 7.8). */
   edgeReport?: (report: EdgeReport) => void;
+  /** How much of an edge read here has arrived, to be told to a controller showing progress (EdgeProgress). */
+  edgeProgress?: (progress: EdgeProgress) => void;
   /** A part's count and digest of plumb's stdin or stdout, to be told to the controller before Exit. */
   streamDigest?: (digest: StreamDigest) => void;
 }

@@ -5,7 +5,7 @@
 import { BadRequestError, NotPermittedError } from '../protocol/errors.js';
 import type { PublicIdentity } from '../protocol/keys.js';
 import type { ResolvedLimits } from '../protocol/limits.js';
-import type { EdgeConnectRequest, EdgeMintRequest, EdgeRequest } from '../protocol/multi-host.js';
+import type { EdgeConnectRequest, EdgeMintRequest, EdgeProgress, EdgeRequest } from '../protocol/multi-host.js';
 import { type KeyBinding, type MintedKey, type MintRequest, type StartRequest } from '../protocol/session.js';
 import { StartKind, type EdgeRoute } from '../protocol/wire.js';
 import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
@@ -78,6 +78,7 @@ export class SessionLauncher implements Launcher {
         ...checkFile,
         stageEnded: context.stageEnded,
         edgeReport: (report) => context.edgeReport?.(report),
+        ...(request.progress === true ? { edgeProgress: (progress: EdgeProgress) => context.edgeProgress?.(progress) } : {}),
         streamDigest: (digest) => context.streamDigest?.(digest),
       });
       try {

@@ -28,8 +28,10 @@ import {
   decodeRemoteStageEnd,
   encodeEdgeConnectReply,
   encodeEdgeDigest,
+  encodeEdgeProgress,
   encodeEdgeReport,
   encodeStreamDigest,
+  type EdgeProgress,
   type EdgeReport,
   type StreamDigest,
 } from '../protocol/multi-host.js';
@@ -226,6 +228,9 @@ export class Session implements SessionHandler {
       cancelled: () => this.state.is('closed'),
       stageEnded: (end: StageEnd) => this.stageEnded(end),
       edgeReport: (report: EdgeReport) => this.edgeReport(report),
+      edgeProgress: (progress: EdgeProgress) => {
+        if (this.state.is('running')) this.channel?.sendFields(PacketType.EdgeProgress, encodeEdgeProgress(progress));
+      },
       streamDigest: (digest: StreamDigest) => {
         if (this.state.is('running')) this.channel?.sendFields(PacketType.StreamDigest, encodeStreamDigest(digest));
       },

@@ -21,6 +21,7 @@ import { formatPublicKeyLine } from '../protocol/keys.js';
 import {
   decodeEdgeConnectReply,
   decodeEdgeDigest,
+  decodeEdgeProgress,
   decodeEdgeReport,
   encodeEdgeConnect,
   encodeEdgeMintRequest,
@@ -29,6 +30,7 @@ import {
   encodeRemoteStageEnd,
   type EdgeConnectReply,
   type EdgeDigest,
+  type EdgeProgress,
   type EdgeReport,
   type StreamDigest,
 } from '../protocol/multi-host.js';
@@ -103,6 +105,8 @@ class MachinePart implements SessionHandler {
       edgeReport: (part: MachinePart, report: EdgeReport) => void;
       /** Told of each stream of the part as it opens, for -progress. */
       observeStream?: MuxOptions['observeStream'];
+      /** How much of an edge the part's daemon reads has arrived (-progress). */
+      edgeProgress?: (part: MachinePart, progress: EdgeProgress) => void;
     },
   ) {
     this.exit = new Promise((resolve) => (this.resolveExit = resolve));
@@ -135,6 +139,10 @@ class MachinePart implements SessionHandler {
       }
       case PacketType.EdgeReport:
         this.events.edgeReport(this, decodeEdgeReport(fields));
+        return;
+      case PacketType.EdgeProgress:
+        // Asked for only with -progress; a daemon that sends it unasked is still only telling a count.
+        this.events.edgeProgress?.(this, decodeEdgeProgress(fields));
         return;
       case PacketType.StreamDigest: {
         const digest = decodeStreamDigest(fields);
@@ -174,7 +182,7 @@ class MachinePart implements SessionHandler {
     return Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
   }
 
-  async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv }): Promise<void> {
+  async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv; progress?: boolean }): Promise<void> {
     const mux = new Mux(
       this.connection,
       {
@@ -411,7 +419,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   // plumb's streams with each machine, named after it, for -progress and the report; the edges' bytes, counted by
   // the daemons, come at the end.
   const meters = new PartMeters();
-  const progress = args.progress === true ? new ProgressLine(process.stderr, () => meters.totals()) : undefined;
+  const progress = args.progress === true ? new ProgressLine(process.stderr, () => [...meters.totals(), ...meters.edgeTotals()]) : undefined;
   progress?.start();
   try {
     connectedAt = performance.now();
@@ -426,7 +434,11 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
           if (line !== undefined) process.stderr.write(`plumb: ${line} on ${from.label}\n`);
           for (const other of parts) if (other !== from && !other.exited) other.connection.sendFields(PacketType.RemoteStageEnd, encodeRemoteStageEnd(end.stage));
         },
-        edgeReport: (_from, edgeReport) => void edgeReports.push(edgeReport),
+        edgeReport: (_from, edgeReport) => {
+          edgeReports.push(edgeReport);
+          if (edgeReport.direction === 'in') meters.edgeEnded(edgeReport.edge, edgeReport.bytes);
+        },
+        edgeProgress: (_from, edgeProgress) => meters.edgeArrived(edgeProgress.edge, edgeProgress.bytes),
         observeStream: meters.add(machine.label, machine.endpoints),
       });
       parts.push(part);
@@ -441,7 +453,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
 
     // 1. Every part checked and readied; nothing runs yet.
     const run = randomBytes(16).toString('hex');
-    const job = { run, source: recipe.file, text: recipe.text, env };
+    // With -progress each daemon tells how much of the edges it reads has arrived, as it arrives.
+    const job = { run, source: recipe.file, text: recipe.text, env, ...(progress === undefined ? {} : { progress: true }) };
     await Promise.all(parts.map((part) => part.startPart({ ...job, ...(part.user === undefined ? {} : { user: part.user }) })));
     // 2. Every edge connected daemon to daemon, on a key minted by its reader for it alone.
     await Promise.all(
@@ -543,15 +556,19 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
     meters.settle();
     report.streams(meters.totals());
-    progress?.finish(edgeReports.filter((edgeReport) => edgeReport.direction === 'in').map((edgeReport) => edgeTotals(edgeReport)));
+    progress?.finish();
     for (const part of parts) sayConnectionSummary(args, part.connection, connectedAt, `${part.label}: `);
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }
 }
 
-/** One StreamMeter per machine, its streams named after the machine (`@db1 stdout`), read together. */
+/**
+ * One StreamMeter per machine, its streams named after the machine (`@db1 stdout`), read together; and the edges
+ * between machines, as their reading daemons count them (EdgeProgress while they run, EdgeReport at their end).
+ */
 class PartMeters {
   private readonly meters: StreamMeter[] = [];
+  private readonly edges = new Map<number, StreamTotals>();
 
   add(label: string, endpoints: EndpointOptions): NonNullable<MuxOptions['observeStream']> {
     const meter = new StreamMeter(endpoints, `${label} `);
@@ -566,11 +583,32 @@ class PartMeters {
   settle(): void {
     for (const meter of this.meters) meter.settle();
   }
-}
 
-/** An edge's reading end's report, as a line of -progress's summary: the bytes its reader was given. */
-function edgeTotals(edgeReport: EdgeReport): StreamTotals {
-  return { name: `edge ${edgeReport.edge}`, bytesOut: 0, bytesIn: edgeReport.bytes, streams: 1, open: 0, startedAt: Date.now() };
+  edgeArrived(edge: number, bytes: number): void {
+    const tally = this.edge(edge);
+    if (tally.endedAt === undefined) tally.bytesIn = bytes;
+  }
+
+  edgeEnded(edge: number, bytes: number): void {
+    const tally = this.edge(edge);
+    tally.bytesIn = bytes;
+    tally.open = 0;
+    tally.endedAt = Date.now();
+  }
+
+  edgeTotals(): StreamTotals[] {
+    return [...this.edges.values()].map((tally) => ({ ...tally }));
+  }
+
+  /** The edge's tally, open from when the controller first heard of it (the edges' own start is the daemons'). */
+  private edge(edge: number): StreamTotals {
+    let tally = this.edges.get(edge);
+    if (tally === undefined) {
+      tally = { name: `edge ${edge}`, bytesOut: 0, bytesIn: 0, streams: 1, open: 1, startedAt: Date.now() };
+      this.edges.set(edge, tally);
+    }
+    return tally;
+  }
 }
 
 /** Each edge of the plan with the report of its reading end, and the verdict: a missing report is incomplete. */

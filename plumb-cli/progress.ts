@@ -108,15 +108,12 @@ export class ProgressLine {
     }
   }
 
-  /**
-   * Stops redrawing, clears the status line, and writes the run's summary: every stream's totals, and `more` after
-   * them (what was counted elsewhere, such as the edges between machines).
-   */
-  finish(more: readonly StreamTotals[] = []): void {
+  /** Stops redrawing, clears the status line, and writes the run's summary: every stream's totals. */
+  finish(): void {
     clearInterval(this.timer);
     this.clear();
     const seconds = ((this.now() - this.startedAt) / 1000).toFixed(2);
-    this.output.write(`plumb: ${summary([...this.totals(), ...more])} in ${seconds} s\n`);
+    this.output.write(`plumb: ${summary(this.totals())} in ${seconds} s\n`);
   }
 
   /** The first time a stream is seen, its average since it opened; then each interval's rate, smoothed. */

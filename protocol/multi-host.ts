@@ -51,15 +51,17 @@ export interface PartRequest extends StartCommon {
   source: string;
   text: string;
   machines: string[];
+  /** The controller shows progress (plumb -progress): the daemon sends EdgeProgress for the edges it reads. */
+  progress?: boolean;
 }
 
 /** The fields of a part that a recipe Start does not have; the rest are encoded as a recipe Start's. */
-export function encodePartFields(request: Pick<PartRequest, 'run' | 'machines'>): Entry[] {
-  return [[Field.run, request.run], ...request.machines.map((machine): Entry => [Field.machine, machine])];
+export function encodePartFields(request: Pick<PartRequest, 'run' | 'machines' | 'progress'>): Entry[] {
+  return [[Field.run, request.run], ...request.machines.map((machine): Entry => [Field.machine, machine]), ...(request.progress === true ? [[Field.progress, '1'] as Entry] : [])];
 }
 
 /** The part's own fields: its run and its machines, each placement once. */
-export function decodePartFields(fields: FieldList): Pick<PartRequest, 'run' | 'machines'> {
+export function decodePartFields(fields: FieldList): Pick<PartRequest, 'run' | 'machines' | 'progress'> {
   const run = decodeRun(fields);
   const machines = fields.all(Field.machine);
   if (machines.length === 0) throw new BadRequestError('a part names at least one machine');
@@ -68,7 +70,9 @@ export function decodePartFields(fields: FieldList): Pick<PartRequest, 'run' | '
     if (!PLACEMENT.test(machine) || Buffer.byteLength(machine) > MAX_HOST_BYTES) throw new BadRequestError('malformed machine');
   }
   if (new Set(machines).size !== machines.length) throw new BadRequestError('a machine named twice in one part');
-  return { run, machines };
+  const progress = fields.optional(Field.progress);
+  if (progress !== undefined && progress !== '1') throw new BadRequestError('malformed progress');
+  return { run, machines, ...(progress === '1' ? { progress: true } : {}) };
 }
 
 /** The recipe fields of a part (as a recipe Start has them), checked as a recipe Start checks them. */
@@ -257,6 +261,23 @@ export function decodeEdgeReport(fields: FieldList): EdgeReport {
   const report: EdgeReport = { edge, direction, bytes, sha256, status: known };
   if (sentBytes !== undefined) report.sent = { bytes: sentBytes, sha256: decodeSha256(fields, Field.sentSha256) };
   return report;
+}
+
+/** How many bytes of an edge a reading daemon has received so far (EdgeProgress). */
+export interface EdgeProgress {
+  edge: number;
+  bytes: number;
+}
+
+export function encodeEdgeProgress(progress: EdgeProgress): Entry[] {
+  return [
+    [Field.edge, String(progress.edge)],
+    [Field.bytes, String(progress.bytes)],
+  ];
+}
+
+export function decodeEdgeProgress(fields: FieldList): EdgeProgress {
+  return { edge: fields.requireInt(Field.edge, 0, MAX_INDEX), bytes: fields.requireInt(Field.bytes, 0, MAX_EDGE_BYTES) };
 }
 
 /** A part's account of plumb's own streams: the stdin it delivered to its command, the stdout it sent back. */

@@ -115,6 +115,11 @@ export enum PacketType {
   EdgeReport = 49,
   /** A part's daemon to its controller, before Exit: the count and SHA-256 of plumb's stdin it delivered, or of the stdout it sent. */
   StreamDigest = 50,
+  /**
+   * A part's daemon to its controller, about once a second while the part runs and only when its Start asked
+   * (`progress=1`): how many bytes of an edge its commands read have arrived so far. Never sent otherwise.
+   */
+  EdgeProgress = 51,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -201,6 +206,7 @@ export const Field = {
   direction: 'direction',
   sentBytes: 'sent-bytes',
   sentSha256: 'sent-sha256',
+  progress: 'progress',
   // Ping
   reply: 'reply',
   // Error

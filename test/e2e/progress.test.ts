@@ -14,6 +14,7 @@ import { reportedCode, startNetplumb } from '../helpers/daemon.js';
 import { startOnTerminal } from '../helpers/endpoints.js';
 import { deterministicStream } from '../helpers/payloads.js';
 import { killGroup } from '../helpers/processes.js';
+import { startMachines } from '../helpers/machines.js';
 import { startRecipeNetplumb } from '../helpers/recipes.js';
 
 const TIMEOUT_MS = 90_000;
@@ -94,4 +95,20 @@ test('-progress goes with a run that moves bytes: -t, -check and -mint-key refus
     assert.equal(reportedCode(result.stderr), ErrorCode.Usage, result.stderr);
     assert.match(result.stderr, /-progress/);
   }
+});
+
+test('-progress across machines: an edge between two daemons shows as its bytes arrive, then in the summary', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  // 100 000 bytes a second for seven seconds: the line written every five seconds comes while the edge flows.
+  const recipe = m.recipe('slow-edge.rcp', "@a sh -c 'for i in 1 2 3 4 5 6 7; do head -c 100000 /dev/zero; sleep 1; done' |\n@b wc -c\n");
+  const result = await m.plumb([`-recipe=${recipe}`, '-progress']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString().trim(), '700000');
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  const during = lines.filter((line) => line.startsWith('plumb: progress: ')).map((line) => /edge 0 ([0-9.]+)(B|KiB) /.exec(line));
+  assert.ok(during.length >= 1 && during[0] !== null, result.stderr);
+  const [, amount, unit] = during[0] as RegExpExecArray;
+  const bytes = Number(amount) * (unit === 'KiB' ? 1024 : 1);
+  assert.ok(bytes > 0 && bytes < 700_000, `mid-run the edge had ${bytes} bytes: ${result.stderr}`);
+  assert.match(lines.at(-1) as string, /^plumb: .*edge 0 684KiB received in \d+\.\d\d s$/);
 });

@@ -52,10 +52,10 @@ test('on a terminal the line is cut to its width and cleared before the summary;
   assert.match(terminal.text(), /~\r\x1b\[Kplumb: a-stream-with-a-long-name 5B sent in 0\.00 s\n$/);
 
   const log = recorder(false);
-  const inLog = new ProgressLine(log.output, () => totals, () => 0);
+  const inLog = new ProgressLine(log.output, () => [...totals, stream('edge 0', 0, 7, 0)], () => 0);
   inLog.draw();
   inLog.draw();
-  inLog.finish([stream('edge 0', 0, 7, 0)]);
+  inLog.finish();
   assert.equal(log.text(), 'plumb: progress: a-stream-with-a-long-name 5B 0B/s 0:00 [0:00]\n'.repeat(2) + 'plumb: a-stream-with-a-long-name 5B sent, edge 0 7B received in 0.00 s\n');
 });
 

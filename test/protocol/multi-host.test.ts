@@ -11,6 +11,7 @@ import {
   decodeEdgeConnectReply,
   decodeEdgeDigest,
   decodeEdgeMintRequest,
+  decodeEdgeProgress,
   decodeEdgeReport,
   decodeEdgeRequest,
   decodePartFields,
@@ -21,6 +22,7 @@ import {
   encodeEdgeConnectReply,
   encodeEdgeDigest,
   encodeEdgeMintRequest,
+  encodeEdgeProgress,
   encodeEdgeReport,
   encodeEdgeRequest,
   encodePartFields,
@@ -45,6 +47,13 @@ describe('multi-host packets: round trips', () => {
   test('a part names its run and the placements that are this machine, the unplaced ones as the empty name', () => {
     const part = { run: RUN, machines: ['db1', '', '[::1]:7020', 'vault.example:7021'] };
     assert.deepEqual(decodePartFields(wire(encodePartFields(part))), part);
+    // A controller showing progress says so; one that does not sends no field at all.
+    assert.deepEqual(decodePartFields(wire(encodePartFields({ ...part, progress: true }))), { ...part, progress: true });
+    assert.equal(encodePartFields({ ...part, progress: false }).some(([name]) => name === Field.progress), false);
+  });
+
+  test('EdgeProgress: an edge and the bytes of it that have arrived', () => {
+    assert.deepEqual(decodeEdgeProgress(wire(encodeEdgeProgress({ edge: 2, bytes: 2 ** 40 }))), { edge: 2, bytes: 2 ** 40 });
   });
 
   test('an edge Start, an edge MintKey, EdgeConnect and its replies, EdgeDigest and RemoteStageEnd', () => {
@@ -88,6 +97,13 @@ describe('multi-host packets: refusals', () => {
     for (const run of ['', 'ABCDEF0123456789abcdef0123456789', `${RUN}0`, RUN.slice(1), '../etc/passwd']) {
       refused(() => decodePartFields(wire([[Field.run, run], [Field.machine, 'a']])));
     }
+  });
+
+  test('a progress field other than 1, and an EdgeProgress without its edge or with a count that is no count', () => {
+    refused(() => decodePartFields(wire([[Field.run, RUN], [Field.machine, 'a'], [Field.progress, 'yes']])));
+    refused(() => decodePartFields(wire([[Field.run, RUN], [Field.machine, 'a'], [Field.progress, '1'], [Field.progress, '1']])), ErrorCode.BadFields);
+    refused(() => decodeEdgeProgress(wire([[Field.bytes, '5']])), ErrorCode.BadFields);
+    for (const bytes of ['-1', '1.5', 'many']) refused(() => decodeEdgeProgress(wire([[Field.edge, '0'], [Field.bytes, bytes]])), ErrorCode.BadFields);
   });
 
   test('a part with no machine, a malformed one, one named twice, or too many', () => {
