@@ -12,7 +12,6 @@ import { DEFAULT_SPOOL_DIR } from '../recipes/plan.js';
 import { parseSocketOption } from './endpoints.js';
 import { namesMachines, splitEndpointMachine, type EndpointMachines } from './endpoint-placement.js';
 import { failureExitStatus } from './exit-status.js';
-import { withMachineSettings } from './machine.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
@@ -233,8 +232,8 @@ async function main(): Promise<number> {
   const env = exportedEnv(args.exports);
   const spoolDir = args.spool ?? DEFAULT_SPOOL_DIR;
   if (args.recipe === undefined) {
+    // The machine's settings ($NETPLUMB_HOME/config, its User included) are the library's to resolve, on connecting.
     refuseEndpointMachines(args);
-    args = withMachineSettings(args);
     if (args.forward) return forwardCommand(args);
     if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, execJob(args));
     return runCommand(args, env);
@@ -261,7 +260,6 @@ async function main(): Promise<number> {
   if (args.machine === undefined) throw new UsageError(`missing machine: no command of ${args.recipe} names one (@NAME)`);
   refuseEndpointMachines(args);
   if (args.relay === true || (args.reach?.size ?? 0) > 0) throw new UsageError(`-relay and -reach go with a recipe across machines; no command of ${args.recipe} names a machine (@NAME)`);
-  args = withMachineSettings(args);
   if (args.mintKey !== undefined) return mintKeyCommand(args, args.mintKey, recipeJob(recipe, args.user));
   return recipeCommand(args, recipe, env);
 }
