@@ -5,13 +5,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { reportedCode } from '../helpers/daemon.js';
 import { startMachines } from '../helpers/machines.js';
-import { readRound, writeInto } from '../helpers/endpoints.js';
-import { waitUntil } from '../helpers/processes.js';
+import { connectWhenListening, readRound, writeInto } from '../helpers/endpoints.js';
 
 const TIMEOUT_MS = 120_000;
 
@@ -71,9 +70,8 @@ test("-local-socket=@b:LOCAL:REMOTE listens on plumb's machine while the recipe 
   const local = join(m.dir, 'local.sock');
   const recipe = m.recipe('local-socket.rcp', ['@a echo a', '@b sleep 3', ''].join('\n'));
   const running = m.spawnPlumb([`-recipe=${recipe}`, `-local-socket=@b:${local}:${service}`]);
-  await waitUntil('plumb listening on the local socket', () => existsSync(local), 20_000);
+  const socket = await connectWhenListening(local);
   const reply = await new Promise<string>((resolve, reject) => {
-    const socket = connect(local);
     let text = '';
     socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
     socket.on('end', () => resolve(text));

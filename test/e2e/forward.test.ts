@@ -4,19 +4,18 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { reportedCode, startNetplumb } from '../helpers/daemon.js';
-import { startEchoService } from '../helpers/endpoints.js';
+import { connectWhenListening, startEchoService } from '../helpers/endpoints.js';
 import { waitUntil } from '../helpers/processes.js';
 
 const TIMEOUT_MS = 60_000;
 
 /** One round trip through a Unix socket: writes `text`, half-closes, resolves with all that came back. */
-function roundTrip(path: string, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ path, allowHalfOpen: true });
+async function roundTrip(path: string, text: string): Promise<string> {
+  const socket = await connectWhenListening(path, 20_000, { allowHalfOpen: true });
+  return await new Promise((resolve, reject) => {
     let reply = '';
     socket.setEncoding('utf8').on('data', (chunk: string) => (reply += chunk));
     socket.on('end', () => {
@@ -34,7 +33,6 @@ test('-N -local-socket: connections reach the remote service for as long as plum
   const echo = await startEchoService(t, service);
   const local = join(np.dir, 'local.sock');
   const plumb = np.spawnPlumb([], { options: ['-N', `-local-socket=${local}:${service}`] });
-  await waitUntil('plumb listening on the local socket', () => existsSync(local), 20_000);
   // Several connections, one after another: the forward stays open without any command to keep it.
   assert.equal(await roundTrip(local, 'first'), 'first');
   assert.equal(await roundTrip(local, 'second'), 'second');
@@ -55,7 +53,6 @@ test('-N -socket: the daemon listens until plumb is told to stop (SIGTERM), and 
   await startEchoService(t, service);
   const remote = join(np.dir, 'daemon-side.sock');
   const plumb = np.spawnPlumb([], { options: ['-N', `-socket=${remote}:${service}`] });
-  await waitUntil('the daemon listening on the remote socket', () => existsSync(remote), 20_000);
   assert.equal(await roundTrip(remote, 'through the daemon'), 'through the daemon');
   plumb.child.kill('SIGTERM');
   const result = await plumb.result;

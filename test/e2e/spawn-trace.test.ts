@@ -55,7 +55,8 @@ function successfulExecs(trace: string): Exec[] {
     const call = execveCall(line);
     if (call !== undefined && line.includes('<unfinished ...>')) pending.set(pid, call);
     const done = call ?? (line.includes('<... execve resumed>') ? pending.get(pid) : undefined);
-    if (done !== undefined && /\) = 0$/.test(line.trimEnd())) execs.push(done);
+    // strace pads a short line's result to a column: `<... execve resumed>)       = 0`.
+    if (done !== undefined && /\)\s+= 0$/.test(line.trimEnd())) execs.push(done);
   }
   return execs;
 }

@@ -21,6 +21,14 @@ export const BIN = {
   plumb: join(BUILD_ROOT, 'plumb.mjs'),
 } as const;
 
+/**
+ * What a service manager hands the service it starts. A test runner that is itself such a service (a CI runner
+ * under systemd) would pass them on to every daemon a test starts, which would then notify that manager or take
+ * its sockets. Removed from this test process once; a test that wants them sets them for its own daemon.
+ */
+const SERVICE_MANAGER_VARIABLES = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'JOURNAL_STREAM'];
+for (const name of SERVICE_MANAGER_VARIABLES) delete process.env[name];
+
 /** Generous, as the run timeouts in processes.ts: the machine has two cores shared with other test runs. */
 const DAEMON_START_TIMEOUT_MS = 20_000;
 const DAEMON_STOP_TIMEOUT_MS = 20_000;

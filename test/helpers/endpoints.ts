@@ -4,7 +4,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chownSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type NetConnectOpts, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { spawn as spawnPty, type IPty } from 'node-pty';
@@ -115,6 +115,31 @@ export function specialFilesIn(dir: string): string[] {
     else if (stat.isDirectory()) found.push(...specialFilesIn(path));
   }
   return found.sort();
+}
+
+/**
+ * A connection to the Unix socket at `path` once something accepts there. The socket file appears at bind(2), a
+ * moment before listen(2), and a connect in between is refused, as it would be for any server's socket: a client
+ * that starts as soon as the file exists tries again, until timeoutMs have passed.
+ */
+export async function connectWhenListening(path: string, timeoutMs = 20_000, options: Omit<NetConnectOpts, 'path'> = {}): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = connect({ ...options, path });
+        socket.once('connect', () => {
+          socket.off('error', reject);
+          resolve(socket);
+        });
+        socket.once('error', reject);
+      });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() >= deadline) throw error;
+      await delay(20);
+    }
+  }
 }
 
 export interface EchoService {
