@@ -419,7 +419,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   // plumb's streams with each machine, named after it, for -progress and the report; the edges' bytes, counted by
   // the daemons, come at the end.
   const meters = new PartMeters();
-  const progress = args.progress === true ? new ProgressLine(process.stderr, () => [...meters.totals(), ...meters.edgeTotals()]) : undefined;
+  const progress = ProgressLine.forMode(args.progress, process.stderr, () => [...meters.totals(), ...meters.edgeTotals()]);
   progress?.start();
   try {
     connectedAt = performance.now();

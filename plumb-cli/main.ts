@@ -15,6 +15,7 @@ import { failureExitStatus } from './exit-status.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
+import type { ProgressMode } from './progress.js';
 import { parseRate, RATE_EXPECTED } from './rate.js';
 import type { RecipeArguments } from './recipe-command.js';
 import { execJob, forwardCommand, runCommand } from './run-command.js';
@@ -30,7 +31,7 @@ interface PlumbArguments extends RecipeArguments, MintKeyArguments {
 }
 
 const VALUE_OPTIONS = ['identity', 'known-hosts', 'port', 'recipe', 'spool', 'export', 'infifo', 'outfifo', 'socket', 'local-socket', 'user', 'mint-key', 'expires', 'one-time-key', 'reach', 'limit-rate'];
-const FLAGS = ['accept-new', 'verbose', 'check', 'relay', 'progress'];
+const FLAGS = ['accept-new', 'verbose', 'check', 'relay', 'progress', 'no-progress'];
 /** `-json` alone means the report goes to stderr, as `-json=-` says. */
 const OPTIONAL_VALUE_OPTIONS = { json: '-' };
 
@@ -60,7 +61,8 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
     .option('-N', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
-    .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary")
+    .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary (default: shown on a terminal once a run lasts a second)")
+    .option('--no-progress', 'show no progress, even on a terminal')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, Host of $NETPLUMB_HOME/config, or alias from $NETPLUMB_HOME/hosts')
     .argument('[command...]', 'the command and its arguments, run as an argv (no shell)')
@@ -133,6 +135,9 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   // An account name has no `=`: this is a mistyped long option (-limit=1M) that -l would otherwise take as `imit=1M`.
   if (options.user?.includes('=') === true) throw new UsageError(`-l/-user: ${JSON.stringify(options.user)} is not an account name (a mistyped option?)`);
   if (options.progress === true && (tty || check || options.mintKey !== undefined)) throw new UsageError('-progress shows a run that moves bytes: -t, -check and -mint-key do not go with it');
+  // Unasked, only where a person watches the run and nothing else of plumb's own goes: not a JSON report on stderr.
+  const progress: ProgressMode =
+    options.progress === true ? 'asked' : options.progress === false || tty || check || options.mintKey !== undefined || options.json === true || options.json === '-' || process.stderr.isTTY !== true ? 'off' : 'terminal';
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
   if (options.relay === true && options.recipe === undefined) throw new UsageError('-relay goes with a recipe across machines (-recipe=FILE)');
@@ -174,7 +179,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     acceptNew: options.acceptNew === true ? true : undefined,
     port,
     verbose: options.verbose === true,
-    progress: options.progress === true,
+    progress,
     user: options.user,
     mintKey: options.mintKey,
     lifetimeSeconds: options.expires === undefined ? DEFAULT_KEY_LIFETIME_SECONDS : parseLifetime(options.expires),

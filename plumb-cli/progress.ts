@@ -1,6 +1,7 @@
 // plumb -progress: what each stream has carried, its rate and how long it has run, on stderr while the run goes on,
 // then one summary line. On a terminal the status line is redrawn in place a few times a second; elsewhere (a log
-// file, a pipe) a plain line is written every few seconds instead, as a redrawn line would be noise there.
+// file, a pipe) a plain line is written every few seconds instead, as a redrawn line would be noise there. When
+// stderr is a terminal a run shows it unasked, once it has lasted a moment (ProgressMode).
 
 import { Writable } from 'node:stream';
 import type { StreamTotals } from './stream-meter.js';
@@ -8,6 +9,17 @@ import type { StreamTotals } from './stream-meter.js';
 /** How often the line is redrawn on a terminal, and written elsewhere. */
 export const TERMINAL_REDRAW_MS = 250;
 export const LOG_LINE_MS = 5000;
+/**
+ * Whether and how a run shows its progress:
+ * - `asked`: -progress; from the start, and always with a summary;
+ * - `terminal`: stderr is a terminal and nothing was said; the line appears once the run has lasted
+ *   TERMINAL_SHOW_AFTER_MS, and the summary only if it did, so a quick command shows nothing more than it would
+ *   without it (as scp's meter shows unasked on a terminal; -no-progress turns it off);
+ * - `off`.
+ */
+export type ProgressMode = 'asked' | 'terminal' | 'off';
+export const TERMINAL_SHOW_AFTER_MS = 1000;
+
 /** Weight of the newest interval in a stream's shown rate: smooth enough to read, quick enough to follow. */
 const RATE_SMOOTHING = 0.3;
 
@@ -42,14 +54,25 @@ export class ProgressLine {
   private timer: NodeJS.Timeout | undefined;
   private readonly rates = new Map<string, { bytes: number; at: number; rate: number }>();
   private drawn = false;
+  /** Whether the line has been drawn at least once: with a wait before showing it, the summary depends on it. */
+  private shown = false;
   private readonly startedAt: number;
 
   constructor(
     private readonly output: ProgressOutput,
     private readonly totals: () => StreamTotals[],
     private readonly now: () => number = Date.now,
+    /** Nothing is drawn before the run has lasted this long, and no summary is written if nothing was. */
+    private readonly showAfterMs = 0,
   ) {
     this.startedAt = now();
+  }
+
+  /** The line for a run in `mode` on `output`, or undefined when the run shows none. */
+  static forMode(mode: ProgressMode | undefined, output: ProgressOutput, totals: () => StreamTotals[]): ProgressLine | undefined {
+    if (mode === 'asked') return new ProgressLine(output, totals);
+    if (mode === 'terminal') return new ProgressLine(output, totals, Date.now, TERMINAL_SHOW_AFTER_MS);
+    return undefined;
   }
 
   start(): void {
@@ -97,6 +120,8 @@ export class ProgressLine {
   }
 
   draw(): void {
+    if (this.now() - this.startedAt < this.showAfterMs) return;
+    this.shown = true;
     const line = this.line();
     if (this.output.isTTY === true) {
       const width = Math.max(20, (this.output.columns ?? 80) - 1);
@@ -112,6 +137,7 @@ export class ProgressLine {
   finish(): void {
     clearInterval(this.timer);
     this.clear();
+    if (this.showAfterMs > 0 && !this.shown) return;
     const seconds = ((this.now() - this.startedAt) / 1000).toFixed(2);
     this.output.write(`plumb: ${summary(this.totals())} in ${seconds} s\n`);
   }

@@ -8,7 +8,7 @@ import type { EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
 import { connect, prepareEndpoints, type ConnectOptions, type Machine, type RemoteRun, type RunOptions } from './library.js';
 import { saySummary, type MachineOptions } from './machine.js';
-import { ProgressLine } from './progress.js';
+import { ProgressLine, type ProgressMode } from './progress.js';
 import type { LocalTerminal, RemoteJob } from './run.js';
 import type { StreamTotals } from './stream-meter.js';
 
@@ -22,7 +22,7 @@ export interface RunArguments extends MachineOptions {
   /** -infifo=@MACHINE:PATH and the like: the machine each endpoint option named, for a recipe across machines. */
   endpointMachines: EndpointMachines;
   /** -progress: each stream's bytes, rate and time on stderr while the run goes on, and a summary at its end. */
-  progress?: boolean;
+  progress?: ProgressMode;
 }
 
 /** The Start request's job for a plain command. */
@@ -68,7 +68,7 @@ export async function runOnMachine(
     throw error;
   }
   let run: RemoteRun | undefined;
-  const progress = args.progress === true ? new ProgressLine(process.stderr, () => run?.streams() ?? []) : undefined;
+  const progress = ProgressLine.forMode(args.progress, process.stderr, () => run?.streams() ?? []);
   const options: RunOptions = {
     ...(job.user === undefined ? {} : { user: job.user }),
     env: Object.fromEntries(env),

@@ -1,6 +1,6 @@
 // End to end: plumb -progress and the streams of the -json report. On a real terminal the status line is redrawn
 // in place and names each open stream with its bytes, rate and time; into a pipe it comes as plain lines; either
-// way a summary closes the run. A recipe's JSON report lists plumb's streams with their exact byte counts and
+// way a summary closes the run. On a terminal a run that lasts shows it unasked, unless -no-progress. A recipe's JSON report lists plumb's streams with their exact byte counts and
 // times, and gives the only writer of plumb's stdout its bytes.
 
 import assert from 'node:assert/strict';
@@ -37,6 +37,35 @@ test('-progress on a terminal: the status line is redrawn in place with each ope
   assert.ok(statusLines.length >= 3, `redrawn ${statusLines.length} times: ${JSON.stringify(screen)}`);
   // Each names the open streams (stdin, stdout and stderr here) with bytes, rate and time, then the run's time.
   for (const line of statusLines) assert.match(line, /^stdin .*stdout 0B 0B\/s 0:0\d .*\[0:0\d\]$/, JSON.stringify(line));
+});
+
+test('on a terminal, unasked: a run that lasts shows the status line and its summary; a quick one shows nothing more', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  // A download into a file, as a person types it: stdout redirected, stderr still the terminal.
+  const saved = join(np.dir, 'download');
+  const intoFile = (argv: readonly string[]): string[] => ['sh', '-c', 'out=$1; shift; exec "$@" >"$out"', 'sh', saved, ...argv];
+  const slow = startOnTerminal(t, intoFile(np.plumbArgv(['sh', '-c', 'sleep 2; echo finished'])), { cols: 200, rows: 24, env: np.plumbEnv() });
+  await slow.waitFor(/plumb: .* in \d+\.\d\d s\n/);
+  assert.equal((await slow.exit()).exitCode, 0);
+  assert.equal(readFileSync(saved, 'utf8'), 'finished\n');
+  const pieces = slow.screen().split('\r\x1b[K').slice(1);
+  assert.match(pieces.pop() ?? '', /^plumb: stdin 0B, stdout 9B received, stderr 0B in \d+\.\d\d s\n$/, JSON.stringify(slow.screen()));
+  // Shown after the first second only: at four a second over the second that remains, a few redraws.
+  assert.ok(pieces.length >= 2, `redrawn ${pieces.length} times: ${JSON.stringify(slow.screen())}`);
+  for (const line of pieces) assert.match(line, /^stdin .*stdout 0B 0B\/s 0:0\d .*\[0:0[1-9]\]$/, JSON.stringify(line));
+
+  const quick = startOnTerminal(t, np.plumbArgv(['echo', 'quick']), { cols: 200, rows: 24, env: np.plumbEnv() });
+  assert.equal((await quick.exit()).exitCode, 0);
+  assert.equal(quick.screen(), 'quick\n', 'a run shorter than a second shows no status line and no summary');
+});
+
+test('-no-progress: nothing on a terminal however long the run', { timeout: TIMEOUT_MS }, async (t) => {
+  const np = await startNetplumb(t);
+  // The host key recorded first, so that its note is not on the screen either.
+  assert.equal((await np.plumb(['true'])).code, 0);
+  const term = startOnTerminal(t, np.plumbArgv(['sh', '-c', 'sleep 2; echo finished'], { options: ['-no-progress'] }), { cols: 200, rows: 24, env: np.plumbEnv() });
+  assert.equal((await term.exit()).exitCode, 0);
+  assert.equal(term.screen(), 'finished\n');
 });
 
 test('-progress into a pipe: plain progress lines while the run goes on, and the summary with what each stream carried', { timeout: TIMEOUT_MS }, async (t) => {

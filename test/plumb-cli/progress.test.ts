@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatBytes, formatElapsed, ProgressLine, summary } from '../../plumb-cli/progress.js';
+import { formatBytes, formatElapsed, ProgressLine, summary, TERMINAL_SHOW_AFTER_MS } from '../../plumb-cli/progress.js';
 import type { StreamTotals } from '../../plumb-cli/stream-meter.js';
 
 function recorder(isTTY: boolean, columns = 80): { output: { write(text: string): void; isTTY: boolean; columns: number }; text: () => string } {
@@ -62,4 +62,31 @@ test('on a terminal the line is cut to its width and cleared before the summary;
 test('the summary gives each direction that carried bytes, the count of rounds or connections, and 0B for a silent stream', () => {
   assert.equal(summary([stream('stdin', 2048, 0), stream('stdout', 0, 0), stream('local-socket /tmp/s', 1, 2, 0, 4)]), 'stdin 2.00KiB sent, stdout 0B, local-socket /tmp/s (4) 1B sent 2B received');
   assert.equal(summary([]), 'no streams');
+});
+
+test('unasked on a terminal: nothing drawn before the run has lasted a second, and no summary for a run that never showed one', () => {
+  let now = 0;
+  const totals = [stream('stdout', 0, 3)];
+  const quick = recorder(true, 200);
+  const quickLine = ProgressLine.forMode('terminal', quick.output, () => totals);
+  assert.ok(quickLine !== undefined);
+  const lasting = recorder(true, 200);
+  const lastingLine = new ProgressLine(lasting.output, () => totals, () => now, TERMINAL_SHOW_AFTER_MS);
+  now = TERMINAL_SHOW_AFTER_MS - 1;
+  lastingLine.draw();
+  assert.equal(lasting.text(), '', 'not yet');
+  now = TERMINAL_SHOW_AFTER_MS;
+  lastingLine.draw();
+  assert.match(lasting.text(), /^\r\x1b\[Kstdout 3B /);
+  lastingLine.finish();
+  assert.match(lasting.text(), /\r\x1b\[Kplumb: stdout 3B received in 1\.00 s\n$/);
+  quickLine.draw();
+  quickLine.finish();
+  assert.equal(quick.text(), '', 'a quick run: no line, no summary');
+
+  const asked = recorder(true, 200);
+  const askedLine = ProgressLine.forMode('asked', asked.output, () => totals);
+  askedLine?.finish();
+  assert.match(asked.text(), /^plumb: stdout 3B received in \d\.\d\d s\n$/, 'asked for, the summary comes however short the run');
+  assert.equal(ProgressLine.forMode('off', asked.output, () => totals), undefined);
 });
