@@ -46,7 +46,8 @@ export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSp
       out.push(`--${name}=${match[2] ?? bareValue}`);
       continue;
     }
-    if (match !== null && name !== undefined && match[2] === undefined && spec.flags.includes(name)) {
+    // -help as every help text spells it, whatever the command's own flags.
+    if (match !== null && name !== undefined && match[2] === undefined && (spec.flags.includes(name) || name === 'help')) {
       out.push(`--${name}`);
       continue;
     }
@@ -62,16 +63,27 @@ export function normaliseLongOptions(argv: readonly string[], spec: LongOptionSp
   return [...out, ...positionals];
 }
 
+/** A commander message in the spelling the commands take: `option '-p, -port <port>' argument missing`. */
+export function singleDashText(text: string): string {
+  return text.replace(/(^|[\s'"(,])--(?=[a-z])/g, '$1-');
+}
+
 /**
  * commander's help in the spelling the commands take: `-identity <file>` and `-i, -identity <file>`, not
- * `--identity`; a list option's empty default (`(default: [])`) is not shown, its description says it repeats.
+ * `--identity`. Every option that takes a value says its default, `none` when it has none; a list option's empty
+ * default (`(default: [])`) is shown as that. A required option says so.
  */
 export function singleDashHelp(): Partial<Help> {
   return {
     optionTerm: (option: Option): string => option.flags.replace(/--/g, '-'),
     optionDescription: (option: Option): string => {
-      const shown = option.defaultValue !== undefined && !(Array.isArray(option.defaultValue) && option.defaultValue.length === 0) && option.defaultValue !== false;
-      return shown ? `${option.description} (default: ${option.defaultValueDescription ?? JSON.stringify(option.defaultValue)})` : option.description;
+      if (option.mandatory) return `${option.description} (required)`;
+      if (option.description.includes('(default: ')) return option.description;
+      const isEmptyList = Array.isArray(option.defaultValue) && option.defaultValue.length === 0;
+      if (option.defaultValue !== undefined && !isEmptyList && option.defaultValue !== false) {
+        return `${option.description} (default: ${option.defaultValueDescription ?? JSON.stringify(option.defaultValue)})`;
+      }
+      return option.required || option.optional ? `${option.description} (default: none)` : option.description;
     },
   };
 }

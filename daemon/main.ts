@@ -12,7 +12,7 @@ import { Daemon } from './server.js';
 import { ServiceNotifier, takeNotifyTarget } from './service-notify.js';
 import { takeListenActivation } from './socket-activation.js';
 import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
-import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
+import { normaliseLongOptions, singleDashHelp, singleDashText } from '../bridges/long-options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
 const FLAGS = ['foreground', 'stdio', 'check-config'];
@@ -29,7 +29,11 @@ function parseArguments(argv: readonly string[]): { settings: Map<string, string
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({
-      outputError: (text, write) => write(`netplumbd: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
+      // To a person, one plain line; to the journal, a line of the log's form with its priority, as every other.
+      outputError: (text, write) => {
+        const line = `netplumbd: ${singleDashText(text.replace(/^error: /, '').trim())} (${ErrorCode.Usage})`;
+        write(stderrIsJournal() ? logLine('error', line, true) : `${line}\n`);
+      },
     });
   const help = settingHelp();
   for (const name of SETTING_NAMES) {

@@ -5,7 +5,7 @@ import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { asNetplumbError, UsageError } from '../protocol/errors.js';
 import { writeIdentityFiles } from '../bridges/key-files.js';
-import { singleDashHelp } from '../bridges/long-options.js';
+import { singleDashHelp, singleDashText } from '../bridges/long-options.js';
 import { generateIdentity, type KeyAlgorithm } from '../protocol/keys.js';
 import { MIN_RSA_BITS } from '../protocol/wire.js';
 
@@ -16,7 +16,7 @@ interface KeygenOptions {
   comment: string;
 }
 
-const LONG_OPTIONS = ['file', 'type', 'bits', 'comment'];
+const LONG_OPTIONS = ['file', 'type', 'bits', 'comment', 'help'];
 const SHORT_OPTIONS = ['f', 't', 'b', 'C'];
 
 /**
@@ -61,7 +61,7 @@ function parseArguments(argv: string[], out: (s: string) => void): KeygenOptions
     .description('Create a netplumb identity key pair (PATH: PKCS#8 private key, PATH.pub: OpenSSH public key).')
     .requiredOption('-f, --file <path>', 'where to write the private key; the public key goes to PATH.pub')
     .addOption(new Option('-t, --type <type>', 'key algorithm').choices(['ed25519', 'rsa']).default('ed25519'))
-    .option('-b, --bits <bits>', `RSA modulus size in bits (at least ${MIN_RSA_BITS})`, parseBits)
+    .option('-b, --bits <bits>', `RSA modulus size in bits, at least ${MIN_RSA_BITS} (default: ${MIN_RSA_BITS})`, parseBits)
     .option('-C, --comment <comment>', 'comment stored in the public key', defaultComment())
     .configureHelp(singleDashHelp())
     .allowExcessArguments(false)
@@ -72,7 +72,7 @@ function parseArguments(argv: string[], out: (s: string) => void): KeygenOptions
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.exitCode === 0) return undefined;
-      throw new UsageError(error.message.replace(/^error: /, ''), { cause: error });
+      throw new UsageError(singleDashText(error.message.replace(/^error: /, '')), { cause: error });
     }
     throw error;
   }

@@ -4,7 +4,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { join } from 'node:path';
-import { normaliseLongOptions, singleDashHelp } from '../bridges/long-options.js';
+import { normaliseLongOptions, singleDashHelp, singleDashText } from '../bridges/long-options.js';
 import { asNetplumbError, ErrorCode, RecipeError, UsageError } from '../protocol/errors.js';
 import { ENV_NAME_PATTERN, type ExportedEnv } from '../protocol/session.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
@@ -52,10 +52,10 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--outfifo <path>', 'named pipe the remote command writes; read here from PATH (repeatable)', collect, [])
     .option('--socket <remote[:local]>', "Unix socket the daemon listens on; connections reach the service on the local path (repeatable)", collect, [])
     .option('--local-socket <local[:remote]>', "Unix socket plumb listens on; connections reach the service on the daemon's host (repeatable)", collect, [])
-    .option('--limit-rate <rate>', 'bytes per second each connection carries at most, each way (K, M, G: times 1024), like rsync --bwlimit')
+    .option('--limit-rate <rate>', "bytes per second each connection carries at most, each way (K, M, G: times 1024; 0: no limit), like rsync --bwlimit (default: the machine's LimitRate in $NETPLUMB_HOME/config, else no limit)")
     .option('--relay', 'recipe across machines: carry an edge through plumb when its writing daemon cannot reach the reading one')
-    .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable)", collect, [])
-    .option('-l, --user <name>', "run as this account on the machine (the authorized-clients line must allow it); -l as ssh's, for rsync -e plumb user@host:")
+    .option('--reach <machine=host[:port]>', "recipe across machines: where the other daemons reach MACHINE (as the recipe names it), if not where plumb does (repeatable; default: where plumb reaches it)", collect, [])
+    .option('-l, --user <name>', "run as this account on the machine (the authorized-clients line must allow it); -l as ssh's, for rsync -e plumb user@host: (default: the machine's User in $NETPLUMB_HOME/config, else the account the daemon gives this client)")
     .option('--mint-key <file>', 'controller: write a one-time key for the command (or recipe) to FILE instead of running it')
     .option('--expires <lifetime>', `with -mint-key: how long the key stays good (seconds, or with m, h, d; default: ${DEFAULT_KEY_LIFETIME_SECONDS / 60}m)`)
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
@@ -72,7 +72,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .configureOutput({
       writeErr: (text) => process.stderr.write(text),
       // One line in plumb's own format, like every other failure it reports.
-      outputError: (text, write) => write(`plumb: ${text.replace(/^error: /, '').trim()} (${ErrorCode.Usage})\n`),
+      outputError: (text, write) => write(`plumb: ${singleDashText(text.replace(/^error: /, '').trim())} (${ErrorCode.Usage})\n`),
     });
   const normalised = normaliseLongOptions(argv, { withValue: VALUE_OPTIONS, flags: FLAGS, optionalValue: OPTIONAL_VALUE_OPTIONS, shortWithValue: ['i', 'p', 'l'] }, 1);
   program.parse(normalised, { from: 'user' });

@@ -124,7 +124,8 @@ export class ProgressLine {
     this.shown = true;
     const line = this.line();
     if (this.output.isTTY === true) {
-      const width = Math.max(20, (this.output.columns ?? 80) - 1);
+      // A terminal that reports no width (0, as under script(1) without a size) is taken as 80 columns wide.
+      const width = Math.max(20, (this.output.columns || 80) - 1);
       // \r and "erase to end of line": the line replaces itself, never scrolls.
       this.output.write(`\r\x1b[K${line.length > width ? `${line.slice(0, width - 1)}~` : line}`);
       this.drawn = true;

@@ -1,5 +1,5 @@
 // The daemon's lines when stderr is systemd's journal: JOURNAL_STREAM names the stream (device:inode), and then every
-// line, `listening on` and the fatal error included, starts with its syslog priority (<3> error, <4> warn, <6> info)
+// line, `listening on`, the fatal error and a usage error included, starts with its syslog priority (<3> error, <4> warn, <6> info)
 // so `journalctl -p warning` can filter; when JOURNAL_STREAM names another stream, the lines stay as on a terminal.
 
 import assert from 'node:assert/strict';
@@ -53,6 +53,18 @@ test('a fatal error on the journal is a <3> line', { timeout: TIMEOUT_MS }, asyn
   const { lines, code } = await daemonLines(tempDir(t, 'netplumb-journal-'), 'this-stream', ['-spool=relative/spool']);
   assert.notEqual(code, 0);
   assert.ok(lines.some((line) => /^<3>error netplumbd: .*\(NP_CONFIG\)$/.test(line)), lines.join('\n'));
+});
+
+test('a usage error on the journal is a <3> line too, in the single-dash spelling', { timeout: TIMEOUT_MS }, async (t) => {
+  for (const [args, message] of [
+    [['-bogus'], /^<3>error netplumbd: unknown option '-bogus' \(NP_USAGE\)$/],
+    [['-listen'], /^<3>error netplumbd: option '-listen <host:port>' argument missing \(NP_USAGE\)$/],
+  ] as const) {
+    const { lines, code } = await daemonLines(tempDir(t, 'netplumb-journal-'), 'this-stream', args);
+    assert.equal(code, 2);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0] as string, message);
+  }
 });
 
 test('JOURNAL_STREAM naming another stream (inherited, not ours) leaves the lines as they are on a terminal', { timeout: TIMEOUT_MS }, async (t) => {

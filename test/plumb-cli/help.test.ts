@@ -3,7 +3,7 @@
 // empty list default printed as "(default: [])".
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { SETTING_NAMES } from '../../daemon/config.js';
@@ -15,16 +15,20 @@ function help(program: string): string {
   return execFileSync(process.execPath, [program, '--help'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '200' } });
 }
 
-/** The option lines of a commander help text: the term, and the description beside it. */
+/** The options of a commander help text: the term, and the description beside it, its wrapped lines joined. */
 function optionLines(text: string): Array<{ term: string; description: string }> {
-  const section = text.split(/^Options:$/m)[1] ?? '';
-  return section
-    .split('\n')
-    .filter((line) => /^ {2}-/.test(line))
-    .map((line) => {
+  const section = (text.split(/^Options:$/m)[1] ?? '').split(/\n\n/)[0] ?? '';
+  const options: Array<{ term: string; description: string }> = [];
+  for (const line of section.split('\n')) {
+    if (/^ {2}-/.test(line)) {
       const [term, ...rest] = line.trim().split(/\s{2,}/);
-      return { term: term ?? '', description: rest.join(' ') };
-    });
+      options.push({ term: term ?? '', description: rest.join(' ') });
+    } else if (line.trim() !== '' && options.length > 0) {
+      const last = options[options.length - 1] as { term: string; description: string };
+      last.description = `${last.description} ${line.trim()}`;
+    }
+  }
+  return options;
 }
 
 for (const [name, program] of [
@@ -43,8 +47,25 @@ for (const [name, program] of [
       assert.doesNotMatch(term, /<value>/, `${name}: ${term}`);
     }
     assert.doesNotMatch(text, /\(default: \[\]\)/);
+    // Every option that takes a value says what holds without it.
+    for (const { term, description } of options.filter((option) => /[<[]/.test(option.term))) {
+      assert.match(description, /\((default: .+|required)\)$/, `${name}: ${term}: ${description}`);
+    }
+  });
+
+  test(`${name} -help, as the help spells it, prints the help`, () => {
+    const text = execFileSync(process.execPath, [program, '-help'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '200' } });
+    assert.equal(text, help(program));
   });
 }
+
+test('a usage error names the option as the help does, with one dash', () => {
+  const plumb = spawnSync(process.execPath, [BIN.plumb, '-port'], { encoding: 'utf8' });
+  assert.equal(plumb.stderr, "plumb: option '-p, -port <port>' argument missing (NP_USAGE)\n");
+  const keygen = spawnSync(process.execPath, [KEYGEN, '-t', 'ed25519'], { encoding: 'utf8' });
+  assert.match(keygen.stderr, /required option '-f, -file <path>' not specified/);
+  assert.doesNotMatch(keygen.stderr, /--/);
+});
 
 test('netplumbd --help names every setting with its value, what it does and its default', () => {
   const options = optionLines(help(BIN.netplumbd));

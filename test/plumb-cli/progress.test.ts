@@ -90,3 +90,9 @@ test('unasked on a terminal: nothing drawn before the run has lasted a second, a
   assert.match(asked.text(), /^plumb: stdout 3B received in \d\.\d\d s\n$/, 'asked for, the summary comes however short the run');
   assert.equal(ProgressLine.forMode('off', asked.output, () => totals), undefined);
 });
+
+test('a terminal that reports no width is taken as 80 columns, not cut to the narrowest line', () => {
+  const { output, text } = recorder(true, 0);
+  new ProgressLine(output, () => [stream('stdin', 917_504, 0), stream('stdout', 0, 0)], () => 0).draw();
+  assert.equal(text(), '\r\x1b[Kstdin 896KiB 0B/s 0:00 | stdout 0B 0B/s 0:00 [0:00]');
+});
