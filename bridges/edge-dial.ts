@@ -4,6 +4,7 @@
 // Exit, and the connection is closed. The writing daemon dials it on the controller's EdgeConnect; plumb dials it
 // itself for an edge it relays (-relay) because the writer cannot reach the reader.
 
+import { PacedTransport } from '../bridges/paced-transport.js';
 import { openSocket } from '../bridges/tcp-connect.js';
 import { SecureConnection } from '../protocol/connection.js';
 import { ConnectionLostError, errorFor, HostKeyChangedError, isErrorCode, KeyFormatError, UnexpectedPacketError, type NetplumbError } from '../protocol/errors.js';
@@ -53,7 +54,9 @@ export async function dialEdge(run: string, request: DirectEdgeRoute & { edge: n
       throw new HostKeyChangedError(`the daemon at ${where} presents ${presented.fingerprint}, not ${hostKey.fingerprint} as the controller verified`);
     }
   };
-  const connection = await SecureConnection.connect(socket, { identity, verifyHostKey }, { limits: options.limits });
+  // plumb's -limit-rate holds this connection too: it is one a backup's bytes cross, though not through plumb.
+  const transport = request.limitRate === undefined ? socket : new PacedTransport(socket, request.limitRate);
+  const connection = await SecureConnection.connect(transport, { identity, verifyHostKey }, { limits: options.limits });
   let answered: (error: NetplumbError | undefined) => void = () => undefined;
   const answer = new Promise<NetplumbError | undefined>((resolve) => (answered = resolve));
   let delivered = false;

@@ -36,7 +36,7 @@ import {
 } from '../protocol/multi-host.js';
 import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
-import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
+import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MAX_EDGE_RATE, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
 import { placeEndpoints } from './endpoint-placement.js';
@@ -99,6 +99,8 @@ class MachinePart implements SessionHandler {
     readonly endpointOptions: EndpointOptions,
     /** The account its part runs as (-user, else the config's User); undefined: the daemon's choice. */
     readonly user: string | undefined,
+    /** Bytes per second each way on the edges this machine writes (-limit-rate, else its LimitRate); undefined: none. */
+    readonly limitRate: number | undefined,
     readonly connection: SecureConnection,
     private readonly events: {
       stageEnded: (part: MachinePart, end: StageEnd) => void;
@@ -232,7 +234,15 @@ class MachinePart implements SessionHandler {
 
   async connectEdge(edge: number, reader: MachinePart, key: string): Promise<void> {
     const reply = new Promise<EdgeConnectReply>((resolve) => this.edgeReplies.set(edge, resolve));
-    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({ edge, route: EdgeRoute.Direct, host: reader.reachAt.host, port: reader.reachAt.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key }));
+    this.connection.sendFields(PacketType.EdgeConnect, encodeEdgeConnect({
+        edge,
+        route: EdgeRoute.Direct,
+        host: reader.reachAt.host,
+        port: reader.reachAt.port,
+        hostKey: formatPublicKeyLine(reader.connection.peer.peer),
+        key,
+        ...(this.limitRate === undefined ? {} : { limitRate: Math.min(this.limitRate, MAX_EDGE_RATE) }),
+      }));
     const answer = await Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
     if (answer.status === EdgeConnectStatus.Refused) {
       const hint = reader.reachAt === reader.target ? `; if ${this.label} reaches it at another address, say where with -reach=${reader.placements[0] ?? ''}=HOST[:PORT]` : '';
@@ -427,7 +437,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     const failedConnect = connections.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const connected = connections.flatMap((result, index) => (result.status === 'fulfilled' ? [{ machine: machines[index] as MachineGroup, connection: result.value }] : []));
     for (const { machine, connection } of await distinctMachines(connected)) {
-      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, machine.endpoints, machine.settings.user, connection, {
+      const part = new MachinePart(machine.label, machine.target, machine.reachAt, machine.placements, machine.endpoints, machine.settings.user, machine.settings.limitRate, connection, {
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { BadConfigError } from '../protocol/errors.js';
 import { DEFAULT_PORT } from '../protocol/wire.js';
 import { clientPaths, readHostAliases, readMachineArgument, splitHostPort, type ClientPaths, type Target } from './paths.js';
-import { parseRate, RATE_EXPECTED } from './rate.js';
+import { NO_RATE_LIMIT, parseRate, RATE_EXPECTED } from './rate.js';
 
 /** How long plumb waits for the TCP connection to a daemon unless ConnectTimeout says otherwise. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -290,10 +290,15 @@ export function machineSettings(machine: string, overrides: MachineOverrides, co
     knownHostsFile: overrides.knownHosts ?? settings.knownHostsFile ?? paths.knownHosts,
     acceptNew: overrides.acceptNew ?? settings.acceptNew === true,
     user: overrides.user ?? (overrides.oneTimeKey === undefined ? settings.user : undefined),
-    limitRate: overrides.limitRate ?? settings.limitRate,
+    limitRate: rateLimit(overrides.limitRate ?? settings.limitRate),
     connectTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     applied,
   };
+}
+
+/** A limit as the connections apply it: undefined for none, NO_RATE_LIMIT (`-limit-rate=0`) included. */
+function rateLimit(rate: number | undefined): number | undefined {
+  return rate === NO_RATE_LIMIT ? undefined : rate;
 }
 
 /**

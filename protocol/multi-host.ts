@@ -11,11 +11,13 @@ import {
   EdgeRoute,
   EdgeStatus,
   Field,
+  MAX_EDGE_RATE,
   MAX_HOST_BYTES,
   MAX_ONE_TIME_KEY_SECONDS,
   MAX_PART_MACHINES,
   MAX_SOURCE_NAME_BYTES,
   MAX_STREAM_ID,
+  MIN_EDGE_RATE,
   RUN_ID_PATTERN,
   StartKind,
 } from './wire.js';
@@ -135,6 +137,8 @@ export interface DirectEdgeRoute {
   hostKey: string;
   /** The one-time key's private half, PKCS#8 PEM, as MintKey gave it. */
   key: string;
+  /** Bytes per second the edge's connection carries at most, each way (plumb's -limit-rate); absent: no limit. */
+  limitRate?: number;
 }
 
 /**
@@ -156,6 +160,7 @@ export function encodeEdgeConnect(request: EdgeConnectRequest): Entry[] {
     [Field.port, String(request.port)],
     [Field.hostKey, request.hostKey],
     [Field.key, request.key],
+    ...(request.limitRate === undefined ? [] : [[Field.limitRate, String(request.limitRate)] as Entry]),
   ];
 }
 
@@ -164,7 +169,9 @@ export function decodeEdgeConnect(fields: FieldList): EdgeConnectRequest {
   const route = fields.optional(Field.route) ?? EdgeRoute.Direct;
   if (route === EdgeRoute.Controller) {
     // The controller carries the edge: an address or key with it says the sender meant something else.
-    if ([Field.host, Field.port, Field.hostKey, Field.key].some((name) => fields.optional(name) !== undefined)) throw new BadRequestError('an edge relayed through the controller names no address or key');
+    if ([Field.host, Field.port, Field.hostKey, Field.key, Field.limitRate].some((name) => fields.optional(name) !== undefined)) {
+      throw new BadRequestError('an edge relayed through the controller names no address, key or rate');
+    }
     return { edge, route };
   }
   if (route !== EdgeRoute.Direct) throw new BadRequestError(`unknown edge route ${route}`);
@@ -177,6 +184,7 @@ export function decodeEdgeConnect(fields: FieldList): EdgeConnectRequest {
     port: fields.requireInt(Field.port, 1, 65535),
     hostKey: fields.require(Field.hostKey),
     key: fields.require(Field.key),
+    ...(fields.optional(Field.limitRate) === undefined ? {} : { limitRate: fields.requireInt(Field.limitRate, MIN_EDGE_RATE, MAX_EDGE_RATE) }),
   };
 }
 

@@ -207,6 +207,7 @@ export const Field = {
   sentBytes: 'sent-bytes',
   sentSha256: 'sent-sha256',
   progress: 'progress',
+  limitRate: 'limit-rate',
   // Ping
   reply: 'reply',
   // Error
@@ -288,6 +289,12 @@ export const RUN_ID_PATTERN = /^[0-9a-f]{32}$/;
 export const MAX_PART_MACHINES = 64;
 /** Longest host name or address in an EdgeConnect. */
 export const MAX_HOST_BYTES = 255;
+/**
+ * The bounds of an EdgeConnect's `limit-rate` (bytes per second): below 1 KiB/s a packet would take most of a
+ * minute and the idle timeouts would fire first; above 2^40 it limits nothing.
+ */
+export const MIN_EDGE_RATE = 1024;
+export const MAX_EDGE_RATE = 2 ** 40;
 
 /** The status field of a MintKey reply. */
 export enum MintStatus {

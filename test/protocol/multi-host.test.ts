@@ -29,7 +29,7 @@ import {
   encodeRemoteStageEnd,
   type EdgeReport,
 } from '../../protocol/multi-host.js';
-import { EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, StartKind } from '../../protocol/wire.js';
+import { EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MAX_EDGE_RATE, MIN_EDGE_RATE, StartKind } from '../../protocol/wire.js';
 
 const RUN = '0123456789abcdef0123456789abcdef';
 const SHA = 'a'.repeat(64);
@@ -76,6 +76,17 @@ describe('multi-host packets: round trips', () => {
     assert.deepEqual(decodeEdgeDigest(wire(encodeEdgeDigest({ bytes: 2 ** 40, sha256: SHA }))), { bytes: 2 ** 40, sha256: SHA });
     assert.deepEqual(decodeEdgeDigest(wire(encodeEdgeDigest({ edge: 5, bytes: 0, sha256: SHA }))), { edge: 5, bytes: 0, sha256: SHA });
     assert.equal(decodeRemoteStageEnd(wire(encodeRemoteStageEnd(12))), 12);
+  });
+
+  test('an EdgeConnect with the rate its connection is held to, and one refused out of bounds or on a relayed edge', () => {
+    const unlimited = { edge: 1, route: EdgeRoute.Direct as const, host: '127.0.0.3', port: 7020, hostKey: 'ssh-ed25519 AAAA host', key: 'k' };
+    const connect = { ...unlimited, limitRate: 1024 * 1024 };
+    assert.deepEqual(decodeEdgeConnect(wire(encodeEdgeConnect(connect))), connect);
+    assert.equal(decodeEdgeConnect(wire(encodeEdgeConnect(unlimited))).route === EdgeRoute.Direct && !('limitRate' in decodeEdgeConnect(wire(encodeEdgeConnect(unlimited)))), true);
+    const withRate = (rate: string): FieldList => wire([...encodeEdgeConnect(unlimited), [Field.limitRate, rate]]);
+    assert.equal(decodeEdgeConnect(withRate(String(MIN_EDGE_RATE))).route === EdgeRoute.Direct, true);
+    for (const rate of ['0', '1023', String(MAX_EDGE_RATE + 1), '1.5M', '']) refused(() => decodeEdgeConnect(withRate(rate)), ErrorCode.BadFields);
+    refused(() => decodeEdgeConnect(wire([[Field.edge, '4'], [Field.route, 'controller'], [Field.limitRate, '2048']])));
   });
 
   test("each end's EdgeReport: the writer's count and digest, the reader's with its verdict and the writer's digest", () => {
