@@ -247,12 +247,19 @@ async function main(): Promise<number> {
   const { checkCommand, loadRecipe } = await import('./check-command.js');
   if (args.check) {
     // Which spool the names are resolved against: the one given, else the one the daemon would use, said as assumed.
+    // A daemon runs its own account's commands in its spool, another account's in users/NAME there; as a system
+    // service it runs as root.
     const assumed =
       args.spool !== undefined
         ? { dir: args.spool, why: 'given with -spool' }
-        : args.user !== undefined
-          ? { dir: join(DEFAULT_SPOOL_DIR, 'users', args.user), why: `assumed: the default spool's users/${args.user}, where a daemon running as root keeps the spool of -user=${args.user}; -spool=DIR checks against another` }
-          : { dir: DEFAULT_SPOOL_DIR, why: "assumed: a daemon's default; one configured with another spool resolves the names there, and -spool=DIR checks against it" };
+        : args.user === 'root'
+          ? { dir: DEFAULT_SPOOL_DIR, why: "assumed: the default spool itself, where a daemon running as root runs -user=root's commands; -spool=DIR checks against another" }
+          : args.user !== undefined
+            ? { dir: join(DEFAULT_SPOOL_DIR, 'users', args.user), why: `assumed: the default spool's users/${args.user}, where a daemon running as root keeps the spool of -user=${args.user}; -spool=DIR checks against another` }
+            : {
+                dir: DEFAULT_SPOOL_DIR,
+                why: "assumed: the recipe runs as the daemon's own account, in the default spool; if the client's line has run-as=ACCOUNT it runs in users/ACCOUNT there (check with -user=ACCOUNT), and -spool=DIR checks against another",
+              };
     return checkCommand(args.recipe, assumed.dir, process.stdout, assumed.why);
   }
   const { recipeCommand, recipeJob } = await import('./recipe-command.js');

@@ -62,17 +62,23 @@ function plumb(scope: Scope, args: readonly string[], env: NodeJS.ProcessEnv) {
   return runProcess(scope, [process.execPath, BIN.plumb, ...args], { env, timeoutMs: 30_000 });
 }
 
-test('plumb -check says which spool it resolved the names against: the default, or the one of -user, as assumed', { timeout: TIMEOUT_MS }, async (t) => {
+test('plumb -check says which spool it resolved the names against: the default, the one of -user (the spool itself for root), or -spool', { timeout: TIMEOUT_MS }, async (t) => {
   const { dir, env } = scratch(t);
   const recipe = join(dir, 'good.rcp');
   writeFileSync(recipe, GOOD_RECIPE);
   const plain = await plumb(t, ['-check', `-recipe=${recipe}`], env);
   assert.equal(plain.code, 0, plain.stderr);
-  assert.match(plain.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR} \\(assumed: a daemon's default; .*-spool=DIR checks against it\\)$`, 'm'));
+  assert.match(plain.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR} \\(assumed: the recipe runs as the daemon's own account, .*run-as=ACCOUNT .*users/ACCOUNT .*-user=ACCOUNT.*-spool=DIR checks against another\\)$`, 'm'));
   const asUser = await plumb(t, ['-check', '-user=backup', `-recipe=${recipe}`], env);
   assert.equal(asUser.code, 0, asUser.stderr);
   assert.match(asUser.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR}/users/backup \\(assumed: .*-user=backup`, 'm'));
   assert.ok(asUser.stdout.toString().includes(`${DEFAULT_SPOOL_DIR}/users/backup/names`), 'the names are resolved in that spool');
+  // root is a root daemon's own account: its commands run in the spool itself, not in users/root.
+  const asRoot = await plumb(t, ['-check', '-user=root', `-recipe=${recipe}`], env);
+  assert.equal(asRoot.code, 0, asRoot.stderr);
+  assert.match(asRoot.stdout.toString(), new RegExp(`^spool directory: ${DEFAULT_SPOOL_DIR} \\(assumed: the default spool itself, .*-user=root`, 'm'));
+  const given = await plumb(t, ['-check', '-user=backup', '-spool=/srv/spool', `-recipe=${recipe}`], env);
+  assert.match(given.stdout.toString(), /^spool directory: \/srv\/spool \(given with -spool\)$/m);
 });
 
 test('plumb -check prints the plan and exits 0 without a machine, creating nothing', { timeout: TIMEOUT_MS }, async (t) => {
