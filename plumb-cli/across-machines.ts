@@ -44,7 +44,7 @@ import { ClientEndpoints, joinEndpointOptions, NO_ENDPOINT_OPTIONS, type Endpoin
 import { ProgressLine } from './progress.js';
 import { StreamMeter, type StreamTotals } from './stream-meter.js';
 import { exitStatusCode } from './exit-status.js';
-import { connectToMachine, sayConnectionSummary } from './machine.js';
+import { connectToMachine, sayConnectionSummary, sayRunSummary } from './machine.js';
 import { resolveMachine, type MachineSettings } from './host-config.js';
 import { clientPaths, type Target } from './paths.js';
 import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
@@ -568,6 +568,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     report.streams(meters.totals());
     progress?.finish();
     for (const part of parts) sayConnectionSummary(args, part.connection, connectedAt, `${part.label}: `);
+    const delivered = edgeReports.filter((edgeReport) => edgeReport.direction === 'in');
+    sayRunSummary(args, parts.map((part) => part.connection), connectedAt, { count: plan.edges.length, bytes: delivered.reduce((sum, edgeReport) => sum + edgeReport.bytes, 0) });
     if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
   }
 }

@@ -68,6 +68,22 @@ export function sayConnectionSummary(args: Pick<MachineOptions, 'verbose'>, conn
   if (bytes !== undefined) saySummary(args, bytes, connection.peer.cipher, connectedAt, label);
 }
 
+/**
+ * The last -v line of a recipe across machines, after one line per machine: plumb's connections together, the
+ * ciphers they used, and the bytes the edges delivered from daemon to daemon, which none of those lines counts.
+ */
+export function sayRunSummary(args: Pick<MachineOptions, 'verbose'>, connections: readonly SecureConnection[], connectedAt: number, edges: { count: number; bytes: number }): void {
+  if (args.verbose !== true) return;
+  const all = connections.flatMap((connection) => wireBytes(connection) ?? []);
+  const sent = all.reduce((sum, bytes) => sum + bytes.sent, 0);
+  const received = all.reduce((sum, bytes) => sum + bytes.received, 0);
+  const ciphers = [...new Set(connections.map((connection) => connection.peer.cipher))].join(',');
+  const seconds = ((performance.now() - connectedAt) / 1000).toFixed(2);
+  process.stderr.write(
+    `plumb: ${connections.length} machines: ${sent} bytes sent, ${received} bytes received in ${seconds} s, cipher ${ciphers}; ${edges.bytes} bytes on ${edges.count} edges between them\n`,
+  );
+}
+
 /** sayConnectionSummary's line, from what a run reports of its connection. */
 export function saySummary(args: Pick<MachineOptions, 'verbose'>, bytes: { sent: number; received: number }, cipher: string, connectedAt: number, label = ''): void {
   if (args.verbose !== true) return;
