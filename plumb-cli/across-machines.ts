@@ -419,6 +419,9 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
   const report = new RecipeReport(recipe.file, machines.map((machine) => machine.label).join(' '), plan);
   const ends: StageEnd[] = [];
   const edgeReports: EdgeReport[] = [];
+  /** When each edge report reached plumb, and when Go let the edges flow: the edges' times in the JSON report. */
+  const edgeReportedAt = new Map<EdgeReport, number>();
+  let goAt: number | undefined;
   const parts: MachinePart[] = [];
   const partOf = new Map<number, MachinePart>();
   const stdioChecks: StdioCheck[] = [];
@@ -446,6 +449,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         },
         edgeReport: (_from, edgeReport) => {
           edgeReports.push(edgeReport);
+          edgeReportedAt.set(edgeReport, Date.now());
           if (edgeReport.direction === 'in') meters.edgeEnded(edgeReport.edge, edgeReport.bytes);
         },
         edgeProgress: (_from, edgeProgress) => meters.edgeArrived(edgeProgress.edge, edgeProgress.bytes),
@@ -485,6 +489,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
       }),
     );
     // 3. Go, everywhere.
+    goAt = Date.now();
     for (const part of parts) {
       part.connection.sendFields(PacketType.Go, []);
       const streams = part.streams;
@@ -570,7 +575,15 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     for (const part of parts) sayConnectionSummary(args, part.connection, connectedAt, `${part.label}: `);
     const delivered = edgeReports.filter((edgeReport) => edgeReport.direction === 'in');
     sayRunSummary(args, parts.map((part) => part.connection), connectedAt, { count: plan.edges.length, bytes: delivered.reduce((sum, edgeReport) => sum + edgeReport.bytes, 0) });
-    if (args.json !== false) writeJsonReport({ ...report.toJSON(), edges: edgeReports, relayed, stdio: stdioChecks }, args.json);
+    if (args.json !== false) {
+      // Times as plumb saw them: the edges flow from Go, and an end is done when its daemon's report arrives.
+      const edges = edgeReports.map((edgeReport) => ({
+        ...edgeReport,
+        ...(goAt === undefined ? {} : { startedAt: new Date(goAt).toISOString() }),
+        endedAt: new Date(edgeReportedAt.get(edgeReport) ?? Date.now()).toISOString(),
+      }));
+      writeJsonReport({ ...report.toJSON(), edges, relayed, stdio: stdioChecks }, args.json);
+    }
   }
 }
 

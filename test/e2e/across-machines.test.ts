@@ -127,13 +127,19 @@ test('the same run without the fault reports every edge intact, with equal diges
   assert.equal(result.code, 0, result.stderr);
   const copy = readFileSync(join(m.machine('b').spool, 'copy'));
   const report = JSON.parse(readFileSync(json, 'utf8')) as {
-    edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string }>;
-    stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number }>;
+    edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string; startedAt: string; endedAt: string }>;
+    stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number; startedAt?: string; endedAt?: string }>;
   };
   const sent = report.edges.find((edge) => edge.direction === 'out');
   const received = report.edges.find((edge) => edge.direction === 'in');
   assert.deepEqual([sent?.bytes, sent?.sha256], [copy.length, sha256(copy)]);
   assert.deepEqual([received?.bytes, received?.sha256, received?.status], [copy.length, sha256(copy), 'intact']);
+  // Each end's times: from Go, which came before either command started, to its report, after the command ended.
+  for (const edge of report.edges) {
+    const [started, ended] = [Date.parse(edge.startedAt), Date.parse(edge.endedAt)];
+    assert.ok(Number.isFinite(started) && Number.isFinite(ended) && started <= ended, JSON.stringify(edge));
+    for (const stage of report.stages) assert.ok(started <= Date.parse(stage.startedAt ?? '') + 1000, `${JSON.stringify(edge)} ${JSON.stringify(stage)}`);
+  }
   // Each command's bytes where netplumb carried them: seq's stdin is /dev/null, cat's stdout a file on b (not counted).
   assert.deepEqual(
     report.stages.map(({ machine, bytesIn, bytesOut }) => ({ machine, bytesIn, bytesOut })),
