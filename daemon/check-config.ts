@@ -4,14 +4,18 @@
 // fails the start (or reload) with the reason in the journal, instead of a daemon that serves fewer clients.
 
 import { loadPrivateIdentity } from '../bridges/key-files.js';
-import { asNetplumbError, withContext, type NetplumbError } from '../protocol/errors.js';
-import { loadAuthorizedClients, type AuthorizedClientsFile } from './authorized-clients.js';
+import { asNetplumbError, BadConfigError, withContext, type NetplumbError } from '../protocol/errors.js';
+import { accountKnown } from './accounts.js';
+import { allowedUsers, loadAuthorizedClients, type AuthorizedClientsFile } from './authorized-clients.js';
 import type { DaemonConfig } from './config.js';
-import { loadGluepot } from './gluepots.js';
+import { gluepotProblems } from './gluepots.js';
 import { defaultAccount } from './server.js';
 
-/** Every problem found, in the order the daemon would meet them; empty when the daemon would start as configured. */
-export function configurationProblems(config: DaemonConfig): NetplumbError[] {
+/**
+ * Every problem found, in the order the daemon would meet them; empty when the daemon would start as configured.
+ * `where` names the file:line (or option) a setting was written at, for a problem found in its value only later.
+ */
+export function configurationProblems(config: DaemonConfig, where: (setting: string) => string | undefined = () => undefined): NetplumbError[] {
   const problems: NetplumbError[] = [];
   const attempt = (check: () => void): void => {
     try {
@@ -20,7 +24,14 @@ export function configurationProblems(config: DaemonConfig): NetplumbError[] {
       problems.push(asNetplumbError(error));
     }
   };
-  attempt(() => defaultAccount(config));
+  attempt(() => {
+    try {
+      defaultAccount(config);
+    } catch (error) {
+      const source = config.runAs === undefined ? undefined : where('run-as');
+      throw source === undefined ? error : withContext(asNetplumbError(error), source);
+    }
+  });
   attempt(() => loadPrivateIdentity(config.hostKeyFile));
   let clients: AuthorizedClientsFile | undefined;
   attempt(() => {
@@ -29,12 +40,16 @@ export function configurationProblems(config: DaemonConfig): NetplumbError[] {
   problems.push(...(clients?.errors ?? []));
   const checked = new Set<string>();
   for (const client of clients?.clients ?? []) {
+    // An account a client may run as that this host does not have: each of its runs would be refused.
+    for (const account of allowedUsers(client) ?? []) {
+      if (!accountKnown(account)) problems.push(new BadConfigError(`${config.clientsFile}:${client.line}: user=${account}: no such account on this host`));
+    }
     const name = client.options.get('gluepot');
     if (typeof name !== 'string' || checked.has(name)) continue;
     checked.add(name);
     attempt(() => {
       try {
-        loadGluepot(config.gluepotDir, name);
+        problems.push(...gluepotProblems(config.gluepotDir, name));
       } catch (error) {
         throw withContext(asNetplumbError(error), `${config.clientsFile}:${client.line}: gluepot ${name}`);
       }

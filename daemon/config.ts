@@ -2,7 +2,7 @@
 // and command-line overrides, validated once into a DaemonConfig. Nothing else in the daemon reads options.
 
 import { isAbsolute, normalize } from 'node:path';
-import { asNetplumbError, BadConfigError, withContext } from '../protocol/errors.js';
+import { asNetplumbError, BadConfigError, withContext, type NetplumbError } from '../protocol/errors.js';
 import { USER_NAME_PATTERN } from '../protocol/session.js';
 import { MAX_TIMER_MS, resolveLimits, type ResolvedLimits } from '../protocol/limits.js';
 import { DEFAULT_PORT, type Limits } from '../protocol/wire.js';
@@ -162,24 +162,31 @@ export class ConfigFileSettings extends Map<string, string> {
   readonly where = new Map<string, string>();
 }
 
-/** Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass). */
-export function parseConfigFile(text: string, source: string): ConfigFileSettings {
+/**
+ * Parses `name value` lines; `#` starts a comment line. Unknown names are errors (a typo must not pass): the first
+ * is thrown, or, given `problems`, each goes there and the good lines are kept (netplumbd -check-config).
+ */
+export function parseConfigFile(text: string, source: string, problems?: NetplumbError[]): ConfigFileSettings {
   const settings = new ConfigFileSettings();
+  const bad = (error: NetplumbError): void => {
+    if (problems === undefined) throw error;
+    problems.push(error);
+  };
   text.split('\n').forEach((rawLine, index) => {
     const line = rawLine.trim();
     if (line === '' || line.startsWith('#')) return;
     const match = /^([a-z][a-z0-9-]*)\s+(.+)$/.exec(line);
-    if (match === null) throw new BadConfigError(`${source}:${index + 1}: expected "name value"`);
+    if (match === null) return bad(new BadConfigError(`${source}:${index + 1}: expected "name value"`));
     const [, name, value] = match as unknown as [string, string, string];
-    if (!SETTING_NAMES.includes(name)) throw new BadConfigError(`${source}:${index + 1}: unknown setting ${name}`);
+    if (!SETTING_NAMES.includes(name)) return bad(new BadConfigError(`${source}:${index + 1}: unknown setting ${name}`));
     settings.set(name, value.trim());
     settings.where.set(name, `${source}:${index + 1}`);
   });
   return settings;
 }
 
-export function readConfigFile(path: string): ConfigFileSettings {
-  return parseConfigFile(readTrustedFile(path, 'config file'), path);
+export function readConfigFile(path: string, problems?: NetplumbError[]): ConfigFileSettings {
+  return parseConfigFile(readTrustedFile(path, 'config file'), path, problems);
 }
 
 /** HOST:PORT, [v6]:PORT or HOST alone (default port). Port 0 asks for a free port. */
@@ -197,23 +204,34 @@ function positiveInt(name: string, value: string): number {
   return Number(value);
 }
 
-/** Builds the validated configuration: defaults, then file settings, then command-line settings. */
-export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings, flags: { stdio: boolean; foreground: boolean }): DaemonConfig {
+/** Where a setting was written: the config file's line, or the command line's option. */
+export function settingSource(name: string, fileSettings: RawSettings, cliSettings: RawSettings): string {
+  return cliSettings.has(name) ? `-${name}` : fileSettings instanceof ConfigFileSettings ? (fileSettings.where.get(name) ?? name) : name;
+}
+
+/**
+ * Builds the validated configuration: defaults, then file settings, then command-line settings. A bad value is
+ * thrown, or, given `problems`, each goes there and its default stays (netplumbd -check-config).
+ */
+export function buildConfig(fileSettings: RawSettings, cliSettings: RawSettings, flags: { stdio: boolean; foreground: boolean }, problems?: NetplumbError[]): DaemonConfig {
   const settings = new Map([...fileSettings, ...cliSettings]);
   const config: DaemonConfig = { ...DEFAULT_CONFIG, admission: admissionDefaults(), ...flags };
   const limits: Partial<Limits> = {};
-  // A bad value is reported where it was written: the config file's line, or the command line's option.
-  const where = (name: string): string => (cliSettings.has(name) ? `-${name}` : fileSettings instanceof ConfigFileSettings ? (fileSettings.where.get(name) ?? name) : name);
-  for (const [name, value] of settings) {
+  const attempt = (check: () => void, where?: string): void => {
     try {
-      applySetting(config, limits, name, value);
+      check();
     } catch (error) {
-      throw withContext(asNetplumbError(error), where(name));
+      const problem = where === undefined ? asNetplumbError(error) : withContext(asNetplumbError(error), where);
+      if (problems === undefined) throw problem;
+      problems.push(problem);
     }
-  }
+  };
+  for (const [name, value] of settings) attempt(() => applySetting(config, limits, name, value), settingSource(name, fileSettings, cliSettings));
   // These name the settings they concern: they come from several lines at once.
-  config.limits = resolveLimits(limits);
-  validateAdmission(config.admission);
+  attempt(() => {
+    config.limits = resolveLimits(limits);
+  });
+  attempt(() => validateAdmission(config.admission));
   return config;
 }
 

@@ -49,6 +49,22 @@ export function globToRegExp(glob: string): RegExp {
 
 /** Parses one gluepot file; any bad line refuses the whole file (a half-understood allowlist is worse than none). */
 export function parseGluepot(text: string, name: string, source: string): Gluepot {
+  const problems: BadConfigError[] = [];
+  const gluepot = parseGluepotLines(text, name, source, problems);
+  if (problems[0] !== undefined) throw problems[0];
+  return gluepot;
+}
+
+/** Every bad line of a gluepot file, each with its file:line (for netplumbd -check-config); none: it is good. */
+export function gluepotProblems(dir: string, name: string): BadConfigError[] {
+  const path = join(dir, name);
+  const problems: BadConfigError[] = [];
+  parseGluepotLines(readTrustedFile(path, `gluepot ${name}`), name, path, problems);
+  return problems;
+}
+
+/** The gluepot's good lines; each bad one goes to `problems`. */
+function parseGluepotLines(text: string, name: string, source: string, problems: BadConfigError[]): Gluepot {
   const gluepot: Gluepot = { name, rules: [], paths: [] };
   for (const [index, raw] of text.split('\n').entries()) {
     const line = index + 1;
@@ -56,22 +72,33 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
     const [first, ...rest] = words;
     if (first === undefined || first.startsWith('#')) continue;
     const where = `${source}:${line}`;
+    const bad = (message: string, cause?: unknown): void => void problems.push(new BadConfigError(`${where}: ${message}`, cause === undefined ? undefined : { cause }));
     if (first === 'path') {
-      if (rest.length !== 1 || !isAbsolute(rest[0] as string)) throw new BadConfigError(`${where}: expected "path /ABSOLUTE/GLOB"`);
+      if (rest.length !== 1 || !isAbsolute(rest[0] as string)) {
+        bad('expected "path /ABSOLUTE/GLOB"');
+        continue;
+      }
       const pattern = normalize(rest[0] as string);
       gluepot.paths.push({ pattern, matcher: globToRegExp(pattern) });
       continue;
     }
-    if (!isAbsolute(first)) throw new BadConfigError(`${where}: a program must be an absolute path, not ${first}`);
+    if (!isAbsolute(first)) {
+      bad(`a program must be an absolute path, not ${first}`);
+      continue;
+    }
     let program: string;
     try {
       program = realpathSync.native(first);
     } catch (error) {
-      throw new BadConfigError(`${where}: ${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+      bad(`${first}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, error);
+      continue;
     }
     const moreArgs = rest.at(-1) === MORE_ARGUMENTS;
     const patterns = moreArgs ? rest.slice(0, -1) : rest;
-    if (patterns.includes(MORE_ARGUMENTS)) throw new BadConfigError(`${where}: ${MORE_ARGUMENTS} may only end a line`);
+    if (patterns.includes(MORE_ARGUMENTS)) {
+      bad(`${MORE_ARGUMENTS} may only end a line`);
+      continue;
+    }
     gluepot.rules.push({
       written: first,
       program,

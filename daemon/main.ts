@@ -5,13 +5,13 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { Duplex } from 'node:stream';
-import { buildConfig, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settingHelp } from './config.js';
+import { buildConfig, ConfigFileSettings, DEFAULT_CONFIG_FILE, readConfigFile, SETTING_NAMES, settingHelp, settingSource } from './config.js';
 import { configurationProblems } from './check-config.js';
 import { createLogger, logLine, stderrIsJournal } from './log.js';
 import { Daemon } from './server.js';
 import { ServiceNotifier, takeNotifyTarget } from './service-notify.js';
 import { takeListenActivation } from './socket-activation.js';
-import { ErrorCode, asNetplumbError } from '../protocol/errors.js';
+import { ErrorCode, asNetplumbError, type NetplumbError } from '../protocol/errors.js';
 import { normaliseLongOptions, singleDashHelp, singleDashText } from '../bridges/long-options.js';
 
 const VALUE_OPTIONS = ['config', ...SETTING_NAMES];
@@ -66,13 +66,24 @@ async function main(): Promise<number> {
     return exitCode === 0 ? 0 : 2;
   }
   const configFile = parsed.configFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
-  const config = buildConfig(configFile === undefined ? new Map() : readConfigFile(configFile), parsed.settings, parsed.flags);
   const journal = stderrIsJournal();
   if (parsed.checkConfig) {
-    const problems = configurationProblems(config);
+    // Every problem, not the first only: the bad lines are kept out and the checks go on with the rest.
+    const problems: NetplumbError[] = [];
+    let fileSettings = new ConfigFileSettings();
+    if (configFile !== undefined) {
+      try {
+        fileSettings = readConfigFile(configFile, problems);
+      } catch (error) {
+        problems.push(asNetplumbError(error));
+      }
+    }
+    const config = buildConfig(fileSettings, parsed.settings, parsed.flags, problems);
+    problems.push(...configurationProblems(config, (name) => settingSource(name, fileSettings, parsed.settings)));
     for (const problem of problems) process.stderr.write(logLine('error', `netplumbd: ${problem.message} (${problem.code})`, journal));
     return problems.length === 0 ? 0 : 1;
   }
+  const config = buildConfig(configFile === undefined ? new Map() : readConfigFile(configFile), parsed.settings, parsed.flags);
   // Out of the environment before anything is started, so that no child inherits them. Under -stdio (Accept=yes)
   // systemd passes the connection as fd 3 as well as on stdin: it is served on stdin, and nothing is reported.
   const activation = takeListenActivation();

@@ -55,3 +55,34 @@ test('every problem of the host key, the authorized clients and their gluepots i
   assert.match(result.stderr, new RegExp(`${clients.replaceAll('/', '\\/')}:2: `));
   assert.match(result.stderr, new RegExp(`${clients.replaceAll('/', '\\/')}:1: gluepot missing: `));
 });
+
+test('every bad line is said, not the first only: settings, an unknown run-as account where it is set, each bad gluepot line, an unknown user=', { timeout: TIMEOUT_MS }, async (t) => {
+  const dir = tempDir(t, 'netplumb-check-config-');
+  const hostKey = writeKeyPair(dir, 'host_key');
+  const client = writeKeyPair(dir, 'client');
+  const gluepots = join(dir, 'gluepots');
+  mkdirSync(gluepots);
+  writeFileSync(join(gluepots, 'mixed'), '/usr/bin/tar\nrelative/program\n/usr/bin/no-such-program-here\npath not/absolute\n/usr/bin/gzip\n');
+  const clients = join(dir, 'clients');
+  writeFileSync(clients, `gluepot=mixed,user="nosuchaccount-np,root" ${client.publicLine}\n`);
+  const config = join(dir, 'netplumbd.conf');
+  const base = `${baseDaemonConfig(dir)}hostkey ${hostKey.privateFile}\nclients ${clients}\ngluepots ${gluepots}\n`;
+  const baseLines = base.split('\n').length - 1;
+  writeFileSync(config, `${base}no-such-setting 1\nspool relative/spool\nrun-as nosuchaccount-np\n`);
+  const result = await checkConfig(t, config);
+  assert.equal(result.code, 1, result.stderr);
+  const at = (file: string, line: number): string => `${file.replaceAll('/', '\\/')}:${line}: `;
+  const expected = [
+    new RegExp(`${at(config, baseLines + 1)}unknown setting no-such-setting`),
+    new RegExp(`${at(config, baseLines + 2)}spool must be an absolute path`),
+    new RegExp(`${at(config, baseLines + 3)}run-as nosuchaccount-np: `),
+    new RegExp(`${at(clients, 1)}user=nosuchaccount-np: no such account on this host`),
+    new RegExp(`${at(join(gluepots, 'mixed'), 2)}a program must be an absolute path`),
+    new RegExp(`${at(join(gluepots, 'mixed'), 3)}/usr/bin/no-such-program-here: ENOENT`),
+    new RegExp(`${at(join(gluepots, 'mixed'), 4)}expected "path /ABSOLUTE/GLOB"`),
+  ];
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, expected.length, result.stderr);
+  for (const pattern of expected) assert.ok(lines.some((line) => pattern.test(line)), `${pattern}:\n${result.stderr}`);
+  assert.doesNotMatch(result.stderr, /user=root/);
+});
