@@ -78,7 +78,7 @@ export function singleDashHelp(): Partial<Help> {
     optionTerm: (option: Option): string => option.flags.replace(/--/g, '-'),
     optionDescription: (option: Option): string => {
       if (option.mandatory) return `${option.description} (required)`;
-      if (option.description.includes('(default: ')) return option.description;
+      if (/\bdefault: /.test(option.description)) return option.description;
       const isEmptyList = Array.isArray(option.defaultValue) && option.defaultValue.length === 0;
       if (option.defaultValue !== undefined && !isEmptyList && option.defaultValue !== false) {
         return `${option.description} (default: ${option.defaultValueDescription ?? JSON.stringify(option.defaultValue)})`;

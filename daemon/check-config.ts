@@ -4,9 +4,8 @@
 // fails the start (or reload) with the reason in the journal, instead of a daemon that serves fewer clients.
 
 import { loadPrivateIdentity } from '../bridges/key-files.js';
-import { asNetplumbError, BadConfigError, withContext, type NetplumbError } from '../protocol/errors.js';
-import { accountKnown } from './accounts.js';
-import { allowedUsers, loadAuthorizedClients, type AuthorizedClientsFile } from './authorized-clients.js';
+import { asNetplumbError, withContext, type NetplumbError } from '../protocol/errors.js';
+import { loadAuthorizedClients, type AuthorizedClientsFile } from './authorized-clients.js';
 import type { DaemonConfig } from './config.js';
 import { gluepotProblems } from './gluepots.js';
 import { defaultAccount } from './server.js';
@@ -40,10 +39,6 @@ export function configurationProblems(config: DaemonConfig, where: (setting: str
   problems.push(...(clients?.errors ?? []));
   const checked = new Set<string>();
   for (const client of clients?.clients ?? []) {
-    // An account a client may run as that this host does not have: each of its runs would be refused.
-    for (const account of allowedUsers(client) ?? []) {
-      if (!accountKnown(account)) problems.push(new BadConfigError(`${config.clientsFile}:${client.line}: user=${account}: no such account on this host`));
-    }
     const name = client.options.get('gluepot');
     if (typeof name !== 'string' || checked.has(name)) continue;
     checked.add(name);

@@ -289,7 +289,15 @@ async function relayEdge(run: string, edge: number, writer: MachinePart, reader:
   const key = await reader.mintEdgeKey(run, edge);
   const link = await dialEdge(
     run,
-    { edge, host: reader.target.host, port: reader.target.port, hostKey: formatPublicKeyLine(reader.connection.peer.peer), key: key.privateKeyPem },
+    // plumb's connection to the reader, held to that machine's rate as every connection to it is.
+    {
+      edge,
+      host: reader.target.host,
+      port: reader.target.port,
+      hostKey: formatPublicKeyLine(reader.connection.peer.peer),
+      key: key.privateKeyPem,
+      ...(reader.limitRate === undefined ? {} : { limitRate: reader.limitRate }),
+    },
     { limits: resolveLimits(), connectTimeoutMs: RELAY_CONNECT_TIMEOUT_MS },
   );
   if (relays.closed) {
@@ -444,7 +452,10 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         stageEnded: (from, end) => {
           ends.push(end);
           const line = report.stageEnded(end);
-          if (line !== undefined) process.stderr.write(`plumb: ${line} on ${from.label}\n`);
+          if (line !== undefined) {
+            progress?.clearLine();
+            process.stderr.write(`plumb: ${line} on ${from.label}\n`);
+          }
           for (const other of parts) if (other !== from && !other.exited) other.connection.sendFields(PacketType.RemoteStageEnd, encodeRemoteStageEnd(end.stage));
         },
         edgeReport: (_from, edgeReport) => {
@@ -506,8 +517,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
         streams.stdin.end();
       }
       streams.stdout.on('data', part.local.stdout.add);
-      streams.stdout.pipe(process.stdout, { end: false });
-      streams.stderr.pipe(process.stderr, { end: false });
+      streams.stdout.pipe(progress?.interleave(process.stdout) ?? process.stdout, { end: false });
+      streams.stderr.pipe(progress?.interleave(process.stderr) ?? process.stderr, { end: false });
     }
     for (const part of parts) if (part.mux !== undefined) await part.endpoints?.start(part.mux);
     // A part that has said Exit may close when it likes: only a part still running is lost by going.

@@ -73,15 +73,21 @@ export function sayConnectionSummary(args: Pick<MachineOptions, 'verbose'>, conn
  * ciphers they used, and the bytes the edges delivered from daemon to daemon, which none of those lines counts.
  */
 export function sayRunSummary(args: Pick<MachineOptions, 'verbose'>, connections: readonly SecureConnection[], connectedAt: number, edges: { count: number; bytes: number }): void {
-  if (args.verbose !== true) return;
+  // A run that failed before any part connected has no connection to sum up.
+  if (args.verbose !== true || connections.length === 0) return;
   const all = connections.flatMap((connection) => wireBytes(connection) ?? []);
   const sent = all.reduce((sum, bytes) => sum + bytes.sent, 0);
   const received = all.reduce((sum, bytes) => sum + bytes.received, 0);
   const ciphers = [...new Set(connections.map((connection) => connection.peer.cipher))].join(',');
   const seconds = ((performance.now() - connectedAt) / 1000).toFixed(2);
   process.stderr.write(
-    `plumb: ${connections.length} machines: ${sent} bytes sent, ${received} bytes received in ${seconds} s, cipher ${ciphers}; ${edges.bytes} bytes on ${edges.count} edges between them\n`,
+    `plumb: ${counted(connections.length, 'machine')}: ${sent} bytes sent, ${received} bytes received in ${seconds} s, cipher ${ciphers}; ${edges.bytes} bytes on ${counted(edges.count, 'edge')} between them\n`,
   );
+}
+
+/** `1 edge`, `2 edges`. */
+function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
 /** sayConnectionSummary's line, from what a run reports of its connection. */

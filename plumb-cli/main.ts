@@ -15,7 +15,7 @@ import { failureExitStatus } from './exit-status.js';
 import { DEFAULT_KEY_LIFETIME_SECONDS, mintKeyCommand, type MintKeyArguments } from './mint-key-command.js';
 import { parseLifetime } from './one-time-key.js';
 import { parseHostPort } from './paths.js';
-import type { ProgressMode } from './progress.js';
+import { personAtTerminal, thisTerminalView, type ProgressMode } from './progress.js';
 import { parseRate, RATE_EXPECTED } from './rate.js';
 import type { RecipeArguments } from './recipe-command.js';
 import { execJob, forwardCommand, runCommand } from './run-command.js';
@@ -135,9 +135,14 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
   // An account name has no `=`: this is a mistyped long option (-limit=1M) that -l would otherwise take as `imit=1M`.
   if (options.user?.includes('=') === true) throw new UsageError(`-l/-user: ${JSON.stringify(options.user)} is not an account name (a mistyped option?)`);
   if (options.progress === true && (tty || check || options.mintKey !== undefined)) throw new UsageError('-progress shows a run that moves bytes: -t, -check and -mint-key do not go with it');
-  // Unasked, only where a person watches the run and nothing else of plumb's own goes: not a JSON report on stderr.
+  // Unasked, only where a person watches a run that moves bytes, and nothing else of plumb's goes to stderr (a JSON
+  // report); never for -N, which waits for no end and would keep a line on the screen for as long as it runs.
   const progress: ProgressMode =
-    options.progress === true ? 'asked' : options.progress === false || tty || check || options.mintKey !== undefined || options.json === true || options.json === '-' || process.stderr.isTTY !== true ? 'off' : 'terminal';
+    options.progress === true
+      ? 'asked'
+      : options.progress === false || tty || check || forward || options.mintKey !== undefined || options.json === true || options.json === '-' || !personAtTerminal(thisTerminalView())
+        ? 'off'
+        : 'terminal';
   if (options.json !== undefined && options.recipe === undefined) throw new UsageError('-json reports on a recipe: use it with -recipe=FILE');
   if (options.reach.length > 0 && options.recipe === undefined) throw new UsageError('-reach goes with a recipe across machines (-recipe=FILE)');
   if (options.relay === true && options.recipe === undefined) throw new UsageError('-relay goes with a recipe across machines (-recipe=FILE)');
@@ -247,8 +252,8 @@ async function main(): Promise<number> {
   const { checkCommand, loadRecipe } = await import('./check-command.js');
   if (args.check) {
     // Which spool the names are resolved against: the one given, else the one the daemon would use, said as assumed.
-    // A daemon runs its own account's commands in its spool, another account's in users/NAME there; as a system
-    // service it runs as root.
+    // A daemon runs its own account's commands in its spool, another account's in users/NAME there. Which account
+    // runs a recipe without -user (the client line's first user=, else the daemon's run-as) only the daemon knows.
     const assumed =
       args.spool !== undefined
         ? { dir: args.spool, why: 'given with -spool' }
@@ -258,7 +263,7 @@ async function main(): Promise<number> {
             ? { dir: join(DEFAULT_SPOOL_DIR, 'users', args.user), why: `assumed: the default spool's users/${args.user}, where a daemon running as root keeps the spool of -user=${args.user}; -spool=DIR checks against another` }
             : {
                 dir: DEFAULT_SPOOL_DIR,
-                why: "assumed: the recipe runs as the daemon's own account, in the default spool; if the client's line has run-as=ACCOUNT it runs in users/ACCOUNT there (check with -user=ACCOUNT), and -spool=DIR checks against another",
+                why: "assumed: the recipe runs as the daemon's own account, in the default spool; if the daemon runs it as another (the first user= of this client's line, else its run-as setting), it runs in users/ACCOUNT there: check with -user=ACCOUNT, or against another spool with -spool=DIR",
               };
     return checkCommand(args.recipe, assumed.dir, process.stdout, assumed.why);
   }

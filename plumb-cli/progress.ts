@@ -3,6 +3,7 @@
 // file, a pipe) a plain line is written every few seconds instead, as a redrawn line would be noise there. When
 // stderr is a terminal a run shows it unasked, once it has lasted a moment (ProgressMode).
 
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import type { StreamTotals } from './stream-meter.js';
 
@@ -12,13 +13,46 @@ export const LOG_LINE_MS = 5000;
 /**
  * Whether and how a run shows its progress:
  * - `asked`: -progress; from the start, and always with a summary;
- * - `terminal`: stderr is a terminal and nothing was said; the line appears once the run has lasted
- *   TERMINAL_SHOW_AFTER_MS, and the summary only if it did, so a quick command shows nothing more than it would
- *   without it (as scp's meter shows unasked on a terminal; -no-progress turns it off);
+ * - `terminal`: a person watches the run at a terminal and nothing was said (personAtTerminal); the line appears
+ *   once the run has lasted TERMINAL_SHOW_AFTER_MS, and the summary only if it did, so a quick command shows
+ *   nothing more than it would without it (as scp's meter shows unasked on a terminal; -no-progress turns it off);
  * - `off`.
  */
 export type ProgressMode = 'asked' | 'terminal' | 'off';
 export const TERMINAL_SHOW_AFTER_MS = 1000;
+
+/** What tells whether a person watches plumb at its terminal. */
+export interface TerminalView {
+  stdin: { isTTY?: boolean };
+  stdout: { isTTY?: boolean };
+  stderr: { isTTY?: boolean };
+  /** /proc/self/stat's text, or undefined where it cannot be read. */
+  procStat: string | undefined;
+}
+
+/**
+ * Whether a person watches this run at a terminal: stderr is one; stdin or stdout is one too (with both piped,
+ * plumb is another program's transport, as under rsync -e plumb, and that program owns the screen); and plumb is
+ * in the terminal's foreground process group (not started with `&`, whose line would be drawn over the shell).
+ */
+export function personAtTerminal(view: TerminalView): boolean {
+  if (view.stderr.isTTY !== true || (view.stdin.isTTY !== true && view.stdout.isTTY !== true)) return false;
+  // The fields after the command name, which may itself hold spaces and parentheses: state ppid pgrp session tty_nr tpgid.
+  const fields = view.procStat?.slice(view.procStat.lastIndexOf(')') + 2).split(' ');
+  const [processGroup, foregroundGroup] = [fields?.[2], fields?.[5]];
+  return processGroup === undefined || foregroundGroup === undefined || processGroup === foregroundGroup;
+}
+
+/** The view of this process, for personAtTerminal. */
+export function thisTerminalView(): TerminalView {
+  let procStat: string | undefined;
+  try {
+    procStat = readFileSync('/proc/self/stat', 'utf8');
+  } catch {
+    procStat = undefined;
+  }
+  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, procStat };
+}
 
 /** Weight of the newest interval in a stream's shown rate: smooth enough to read, quick enough to follow. */
 const RATE_SMOOTHING = 0.3;
@@ -56,6 +90,8 @@ export class ProgressLine {
   private drawn = false;
   /** Whether the line has been drawn at least once: with a wait before showing it, the summary depends on it. */
   private shown = false;
+  /** Whether the last output through interleave() left its line open. */
+  private midLine = false;
   private readonly startedAt: number;
 
   constructor(
@@ -96,14 +132,18 @@ export class ProgressLine {
   }
 
   /**
-   * On a terminal, a sink for output shown on the same screen: the status line is cleared before each chunk, so the
-   * chunk starts where the line was, and the next draw puts the line back under it. Elsewhere the sink itself.
+   * For output shown on the same terminal as the line: the status line is cleared before each chunk, so the chunk
+   * starts where the line was, and the next draw puts the line back under it. A sink that is not that terminal (a
+   * file, a pipe) is returned as it is: its output never meets the line.
    */
   interleave(sink: Writable): Writable {
-    if (this.output.isTTY !== true) return sink;
+    if (this.output.isTTY !== true || (sink as Writable & { isTTY?: boolean }).isTTY !== true) return sink;
     const wrapper = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
-        this.clear();
+        this.clearLine();
+        // A chunk that leaves its line open (a prompt, another program's own meter) keeps the line away until the
+        // line is finished: a redraw would erase it, and what is typed after it.
+        if (chunk.length > 0) this.midLine = chunk[chunk.length - 1] !== 0x0a;
         if (sink.write(chunk)) done();
         else sink.once('drain', () => done());
       },
@@ -113,7 +153,8 @@ export class ProgressLine {
     return wrapper;
   }
 
-  private clear(): void {
+  /** Clears the status line, for a line of plumb's own (a stage's end, a warning) to take its place. */
+  clearLine(): void {
     if (!this.drawn) return;
     this.output.write('\r\x1b[K');
     this.drawn = false;
@@ -121,6 +162,7 @@ export class ProgressLine {
 
   draw(): void {
     if (this.now() - this.startedAt < this.showAfterMs) return;
+    if (this.midLine && this.output.isTTY === true) return;
     this.shown = true;
     const line = this.line();
     if (this.output.isTTY === true) {
@@ -137,7 +179,7 @@ export class ProgressLine {
   /** Stops redrawing, clears the status line, and writes the run's summary: every stream's totals. */
   finish(): void {
     clearInterval(this.timer);
-    this.clear();
+    this.clearLine();
     if (this.showAfterMs > 0 && !this.shown) return;
     const seconds = ((this.now() - this.startedAt) / 1000).toFixed(2);
     this.output.write(`plumb: ${summary(this.totals())} in ${seconds} s\n`);

@@ -79,7 +79,11 @@ export async function runOnMachine(
     ...(args.tty ? { terminal: localTerminal() } : {}),
     signals: process,
   };
-  run = start(machine, job, options, onStageEnd);
+  // A stage's line of plumb's own takes the status line's place; the next draw puts it back under it.
+  run = start(machine, job, options, onStageEnd === undefined ? undefined : (end) => {
+    progress?.clearLine();
+    onStageEnd(end);
+  });
   progress?.start();
   try {
     return await run.exit;

@@ -56,7 +56,7 @@ test('every problem of the host key, the authorized clients and their gluepots i
   assert.match(result.stderr, new RegExp(`${clients.replaceAll('/', '\\/')}:1: gluepot missing: `));
 });
 
-test('every bad line is said, not the first only: settings, an unknown run-as account where it is set, each bad gluepot line, an unknown user=', { timeout: TIMEOUT_MS }, async (t) => {
+test('every bad line is said, not the first only: settings, an unknown run-as account where it is set, each bad gluepot line', { timeout: TIMEOUT_MS }, async (t) => {
   const dir = tempDir(t, 'netplumb-check-config-');
   const hostKey = writeKeyPair(dir, 'host_key');
   const client = writeKeyPair(dir, 'client');
@@ -76,7 +76,6 @@ test('every bad line is said, not the first only: settings, an unknown run-as ac
     new RegExp(`${at(config, baseLines + 1)}unknown setting no-such-setting`),
     new RegExp(`${at(config, baseLines + 2)}spool must be an absolute path`),
     new RegExp(`${at(config, baseLines + 3)}run-as nosuchaccount-np: `),
-    new RegExp(`${at(clients, 1)}user=nosuchaccount-np: no such account on this host`),
     new RegExp(`${at(join(gluepots, 'mixed'), 2)}a program must be an absolute path`),
     new RegExp(`${at(join(gluepots, 'mixed'), 3)}/usr/bin/no-such-program-here: ENOENT`),
     new RegExp(`${at(join(gluepots, 'mixed'), 4)}expected "path /ABSOLUTE/GLOB"`),
@@ -84,5 +83,6 @@ test('every bad line is said, not the first only: settings, an unknown run-as ac
   const lines = result.stderr.trimEnd().split('\n');
   assert.equal(lines.length, expected.length, result.stderr);
   for (const pattern of expected) assert.ok(lines.some((line) => pattern.test(line)), `${pattern}:\n${result.stderr}`);
-  assert.doesNotMatch(result.stderr, /user=root/);
+  // A user= account is looked up when a command runs, not here: one authorized-clients file may serve many hosts.
+  assert.doesNotMatch(result.stderr, /user=/);
 });

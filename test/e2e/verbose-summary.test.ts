@@ -43,7 +43,7 @@ test('-v with a recipe ends with the same line; across machines a line for each,
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout.toString().trim(), '300000');
   const lines = result.stderr.trimEnd().split('\n');
-  const run = /^plumb: 2 machines: (\d+) bytes sent, (\d+) bytes received in \d+\.\d\d s, cipher aes-256-gcm; (\d+) bytes on 1 edges between them$/.exec(lines.at(-1) ?? '');
+  const run = /^plumb: 2 machines: (\d+) bytes sent, (\d+) bytes received in \d+\.\d\d s, cipher aes-256-gcm; (\d+) bytes on 1 edge between them$/.exec(lines.at(-1) ?? '');
   assert.ok(run !== null, result.stderr);
   // The edge's bytes went daemon to daemon: counted there, not on plumb's connections.
   assert.equal(Number(run[3]), 300_000);

@@ -49,7 +49,8 @@ for (const [name, program] of [
     assert.doesNotMatch(text, /\(default: \[\]\)/);
     // Every option that takes a value says what holds without it.
     for (const { term, description } of options.filter((option) => /[<[]/.test(option.term))) {
-      assert.match(description, /\((default: .+|required)\)$/, `${name}: ${term}: ${description}`);
+      assert.match(description, /\((?:.*\bdefault: .+|required)\)$/, `${name}: ${term}: ${description}`);
+      assert.equal(description.match(/\bdefault: /g)?.length ?? 0, description.endsWith('(required)') ? 0 : 1, `${name}: ${term} says one default: ${description}`);
     }
   });
 

@@ -2,8 +2,9 @@
 // bytes, redrawn in place on a terminal and cut to its width, plain lines elsewhere, and the closing summary.
 
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { formatBytes, formatElapsed, ProgressLine, summary, TERMINAL_SHOW_AFTER_MS } from '../../plumb-cli/progress.js';
+import { formatBytes, formatElapsed, personAtTerminal, ProgressLine, summary, TERMINAL_SHOW_AFTER_MS } from '../../plumb-cli/progress.js';
 import type { StreamTotals } from '../../plumb-cli/stream-meter.js';
 
 function recorder(isTTY: boolean, columns = 80): { output: { write(text: string): void; isTTY: boolean; columns: number }; text: () => string } {
@@ -95,4 +96,37 @@ test('a terminal that reports no width is taken as 80 columns, not cut to the na
   const { output, text } = recorder(true, 0);
   new ProgressLine(output, () => [stream('stdin', 917_504, 0), stream('stdout', 0, 0)], () => 0).draw();
   assert.equal(text(), '\r\x1b[Kstdin 896KiB 0B/s 0:00 | stdout 0B 0B/s 0:00 [0:00]');
+});
+
+test('a person watches at a terminal: stderr is one, so is stdin or stdout, and plumb is in the foreground group', () => {
+  const tty = { isTTY: true };
+  const pipe = {};
+  // pid (comm) state ppid pgrp session tty_nr tpgid ...: a command name with a space and a parenthesis in it.
+  const stat = (pgrp: number, tpgid: number): string => `4242 (node (x) y) S 1 ${pgrp} ${pgrp} 34816 ${tpgid} 4194560 0`;
+  assert.equal(personAtTerminal({ stdin: tty, stdout: pipe, stderr: tty, procStat: stat(4242, 4242) }), true, 'a download into a file');
+  assert.equal(personAtTerminal({ stdin: pipe, stdout: tty, stderr: tty, procStat: stat(4242, 4242) }), true, 'an upload from a pipe');
+  assert.equal(personAtTerminal({ stdin: pipe, stdout: pipe, stderr: tty, procStat: stat(4242, 4242) }), false, "another program's transport");
+  assert.equal(personAtTerminal({ stdin: tty, stdout: tty, stderr: pipe, procStat: stat(4242, 4242) }), false, 'stderr into a log');
+  assert.equal(personAtTerminal({ stdin: tty, stdout: pipe, stderr: tty, procStat: stat(4242, 4300) }), false, 'a background job');
+  assert.equal(personAtTerminal({ stdin: tty, stdout: pipe, stderr: tty, procStat: undefined }), true, 'no /proc: taken as in the foreground');
+});
+
+test('output that leaves its line open keeps the status line away until the line is finished', () => {
+  let now = 5000;
+  const { output, text } = recorder(true, 200);
+  const line = new ProgressLine(output, () => [stream('stdout', 0, 9)], () => now);
+  let shown = '';
+  const terminal = Object.assign(new Writable({ write: (chunk: Buffer, _encoding, done) => { shown += chunk.toString(); done(); } }), { isTTY: true });
+  const sink = line.interleave(terminal);
+  sink.write('Password: ');
+  line.draw();
+  assert.equal(text(), '', 'no redraw over a prompt');
+  sink.write('\n');
+  now = 6000;
+  line.draw();
+  assert.match(text(), /^\r\x1b\[Kstdout 9B /);
+  assert.equal(shown, 'Password: \n');
+  // A sink that is not the terminal (a file) is left as it is: its output never meets the line.
+  const file = new Writable({ write: (_chunk, _encoding, done) => done() });
+  assert.equal(line.interleave(file), file);
 });
