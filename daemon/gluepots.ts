@@ -57,9 +57,9 @@ export function parseGluepot(text: string, name: string, source: string): Gluepo
 
 /** Every bad line of a gluepot file, each with its file:line (for netplumbd -check-config); none: it is good. */
 export function gluepotProblems(dir: string, name: string): BadConfigError[] {
-  const path = join(dir, name);
+  const { text, path } = readGluepot(dir, name);
   const problems: BadConfigError[] = [];
-  parseGluepotLines(readTrustedFile(path, `gluepot ${name}`), name, path, problems);
+  parseGluepotLines(text, name, path, problems);
   return problems;
 }
 
@@ -112,8 +112,14 @@ function parseGluepotLines(text: string, name: string, source: string, problems:
 
 /** A gluepot name is a file name in the gluepot directory (the authorized-clients parser checks its characters). */
 export function loadGluepot(dir: string, name: string): Gluepot {
+  const { text, path } = readGluepot(dir, name);
+  return parseGluepot(text, name, path);
+}
+
+/** A gluepot file's text and path, read as a trusted file (readTrustedFile). */
+function readGluepot(dir: string, name: string): { text: string; path: string } {
   const path = join(dir, name);
-  return parseGluepot(readTrustedFile(path, `gluepot ${name}`), name, path);
+  return { text: readTrustedFile(path, `gluepot ${name}`), path };
 }
 
 /**

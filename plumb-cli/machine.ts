@@ -76,13 +76,9 @@ export function sayRunSummary(args: Pick<MachineOptions, 'verbose'>, connections
   // A run that failed before any part connected has no connection to sum up.
   if (args.verbose !== true || connections.length === 0) return;
   const all = connections.flatMap((connection) => wireBytes(connection) ?? []);
-  const sent = all.reduce((sum, bytes) => sum + bytes.sent, 0);
-  const received = all.reduce((sum, bytes) => sum + bytes.received, 0);
+  const bytes = { sent: all.reduce((sum, each) => sum + each.sent, 0), received: all.reduce((sum, each) => sum + each.received, 0) };
   const ciphers = [...new Set(connections.map((connection) => connection.peer.cipher))].join(',');
-  const seconds = ((performance.now() - connectedAt) / 1000).toFixed(2);
-  process.stderr.write(
-    `plumb: ${counted(connections.length, 'machine')}: ${sent} bytes sent, ${received} bytes received in ${seconds} s, cipher ${ciphers}; ${edges.bytes} bytes on ${counted(edges.count, 'edge')} between them\n`,
-  );
+  saySummary(args, bytes, ciphers, connectedAt, `${counted(connections.length, 'machine')}: `, `; ${edges.bytes} bytes on ${counted(edges.count, 'edge')} between them`);
 }
 
 /** `1 edge`, `2 edges`. */
@@ -90,9 +86,9 @@ function counted(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
-/** sayConnectionSummary's line, from what a run reports of its connection. */
-export function saySummary(args: Pick<MachineOptions, 'verbose'>, bytes: { sent: number; received: number }, cipher: string, connectedAt: number, label = ''): void {
+/** sayConnectionSummary's line, from what a run reports of its connection; `after` ends the line. */
+export function saySummary(args: Pick<MachineOptions, 'verbose'>, bytes: { sent: number; received: number }, cipher: string, connectedAt: number, label = '', after = ''): void {
   if (args.verbose !== true) return;
   const seconds = ((performance.now() - connectedAt) / 1000).toFixed(2);
-  process.stderr.write(`plumb: ${label}${bytes.sent} bytes sent, ${bytes.received} bytes received in ${seconds} s, cipher ${cipher}\n`);
+  process.stderr.write(`plumb: ${label}${bytes.sent} bytes sent, ${bytes.received} bytes received in ${seconds} s, cipher ${cipher}${after}\n`);
 }
