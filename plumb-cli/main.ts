@@ -61,7 +61,7 @@ function parseArguments(argv: readonly string[]): PlumbArguments {
     .option('--one-time-key <file>', "authenticate with a one-time key file (and the daemon's host key it names), once")
     .option('-N', 'run no command: keep the named pipes and sockets joined until interrupted (as ssh -N)')
     .option('-t, --tty', 'run the command on a pseudo-terminal (without a command: a login shell), this terminal in raw mode')
-    .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary (default: shown on a terminal once a run lasts a second)")
+    .option('--progress', "show each stream's bytes, rate and time on stderr while the run goes on (redrawn in place on a terminal), then a summary (default: shown to a person at a terminal once a run lasts a second; see plumb(1))")
     .option('--no-progress', 'show no progress, even on a terminal')
     .option('-v, --verbose', 'say what plumb does, on stderr')
     .argument('[machine]', 'host name, address, Host of $NETPLUMB_HOME/config, or alias from $NETPLUMB_HOME/hosts')
