@@ -8,7 +8,7 @@
 import { Transform, type Readable } from 'node:stream';
 import { BadRequestError } from '../protocol/errors.js';
 import { edgeVerdict, type EdgeDigest, type EdgeProgress, type EdgeReport, type StreamDigest } from '../protocol/multi-host.js';
-import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
+import type { ExitStatus, ForwardableSignal, StageBytes, StageEnd } from '../protocol/session.js';
 import type { MuxStream } from '../protocol/mux.js';
 import type { PathCheck } from '../bridges/checked-open.js';
 import type { EdgeLink } from '../bridges/edge-dial.js';
@@ -40,6 +40,8 @@ export interface PartRunnerOptions {
   killGraceMs: number;
   checkFile?: PathCheck;
   stageEnded: (end: StageEnd) => void;
+  /** Given: each command's bytes are counted, and told here once known (before the part's end). */
+  stageBytes?: (bytes: StageBytes) => void;
   /** Each edge end's report, to the controller, as the end is done. */
   edgeReport: (report: EdgeReport) => void;
   /** The count and digest of plumb's stdout as sent and its stdin as delivered, to the controller, before the end. */
@@ -85,6 +87,7 @@ export class PartRunner implements Runner {
       killGraceMs: options.killGraceMs,
       ownStages,
       onStageEnd: (end) => options.stageEnded(end),
+      ...(options.stageBytes === undefined ? {} : { countBytes: true, onStageBytes: options.stageBytes }),
       onEdgeEnd: (tally) => runner.edgeEnded(tally),
       digestStdio: true,
     });

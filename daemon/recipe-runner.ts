@@ -3,7 +3,7 @@
 // ready and tells each command's end; a command answers Started only once its process runs, else its Start is refused.
 
 import { errorFor, RequestError, SpawnFailedError } from '../protocol/errors.js';
-import type { ExitStatus, ForwardableSignal, StageEnd } from '../protocol/session.js';
+import type { ExitStatus, ForwardableSignal, StageBytes, StageEnd } from '../protocol/session.js';
 import type { PathCheck } from '../bridges/checked-open.js';
 import { prepareRecipe, type RecipeOutcome, type RecipeRun, type RecipeRunOptions } from '../recipes/execute.js';
 import { commandPlan, type RecipePlan } from '../recipes/plan.js';
@@ -19,6 +19,8 @@ export interface RecipeRunnerOptions {
   checkFile?: PathCheck;
   /** A recipe command's end, as it happens. */
   stageEnded?: (end: StageEnd) => void;
+  /** Given: each recipe command's bytes are counted, and told here once known. */
+  stageBytes?: (bytes: StageBytes) => void;
 }
 
 type Mode = { kind: 'recipe'; source: string } | { kind: 'command'; argv: readonly [string, ...string[]] };
@@ -107,8 +109,9 @@ export class RecipeRunner implements Runner {
   }
 
   private runOptions(prepared: PreparedStart, options: RecipeRunnerOptions): RecipeRunOptions {
-    const { checkFile, stageEnded } = options;
+    const { checkFile, stageEnded, stageBytes } = options;
     return {
+      ...(stageBytes === undefined ? {} : { countBytes: true, onStageBytes: stageBytes }),
       ...(prepared.programs === undefined ? {} : { programs: prepared.programs }),
       ...(checkFile === undefined ? {} : { checkFile }),
       identity: prepared.identity.runAs,

@@ -5,7 +5,7 @@
 import type { FieldList } from '../protocol/fields.js';
 import type { Mux, MuxStream } from '../protocol/mux.js';
 import type { EdgeProgress, EdgeReport, StreamDigest } from '../protocol/multi-host.js';
-import type { ExitStatus, ForwardableSignal, MintedKey, MintRequest, StageEnd, StartRequest } from '../protocol/session.js';
+import type { ExitStatus, ForwardableSignal, MintedKey, MintRequest, StageBytes, StageEnd, StartRequest } from '../protocol/session.js';
 
 /** The three streams the client opened for a Start: the command's (or the recipe's) stdin, stdout and stderr. */
 export interface SessionStreams {
@@ -55,6 +55,8 @@ export interface LaunchContext {
   cancelled: () => boolean;
   /** A recipe command's end, to be told to the client. */
   stageEnded: (end: StageEnd) => void;
+  /** A recipe command's counts, to be told to the client that asked for them (count-bytes=1). */
+  stageBytes?: (bytes: StageBytes) => void;
   /** A part's edge end, to be told to the controller (PROTOCOL.md 7.8). */
   edgeReport?: (report: EdgeReport) => void;
   /** How much of an edge read here has arrived, to be told to a controller showing progress (EdgeProgress). */

@@ -6,7 +6,7 @@ import { BadRequestError, NotPermittedError } from '../protocol/errors.js';
 import type { PublicIdentity } from '../protocol/keys.js';
 import type { ResolvedLimits } from '../protocol/limits.js';
 import type { EdgeConnectRequest, EdgeMintRequest, EdgeProgress, EdgeRequest } from '../protocol/multi-host.js';
-import { type KeyBinding, type MintedKey, type MintRequest, type StartRequest } from '../protocol/session.js';
+import { type KeyBinding, type MintedKey, type MintRequest, type StageBytes, type StartRequest } from '../protocol/session.js';
 import { StartKind, type EdgeRoute } from '../protocol/wire.js';
 import { dialEdge, type EdgeLink } from '../bridges/edge-dial.js';
 import { ForwardRunner } from './forward-runner.js';
@@ -79,6 +79,7 @@ export class SessionLauncher implements Launcher {
         stageEnded: context.stageEnded,
         edgeReport: (report) => context.edgeReport?.(report),
         ...(request.progress === true ? { edgeProgress: (progress: EdgeProgress) => context.edgeProgress?.(progress) } : {}),
+        ...this.counting(request, context),
         streamDigest: (digest) => context.streamDigest?.(digest),
       });
       try {
@@ -96,11 +97,17 @@ export class SessionLauncher implements Launcher {
         killGraceMs,
         ...checkFile,
         stageEnded: context.stageEnded,
+        ...this.counting(request, context),
       });
     }
     if (request.kind === StartKind.Forward) return new ForwardRunner();
     if (request.pty !== undefined) return new PtyRunner(request.argv, request.pty, prepared, this.log, killGraceMs);
     return RecipeRunner.command(request.argv as [string, ...string[]], prepared, { log: this.log, killGraceMs });
+  }
+
+  /** Each command's bytes are counted and told when the recipe's Start asks. */
+  private counting(request: { countBytes?: boolean }, context: LaunchContext): { stageBytes?: (bytes: StageBytes) => void } {
+    return request.countBytes === true ? { stageBytes: (bytes) => context.stageBytes?.(bytes) } : {};
   }
 
   /** The account a held part runs as: an edge key minted for it is told so. */

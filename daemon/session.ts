@@ -44,11 +44,13 @@ import {
   decodeStartRequest,
   encodeExit,
   encodeMintReply,
+  encodeStageBytes,
   encodeStageEnd,
   encodeStartReply,
   type ExitStatus,
   type ForwardableSignal,
   type MintRequest,
+  type StageBytes,
   type StageEnd,
   type StartRequest,
 } from '../protocol/session.js';
@@ -227,6 +229,9 @@ export class Session implements SessionHandler {
       mux: this.mux as Mux,
       cancelled: () => this.state.is('closed'),
       stageEnded: (end: StageEnd) => this.stageEnded(end),
+      stageBytes: (bytes: StageBytes) => {
+        if (this.state.is('running')) this.channel?.sendFields(PacketType.StageBytes, encodeStageBytes(bytes));
+      },
       edgeReport: (report: EdgeReport) => this.edgeReport(report),
       edgeProgress: (progress: EdgeProgress) => {
         if (this.state.is('running')) this.channel?.sendFields(PacketType.EdgeProgress, encodeEdgeProgress(progress));

@@ -35,7 +35,21 @@ import {
   type StreamDigest,
 } from '../protocol/multi-host.js';
 import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../protocol/mux.js';
-import { decodeExit, decodeMintReply, decodeStageEnd, decodeStartReply, encodeStartRequest, NO_ENDPOINTS, type ExitStatus, type ExportedEnv, type MintReply, type StageEnd, type StartReply } from '../protocol/session.js';
+import {
+  decodeExit,
+  decodeMintReply,
+  decodeStageBytes,
+  decodeStageEnd,
+  decodeStartReply,
+  encodeStartRequest,
+  NO_ENDPOINTS,
+  type ExitStatus,
+  type ExportedEnv,
+  type MintReply,
+  type StageBytes,
+  type StageEnd,
+  type StartReply,
+} from '../protocol/session.js';
 import { DEFAULT_LIMITS, EdgeConnectStatus, EdgeRoute, EdgeStatus, Field, MAX_EDGE_RATE, MintStatus, PacketType, StartKind, StartStatus, StreamPurpose } from '../protocol/wire.js';
 import { placementName, readsPlumbStdin, recipeStatus, type RecipePlan } from '../recipes/plan.js';
 import type { LoadedRecipe } from './check-command.js';
@@ -49,7 +63,6 @@ import { resolveMachine, type MachineSettings } from './host-config.js';
 import { clientPaths, type Target } from './paths.js';
 import { writeJsonReport, type RecipeArguments } from './recipe-command.js';
 import { RecipeReport } from './recipe-report.js';
-import { stageBytes } from './stage-bytes.js';
 
 /** How long an edge key stays good at most: a run whose edges are not connected by then is refused anyway. */
 const EDGE_KEY_SECONDS = 300;
@@ -104,6 +117,7 @@ class MachinePart implements SessionHandler {
     readonly connection: SecureConnection,
     private readonly events: {
       stageEnded: (part: MachinePart, end: StageEnd) => void;
+      stageCounted: (bytes: StageBytes) => void;
       edgeReport: (part: MachinePart, report: EdgeReport) => void;
       /** Told of each stream of the part as it opens, for -progress. */
       observeStream?: MuxOptions['observeStream'];
@@ -131,6 +145,10 @@ class MachinePart implements SessionHandler {
       }
       case PacketType.StageEnd:
         this.events.stageEnded(this, decodeStageEnd(fields, isErrorCode));
+        return;
+      case PacketType.StageBytes:
+        // Asked for only with a report; a daemon that sends it unasked is still only telling counts.
+        this.events.stageCounted(decodeStageBytes(fields));
         return;
       case PacketType.EdgeDigest: {
         const digest = decodeEdgeDigest(fields);
@@ -184,7 +202,7 @@ class MachinePart implements SessionHandler {
     return Promise.race([reply, this.gone.then((error) => Promise.reject(error))]);
   }
 
-  async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv; progress?: boolean }): Promise<void> {
+  async startPart(job: { run: string; source: string; text: string; user?: string; env: ExportedEnv; progress?: boolean; countBytes?: boolean }): Promise<void> {
     const mux = new Mux(
       this.connection,
       {
@@ -458,6 +476,7 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
           }
           for (const other of parts) if (other !== from && !other.exited) other.connection.sendFields(PacketType.RemoteStageEnd, encodeRemoteStageEnd(end.stage));
         },
+        stageCounted: (bytes) => report.stageCounted(bytes),
         edgeReport: (_from, edgeReport) => {
           edgeReports.push(edgeReport);
           edgeReportedAt.set(edgeReport, Date.now());
@@ -479,7 +498,8 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     // 1. Every part checked and readied; nothing runs yet.
     const run = randomBytes(16).toString('hex');
     // With -progress each daemon tells how much of the edges it reads has arrived, as it arrives.
-    const job = { run, source: recipe.file, text: recipe.text, env, ...(progress === undefined ? {} : { progress: true }) };
+    // With a report, each daemon counts its commands' bytes (StageBytes).
+    const job = { run, source: recipe.file, text: recipe.text, env, ...(progress === undefined ? {} : { progress: true }), ...(args.json === false ? {} : { countBytes: true }) };
     await Promise.all(parts.map((part) => part.startPart({ ...job, ...(part.user === undefined ? {} : { user: part.user }) })));
     // 2. Every edge connected daemon to daemon, on a key minted by its reader for it alone.
     await Promise.all(
@@ -568,17 +588,6 @@ export async function acrossMachinesCommand(args: RecipeArguments, recipe: Loade
     relays.closed = true;
     for (const link of relays.links) link.close();
     for (const part of parts) part.endpoints?.close();
-    report.stageBytes(
-      stageBytes(
-        plan,
-        edgeReports,
-        parts.map((part) => ({
-          stages: new Set(plan.stages.filter((stage) => partOf.get(stage.index) === part).map((stage) => stage.index)),
-          stdout: part.local.stdout.bytes,
-          stdinDelivered: part.streamDigests.get('stdin')?.bytes,
-        })),
-      ),
-    );
     await Promise.all(parts.map((part) => part.connection.close().catch(() => undefined)));
     meters.settle();
     report.streams(meters.totals());

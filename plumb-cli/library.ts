@@ -14,14 +14,14 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { SecureConnection } from '../protocol/connection.js';
 import { ConnectionLostError, UsageError, type NetplumbError } from '../protocol/errors.js';
 import { formatPublicKeyLine } from '../protocol/keys.js';
-import { ENV_NAME_PATTERN, type ExportedEnv, type ForwardableSignal, type StageEnd } from '../protocol/session.js';
+import { ENV_NAME_PATTERN, type ExportedEnv, type ForwardableSignal, type StageBytes, type StageEnd } from '../protocol/session.js';
 import { DEFAULT_LIMITS, StartKind } from '../protocol/wire.js';
 import { wireBytes } from './client.js';
 import { ClientEndpoints, NO_ENDPOINT_OPTIONS, remoteEndpoints, type EndpointOptions } from './endpoints.js';
 import { connectToMachine, withMachineSettings, type MachineOptions } from './machine.js';
 import { formatKeyFile, mintOneTimeKey } from './one-time-key.js';
 import { clientPaths } from './paths.js';
-import { runRemoteCommand, type LocalTerminal, type RemoteJob } from './run.js';
+import { runRemoteCommand, type LocalTerminal, type RemoteCommandOptions, type RemoteJob } from './run.js';
 import { StreamMeter, type StreamTotals } from './stream-meter.js';
 
 export {
@@ -35,7 +35,7 @@ export {
   RecipeError,
   UsageError,
 } from '../protocol/errors.js';
-export type { ExportedEnv, ForwardableSignal, StageEnd, StageStatus } from '../protocol/session.js';
+export type { ExportedEnv, ForwardableSignal, StageBytes, StageEnd, StageStatus } from '../protocol/session.js';
 export type { EndpointOptions, SocketPair } from './endpoints.js';
 export type { LocalTerminal } from './run.js';
 export type { StreamTotals } from './stream-meter.js';
@@ -96,6 +96,11 @@ export type RecipeSource = { file: string } | { text: string; source: string };
 export interface RecipeOptions extends RunOptions {
   /** The spool directory names are checked against before sending (the daemon checks them again in its own). */
   spoolDir?: string;
+  /**
+   * The daemon counts what each command takes in and gives out, whatever its streams are joined to, and each
+   * command's counts come as a `bytes` event after its `stage` event. Its pipes then pass through the daemon.
+   */
+  countBytes?: boolean;
 }
 
 /**
@@ -123,11 +128,17 @@ export interface RemoteRun {
   streams(): StreamTotals[];
 }
 
-/** A recipe run, with a `stage` event for each command's end, in the order the daemon reports them. */
+/**
+ * A recipe run, with a `stage` event for each command's end, in the order the daemon reports them, and with
+ * countBytes a `bytes` event for each command's counts once its output is all in.
+ */
 export interface RemoteRecipeRun extends RemoteRun {
   on(event: 'stage', listener: (end: StageEnd) => void): this;
   once(event: 'stage', listener: (end: StageEnd) => void): this;
   off(event: 'stage', listener: (end: StageEnd) => void): this;
+  on(event: 'bytes', listener: (bytes: StageBytes) => void): this;
+  once(event: 'bytes', listener: (bytes: StageBytes) => void): this;
+  off(event: 'bytes', listener: (bytes: StageBytes) => void): this;
 }
 
 /** A command (argv, no shell) or a recipe file a one-time key is bound to, with the account it runs as. */
@@ -214,14 +225,16 @@ export class Machine {
   run(argv: readonly string[], options: RunOptions = {}): RemoteRun {
     if (argv.length === 0 && options.terminal === undefined) throw new UsageError('run: the command is empty (only on a terminal does none mean a login shell)');
     const job: RemoteJob = { kind: StartKind.Exec, argv: [...argv], ...this.userOf(options) };
-    return this.start(job, options, undefined);
+    return this.start(job, options);
   }
 
   /** Runs a recipe on the machine; its commands' ends come as `stage` events. */
   runRecipe(recipe: RecipeSource, options: RecipeOptions = {}): RemoteRecipeRun {
     const stages = new EventEmitter();
-    const job = loadRecipeJob(recipe, options.spoolDir).then((loaded) => ({ ...loaded, ...this.userOf(options) }));
-    return Object.assign(stages, this.start(job, options, (end) => stages.emit('stage', end))) as unknown as RemoteRecipeRun;
+    const counting = options.countBytes === true ? { countBytes: true } : {};
+    const job = loadRecipeJob(recipe, options.spoolDir).then((loaded) => ({ ...loaded, ...this.userOf(options), ...counting }));
+    const events = { onStageEnd: (end: StageEnd) => stages.emit('stage', end), onStageBytes: (bytes: StageBytes) => stages.emit('bytes', bytes) };
+    return Object.assign(stages, this.start(job, options, events)) as unknown as RemoteRecipeRun;
   }
 
   /**
@@ -234,7 +247,7 @@ export class Machine {
       throw new UsageError('forward: give the named pipes or sockets to keep joined');
     }
     const none = { stdin: emptyInput(), stdout: new PassThrough(), stderr: new PassThrough() };
-    return { ...this.start({ kind: StartKind.Forward, ...this.userOf(options) }, { ...options, ...none }, undefined), stdin: null, stdout: null, stderr: null };
+    return { ...this.start({ kind: StartKind.Forward, ...this.userOf(options) }, { ...options, ...none }), stdin: null, stdout: null, stderr: null };
   }
 
   /** Asks the daemon (which must know this client as a controller) for a one-time key bound to the job. */
@@ -284,7 +297,7 @@ export class Machine {
     return connection;
   }
 
-  private start(job: RemoteJob | Promise<RemoteJob>, options: RunOptions, onStageEnd: ((end: StageEnd) => void) | undefined): RemoteRun {
+  private start(job: RemoteJob | Promise<RemoteJob>, options: RunOptions, recipeEvents: Partial<Pick<RemoteCommandOptions, 'onStageEnd' | 'onStageBytes'>> = {}): RemoteRun {
     const stdin = options.stdin === undefined ? new PassThrough() : null;
     const stdout = options.stdout === undefined ? new PassThrough() : null;
     const stderr = options.stderr === undefined ? new PassThrough() : null;
@@ -306,7 +319,7 @@ export class Machine {
           env,
           endpoints,
           ...(options.terminal === undefined ? {} : { terminal: options.terminal }),
-          ...(onStageEnd === undefined ? {} : { onStageEnd }),
+          ...recipeEvents,
           stdio: { stdin: options.stdin ?? (stdin as PassThrough), stdout: options.stdout ?? (stdout as PassThrough), stderr: options.stderr ?? (stderr as PassThrough) },
           signals,
           maxStreams: DEFAULT_LIMITS.maxStreamsPerConnection,

@@ -7,7 +7,6 @@ import type { ExportedEnv } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { LoadedRecipe } from './check-command.js';
 import { RecipeReport } from './recipe-report.js';
-import { stageBytes } from './stage-bytes.js';
 import { runOnMachine, type RunArguments } from './run-command.js';
 import type { RemoteJob } from './run.js';
 
@@ -29,21 +28,19 @@ export function recipeJob(recipe: LoadedRecipe, user: string | undefined): Extra
 export async function recipeCommand(args: RecipeArguments, recipe: LoadedRecipe, env: ExportedEnv): Promise<number> {
   const report = new RecipeReport(recipe.file, args.machine as string, recipe.plan);
   try {
+    // With a report, the daemon counts each command's bytes: they pass through it, which only a report pays for.
     const status = await runOnMachine(
       args,
-      recipeJob(recipe, args.user),
+      { ...recipeJob(recipe, args.user), ...(args.json === false ? {} : { countBytes: true }) },
       env,
-      (end) => {
-        const line = report.stageEnded(end);
-        if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
+      {
+        onStageEnd: (end) => {
+          const line = report.stageEnded(end);
+          if (line !== undefined) process.stderr.write(`plumb: ${line}\n`);
+        },
+        onStageBytes: (bytes) => report.stageCounted(bytes),
       },
-      (streams) => {
-        report.streams(streams);
-        // One machine: every byte of plumb's stdout came from there. What plumb sent on stdin is not what the
-        // command took (the daemon drops what a command that stopped reading leaves), so it is no command's count.
-        const stdout = streams.find((stream) => stream.name === 'stdout')?.bytesIn ?? 0;
-        report.stageBytes(stageBytes(recipe.plan, [], [{ stages: new Set(recipe.plan.stages.map((stage) => stage.index)), stdout, stdinDelivered: undefined }]));
-      },
+      (streams) => report.streams(streams),
     );
     report.finished(status);
     return status;

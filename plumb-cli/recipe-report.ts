@@ -4,7 +4,7 @@
 import type { NetplumbError } from '../protocol/errors.js';
 import type { StageEnd } from '../protocol/session.js';
 import type { RecipePlan } from '../recipes/plan.js';
-import type { StageBytes } from './stage-bytes.js';
+import type { StageBytes } from '../protocol/session.js';
 import type { StreamTotals } from './stream-meter.js';
 
 /** One command in the JSON report. `code` is set for an exit and for a command that could not start. */
@@ -24,9 +24,10 @@ export interface StageReportEntry {
   /** When the command started and ended (ISO 8601, UTC), as the daemon that ran it saw them. */
   startedAt?: string;
   endedAt?: string;
-  /** Where netplumb carried and counted the command's stream (stage-bytes.ts); absent where it did not. */
+  /** What the command took in on stdin and gave out on stdout and stderr, as its daemon counted them (StageBytes). */
   bytesIn?: number;
   bytesOut?: number;
+  bytesErr?: number;
 }
 
 /** One of plumb's streams in the JSON report: `bytesOut` went to the machine, `bytesIn` came from it. */
@@ -57,7 +58,7 @@ export class RecipeReport {
   private readonly ends = new Map<number, StageEnd>();
   private exitStatus: number | null = null;
   private failure: { code: string; message: string } | undefined;
-  private bytes: ReadonlyMap<number, StageBytes> = new Map();
+  private readonly bytes = new Map<number, StageBytes>();
   private streamTotals: readonly StreamTotals[] | undefined;
 
   constructor(
@@ -84,9 +85,9 @@ export class RecipeReport {
     this.failure = { code: error.code, message: error.message };
   }
 
-  /** The counted bytes of each command, given once the run is over; only a command that ran gets them. */
-  stageBytes(bytes: ReadonlyMap<number, StageBytes>): void {
-    this.bytes = bytes;
+  /** A command's counts, as its daemon told them. */
+  stageCounted(bytes: StageBytes): void {
+    this.bytes.set(bytes.stage, bytes);
   }
 
   /** What each of plumb's streams carried, given once the run is over. */
@@ -102,7 +103,7 @@ export class RecipeReport {
       const measured = {
         ...(end.startedAt === undefined ? {} : { startedAt: new Date(end.startedAt).toISOString() }),
         ...(end.endedAt === undefined ? {} : { endedAt: new Date(end.endedAt).toISOString() }),
-        ...this.bytes.get(stage.index),
+        ...counted(this.bytes.get(stage.index)),
       };
       const { status } = end;
       if ('error' in status) return { ...base, outcome: 'not-started', code: status.code, error: status.error, message: status.message };
@@ -123,4 +124,11 @@ export class RecipeReport {
     }
     return json;
   }
+}
+
+/** A command's counts as the report gives them: the three counts, each where it was known. */
+function counted(bytes: StageBytes | undefined): Pick<StageReportEntry, 'bytesIn' | 'bytesOut' | 'bytesErr'> {
+  if (bytes === undefined) return {};
+  const { bytesIn, bytesOut, bytesErr } = bytes;
+  return { ...(bytesIn === undefined ? {} : { bytesIn }), ...(bytesOut === undefined ? {} : { bytesOut }), ...(bytesErr === undefined ? {} : { bytesErr }) };
 }

@@ -2,7 +2,7 @@
 // local named pipes and sockets replicated, and ends with the command's exit status. It goes through the library
 // (library.ts) as any Node program would; a one-machine recipe and plumb -N use the same path.
 
-import type { ExportedEnv, StageEnd } from '../protocol/session.js';
+import type { ExportedEnv, StageBytes, StageEnd } from '../protocol/session.js';
 import { StartKind } from '../protocol/wire.js';
 import type { EndpointOptions } from './endpoints.js';
 import type { EndpointMachines } from './endpoint-placement.js';
@@ -53,7 +53,7 @@ export async function runOnMachine(
   args: RunArguments,
   job: RemoteJob,
   env: ExportedEnv,
-  onStageEnd?: (end: StageEnd) => void,
+  recipeEvents: RecipeEvents = {},
   onEnd?: (streams: StreamTotals[]) => void,
 ): Promise<number> {
   // The local named pipes and sockets first: a mistake there costs no connection, no pinned key, no one-time key.
@@ -79,10 +79,18 @@ export async function runOnMachine(
     ...(args.tty ? { terminal: localTerminal() } : {}),
     signals: process,
   };
+  const { onStageEnd } = recipeEvents;
   // A stage's line of plumb's own takes the status line's place; the next draw puts it back under it.
-  run = start(machine, job, options, onStageEnd === undefined ? undefined : (end) => {
-    progress?.clearLine();
-    onStageEnd(end);
+  run = start(machine, job, options, {
+    ...recipeEvents,
+    ...(onStageEnd === undefined
+      ? {}
+      : {
+          onStageEnd: (end: StageEnd) => {
+            progress?.clearLine();
+            onStageEnd(end);
+          },
+        }),
   });
   progress?.start();
   try {
@@ -95,13 +103,20 @@ export async function runOnMachine(
   }
 }
 
-function start(machine: Machine, job: RemoteJob, options: RunOptions, onStageEnd: ((end: StageEnd) => void) | undefined): RemoteRun {
+/** What plumb is told of a recipe's commands as they end, and of their counts when it asked for them. */
+export interface RecipeEvents {
+  onStageEnd?: (end: StageEnd) => void;
+  onStageBytes?: (bytes: StageBytes) => void;
+}
+
+function start(machine: Machine, job: RemoteJob, options: RunOptions, { onStageEnd, onStageBytes }: RecipeEvents): RemoteRun {
   switch (job.kind) {
     case StartKind.Exec:
       return machine.run(job.argv, options);
     case StartKind.Recipe: {
-      const run = machine.runRecipe({ text: job.text, source: job.source }, options);
+      const run = machine.runRecipe({ text: job.text, source: job.source }, { ...options, ...(job.countBytes === true ? { countBytes: true } : {}) });
       if (onStageEnd !== undefined) run.on('stage', onStageEnd);
+      if (onStageBytes !== undefined) run.on('bytes', onStageBytes);
       return run;
     }
     case StartKind.Forward:

@@ -16,6 +16,7 @@ import { encodeFields, type FieldList } from '../protocol/fields.js';
 import { Mux, type MuxOptions, type MuxStream, type SessionHandler } from '../protocol/mux.js';
 import {
   decodeExit,
+  decodeStageBytes,
   decodeStageEnd,
   decodeStartReply,
   encodeResize,
@@ -25,6 +26,7 @@ import {
   type ExitStatus,
   type ExportedEnv,
   type ForwardableSignal,
+  type StageBytes,
   type StageEnd,
   type StartReply,
 } from '../protocol/session.js';
@@ -54,6 +56,8 @@ class RemoteCommand implements SessionHandler {
 
   constructor(
     private readonly onStageEnd: ((end: StageEnd) => void) | undefined,
+    /** Given only when the Start asked the daemon to count each command's bytes. */
+    private readonly onStageBytes: ((bytes: StageBytes) => void) | undefined,
     private readonly endpoints: ClientEndpoints | undefined,
   ) {
     this.startReply = new Promise((resolve) => (this.resolveStart = resolve));
@@ -79,6 +83,15 @@ class RemoteCommand implements SessionHandler {
         }
         this.onStageEnd(decodeStageEnd(fields, isErrorCode));
         return;
+      case PacketType.StageBytes: {
+        if (this.onStageEnd === undefined || !this.startAnswered || this.exitSeen) {
+          throw new UnexpectedPacketError('StageBytes outside a running recipe');
+        }
+        // Asked for only with countBytes; a daemon that sends it unasked is still only telling counts.
+        const bytes = decodeStageBytes(fields);
+        this.onStageBytes?.(bytes);
+        return;
+      }
       default:
         throw new UnexpectedPacketError(`packet type ${type} not expected by plumb`);
     }
@@ -114,7 +127,7 @@ function terminalSize(terminal: LocalTerminal): { cols: number; rows: number } {
 /** What plumb asks the daemon to run. */
 export type RemoteJob =
   | { kind: StartKind.Exec; argv: string[]; user?: string }
-  | { kind: StartKind.Recipe; text: string; source: string; user?: string }
+  | { kind: StartKind.Recipe; text: string; source: string; user?: string; countBytes?: boolean }
   | { kind: StartKind.Forward; user?: string };
 
 export interface RemoteCommandOptions {
@@ -127,6 +140,8 @@ export interface RemoteCommandOptions {
   terminal?: LocalTerminal;
   /** Called for each recipe command's end as the daemon reports it. */
   onStageEnd?: (end: StageEnd) => void;
+  /** Called with each recipe command's counts, for a job that asked for them (countBytes). */
+  onStageBytes?: (bytes: StageBytes) => void;
   stdio: LocalStdio;
   /** Whose signals plumb forwards (each emitter's); the third SIGINT gives up on the remote command and ends plumb. */
   signals: NodeJS.EventEmitter | readonly NodeJS.EventEmitter[];
@@ -142,7 +157,10 @@ export interface RemoteCommandOptions {
 /** Resolves with the exit status plumb should end with; throws NetplumbError for connection-level failures. */
 export async function runRemoteCommand(connection: SecureConnection, options: RemoteCommandOptions): Promise<number> {
   const { endpoints } = options;
-  const remote = new RemoteCommand(options.job.kind === StartKind.Recipe ? (options.onStageEnd ?? (() => undefined)) : undefined, endpoints);
+  const { job: asked } = options;
+  const recipe = asked.kind === StartKind.Recipe;
+  const counting = recipe && asked.countBytes === true;
+  const remote = new RemoteCommand(recipe ? (options.onStageEnd ?? (() => undefined)) : undefined, counting ? (options.onStageBytes ?? (() => undefined)) : undefined, endpoints);
   const mux = new Mux(
     connection,
     {

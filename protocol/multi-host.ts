@@ -55,6 +55,8 @@ export interface PartRequest extends StartCommon {
   machines: string[];
   /** The controller shows progress (plumb -progress): the daemon sends EdgeProgress for the edges it reads. */
   progress?: boolean;
+  /** The daemon counts each command's bytes and sends StageBytes (plumb -json). */
+  countBytes?: boolean;
 }
 
 /** The fields of a part that a recipe Start does not have; the rest are encoded as a recipe Start's. */
@@ -78,10 +80,17 @@ export function decodePartFields(fields: FieldList): Pick<PartRequest, 'run' | '
 }
 
 /** The recipe fields of a part (as a recipe Start has them), checked as a recipe Start checks them. */
-export function decodeRecipeSource(fields: FieldList): { source: string; text: string } {
+export function decodeRecipeSource(fields: FieldList): { source: string; text: string; countBytes?: true } {
   const source = fields.require(Field.source);
   if (source === '' || Buffer.byteLength(source) > MAX_SOURCE_NAME_BYTES) throw new BadRequestError('bad recipe source name');
-  return { source, text: fields.require(Field.recipe) };
+  const count = fields.optional(Field.countBytes);
+  if (count !== undefined && count !== '1') throw new BadRequestError('malformed count-bytes');
+  return { source, text: fields.require(Field.recipe), ...(count === '1' ? { countBytes: true as const } : {}) };
+}
+
+/** The recipe fields of a recipe Start or a part: its source name, its text, and whether to count each command's bytes. */
+export function encodeRecipeSource(request: { source: string; text: string; countBytes?: boolean }): Entry[] {
+  return [[Field.source, request.source], [Field.recipe, request.text], ...(request.countBytes === true ? [[Field.countBytes, '1'] as Entry] : [])];
 }
 
 /** An edge's Start, from its writing daemon on a one-time key bound to exactly this run and edge. */

@@ -3,7 +3,7 @@
 
 import { BadRequestError, ErrorCode } from './errors.js';
 import type { Entry, FieldList } from './fields.js';
-import { decodePartFields, decodeRecipeSource, encodePartFields, type PartRequest } from './multi-host.js';
+import { decodePartFields, decodeRecipeSource, encodePartFields, encodeRecipeSource, type PartRequest } from './multi-host.js';
 import {
   Field,
   MAX_ARGV_WORDS,
@@ -75,6 +75,8 @@ export interface RecipeRequest extends StartCommon {
   text: string;
   /** The file name error messages cite (the client's name for the recipe). */
   source: string;
+  /** The daemon counts each command's bytes and sends StageBytes (plumb -json). */
+  countBytes?: boolean;
 }
 
 /**
@@ -108,9 +110,9 @@ export function encodeStartRequest(request: StartRequest): Entry[] {
         ...streamEntries(request),
       ];
     case StartKind.Recipe:
-      return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...streamEntries(request)];
+      return [[Field.kind, request.kind], ...encodeRecipeSource(request), ...streamEntries(request)];
     case StartKind.Part:
-      return [[Field.kind, request.kind], [Field.source, request.source], [Field.recipe, request.text], ...encodePartFields(request), ...streamEntries(request)];
+      return [[Field.kind, request.kind], ...encodeRecipeSource(request), ...encodePartFields(request), ...streamEntries(request)];
     case StartKind.Forward:
       return [[Field.kind, request.kind], ...streamEntries(request)];
   }
@@ -313,6 +315,44 @@ export function decodeStageEnd(fields: FieldList, isCode: (value: string) => val
   if (startedAt !== undefined) end.startedAt = startedAt;
   if (endedAt !== undefined) end.endedAt = endedAt;
   return end;
+}
+
+/**
+ * What one command of a recipe took in and gave out, as its daemon counted it (StageBytes, sent only when the Start
+ * asked with count-bytes=1). Each count is absent where it could not be known: a device other than /dev/null.
+ */
+export interface StageBytes {
+  stage: number;
+  /** The bytes delivered into its stdin, or read from its stdin file. */
+  bytesIn?: number;
+  /** The bytes it wrote to stdout, and to stderr where that goes to the same place (2>&1, >%x 2>%x). */
+  bytesOut?: number;
+  /** The bytes it wrote to stderr, where that goes elsewhere than stdout. */
+  bytesErr?: number;
+}
+
+const STAGE_BYTE_FIELDS = [
+  ['bytesIn', Field.bytesIn],
+  ['bytesOut', Field.bytesOut],
+  ['bytesErr', Field.bytesErr],
+] as const;
+
+export function encodeStageBytes(bytes: StageBytes): Entry[] {
+  const entries: Entry[] = [[Field.stage, String(bytes.stage)]];
+  for (const [key, field] of STAGE_BYTE_FIELDS) {
+    const count = bytes[key];
+    if (count !== undefined) entries.push([field, String(count)]);
+  }
+  return entries;
+}
+
+export function decodeStageBytes(fields: FieldList): StageBytes {
+  const bytes: StageBytes = { stage: fields.requireInt(Field.stage, 0, 2 ** 31) };
+  for (const [key, field] of STAGE_BYTE_FIELDS) {
+    const count = fields.optionalInt(field, 0, Number.MAX_SAFE_INTEGER);
+    if (count !== undefined) bytes[key] = count;
+  }
+  return bytes;
 }
 
 export function encodeSignal(signal: ForwardableSignal): Entry[] {

@@ -120,6 +120,11 @@ export enum PacketType {
    * (`progress=1`): how many bytes of an edge its commands read have arrived so far. Never sent otherwise.
    */
   EdgeProgress = 51,
+  /**
+   * Daemon to client, only when a recipe's Start (or a part's) asked with `count-bytes=1`: what one command took in
+   * and gave out, once it has exited and its output is all in (after its StageEnd), or at the run's end; before Exit.
+   */
+  StageBytes = 52,
   /** A fatal or request-level error: a stable code and a message. */
   Error = 99,
 }
@@ -183,6 +188,11 @@ export const Field = {
   error: 'error',
   startedAt: 'started-at',
   endedAt: 'ended-at',
+  // Start of a recipe or part (count-bytes=1), and StageBytes
+  countBytes: 'count-bytes',
+  bytesIn: 'bytes-in',
+  bytesOut: 'bytes-out',
+  bytesErr: 'bytes-err',
   // Signal and Exit
   signal: 'signal',
   code: 'code',

@@ -21,10 +21,11 @@ import { RunningDigest } from '../bridges/running-digest.js';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, InternalError, NetplumbError, RecipeSetupError, SpawnFailedError } from '../protocol/errors.js';
-import type { ExitStatus, StageEnd, StageStatus } from '../protocol/session.js';
-import { readsPlumbStdin, recipeStatus, type RecipePlan, type RecipeStage, type StageInput, type StageOutput } from './plan.js';
+import type { ExitStatus, StageBytes, StageEnd, StageStatus } from '../protocol/session.js';
+import { readsPlumbStdin, recipeStatus, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
+import { DEV_NULL, StageMeter, tapsNeeded, type OutputSlot } from './stage-meter.js';
 import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
 import { EdgeOutlet, openEdgeInlet, type EdgeInlet, type EdgeOutput, type EdgeTally } from './edges.js';
 import { makeDeclaredFifos, openBothEnds, plumbPipes, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
@@ -56,6 +57,10 @@ export interface RecipeRunOptions {
   onEdgeEnd?: (tally: EdgeTally) => void;
   /** Count and hash (SHA-256) plumb's stdout as it is read here and plumb's stdin as it is delivered (outcome.stdio). */
   digestStdio?: boolean;
+  /** Count what each command takes in and gives out (stage-meter.ts), told to onStageBytes and in outcome.bytes. */
+  countBytes?: boolean;
+  /** With countBytes: a command's counts, once it has exited and its output is all in (after its onStageEnd). */
+  onStageBytes?: (bytes: StageBytes) => void;
 }
 
 /** The count and SHA-256 of the bytes one of plumb's streams carried at this end. */
@@ -85,6 +90,8 @@ export interface RecipeOutcome {
   edges: EdgeTally[];
   /** With digestStdio: plumb's stdout as read here, and its stdin as delivered when a command here read it. */
   stdio?: StdioDigest[];
+  /** With countBytes: the counts of each command that ran here, in the order they were told. */
+  bytes?: StageBytes[];
   status: ExitStatus;
   /** Set when abort() ended the run; stages not reached have no entry. */
   abortedBecause?: string;
@@ -128,6 +135,8 @@ export class RecipeRun {
   /** Resolves when the run stops starting commands (abort or finish), so no wait for another machine outlives it. */
   private stopStarting: () => void = () => undefined;
   private readonly stoppedStarting = new Promise<void>((resolve) => (this.stopStarting = resolve));
+  /** With countBytes: the counts told so far. */
+  private readonly counted: StageBytes[] = [];
 
   constructor(
     readonly plan: RecipePlan,
@@ -139,9 +148,12 @@ export class RecipeRun {
     private readonly madeFifos: readonly MadeFile[],
     /** The ends this machine holds of edges: outlets of those its commands write, inlets of those they read. */
     private readonly edgeEnds: { outlets: readonly EdgeOutlet[]; inlets: readonly EdgeInlet[] } = { outlets: [], inlets: [] },
+    /** With countBytes: the taps and relays each command's streams pass, in place of the pipes. */
+    private readonly meter?: StageMeter,
   ) {
     this.ends = plan.stages.map(() => undefined);
     this.outcome = new Promise((resolve) => (this.resolveOutcome = resolve));
+    meter?.listen((bytes) => this.stageCounted(bytes));
   }
 
   /** Whether this machine runs the stage. */
@@ -300,9 +312,9 @@ export class RecipeRun {
     try {
       let stdio: [number | 'ignore', number, number];
       try {
-        const stdin = this.inputFd(stage.stdin, opened);
-        const stdout = this.outputFd(stage, stage.stdout, opened);
-        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage, stage.stderr, opened);
+        const stdin = this.inputFd(stage, opened);
+        const stdout = this.outputFd(stage, 'stdout', opened);
+        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage, 'stderr', opened);
         stdio = [stdin, stdout, stderr];
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
@@ -334,6 +346,7 @@ export class RecipeRun {
         this.report(stage, spawnFailure(program, error));
       });
       if (started.pid === undefined) return started;
+      if (this.meter !== undefined) this.keepCountedFiles(stage, stdio, opened);
       this.live.set(stage.index, started);
       this.startedAt.set(stage.index, Date.now());
       this.groups.push(started.pid);
@@ -350,15 +363,38 @@ export class RecipeRun {
     }
   }
 
-  private inputFd(input: StageInput, opened: number[]): number | 'ignore' {
+  private inputFd(stage: RecipeStage, opened: number[]): number | 'ignore' {
+    const input = stage.stdin;
     if (input.kind === 'null') return 'ignore';
     if (input.kind === 'file') return this.openRedirection(input.path, fs.O_RDONLY, opened);
-    return this.heldFd(this.inputPipe(input)?.readFd);
+    return this.heldFd(this.inputPipe(stage)?.readFd);
   }
 
-  private outputFd(stage: RecipeStage, output: StageOutput, opened: number[]): number {
-    if (output.kind === 'file') return this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
-    return this.heldFd(this.outputPipe(stage, output)?.writeFd);
+  private outputFd(stage: RecipeStage, slot: OutputSlot, opened: number[]): number {
+    const output = stage[slot];
+    if (output.kind === 'file') {
+      const fd = this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
+      // Counted output to /dev/null goes into its tap (dropped there), once opening it has passed the checks.
+      const tap = output.path === DEV_NULL ? this.meter?.outputTap(stage.index, slot) : undefined;
+      return tap === undefined ? fd : this.heldFd(tap.writeFd);
+    }
+    return this.heldFd(this.outputPipe(stage, slot)?.writeFd);
+  }
+
+  /** The files opened for a started stage's redirections are kept open to be counted by their position. */
+  private keepCountedFiles(stage: RecipeStage, [stdin, stdout, stderr]: [number | 'ignore', number, number], opened: number[]): void {
+    const meter = this.meter as StageMeter;
+    const kept = (fd: number): void => {
+      opened.splice(opened.indexOf(fd), 1);
+    };
+    if (stage.stdin.kind === 'file' && typeof stdin === 'number' && meter.keepFile(stage.index, 'stdin', stdin, false)) kept(stdin);
+    for (const [slot, fd] of [
+      ['stdout', stdout],
+      ['stderr', stderr],
+    ] as const) {
+      const output = stage[slot];
+      if (output.kind === 'file' && opened.includes(fd) && meter.keepFile(stage.index, slot, fd, output.append)) kept(fd);
+    }
   }
 
   /** An end the run must still hold; its absence is a bug in the plan's bookkeeping, never the user's doing. */
@@ -372,31 +408,34 @@ export class RecipeRun {
     for (const [pipe, end] of this.pipeEndsOf(stage)) pipe.handedOver(end);
   }
 
-  /** The run's pipes a stage uses, with the end it uses; stdout and stderr into one pipe count once. */
+  /** The run's pipes (or, counted, taps) a stage uses, with the end it uses; stdout and stderr into one count once. */
   pipeEndsOf(stage: RecipeStage): [RecipePipe, 'read' | 'write'][] {
     const uses: [RecipePipe, 'read' | 'write'][] = [];
-    const input = this.inputPipe(stage.stdin);
+    const input = this.inputPipe(stage);
     if (input !== undefined) uses.push([input, 'read']);
     const outputs = new Set<RecipePipe>();
-    for (const output of [stage.stdout, stage.stderr]) {
-      const pipe = this.outputPipe(stage, output);
+    for (const slot of ['stdout', 'stderr'] as const) {
+      const pipe = this.outputPipe(stage, slot);
       if (pipe !== undefined) outputs.add(pipe);
     }
     for (const pipe of outputs) uses.push([pipe, 'write']);
     return uses;
   }
 
-  private inputPipe(input: StageInput): RecipePipe | undefined {
-    const key = inputPipeKey(input);
+  /** The pipe a stage reads: its tap when counted. */
+  private inputPipe(stage: RecipeStage): RecipePipe | undefined {
+    const tap = this.meter?.inputTap(stage.index);
+    if (tap !== undefined) return tap;
+    const key = inputPipeKey(stage.stdin);
     return key === undefined ? undefined : this.pipes.get(key);
   }
 
-  /** The pipe a stage's output goes into here: the edge's own pipe when its reader runs on another machine. */
-  private outputPipe(stage: RecipeStage, output: StageOutput): RecipePipe | undefined {
-    const key = outputPipeKey(output);
-    if (key === undefined) return undefined;
-    const edge = this.plan.edges.find((candidate) => candidate.fromStage === stage.index && candidate.pipe === key);
-    return this.pipes.get(edge === undefined ? key : `edge:${edge.index}`);
+  /** The pipe a stage's output goes into here: its tap when counted, else the pipe it is bound for. */
+  private outputPipe(stage: RecipeStage, slot: OutputSlot): RecipePipe | undefined {
+    const tap = this.meter?.outputTap(stage.index, slot);
+    if (tap !== undefined) return tap;
+    const key = outputKeyOf(this.plan, stage, stage[slot]);
+    return key === undefined ? undefined : this.pipes.get(key);
   }
 
   private report(stage: RecipeStage, status: StageStatus): void {
@@ -406,6 +445,13 @@ export class RecipeRun {
     if (startedAt !== undefined) Object.assign(end, { startedAt, endedAt: Date.now() });
     this.ends[stage.index] = end;
     this.options.onStageEnd?.(end);
+    if (startedAt !== undefined) this.meter?.exited(stage.index);
+  }
+
+  /** A command's counts, told as they are final. */
+  private stageCounted(bytes: StageBytes): void {
+    this.counted.push(bytes);
+    this.options.onStageBytes?.(bytes);
   }
 
   private async allExited(): Promise<void> {
@@ -414,6 +460,7 @@ export class RecipeRun {
 
   private closeAllPipes(): void {
     for (const pipe of this.pipes.values()) pipe.close();
+    this.meter?.closeTaps();
   }
 
   private finish(): void {
@@ -426,6 +473,8 @@ export class RecipeRun {
     this.io.stdoutReader?.destroy();
     this.io.stderrReader?.destroy();
     for (const end of [...this.edgeEnds.outlets, ...this.edgeEnds.inlets]) end.destroy();
+    // Before the outcome: a command's counts are told before the run's end.
+    this.meter?.close();
     removeMadeFifos(this.madeFifos, this.options.identity ?? OWN_IDENTITY);
     const stages = this.ends.filter((end): end is StageEnd => end !== undefined);
     const edges = [...this.tallies].sort((a, b) => a.edge - b.edge || (a.direction < b.direction ? -1 : 1));
@@ -433,6 +482,7 @@ export class RecipeRun {
     if (this.options.digestStdio === true) {
       outcome.stdio = [...this.stdioDigests].map(([stream, digest]) => ({ stream, bytes: digest.bytes, sha256: digest.digest() }));
     }
+    if (this.meter !== undefined) outcome.bytes = [...this.counted];
     if (this.abortReason !== undefined) outcome.abortedBecause = this.abortReason;
     this.resolveOutcome(outcome);
   }
@@ -482,6 +532,7 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   const inlets: EdgeInlet[] = [];
   // Taken from the stock and not yet a RecipePipe's or a socket's: closed here if the setup fails.
   let loose: StockedPipe[] = [];
+  let meter: StageMeter | undefined;
   try {
     // Pipes live with their reader: a label or | pipe read here, a named pipe used here (the check keeps both of its
     // ends on one machine), plumb's stdin if a command here reads it; an edge read elsewhere is a pipe of its own.
@@ -492,7 +543,9 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     const edgesIn = plan.edges.filter((edge) => owns(edge.toStage));
     const readsStdin = readsPlumbStdin(plan, options.ownStages);
     made.push(...(await makeDeclaredFifos(fifos, plan.spoolDir, identity)));
-    loose = await pipeStock.take(labels.length + pipedStages.length + edgesOut.length + (readsStdin ? 3 : 2));
+    const outputKey = (stage: RecipeStage, output: StageOutput): PipeKey | undefined => outputKeyOf(plan, stage, output);
+    const taps = options.countBytes === true ? ownStages.reduce((sum, stage) => sum + tapsNeeded(stage, outputKey), 0) : 0;
+    loose = await pipeStock.take(labels.length + pipedStages.length + edgesOut.length + (readsStdin ? 3 : 2) + taps);
     const fromStock = (): RecipePipe => {
       const { readFd, writeFd } = loose.shift() as StockedPipe;
       const pipe = new RecipePipe(readFd, writeFd);
@@ -515,7 +568,7 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
       pipes.push(pipe);
       return [`fifo:${fifo.name}`, pipe] as const;
     });
-    const [stdout, stderr, stdin] = loose.splice(0) as [StockedPipe, StockedPipe, StockedPipe | undefined];
+    const [stdout, stderr, stdin] = loose.splice(0, readsStdin ? 3 : 2) as [StockedPipe, StockedPipe, StockedPipe | undefined];
     const io = plumbPipes(stdout, stderr, stdin);
     pipes.push(io.stdin, io.stdout, io.stderr);
     const byKey = new Map<PipeKey, RecipePipe>([
@@ -533,11 +586,16 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
       if (target === undefined) throw new InternalError(`no pipe here for edge ${edge.index} (${edge.pipe})`);
       inlets.push(openEdgeInlet(edge.index, target));
     }
-    const run = new RecipeRun(plan, options, byKey, io.sockets, made, { outlets, inlets });
+    if (options.countBytes === true) {
+      meter = new StageMeter();
+      meter.build(ownStages, loose, byKey, outputKey);
+    }
+    const run = new RecipeRun(plan, options, byKey, io.sockets, made, { outlets, inlets }, meter);
     for (const stage of ownStages) for (const [pipe, end] of run.pipeEndsOf(stage)) pipe.expect(end);
-    for (const pipe of pipes) pipe.closeUnclaimed();
+    for (const pipe of [...pipes, ...(meter?.taps ?? [])]) pipe.closeUnclaimed();
     return run;
   } catch (error) {
+    meter?.close();
     for (const pipe of loose) closePipe(pipe);
     for (const pipe of pipes) pipe.close();
     for (const end of [...outlets, ...inlets]) end.destroy();
@@ -545,6 +603,14 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     if (error instanceof NetplumbError) throw error;
     throw new RecipeSetupError(`cannot ready the recipe's pipes: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/** The key of the pipe a stage's output goes into here: the edge's own pipe when its reader runs on another machine. */
+function outputKeyOf(plan: RecipePlan, stage: RecipeStage, output: StageOutput): PipeKey | undefined {
+  const key = outputPipeKey(output);
+  if (key === undefined) return undefined;
+  const edge = plan.edges.find((candidate) => candidate.fromStage === stage.index && candidate.pipe === key);
+  return edge === undefined ? key : `edge:${edge.index}`;
 }
 
 /** Whether a stage reads or writes the named pipe. */

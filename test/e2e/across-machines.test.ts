@@ -128,7 +128,7 @@ test('the same run without the fault reports every edge intact, with equal diges
   const copy = readFileSync(join(m.machine('b').spool, 'copy'));
   const report = JSON.parse(readFileSync(json, 'utf8')) as {
     edges: Array<{ edge: number; direction: string; bytes: number; sha256: string; status?: string; startedAt: string; endedAt: string }>;
-    stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number; startedAt?: string; endedAt?: string }>;
+    stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number; bytesErr?: number; startedAt?: string; endedAt?: string }>;
   };
   const sent = report.edges.find((edge) => edge.direction === 'out');
   const received = report.edges.find((edge) => edge.direction === 'in');
@@ -140,12 +140,12 @@ test('the same run without the fault reports every edge intact, with equal diges
     assert.ok(Number.isFinite(started) && Number.isFinite(ended) && started <= ended, JSON.stringify(edge));
     for (const stage of report.stages) assert.ok(started <= Date.parse(stage.startedAt ?? '') + 1000, `${JSON.stringify(edge)} ${JSON.stringify(stage)}`);
   }
-  // Each command's bytes where netplumb carried them: seq's stdin is /dev/null, cat's stdout a file on b (not counted).
+  // Each command's bytes, as its daemon counted them: seq's stdin is /dev/null, cat's stdout a file on b.
   assert.deepEqual(
-    report.stages.map(({ machine, bytesIn, bytesOut }) => ({ machine, bytesIn, bytesOut })),
+    report.stages.map(({ machine, bytesIn, bytesOut, bytesErr }) => ({ machine, bytesIn, bytesOut, bytesErr })),
     [
-      { machine: 'a', bytesIn: 0, bytesOut: copy.length },
-      { machine: 'b', bytesIn: copy.length, bytesOut: undefined },
+      { machine: 'a', bytesIn: 0, bytesOut: copy.length, bytesErr: 0 },
+      { machine: 'b', bytesIn: copy.length, bytesOut: copy.length, bytesErr: 0 },
     ],
   );
 });

@@ -172,10 +172,10 @@ function expectedFailingReport(recipe: string, machine: string): RecipeReportJso
     machine,
     exitStatus: 3,
     stages: [
-      // A command with nothing on its stdin took 0 bytes; one of several writers of plumb's stdout has no count.
-      { stage: 0, name: 'ok', line: 2, argv: ['true'], outcome: 'ended', code: 0, bytesIn: 0 },
-      { stage: 1, name: 'bad', line: 3, argv: ['sh', '-c', 'exit 3'], outcome: 'ended', code: 3, bytesIn: 0 },
-      { stage: 2, name: 'line 4', line: 4, argv: ['false'], outcome: 'ended', code: 1, bytesIn: 0 },
+      // Every command that ran is counted, each of plumb's stdout's writers apart: `last` wrote its 5 bytes.
+      { stage: 0, name: 'ok', line: 2, argv: ['true'], outcome: 'ended', code: 0, bytesIn: 0, bytesOut: 0, bytesErr: 0 },
+      { stage: 1, name: 'bad', line: 3, argv: ['sh', '-c', 'exit 3'], outcome: 'ended', code: 3, bytesIn: 0, bytesOut: 0, bytesErr: 0 },
+      { stage: 2, name: 'line 4', line: 4, argv: ['false'], outcome: 'ended', code: 1, bytesIn: 0, bytesOut: 0, bytesErr: 0 },
       {
         stage: 3,
         name: 'line 5',
@@ -187,8 +187,8 @@ function expectedFailingReport(recipe: string, machine: string): RecipeReportJso
         message: 'command not found: no-such-command-np-e2e',
       },
       { stage: 4, name: 'line 6', line: 6, argv: ['cat'], outcome: 'not-started', code: 1, error: ErrorCode.SpawnFailed },
-      { stage: 5, name: 'line 7', line: 7, argv: ['sh', '-c', 'kill -TERM $$'], outcome: 'killed', signal: 'SIGTERM', bytesIn: 0 },
-      { stage: 6, name: 'last', line: 8, argv: ['echo', 'last'], outcome: 'ended', code: 0, bytesIn: 0 },
+      { stage: 5, name: 'line 7', line: 7, argv: ['sh', '-c', 'kill -TERM $$'], outcome: 'killed', signal: 'SIGTERM', bytesIn: 0, bytesOut: 0, bytesErr: 0 },
+      { stage: 6, name: 'last', line: 8, argv: ['echo', 'last'], outcome: 'ended', code: 0, bytesIn: 0, bytesOut: 5, bytesErr: 0 },
     ],
   };
 }
@@ -231,6 +231,34 @@ test('-json=FILE writes the report into FILE, field by field', { timeout: TIMEOU
   assert.ok(text.endsWith('}\n') && text.indexOf('\n') === text.length - 1, 'one line');
   assert.equal(statSync(reportFile).mode & 0o777, 0o600);
   checkFailingReport(JSON.parse(text) as RecipeReportJson, recipe, np.daemon.address);
+});
+
+test('-json counts every command\'s bytes in and out, whatever joins them: a | pipe, a label, files, a named pipe, /dev/null', { timeout: TIMEOUT_MS }, async (t) => {
+  const { np, spool, recipeDir, writeRecipe } = await startRecipeNetplumb(t);
+  const recipe = writeRecipe(
+    'counted.rcp',
+    ['fifo p', 'sum: wc -c >count.txt &', 'head -c 1000 /dev/zero >%sum', 'cat <%stdin |', 'gzip -1 -c >data.gz', 'head -c 3000 /dev/zero >@p &', 'wc -c <@p', 'head -c 500 /dev/zero >/dev/null', ''].join('\n'),
+  );
+  const size = 100_000;
+  const reportFile = join(recipeDir, 'counted.json');
+  const result = await np.plumb([`-recipe=${recipe}`, `-json=${reportFile}`], { stdin: deterministicStream('counted-e2e', size) });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.toString(), '3000\n');
+  const report = JSON.parse(readFileSync(reportFile, 'utf8')) as RecipeReportJson;
+  const gzipped = statSync(join(spool, 'data.gz')).size;
+  assert.deepEqual(
+    report.stages.map(({ name, bytesIn, bytesOut, bytesErr }) => ({ name, bytesIn, bytesOut, bytesErr })),
+    [
+      { name: 'sum', bytesIn: 1000, bytesOut: '1000\n'.length, bytesErr: 0 },
+      { name: 'line 3', bytesIn: 0, bytesOut: 1000, bytesErr: 0 },
+      { name: 'line 4', bytesIn: size, bytesOut: size, bytesErr: 0 },
+      { name: 'line 5', bytesIn: size, bytesOut: gzipped, bytesErr: 0 },
+      { name: 'line 6', bytesIn: 0, bytesOut: 3000, bytesErr: 0 },
+      { name: 'line 7', bytesIn: 3000, bytesOut: '3000\n'.length, bytesErr: 0 },
+      { name: 'line 8', bytesIn: 0, bytesOut: 500, bytesErr: 0 },
+    ],
+  );
+  assert.equal(readFileSync(join(spool, 'count.txt'), 'utf8'), '1000\n');
 });
 
 test('-json after the machine writes the report as the last line of stderr (as plumb(1) writes it)', { timeout: TIMEOUT_MS }, async (t) => {

@@ -81,6 +81,8 @@ export interface ExecuteOptions {
   sourceName?: string;
   /** Whose rights the commands and their redirections have (default: this process's). */
   identity?: CommandIdentity;
+  /** Count each command's bytes (the daemon's -json mode); the counts come in outcome.bytes. */
+  countBytes?: boolean;
 }
 
 export interface ExecuteResult {
@@ -99,11 +101,17 @@ export interface PreparedRecipe {
   ends: StageEnd[];
 }
 
-export async function prepareText(text: string, spoolDir: string, options: Pick<ExecuteOptions, 'killGraceMs' | 'sourceName' | 'identity'> = {}): Promise<PreparedRecipe> {
+export async function prepareText(text: string, spoolDir: string, options: Pick<ExecuteOptions, 'killGraceMs' | 'sourceName' | 'identity' | 'countBytes'> = {}): Promise<PreparedRecipe> {
   const plan = planRecipe(text, spoolDir, options.sourceName);
   const ends: StageEnd[] = [];
   const { identity } = options;
-  const run = await prepareRecipe(plan, { env: recipeEnv(), killGraceMs: options.killGraceMs ?? 2000, onStageEnd: (end) => ends.push(end), ...(identity === undefined ? {} : { identity }) });
+  const run = await prepareRecipe(plan, {
+    env: recipeEnv(),
+    killGraceMs: options.killGraceMs ?? 2000,
+    onStageEnd: (end) => ends.push(end),
+    ...(identity === undefined ? {} : { identity }),
+    ...(options.countBytes === true ? { countBytes: true } : {}),
+  });
   return { run, plan, ends };
 }
 

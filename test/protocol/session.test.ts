@@ -1,5 +1,5 @@
 // Tests for protocol/session.ts: Start requests of both kinds with exported variables, named pipes, sockets and a
-// pty round-trip through the name/value codec; StageEnd and Resize too; every malformed field is refused with
+// pty round-trip through the name/value codec; StageEnd, StageBytes and Resize too; every malformed field is refused with
 // NP_BAD_REQUEST or NP_BAD_FIELDS, never taken.
 
 import assert from 'node:assert/strict';
@@ -8,10 +8,12 @@ import { ErrorCode, isErrorCode, type NetplumbError } from '../../protocol/error
 import { decodeFields, encodeFields, type Entry } from '../../protocol/fields.js';
 import {
   decodeResize,
+  decodeStageBytes,
   decodeStageEnd,
   decodeStartRequest,
   encodeResize,
   encodeMintReply,
+  encodeStageBytes,
   encodeStageEnd,
   encodeStartReply,
   encodeStartRequest,
@@ -177,6 +179,28 @@ describe('StageEnd and Resize', () => {
       );
     });
   }
+
+  test('StageBytes round-trips with any of its counts absent, and refuses counts that are not whole bytes', () => {
+    for (const bytes of [{ stage: 3, bytesIn: 0, bytesOut: 2 ** 40, bytesErr: 12 }, { stage: 0, bytesOut: 5 }, { stage: 7 }]) {
+      assert.deepEqual(decodeStageBytes(wire(encodeStageBytes(bytes))), bytes);
+    }
+    for (const entries of [[[Field.stage, '1'], [Field.bytesIn, '-1']], [[Field.stage, '1'], [Field.bytesOut, '1.5']], [[Field.bytesErr, '3']], [[Field.stage, '1'], [Field.bytesIn, `${2 ** 60}`]]] as const) {
+      assert.throws(() => decodeStageBytes(wire(entries as readonly Entry[])), refusedWith(ErrorCode.BadFields), JSON.stringify(entries));
+    }
+  });
+
+  test('a recipe Start or a part asks for counts with count-bytes=1 only', () => {
+    const recipe: StartRequest = { kind: StartKind.Recipe, source: 'r.rcp', text: 'true\n', countBytes: true, env: [], endpoints: NO_ENDPOINTS, ...STREAMS };
+    assert.deepEqual(decodeStartRequest(wire(encodeStartRequest(recipe))), recipe);
+    const part: StartRequest = { kind: StartKind.Part, run: 'a'.repeat(32), machines: ['db1'], source: 'r.rcp', text: '@db1 true\n', countBytes: true, env: [], endpoints: NO_ENDPOINTS, ...STREAMS };
+    assert.deepEqual(decodeStartRequest(wire(encodeStartRequest(part))), part);
+    const { countBytes: _asked, ...uncounted } = recipe;
+    assert.deepEqual(decodeStartRequest(wire(encodeStartRequest(uncounted))), uncounted);
+    const entries = encodeStartRequest(uncounted);
+    for (const value of ['0', 'yes', '']) {
+      assert.throws(() => decodeStartRequest(wire([...entries, [Field.countBytes, value]])), refusedWith(ErrorCode.BadRequest), value);
+    }
+  });
 
   test('Resize round-trips and refuses sizes out of range', () => {
     assert.deepEqual(decodeResize(wire(encodeResize({ cols: 200, rows: 60 }))), { cols: 200, rows: 60 });
