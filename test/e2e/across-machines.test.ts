@@ -150,6 +150,24 @@ test('the same run without the fault reports every edge intact, with equal diges
   );
 });
 
+test('-json across machines counts each command where it ran: a label written from two machines, its reader\'s bytes the sum', { timeout: TIMEOUT_MS }, async (t) => {
+  const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' } });
+  const recipe = m.recipe('two-writers.rcp', ['@b sum: wc -c >sum.txt &', '@a head -c 2000 /dev/zero >%sum', '@b head -c 300 /dev/zero >%sum', ''].join('\n'));
+  const json = join(m.dir, 'two-writers.json');
+  const result = await m.plumb([`-recipe=${recipe}`, `-json=${json}`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(readFileSync(join(m.machine('b').spool, 'sum.txt'), 'utf8'), '2300\n');
+  const report = JSON.parse(readFileSync(json, 'utf8')) as { stages: Array<{ machine: string; bytesIn?: number; bytesOut?: number; bytesErr?: number }> };
+  assert.deepEqual(
+    report.stages.map(({ machine, bytesIn, bytesOut, bytesErr }) => ({ machine, bytesIn, bytesOut, bytesErr })),
+    [
+      { machine: 'b', bytesIn: 2300, bytesOut: '2300\n'.length, bytesErr: 0 },
+      { machine: 'a', bytesIn: 0, bytesOut: 2000, bytesErr: 0 },
+      { machine: 'b', bytesIn: 0, bytesOut: 300, bytesErr: 0 },
+    ],
+  );
+});
+
 test('a machine killed mid-run ends the run (255) and every command on the other machines, with nothing left in their spools', { timeout: TIMEOUT_MS }, async (t) => {
   const m = await startMachines(t, { a: { address: '127.0.0.2' }, b: { address: '127.0.0.3' }, c: { address: '127.0.0.4' } });
   const marker = uniqueMarker('across');

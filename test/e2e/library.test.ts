@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { connect, ErrorCode, NetplumbError, type StageEnd } from 'netplumb';
+import { connect, ErrorCode, NetplumbError, type StageBytes, type StageEnd } from 'netplumb';
 import { treeDigest } from '../helpers/payloads.js';
 import { BIN, startNetplumb } from '../helpers/daemon.js';
 import { appendTo, markerLines, startControllerNetplumb } from '../helpers/one-time-keys.js';
@@ -96,6 +96,8 @@ test('a recipe through the library: its output on the run, each command ending a
   const run = machine.runRecipe({ text: 'upper: tr a-z A-Z &\necho one >%upper\nsh -c "exit 4"\n', source: 'inline.rcp' });
   const stages: StageEnd[] = [];
   run.on('stage', (end) => stages.push(end));
+  let uncounted = 0;
+  run.on('bytes', () => uncounted++);
   run.stdin!.end();
   const output: Buffer[] = [];
   run.stdout!.on('data', (chunk: Buffer) => output.push(chunk));
@@ -105,6 +107,29 @@ test('a recipe through the library: its output on the run, each command ending a
   const failed = stages.find((end) => end.stage === 2);
   assert.deepEqual(failed?.status, { code: 4 });
   assert.ok(stages.every((end) => typeof end.startedAt === 'number' && typeof end.endedAt === 'number'));
+
+  // With countBytes, each command's counts come as a bytes event after its stage event; without, none come.
+  const counted = machine.runRecipe({ text: 'upper: tr a-z A-Z &\necho one >%upper\nsh -c "exit 4"\n', source: 'inline.rcp' }, { countBytes: true });
+  const events: string[] = [];
+  const counts: StageBytes[] = [];
+  counted.on('stage', (end) => events.push(`stage ${end.stage}`));
+  counted.on('bytes', (bytes) => {
+    events.push(`bytes ${bytes.stage}`);
+    counts.push(bytes);
+  });
+  counted.stdin!.end();
+  counted.stdout!.resume();
+  assert.equal(await counted.exit, 4);
+  assert.deepEqual(
+    counts.sort((a, b) => a.stage - b.stage),
+    [
+      { stage: 0, bytesIn: 4, bytesOut: 4, bytesErr: 0 },
+      { stage: 1, bytesIn: 0, bytesOut: 4, bytesErr: 0 },
+      { stage: 2, bytesIn: 0, bytesOut: 0, bytesErr: 0 },
+    ],
+  );
+  for (const stage of [0, 1, 2]) assert.ok(events.indexOf(`stage ${stage}`) < events.indexOf(`bytes ${stage}`), events.join(', '));
+  assert.equal(uncounted, 0, 'no counts unless asked');
 
   // A recipe the local check refuses never reaches the daemon: the exit rejects with the recipe error's code.
   const bad = machine.runRecipe({ text: 'echo >%nowhere\n', source: 'bad.rcp' });
