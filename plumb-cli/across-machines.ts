@@ -147,7 +147,8 @@ class MachinePart implements SessionHandler {
         this.events.stageEnded(this, decodeStageEnd(fields, isErrorCode));
         return;
       case PacketType.StageBytes:
-        // Asked for only with a report; a daemon that sends it unasked is still only telling counts.
+        // As a StageEnd, only while the part runs; asked for only with a report, but unasked it still only tells counts.
+        if (this.exited) throw new UnexpectedPacketError(`${this.label} sent StageBytes after its Exit`);
         this.events.stageCounted(decodeStageBytes(fields));
         return;
       case PacketType.EdgeDigest: {

@@ -406,8 +406,11 @@ export function decodeMintRequest(fields: FieldList): MintRequest {
       if (argv.length > MAX_ARGV_WORDS) throw new BadRequestError(`more than ${MAX_ARGV_WORDS} arguments`);
       return { binding: { kind, argv, ...common }, lifetimeSeconds };
     }
-    case StartKind.Recipe:
-      return { binding: { kind, ...decodeRecipeSource(fields), ...common }, lifetimeSeconds };
+    case StartKind.Recipe: {
+      // A key is bound to a recipe's text; whether the run counts its bytes is the run's own choice.
+      const { source, text } = decodeRecipeSource(fields);
+      return { binding: { kind, source, text, ...common }, lifetimeSeconds };
+    }
     default:
       throw new BadRequestError(`unknown start kind ${kind}`);
   }

@@ -1,19 +1,20 @@
 // A relay through the daemon that counts the bytes passing it, for a recipe run asked to count what each command
 // took in and gave out (plumb -json). Between commands on one machine the bytes never pass the daemon, so there is
 // nothing to count: with counting asked, each command writes into a tap of its own (one per stream), read here and
-// written on into the pipe it was bound for, and a command that reads a pipe reads a tap of its own, fed from there.
+// written on to where it was bound, and a command that reads a pipe reads a tap of its own, fed from there.
 //
 // A relay keeps what a pipe between two commands promises:
 // - EOF: the sink is closed once every source has reached EOF and all it gave is written, so the reader sees EOF
 //   when the last writer has gone.
-// - SIGPIPE: when the sink's reader has gone (EPIPE), every source is closed, so a writer's next write gets SIGPIPE
-//   or EPIPE, as it would writing into a pipe with no reader.
+// - SIGPIPE: once the sink's reader has gone (its write fails, or the stage meter knows the reader ended: cut()),
+//   every source is closed, so a writer's next write gets SIGPIPE or EPIPE, as it would with no reader.
 // - Backpressure: while the sink holds a pipe's worth not yet written, no source is read, so a writer blocks on its
 //   full tap.
 // - Atomic writes: each chunk read from a source is written whole, in order, one write at a time, and a read drains
 //   the tap (a tap holds 64 KiB, a read takes up to 64 KiB), so writes of up to PIPE_BUF bytes that several commands
-//   make into one label pipe still arrive unbroken.
+//   make into one label pipe or appended file still arrive unbroken.
 
+import { closeSync, write } from 'node:fs';
 import { Socket } from 'node:net';
 
 /**
@@ -40,6 +41,13 @@ export class RelaySource {
   }
 }
 
+/**
+ * Where a relay writes, each descriptor the relay's own: a pipe's write end the daemon alone holds (written through
+ * a socket, which makes it non-blocking and waits for room), a file opened for appending (written in order through
+ * libuv's pool: a regular file never makes the daemon wait for a reader), or nothing (/dev/null: counted, dropped).
+ */
+export type RelaySink = { pipe: number } | { file: number } | 'discard';
+
 export interface RelayOptions {
   /**
    * Count exactly what the sink took, even of a write the sink's reader never lets finish (a command that stopped
@@ -48,30 +56,64 @@ export interface RelayOptions {
   exactWritten?: boolean;
 }
 
-/**
- * Reads every source into one sink, counting what each source gave and what the sink took. The sink is a pipe's
- * write end the daemon alone holds (made non-blocking by the socket around it), or none: bytes for /dev/null are
- * counted and dropped. The relay owns every descriptor it is given.
- */
+/** Writes one piece; calls back with the bytes taken, or the error. */
+type WritePiece = (piece: Buffer, done: (error: Error | null, taken: number) => void) => void;
+
+/** Reads every source into one sink, counting what each source gave and what the sink took. */
 export class CountingRelay {
   readonly sources: readonly RelaySource[];
   /** Bytes the sink has taken; for a tap a command reads, what was delivered into its stdin. */
   written = 0;
-  private readonly sink: Socket | undefined;
+  private readonly writePiece: WritePiece | undefined;
+  private readonly endSink: () => void;
+  private readonly destroySink: () => void;
   private readonly pieceBytes: number;
   /** Read from the sources, not yet written; one write is in flight at a time. */
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
   private writing = false;
   private live: number;
+  private done = false;
+  private readonly onCut: (() => void)[] = [];
 
-  constructor(sourceFds: readonly number[], sinkFd: number | undefined, options: RelayOptions = {}) {
-    this.sink = sinkFd === undefined ? undefined : new Socket({ fd: sinkFd, readable: false, writable: true });
+  constructor(sourceFds: readonly number[], sink: RelaySink, options: RelayOptions = {}) {
     this.pieceBytes = options.exactWritten === true ? PIPE_BUF_BYTES : Number.MAX_SAFE_INTEGER;
+    if (sink === 'discard') {
+      this.writePiece = undefined;
+      this.endSink = () => undefined;
+      this.destroySink = () => undefined;
+    } else if ('pipe' in sink) {
+      const socket = new Socket({ fd: sink.pipe, readable: false, writable: true });
+      // The reader has gone: the writers must learn it as they would from the pipe itself.
+      socket.on('error', () => this.cut());
+      this.writePiece = (piece, done) => socket.write(piece, (error) => done(error ?? null, piece.length));
+      this.endSink = () => socket.end();
+      this.destroySink = () => socket.destroy();
+    } else {
+      const fd = sink.file;
+      let state: 'open' | 'closing' | 'closed' = 'open';
+      let inPool = false;
+      const close = (): void => {
+        // Never closed under a write still in libuv's pool: the number could be another file's by the time it runs.
+        if (inPool) state = 'closing';
+        else if (state !== 'closed') {
+          state = 'closed';
+          closeSync(fd);
+        }
+      };
+      this.writePiece = (piece, done) => {
+        inPool = true;
+        write(fd, piece, 0, piece.length, null, (error, taken) => {
+          inPool = false;
+          if (state === 'closing') close();
+          done(error, taken);
+        });
+      };
+      this.endSink = close;
+      this.destroySink = close;
+    }
     this.sources = sourceFds.map((fd) => new RelaySource(fd));
     this.live = this.sources.length;
-    // The reader has gone: the writers must learn it as they would from the pipe itself.
-    this.sink?.on('error', () => this.cut());
     for (const source of this.sources) {
       source.socket.on('data', (chunk: Buffer) => this.take(source, chunk));
       // A read error ends that source as EOF would: what it gave has been passed on.
@@ -84,9 +126,14 @@ export class CountingRelay {
     this.writeNext();
   }
 
+  /** Called once if the relay is cut: its sink's reader went, or cut() said so. */
+  whenCut(callback: () => void): void {
+    this.onCut.push(callback);
+  }
+
   private take(source: RelaySource, chunk: Buffer): void {
     source.bytes += chunk.length;
-    if (this.sink === undefined || this.sink.destroyed) return;
+    if (this.writePiece === undefined || this.done) return;
     this.held.push(chunk);
     this.heldBytes += chunk.length;
     if (this.heldBytes >= HELD_BYTES_LIMIT) for (const each of this.sources) each.socket.pause();
@@ -95,38 +142,61 @@ export class CountingRelay {
 
   /** Writes the next piece of what is held, if no write is in flight; ends the sink once all is written. */
   private writeNext(): void {
-    const { sink } = this;
-    if (sink === undefined || sink.destroyed || this.writing) return;
+    const { writePiece } = this;
+    if (writePiece === undefined || this.done || this.writing) return;
     const next = this.held[0];
     if (next === undefined) {
-      // Every source is done and all they gave is written: the sink's reader sees EOF once it has read it.
-      if (this.live === 0 && !sink.writableEnded) sink.end();
+      if (this.live === 0) {
+        // Every source is done and all they gave is written: the sink's reader sees EOF once it has read it.
+        this.done = true;
+        this.endSink();
+      }
       return;
     }
     const piece = next.length <= this.pieceBytes ? next : next.subarray(0, this.pieceBytes);
-    if (piece === next) this.held.shift();
-    else this.held[0] = next.subarray(piece.length);
-    this.heldBytes -= piece.length;
     this.writing = true;
-    sink.write(piece, (error) => {
+    writePiece(piece, (error, taken) => {
       this.writing = false;
-      if (error !== undefined && error !== null) return;
-      this.written += piece.length;
+      if (error !== null) {
+        this.cut();
+        return;
+      }
+      this.written += taken;
+      // Cut meanwhile: what was held is dropped already.
+      if (this.done) return;
+      // A file may take part of a piece; the rest is written next.
+      this.consume(taken);
       if (this.heldBytes < HELD_BYTES_LIMIT) for (const source of this.sources) source.socket.resume();
       this.writeNext();
     });
   }
 
-  /** The sink's reader has gone: every source is closed, and what they still held is dropped. */
-  private cut(): void {
+  /** Drops the first `bytes` of what is held: they are written. */
+  private consume(bytes: number): void {
+    let left = bytes;
+    while (left > 0) {
+      const first = this.held[0] as Buffer;
+      if (first.length <= left) {
+        this.held.shift();
+        left -= first.length;
+      } else {
+        this.held[0] = first.subarray(left);
+        left = 0;
+      }
+    }
+    this.heldBytes -= bytes;
+  }
+
+  /**
+   * The sink's reader has gone (or the run is over): every source is closed, what they still held is dropped, and
+   * whoever waits on the cut is told.
+   */
+  cut(): void {
     for (const source of this.sources) source.socket.destroy();
     this.held.length = 0;
     this.heldBytes = 0;
-    this.sink?.destroy();
-  }
-
-  /** Closes every source and the sink at once (the run is over): nothing more passes. */
-  destroy(): void {
-    this.cut();
+    this.done = true;
+    this.destroySink();
+    for (const callback of this.onCut.splice(0)) callback();
   }
 }

@@ -259,12 +259,17 @@ export class RecipeRun {
         sink.end();
         continue;
       }
+      const key = sink === io.stdout ? 'plumb:stdout' : 'plumb:stderr';
       source.pipeTo(sink, sink === io.stdout ? this.stdioTap('stdout') : undefined);
       // plumb dropped this output: the commands' next write fails with EPIPE or SIGPIPE, as with a local pipe.
+      const dropped = (): void => {
+        source.destroy();
+        this.meter?.readerGone(key);
+      };
       sink.on('close', () => {
-        if (!sink.writableFinished) source.destroy();
+        if (!sink.writableFinished) dropped();
       });
-      sink.on('error', () => source.destroy());
+      sink.on('error', dropped);
       reads.push(finished(sink, { readable: false }).catch(() => undefined));
     }
     for (const outlet of this.edgeEnds.outlets) {
@@ -273,7 +278,13 @@ export class RecipeRun {
         outlet.destroy();
         continue;
       }
-      reads.push(outlet.pipeTo(output).then((tally) => this.edgeEnded(tally)));
+      reads.push(
+        outlet.pipeTo(output).then((tally) => {
+          // Cut short, the edge reads no more: its writers here learn it as they would from the pipe.
+          if (!tally.complete) this.meter?.readerGone(`edge:${outlet.edge}`);
+          this.edgeEnded(tally);
+        }),
+      );
     }
     for (const inlet of this.edgeEnds.inlets) {
       const input = io.edgeInputs?.get(inlet.edge);
@@ -308,13 +319,15 @@ export class RecipeRun {
   /** Spawns one command with its redirections; a command that cannot start is reported like a shell would. */
   private startStage(stage: RecipeStage): ChildProcess | undefined {
     const opened: number[] = [];
+    // The file each redirection opened, by stream: counted (by position, or through a relay) once the stage runs.
+    const files: RedirectionFiles = {};
     let child: ChildProcess | undefined;
     try {
       let stdio: [number | 'ignore', number, number];
       try {
-        const stdin = this.inputFd(stage, opened);
-        const stdout = this.outputFd(stage, 'stdout', opened);
-        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage, 'stderr', opened);
+        const stdin = this.inputFd(stage, opened, files);
+        const stdout = this.outputFd(stage, 'stdout', opened, files);
+        const stderr = stage.stderr === stage.stdout ? stdout : this.outputFd(stage, 'stderr', opened, files);
         stdio = [stdin, stdout, stderr];
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
@@ -346,15 +359,16 @@ export class RecipeRun {
         this.report(stage, spawnFailure(program, error));
       });
       if (started.pid === undefined) return started;
-      if (this.meter !== undefined) this.keepCountedFiles(stage, stdio, opened);
+      if (this.meter !== undefined) this.countFiles(stage, files, opened);
       this.live.set(stage.index, started);
       this.startedAt.set(stage.index, Date.now());
       this.groups.push(started.pid);
       this.options.onStageStart?.(stage, started.pid);
       this.joinNow();
+      const group = started.pid;
       started.once('exit', (code, signal) => {
         this.live.delete(stage.index);
-        this.report(stage, signal !== null ? { signal } : { code: code ?? 0 });
+        this.report(stage, signal !== null ? { signal } : { code: code ?? 0 }, group);
       });
       return started;
     } finally {
@@ -363,37 +377,44 @@ export class RecipeRun {
     }
   }
 
-  private inputFd(stage: RecipeStage, opened: number[]): number | 'ignore' {
+  private inputFd(stage: RecipeStage, opened: number[], files: RedirectionFiles): number | 'ignore' {
     const input = stage.stdin;
     if (input.kind === 'null') return 'ignore';
-    if (input.kind === 'file') return this.openRedirection(input.path, fs.O_RDONLY, opened);
+    if (input.kind === 'file') {
+      files.stdin = this.openRedirection(input.path, fs.O_RDONLY, opened);
+      return files.stdin;
+    }
     return this.heldFd(this.inputPipe(stage)?.readFd);
   }
 
-  private outputFd(stage: RecipeStage, slot: OutputSlot, opened: number[]): number {
+  private outputFd(stage: RecipeStage, slot: OutputSlot, opened: number[], files: RedirectionFiles): number {
     const output = stage[slot];
     if (output.kind === 'file') {
       const fd = this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
-      // Counted output to /dev/null goes into its tap (dropped there), once opening it has passed the checks.
-      const tap = output.path === DEV_NULL ? this.meter?.outputTap(stage.index, slot) : undefined;
+      files[slot] = fd;
+      // Counted, an appended file or /dev/null is written through the stream's tap, once opening it passed the checks.
+      const tap = this.meter?.outputTap(stage.index, slot);
       return tap === undefined ? fd : this.heldFd(tap.writeFd);
     }
     return this.heldFd(this.outputPipe(stage, slot)?.writeFd);
   }
 
-  /** The files opened for a started stage's redirections are kept open to be counted by their position. */
-  private keepCountedFiles(stage: RecipeStage, [stdin, stdout, stderr]: [number | 'ignore', number, number], opened: number[]): void {
+  /**
+   * The files a started stage's redirections opened, counted: an appended file now takes its tap's relay, which
+   * owns it; a file read or written with < or > is kept open to be counted by the position the command leaves.
+   */
+  private countFiles(stage: RecipeStage, files: RedirectionFiles, opened: number[]): void {
     const meter = this.meter as StageMeter;
-    const kept = (fd: number): void => {
+    const handedOff = (fd: number): void => {
       opened.splice(opened.indexOf(fd), 1);
     };
-    if (stage.stdin.kind === 'file' && typeof stdin === 'number' && meter.keepFile(stage.index, 'stdin', stdin, false)) kept(stdin);
-    for (const [slot, fd] of [
-      ['stdout', stdout],
-      ['stderr', stderr],
-    ] as const) {
+    if (files.stdin !== undefined && meter.keepFile(stage.index, 'stdin', files.stdin)) handedOff(files.stdin);
+    for (const slot of ['stdout', 'stderr'] as const) {
+      const fd = files[slot];
       const output = stage[slot];
-      if (output.kind === 'file' && opened.includes(fd) && meter.keepFile(stage.index, slot, fd, output.append)) kept(fd);
+      if (fd === undefined || output.kind !== 'file' || output.path === DEV_NULL) continue;
+      const counted = output.append ? meter.appendTo(stage.index, slot, fd) : meter.keepFile(stage.index, slot, fd);
+      if (counted) handedOff(fd);
     }
   }
 
@@ -438,14 +459,15 @@ export class RecipeRun {
     return key === undefined ? undefined : this.pipes.get(key);
   }
 
-  private report(stage: RecipeStage, status: StageStatus): void {
+  private report(stage: RecipeStage, status: StageStatus, group?: number): void {
     if (this.ends[stage.index] !== undefined) return;
     const end: StageEnd = { stage: stage.index, name: stage.name, line: stage.location.line, status };
     const startedAt = this.startedAt.get(stage.index);
     if (startedAt !== undefined) Object.assign(end, { startedAt, endedAt: Date.now() });
     this.ends[stage.index] = end;
     this.options.onStageEnd?.(end);
-    if (startedAt !== undefined) this.meter?.exited(stage.index);
+    if (startedAt === undefined) this.meter?.neverRan(stage.index);
+    else this.meter?.exited(stage.index, group !== undefined && groupAlive(group));
   }
 
   /** A command's counts, told as they are final. */
@@ -533,6 +555,7 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
   // Taken from the stock and not yet a RecipePipe's or a socket's: closed here if the setup fails.
   let loose: StockedPipe[] = [];
   let meter: StageMeter | undefined;
+  let io: ReturnType<typeof plumbPipes> | undefined;
   try {
     // Pipes live with their reader: a label or | pipe read here, a named pipe used here (the check keeps both of its
     // ends on one machine), plumb's stdin if a command here reads it; an edge read elsewhere is a pipe of its own.
@@ -569,7 +592,7 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
       return [`fifo:${fifo.name}`, pipe] as const;
     });
     const [stdout, stderr, stdin] = loose.splice(0, readsStdin ? 3 : 2) as [StockedPipe, StockedPipe, StockedPipe | undefined];
-    const io = plumbPipes(stdout, stderr, stdin);
+    io = plumbPipes(stdout, stderr, stdin);
     pipes.push(io.stdin, io.stdout, io.stderr);
     const byKey = new Map<PipeKey, RecipePipe>([
       ...labelPipes,
@@ -598,6 +621,9 @@ export async function prepareRecipe(plan: RecipePlan, options: RecipeRunOptions)
     meter?.close();
     for (const pipe of loose) closePipe(pipe);
     for (const pipe of pipes) pipe.close();
+    io?.sockets.stdinWriter?.destroy();
+    io?.sockets.stdoutReader?.destroy();
+    io?.sockets.stderrReader?.destroy();
     for (const end of [...outlets, ...inlets]) end.destroy();
     removeMadeFifos(made, identity);
     if (error instanceof NetplumbError) throw error;
@@ -612,6 +638,9 @@ function outputKeyOf(plan: RecipePlan, stage: RecipeStage, output: StageOutput):
   const edge = plan.edges.find((candidate) => candidate.fromStage === stage.index && candidate.pipe === key);
   return edge === undefined ? key : `edge:${edge.index}`;
 }
+
+/** The files a stage's redirections opened, by stream. */
+type RedirectionFiles = Partial<Record<'stdin' | OutputSlot, number>>;
 
 /** Whether a stage reads or writes the named pipe. */
 function usesFifo(stage: RecipeStage, name: string): boolean {

@@ -1,31 +1,35 @@
 // What each command of a recipe run took in and gave out, counted by the daemon when the run is asked to (plumb
 // -json): every stream of every command, whatever it is joined to. Pipes pass counting relays (counting-relay.ts):
-// a command's stdout and stderr go into taps of its own, relayed into the pipe they were bound for, and a command
-// reading a pipe reads a tap fed from it. Files are never relayed (a command may seek in one, or ask its size): a
-// file's count is the position the command left in the open file it shares with the daemon, read from
-// /proc/self/fdinfo once the command has ended. Output to /dev/null is relayed and dropped, since writing there
-// moves no position. Another device (a tape, whose records are the command's own writes) is left alone, uncounted.
+// a command's stdout and stderr go into taps of its own, relayed on to where they were bound, and a command reading
+// a pipe reads a tap fed from it. An appended file (>>) is relayed too: appending is all a command can do there, and
+// several commands may append to one file, so its position would count the others' bytes. A file written with > or
+// read with < is never relayed, since a command may seek in it or ask its size: its count is the position the
+// command left in the open file it shares with the daemon, read from /proc/self/fdinfo once the command has ended.
+// Output to /dev/null is relayed and dropped, since writing there moves no position. Another device (a tape, whose
+// records are the command's own writes) is left alone, uncounted.
 //
-// A command's counts are told once it has exited and each of its output taps has reached EOF (so what it wrote last
-// is in), or when the run ends, whichever is first.
+// The relays know who reads what they write, so a writer learns that its reader has gone as soon as it would have
+// without them: when a command that reads a tap has ended and nothing of its process group is left, its feed is cut,
+// which cuts the relay into the pipe it read, which closes the writers' taps. A command's counts are told once it
+// has exited and each of its output taps has reached EOF (so what it wrote last is in), or when the run ends.
 
 import { closeSync, constants as fs, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { InternalError } from '../protocol/errors.js';
 import type { StageBytes } from '../protocol/session.js';
-import { CountingRelay, type RelaySource } from './counting-relay.js';
+import { CountingRelay, type RelaySink, type RelaySource } from './counting-relay.js';
 import type { RecipeStage, StageOutput } from './plan.js';
 import type { StockedPipe } from './pipe-stock.js';
 import { RecipePipe } from './run-pipes.js';
 import { inputPipeKey, type PipeKey } from './stage-io.js';
 
-/** The one file whose output is relayed (and dropped) rather than counted by its position. */
+/** The one device whose output is relayed (and dropped) rather than left uncounted. */
 export const DEV_NULL = '/dev/null';
 
 /** A command's output streams as counted: stdout (with stderr where both go to one place), and stderr alone. */
 export type OutputSlot = 'stdout' | 'stderr';
 
 type InputCount = { kind: 'none' } | { kind: 'tap'; feed: CountingRelay } | { kind: 'file'; fd: number };
-type OutputCount = { kind: 'tap'; source: RelaySource } | { kind: 'file'; fd: number; base: number };
+type OutputCount = { kind: 'tap'; source: RelaySource } | { kind: 'file'; fd: number };
 
 /** What one command is counted by. */
 interface StageCounts {
@@ -36,10 +40,13 @@ interface StageCounts {
   told: boolean;
 }
 
-/** Where a stage's output stream is relayed to: a pipe of the run, or /dev/null; undefined: a file, not relayed. */
-type RelayTarget = PipeKey | typeof DEV_NULL;
+/**
+ * Where a stage's output stream is relayed to: a pipe of the run, /dev/null, or the file it appends to (opened as
+ * the command starts); undefined: a file written with >, counted by its position.
+ */
+type RelayTarget = PipeKey | typeof DEV_NULL | 'append';
 
-/** How a stage's outputs are tapped: stderr has a tap of its own only where it goes elsewhere than stdout. */
+/** How a stage's outputs are tapped: stderr has a slot of its own only where it goes elsewhere than stdout. */
 interface OutputPlan {
   stdout: RelayTarget | undefined;
   /** Absent: stderr goes where stdout goes (2>&1, >%x 2>%x), into the same tap or file. */
@@ -50,15 +57,20 @@ interface OutputPlan {
 export type OutputKey = (stage: RecipeStage, output: StageOutput) => PipeKey | undefined;
 
 function outputPlan(stage: RecipeStage, outputKey: OutputKey): OutputPlan {
-  const target = (output: StageOutput): RelayTarget | undefined => (output.kind === 'file' ? (output.path === DEV_NULL ? DEV_NULL : undefined) : outputKey(stage, output));
+  const target = (output: StageOutput): RelayTarget | undefined => {
+    if (output.kind !== 'file') return outputKey(stage, output);
+    if (output.path === DEV_NULL) return DEV_NULL;
+    return output.append ? 'append' : undefined;
+  };
   const stdout = target(stage.stdout);
   if (stage.stderr === stage.stdout) return { stdout };
   const stderr = target(stage.stderr);
-  // Two writes of one file (>f 2>f) are two opens, counted apart; two writes into one pipe are one tap.
-  return stderr !== undefined && stderr !== DEV_NULL && stderr === stdout ? { stdout } : { stdout, stderr };
+  // Two writes into one pipe are one tap; two redirections to files (>f 2>f) are two opens, counted apart.
+  const samePipe = stderr !== undefined && stderr !== DEV_NULL && stderr !== 'append' && stderr === stdout;
+  return samePipe ? { stdout } : { stdout, stderr };
 }
 
-/** How many taps a stage needs: one per pipe or /dev/null it writes to, and one for a pipe it reads. */
+/** How many taps a stage needs: one per pipe, appended file or /dev/null it writes to, and one for a pipe it reads. */
 export function tapsNeeded(stage: RecipeStage, outputKey: OutputKey): number {
   const plan = outputPlan(stage, outputKey);
   const outputs = [plan.stdout, plan.stderr].filter((target) => target !== undefined).length;
@@ -68,14 +80,18 @@ export function tapsNeeded(stage: RecipeStage, outputKey: OutputKey): number {
 /**
  * The taps, relays and kept files of one run's counting. Built while the run's pipes are readied (with every pipe's
  * ends still held, so the relays open ends of their own); the run then gives each command its taps in place of the
- * pipes, hands over the files it opened, and says when each command has exited.
+ * pipes, hands over the files it opened, and says how each command ended.
  */
 export class StageMeter {
   private readonly outputTaps = new Map<`${number}:${OutputSlot}`, RecipePipe>();
   private readonly inputTaps = new Map<number, RecipePipe>();
   /** Every tap, as a pipe of the run: the daemon holds a command's end of each until that command has started. */
   readonly taps: RecipePipe[] = [];
+  /** The relay into each pipe of the run that commands here write. */
+  private readonly merges = new Map<PipeKey, CountingRelay>();
   private readonly relays: CountingRelay[] = [];
+  /** The read ends of the taps into appended files, until their commands start. */
+  private readonly appendTaps = new Map<`${number}:${OutputSlot}`, number>();
   private readonly counts = new Map<number, StageCounts>();
   private tell: (bytes: StageBytes) => void = () => undefined;
 
@@ -94,8 +110,9 @@ export class StageMeter {
       if (tap === undefined) throw new InternalError('fewer taps than the stages need');
       return tap;
     };
-    // The taps bound for each target, still holding their read ends until the target's relay takes them.
-    const bound = new Map<RelayTarget, { taps: RecipePipe[]; counts: [StageCounts, OutputSlot][] }>();
+    // The taps bound for each pipe or /dev/null, still holding their read ends until the target's relay takes them.
+    const bound = new Map<PipeKey | typeof DEV_NULL, { taps: RecipePipe[]; counts: [StageCounts, OutputSlot][] }>();
+    const feeds: [CountingRelay, PipeKey][] = [];
     for (const stage of stages) {
       const counts: StageCounts = { stage: stage.index, input: undefined, outputs: new Map(), exited: false, told: false };
       this.counts.set(stage.index, counts);
@@ -109,6 +126,12 @@ export class StageMeter {
         this.taps.push(pipe);
         this.outputTaps.set(`${stage.index}:${slot}`, pipe);
         if (slot === 'stdout' && !('stderr' in plan)) this.outputTaps.set(`${stage.index}:stderr`, pipe);
+        if (target === 'append') {
+          // Its relay is made as the command starts, once the file is open; till then the read end waits here.
+          this.appendTaps.set(`${stage.index}:${slot}`, tap.readFd);
+          pipe.readFd = undefined;
+          continue;
+        }
         const sources = bound.get(target) ?? { taps: [], counts: [] };
         sources.taps.push(pipe);
         sources.counts.push([counts, slot]);
@@ -124,24 +147,31 @@ export class StageMeter {
       // An end of its own to read the pipe by: the run's end closes once no command is to take it.
       const source = openSync(`/proc/self/fd/${heldEnd(pipes.get(inputKey)?.readFd, inputKey)}`, fs.O_RDONLY | fs.O_NONBLOCK);
       // Written in pieces that are wholly in the tap or not at all: what the command was given is known exactly.
-      const feed = new CountingRelay([source], tap.writeFd, { exactWritten: true });
+      const feed = new CountingRelay([source], { pipe: tap.writeFd }, { exactWritten: true });
       pipe.writeFd = undefined;
       this.relays.push(feed);
       counts.input = { kind: 'tap', feed };
+      feeds.push([feed, inputKey]);
     }
-    for (const [target, { taps: tapsOf, counts }] of bound) {
+    for (const [target, { taps, counts }] of bound) {
       // An end of its own to write by, so the pipe's reader sees EOF only once this relay has closed it too.
-      const sink = target === DEV_NULL ? undefined : openSync(`/proc/self/fd/${heldEnd(pipes.get(target)?.writeFd, target)}`, fs.O_WRONLY | fs.O_NONBLOCK);
-      const fds = tapsOf.map((tap) => heldEnd(tap.readFd, target));
-      for (const tap of tapsOf) tap.readFd = undefined;
-      const relay = new CountingRelay(fds, sink);
+      const sink: RelaySink = target === DEV_NULL ? 'discard' : { pipe: openSync(`/proc/self/fd/${heldEnd(pipes.get(target)?.writeFd, target)}`, fs.O_WRONLY | fs.O_NONBLOCK) };
+      const relay = new CountingRelay(
+        taps.map((tap) => heldEnd(tap.readFd, target)),
+        sink,
+      );
+      for (const tap of taps) tap.readFd = undefined;
       this.relays.push(relay);
-      for (const [index, [stageCounts, slot]] of counts.entries()) {
-        const source = relay.sources[index] as RelaySource;
-        stageCounts.outputs.set(slot, { kind: 'tap', source });
-        void source.ended.then(() => this.tellWhenDone(stageCounts));
-      }
+      if (target !== DEV_NULL) this.merges.set(target, relay);
+      for (const [index, [stageCounts, slot]] of counts.entries()) this.countOutput(stageCounts, slot, relay.sources[index] as RelaySource);
     }
+    // The reader of a pipe has gone for good once its feed is cut: the pipe's writers learn it at once.
+    for (const [feed, inputKey] of feeds) feed.whenCut(() => this.readerGone(inputKey));
+  }
+
+  private countOutput(counts: StageCounts, slot: OutputSlot, source: RelaySource): void {
+    counts.outputs.set(slot, { kind: 'tap', source });
+    void source.ended.then(() => this.tellWhenDone(counts));
   }
 
   /** The tap a stage writes an output stream into, if it is counted through one. */
@@ -154,12 +184,32 @@ export class StageMeter {
     return this.inputTaps.get(stage);
   }
 
+  /** A pipe's reader has gone (a command, or the daemon's own reader of plumb's stdout, stderr or an edge). */
+  readerGone(key: PipeKey): void {
+    this.merges.get(key)?.cut();
+  }
+
   /**
-   * A file the daemon opened for a started stage's redirection: kept open until the stage is counted, when its
-   * position is what the command read or wrote. Returns false for what is not counted by position (the caller
-   * closes it): a device, or the second name of a file already kept (2>&1).
+   * The file a started stage appends a stream to, opened for it: from now on its tap is relayed there, and the
+   * relay owns the descriptor. False if the stream has no tap (the caller keeps the descriptor).
    */
-  keepFile(stage: number, stream: 'stdin' | OutputSlot, fd: number, append: boolean): boolean {
+  appendTo(stage: number, slot: OutputSlot, fd: number): boolean {
+    const counts = this.counts.get(stage);
+    const source = this.appendTaps.get(`${stage}:${slot}`);
+    if (counts === undefined || source === undefined) return false;
+    this.appendTaps.delete(`${stage}:${slot}`);
+    const relay = new CountingRelay([source], { file: fd });
+    this.relays.push(relay);
+    this.countOutput(counts, slot, relay.sources[0] as RelaySource);
+    return true;
+  }
+
+  /**
+   * A file the daemon opened for a started stage's redirection (< or >): kept open until the stage is counted,
+   * when its position is what the command read or wrote. Returns false for what is not counted by position (the
+   * caller closes it): a device, or the second name of a file already kept (2>&1).
+   */
+  keepFile(stage: number, stream: 'stdin' | OutputSlot, fd: number): boolean {
     const counts = this.counts.get(stage);
     if (counts === undefined || counts.told) return false;
     const stat = fstatSync(fd);
@@ -171,17 +221,26 @@ export class StageMeter {
       return true;
     }
     if (!stat.isFile() || counts.outputs.has(stream)) return false;
-    // An appended file's position is its end: what was there before is not the command's.
-    counts.outputs.set(stream, { kind: 'file', fd, base: append ? stat.size : 0 });
+    counts.outputs.set(stream, { kind: 'file', fd });
     return true;
   }
 
-  /** The stage's command has exited: its counts go once its output taps are done. */
-  exited(stage: number): void {
+  /**
+   * The stage's command has exited. With nothing of its process group left, nothing reads its tap any more: the
+   * writers into what it read learn it at once. Its counts go once its output taps are done.
+   */
+  exited(stage: number, groupLeft: boolean): void {
     const counts = this.counts.get(stage);
     if (counts === undefined) return;
     counts.exited = true;
+    if (!groupLeft && counts.input?.kind === 'tap') counts.input.feed.cut();
     this.tellWhenDone(counts);
+  }
+
+  /** The stage could not start: nothing will ever read its tap. */
+  neverRan(stage: number): void {
+    const input = this.counts.get(stage)?.input;
+    if (input?.kind === 'tap') input.feed.cut();
   }
 
   /** The run is over: each command that ran and is not told yet is told as it stands; then all is closed. */
@@ -191,7 +250,9 @@ export class StageMeter {
       else closeKept(counts);
     }
     this.counts.clear();
-    for (const relay of this.relays.splice(0)) relay.destroy();
+    for (const relay of this.relays.splice(0)) relay.cut();
+    for (const fd of this.appendTaps.values()) closeSync(fd);
+    this.appendTaps.clear();
     this.closeTaps();
   }
 
@@ -214,7 +275,7 @@ export class StageMeter {
     const taken = input === undefined ? undefined : input.kind === 'none' ? 0 : input.kind === 'tap' ? input.feed.written : filePosition(input.fd);
     if (taken !== undefined) bytes.bytesIn = taken;
     for (const [slot, output] of counts.outputs) {
-      const given = output.kind === 'tap' ? output.source.bytes : filePosition(output.fd, output.base);
+      const given = output.kind === 'tap' ? output.source.bytes : filePosition(output.fd);
       if (given === undefined) continue;
       if (slot === 'stdout') bytes.bytesOut = given;
       else bytes.bytesErr = given;
@@ -250,11 +311,11 @@ function isDevNull(rdev: number): boolean {
   return rdev === devNullRdev;
 }
 
-/** The position of an open file, less `base`, from /proc/self/fdinfo; undefined where it cannot be read. */
-export function filePosition(fd: number, base = 0): number | undefined {
+/** The position of an open file, from /proc/self/fdinfo; undefined where it cannot be read. */
+export function filePosition(fd: number): number | undefined {
   try {
     const match = /^pos:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
-    return match === null ? undefined : Math.max(0, Number(match[1]) - base);
+    return match === null ? undefined : Number(match[1]);
   } catch {
     return undefined;
   }

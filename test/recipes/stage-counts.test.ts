@@ -4,7 +4,8 @@
 // every byte intact, and nothing left open when the run ends or is cut short. Real processes, pipes and FIFOs.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, type PathLike } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -98,6 +99,33 @@ test('counted, a pipe keeps its promises: the writer whose reader has gone gets 
   assert.deepEqual(countsByStage(late.outcome.bytes).get(0), { stage: 0, bytesIn: 13, bytesOut: 13, bytesErr: 0 });
 });
 
+test('counted, a writer whose reader has ended gets SIGPIPE at its next write, as it would without the relays', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  for (const text of ["sh -c 'sleep 0.3; echo x' |\ntrue\n", 'r: true &\nsleep 0.3\necho x >%r\n', "sh -c 'sleep 0.3; echo x' |\nno-such-command-np-test\n"]) {
+    const plain = await executeText(text, spool);
+    const counted = await executeText(text, spool, { countBytes: true });
+    const statuses = (ends: readonly StageEnd[]): StageEnd['status'][] => [...ends].sort((a, b) => a.stage - b.stage).map((end) => end.status);
+    assert.deepEqual(statuses(counted.ends), statuses(plain.ends), text);
+    assert.deepEqual(counted.outcome.status, plain.outcome.status, text);
+    assert.ok(statuses(counted.ends).some((status) => 'signal' in status && status.signal === 'SIGPIPE'), JSON.stringify(counted.ends));
+  }
+});
+
+test('counted, each command appending to one file is counted for its own bytes, as they are written', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  writeFileSync(join(spool, 'log'), '0123456789');
+  const text = ["sh -c 'sleep 0.1; echo aaaa' >>log &", "sh -c 'echo bb; sleep 0.2; echo cccccc >&2' >>log 2>>log", '/bin/echo hello >>log', ''].join('\n');
+  const result = await executeText(text, spool, { countBytes: true });
+  assert.deepEqual(result.outcome.status, { code: 0 });
+  const counts = countsByStage(result.outcome.bytes);
+  assert.deepEqual(counts.get(0), { stage: 0, bytesIn: 0, bytesOut: 5, bytesErr: 0 });
+  assert.deepEqual(counts.get(1), { stage: 1, bytesIn: 0, bytesOut: 3, bytesErr: 7 });
+  assert.deepEqual(counts.get(2), { stage: 2, bytesIn: 0, bytesOut: 6, bytesErr: 0 });
+  const log = readFileSync(join(spool, 'log'), 'utf8');
+  assert.equal(log.length, 10 + 5 + 3 + 7 + 6);
+  assert.ok(log.startsWith('0123456789') && ['aaaa\n', 'bb\n', 'cccccc\n', 'hello\n'].every((line) => log.includes(line)), JSON.stringify(log));
+});
+
 test('counted, writes of up to PIPE_BUF that several commands make into one label pipe arrive unbroken', { timeout: TIMEOUT_MS }, async (t) => {
   const spool = tempDir(t);
   const lines = 3000;
@@ -162,4 +190,31 @@ test('counted, a run cut short tells what each command had moved and leaves no p
   const never = await prepareText('fifo g\necho x >@g &\ncat <@g |\ncat >/dev/null\n', spool, { countBytes: true });
   await never.run.abort('never started');
   assert.ok((await settledFdCount(before)) <= before, 'no fd left by a run never started');
+});
+
+test('counted, a setup that fails part way (no descriptor left for a relay) leaves no descriptor open', { timeout: TIMEOUT_MS }, async (t) => {
+  const spool = tempDir(t);
+  await executeText('true\n', spool, { countBytes: true });
+  const before = openFdCount();
+  // The descriptor table full at the k-th end a relay opens of the run's pipes: two feeds and three merges here.
+  const fs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+  const realOpen = fs.openSync;
+  t.after(() => {
+    fs.openSync = realOpen;
+    syncBuiltinESMExports();
+  });
+  for (let failAt = 1; failAt <= 5; failAt++) {
+    let opens = 0;
+    fs.openSync = ((path: PathLike, ...rest: Parameters<typeof realOpen> extends [unknown, ...infer R] ? R : never) => {
+      if (String(path).startsWith('/proc/self/fd/') && ++opens === failAt) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      return realOpen(path, ...rest);
+    }) as typeof realOpen;
+    syncBuiltinESMExports();
+    await assert.rejects(prepareText('cat <%stdin |\ncat\n', spool, { countBytes: true }), /too many open files/);
+    fs.openSync = realOpen;
+    syncBuiltinESMExports();
+    assert.equal(opens, failAt, 'the failure came where it was put');
+    const left = await settledFdCount(before);
+    assert.ok(left <= before, `failing at open ${failAt}: ${left - before} fds left open`);
+  }
 });
