@@ -12,9 +12,8 @@
 //   full tap.
 // - Atomic writes: each chunk read from a source is written whole, in order, one write at a time, and a read drains
 //   the tap (a tap holds 64 KiB, a read takes up to 64 KiB), so writes of up to PIPE_BUF bytes that several commands
-//   make into one label pipe or appended file still arrive unbroken.
+//   make into one label pipe still arrive unbroken.
 
-import { closeSync, write } from 'node:fs';
 import { Socket } from 'node:net';
 
 /**
@@ -42,11 +41,10 @@ export class RelaySource {
 }
 
 /**
- * Where a relay writes, each descriptor the relay's own: a pipe's write end the daemon alone holds (written through
- * a socket, which makes it non-blocking and waits for room), a file opened for appending (written in order through
- * libuv's pool: a regular file never makes the daemon wait for a reader), or nothing (/dev/null: counted, dropped).
+ * Where a relay writes: a pipe's write end the daemon alone holds, the relay's own (written through a socket, which
+ * makes it non-blocking and waits for room), or nothing (/dev/null: counted, dropped).
  */
-export type RelaySink = { pipe: number } | { file: number } | 'discard';
+export type RelaySink = { pipe: number } | 'discard';
 
 export interface RelayOptions {
   /**
@@ -82,35 +80,13 @@ export class CountingRelay {
       this.writePiece = undefined;
       this.endSink = () => undefined;
       this.destroySink = () => undefined;
-    } else if ('pipe' in sink) {
+    } else {
       const socket = new Socket({ fd: sink.pipe, readable: false, writable: true });
       // The reader has gone: the writers must learn it as they would from the pipe itself.
       socket.on('error', () => this.cut());
       this.writePiece = (piece, done) => socket.write(piece, (error) => done(error ?? null, piece.length));
       this.endSink = () => socket.end();
       this.destroySink = () => socket.destroy();
-    } else {
-      const fd = sink.file;
-      let state: 'open' | 'closing' | 'closed' = 'open';
-      let inPool = false;
-      const close = (): void => {
-        // Never closed under a write still in libuv's pool: the number could be another file's by the time it runs.
-        if (inPool) state = 'closing';
-        else if (state !== 'closed') {
-          state = 'closed';
-          closeSync(fd);
-        }
-      };
-      this.writePiece = (piece, done) => {
-        inPool = true;
-        write(fd, piece, 0, piece.length, null, (error, taken) => {
-          inPool = false;
-          if (state === 'closing') close();
-          done(error, taken);
-        });
-      };
-      this.endSink = close;
-      this.destroySink = close;
     }
     this.sources = sourceFds.map((fd) => new RelaySource(fd));
     this.live = this.sources.length;
@@ -124,6 +100,11 @@ export class CountingRelay {
       });
     }
     this.writeNext();
+  }
+
+  /** Whether nothing more will pass: every source ended and all is written, or the relay was cut. */
+  get finished(): boolean {
+    return this.done;
   }
 
   /** Called once if the relay is cut: its sink's reader went, or cut() said so. */
@@ -164,7 +145,6 @@ export class CountingRelay {
       this.written += taken;
       // Cut meanwhile: what was held is dropped already.
       if (this.done) return;
-      // A file may take part of a piece; the rest is written next.
       this.consume(taken);
       if (this.heldBytes < HELD_BYTES_LIMIT) for (const source of this.sources) source.socket.resume();
       this.writeNext();

@@ -25,7 +25,7 @@ import type { ExitStatus, StageBytes, StageEnd, StageStatus } from '../protocol/
 import { readsPlumbStdin, recipeStatus, type RecipePlan, type RecipeStage, type StageOutput } from './plan.js';
 import { endGroups, groupAlive, notStarted, signalGroup, spawnFailure, STAGE_REDIRECTION_FAILED_CODE } from './process-groups.js';
 import { inputPipeKey, outputPipeKey, type PipeKey } from './stage-io.js';
-import { DEV_NULL, StageMeter, tapsNeeded, type OutputSlot } from './stage-meter.js';
+import { StageMeter, tapsNeeded, type OutputSlot } from './stage-meter.js';
 import { closePipe, pipeStock, type StockedPipe } from './pipe-stock.js';
 import { EdgeOutlet, openEdgeInlet, type EdgeInlet, type EdgeOutput, type EdgeTally } from './edges.js';
 import { makeDeclaredFifos, openBothEnds, plumbPipes, RecipePipe, removeMadeFifos, type IoSockets } from './run-pipes.js';
@@ -365,10 +365,9 @@ export class RecipeRun {
       this.groups.push(started.pid);
       this.options.onStageStart?.(stage, started.pid);
       this.joinNow();
-      const group = started.pid;
       started.once('exit', (code, signal) => {
         this.live.delete(stage.index);
-        this.report(stage, signal !== null ? { signal } : { code: code ?? 0 }, group);
+        this.report(stage, signal !== null ? { signal } : { code: code ?? 0 });
       });
       return started;
     } finally {
@@ -381,8 +380,9 @@ export class RecipeRun {
     const input = stage.stdin;
     if (input.kind === 'null') return 'ignore';
     if (input.kind === 'file') {
-      files.stdin = this.openRedirection(input.path, fs.O_RDONLY, opened);
-      return files.stdin;
+      const fd = this.openRedirection(input.path, fs.O_RDONLY, opened);
+      files.stdin = { fd, base: 0 };
+      return fd;
     }
     return this.heldFd(this.inputPipe(stage)?.readFd);
   }
@@ -391,30 +391,21 @@ export class RecipeRun {
     const output = stage[slot];
     if (output.kind === 'file') {
       const fd = this.openRedirection(output.path, fs.O_WRONLY | fs.O_CREAT | (output.append ? fs.O_APPEND : fs.O_TRUNC), opened);
-      files[slot] = fd;
-      // Counted, an appended file or /dev/null is written through the stream's tap, once opening it passed the checks.
+      // Counted by its position: an appended file's size now, before the command can write, is not the command's.
+      if (this.meter !== undefined) files[slot] = { fd, base: output.append ? fstatSync(fd).size : 0 };
+      // Counted, /dev/null is written through the stream's tap (and dropped), once opening it passed the checks.
       const tap = this.meter?.outputTap(stage.index, slot);
       return tap === undefined ? fd : this.heldFd(tap.writeFd);
     }
     return this.heldFd(this.outputPipe(stage, slot)?.writeFd);
   }
 
-  /**
-   * The files a started stage's redirections opened, counted: an appended file now takes its tap's relay, which
-   * owns it; a file read or written with < or > is kept open to be counted by the position the command leaves.
-   */
+  /** The files a started stage's redirections opened are kept open, to be counted by the position it leaves. */
   private countFiles(stage: RecipeStage, files: RedirectionFiles, opened: number[]): void {
     const meter = this.meter as StageMeter;
-    const handedOff = (fd: number): void => {
-      opened.splice(opened.indexOf(fd), 1);
-    };
-    if (files.stdin !== undefined && meter.keepFile(stage.index, 'stdin', files.stdin)) handedOff(files.stdin);
-    for (const slot of ['stdout', 'stderr'] as const) {
-      const fd = files[slot];
-      const output = stage[slot];
-      if (fd === undefined || output.kind !== 'file' || output.path === DEV_NULL) continue;
-      const counted = output.append ? meter.appendTo(stage.index, slot, fd) : meter.keepFile(stage.index, slot, fd);
-      if (counted) handedOff(fd);
+    for (const stream of ['stdin', 'stdout', 'stderr'] as const) {
+      const file = files[stream];
+      if (file !== undefined && meter.keepFile(stage.index, stream, file.fd, file.base)) opened.splice(opened.indexOf(file.fd), 1);
     }
   }
 
@@ -459,7 +450,7 @@ export class RecipeRun {
     return key === undefined ? undefined : this.pipes.get(key);
   }
 
-  private report(stage: RecipeStage, status: StageStatus, group?: number): void {
+  private report(stage: RecipeStage, status: StageStatus): void {
     if (this.ends[stage.index] !== undefined) return;
     const end: StageEnd = { stage: stage.index, name: stage.name, line: stage.location.line, status };
     const startedAt = this.startedAt.get(stage.index);
@@ -467,7 +458,7 @@ export class RecipeRun {
     this.ends[stage.index] = end;
     this.options.onStageEnd?.(end);
     if (startedAt === undefined) this.meter?.neverRan(stage.index);
-    else this.meter?.exited(stage.index, group !== undefined && groupAlive(group));
+    else this.meter?.exited(stage.index);
   }
 
   /** A command's counts, told as they are final. */
@@ -639,8 +630,8 @@ function outputKeyOf(plan: RecipePlan, stage: RecipeStage, output: StageOutput):
   return edge === undefined ? key : `edge:${edge.index}`;
 }
 
-/** The files a stage's redirections opened, by stream. */
-type RedirectionFiles = Partial<Record<'stdin' | OutputSlot, number>>;
+/** With counting, the files a stage's redirections opened, by stream, with what of each is not the command's. */
+type RedirectionFiles = Partial<Record<'stdin' | OutputSlot, { fd: number; base: number }>>;
 
 /** Whether a stage reads or writes the named pipe. */
 function usesFifo(stage: RecipeStage, name: string): boolean {

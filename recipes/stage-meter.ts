@@ -1,26 +1,33 @@
 // What each command of a recipe run took in and gave out, counted by the daemon when the run is asked to (plumb
 // -json): every stream of every command, whatever it is joined to. Pipes pass counting relays (counting-relay.ts):
 // a command's stdout and stderr go into taps of its own, relayed on to where they were bound, and a command reading
-// a pipe reads a tap fed from it. An appended file (>>) is relayed too: appending is all a command can do there, and
-// several commands may append to one file, so its position would count the others' bytes. A file written with > or
-// read with < is never relayed, since a command may seek in it or ask its size: its count is the position the
-// command left in the open file it shares with the daemon, read from /proc/self/fdinfo once the command has ended.
-// Output to /dev/null is relayed and dropped, since writing there moves no position. Another device (a tape, whose
-// records are the command's own writes) is left alone, uncounted.
+// a pipe reads a tap fed from it. A file is never relayed: a command may seek in it or ask its size, it must be
+// complete when the command ends, and a write error there is the command's to see. Its count is the position the
+// command left in the open file it shares with the daemon, read from /proc/self/fdinfo once the command has ended
+// (for >>, less the file's size when it was opened). Output to /dev/null is relayed and dropped, since writing there
+// moves no position. Another device (a tape, whose records are the command's own writes) is left alone, uncounted.
 //
-// The relays know who reads what they write, so a writer learns that its reader has gone as soon as it would have
-// without them: when a command that reads a tap has ended and nothing of its process group is left, its feed is cut,
-// which cuts the relay into the pipe it read, which closes the writers' taps. A command's counts are told once it
-// has exited and each of its output taps has reached EOF (so what it wrote last is in), or when the run ends.
+// A writer must learn that its reader has gone when it would without the relays. Once a command that reads a tap has
+// exited, the meter looks for any process still holding the tap (pipe-holders.ts), again at growing intervals while
+// one does; when none is left, the feed is cut, which cuts the relay into the label or | pipe it read (nothing else
+// can read those), which closes the writers' taps. A named pipe may have readers that opened it by its name: there
+// the writers learn by their relay's next write. A command's counts are told once it has exited and each of its
+// output taps has reached EOF (so what it wrote last is in), or when the run ends.
 
 import { closeSync, constants as fs, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { InternalError } from '../protocol/errors.js';
 import type { StageBytes } from '../protocol/session.js';
 import { CountingRelay, type RelaySink, type RelaySource } from './counting-relay.js';
+import { pipeHeldElsewhere } from './pipe-holders.js';
 import type { RecipeStage, StageOutput } from './plan.js';
 import type { StockedPipe } from './pipe-stock.js';
 import { RecipePipe } from './run-pipes.js';
 import { inputPipeKey, type PipeKey } from './stage-io.js';
+
+/** How soon, and at most how often, an exited command's tap is looked for in other processes while one holds it. */
+const FIRST_HOLDER_WAIT_MS = 250;
+const LAST_HOLDER_WAIT_MS = 4000;
 
 /** The one device whose output is relayed (and dropped) rather than left uncounted. */
 export const DEV_NULL = '/dev/null';
@@ -28,8 +35,10 @@ export const DEV_NULL = '/dev/null';
 /** A command's output streams as counted: stdout (with stderr where both go to one place), and stderr alone. */
 export type OutputSlot = 'stdout' | 'stderr';
 
-type InputCount = { kind: 'none' } | { kind: 'tap'; feed: CountingRelay } | { kind: 'file'; fd: number };
-type OutputCount = { kind: 'tap'; source: RelaySource } | { kind: 'file'; fd: number };
+/** A tap a command reads: its feed, and the tap's device and inode, to find who still holds it. */
+type InputCount = { kind: 'none' } | { kind: 'tap'; feed: CountingRelay; pipe: { dev: number; ino: number } } | { kind: 'file'; fd: number };
+/** A file's count is its position less `base`: for >>, the file's size when it was opened. */
+type OutputCount = { kind: 'tap'; source: RelaySource } | { kind: 'file'; fd: number; base: number };
 
 /** What one command is counted by. */
 interface StageCounts {
@@ -40,11 +49,8 @@ interface StageCounts {
   told: boolean;
 }
 
-/**
- * Where a stage's output stream is relayed to: a pipe of the run, /dev/null, or the file it appends to (opened as
- * the command starts); undefined: a file written with >, counted by its position.
- */
-type RelayTarget = PipeKey | typeof DEV_NULL | 'append';
+/** Where a stage's output stream is relayed to: a pipe of the run, or /dev/null; undefined: a file, by its position. */
+type RelayTarget = PipeKey | typeof DEV_NULL;
 
 /** How a stage's outputs are tapped: stderr has a slot of its own only where it goes elsewhere than stdout. */
 interface OutputPlan {
@@ -57,20 +63,16 @@ interface OutputPlan {
 export type OutputKey = (stage: RecipeStage, output: StageOutput) => PipeKey | undefined;
 
 function outputPlan(stage: RecipeStage, outputKey: OutputKey): OutputPlan {
-  const target = (output: StageOutput): RelayTarget | undefined => {
-    if (output.kind !== 'file') return outputKey(stage, output);
-    if (output.path === DEV_NULL) return DEV_NULL;
-    return output.append ? 'append' : undefined;
-  };
+  const target = (output: StageOutput): RelayTarget | undefined => (output.kind !== 'file' ? outputKey(stage, output) : output.path === DEV_NULL ? DEV_NULL : undefined);
   const stdout = target(stage.stdout);
   if (stage.stderr === stage.stdout) return { stdout };
   const stderr = target(stage.stderr);
   // Two writes into one pipe are one tap; two redirections to files (>f 2>f) are two opens, counted apart.
-  const samePipe = stderr !== undefined && stderr !== DEV_NULL && stderr !== 'append' && stderr === stdout;
+  const samePipe = stderr !== undefined && stderr !== DEV_NULL && stderr === stdout;
   return samePipe ? { stdout } : { stdout, stderr };
 }
 
-/** How many taps a stage needs: one per pipe, appended file or /dev/null it writes to, and one for a pipe it reads. */
+/** How many taps a stage needs: one per pipe or /dev/null it writes to, and one for a pipe it reads. */
 export function tapsNeeded(stage: RecipeStage, outputKey: OutputKey): number {
   const plan = outputPlan(stage, outputKey);
   const outputs = [plan.stdout, plan.stderr].filter((target) => target !== undefined).length;
@@ -90,8 +92,8 @@ export class StageMeter {
   /** The relay into each pipe of the run that commands here write. */
   private readonly merges = new Map<PipeKey, CountingRelay>();
   private readonly relays: CountingRelay[] = [];
-  /** The read ends of the taps into appended files, until their commands start. */
-  private readonly appendTaps = new Map<`${number}:${OutputSlot}`, number>();
+  /** Set by close(): no more looking for a tap's holders. */
+  private closed = false;
   private readonly counts = new Map<number, StageCounts>();
   private tell: (bytes: StageBytes) => void = () => undefined;
 
@@ -126,12 +128,6 @@ export class StageMeter {
         this.taps.push(pipe);
         this.outputTaps.set(`${stage.index}:${slot}`, pipe);
         if (slot === 'stdout' && !('stderr' in plan)) this.outputTaps.set(`${stage.index}:stderr`, pipe);
-        if (target === 'append') {
-          // Its relay is made as the command starts, once the file is open; till then the read end waits here.
-          this.appendTaps.set(`${stage.index}:${slot}`, tap.readFd);
-          pipe.readFd = undefined;
-          continue;
-        }
         const sources = bound.get(target) ?? { taps: [], counts: [] };
         sources.taps.push(pipe);
         sources.counts.push([counts, slot]);
@@ -147,11 +143,13 @@ export class StageMeter {
       // An end of its own to read the pipe by: the run's end closes once no command is to take it.
       const source = openSync(`/proc/self/fd/${heldEnd(pipes.get(inputKey)?.readFd, inputKey)}`, fs.O_RDONLY | fs.O_NONBLOCK);
       // Written in pieces that are wholly in the tap or not at all: what the command was given is known exactly.
+      const { dev, ino } = fstatSync(tap.writeFd);
       const feed = new CountingRelay([source], { pipe: tap.writeFd }, { exactWritten: true });
       pipe.writeFd = undefined;
       this.relays.push(feed);
-      counts.input = { kind: 'tap', feed };
-      feeds.push([feed, inputKey]);
+      counts.input = { kind: 'tap', feed, pipe: { dev, ino } };
+      // The reader of a label or | pipe is this command alone: once its feed is cut, the pipe's writers learn at once.
+      if (inputKey.startsWith('label:') || inputKey.startsWith('stage:')) feeds.push([feed, inputKey]);
     }
     for (const [target, { taps, counts }] of bound) {
       // An end of its own to write by, so the pipe's reader sees EOF only once this relay has closed it too.
@@ -165,7 +163,6 @@ export class StageMeter {
       if (target !== DEV_NULL) this.merges.set(target, relay);
       for (const [index, [stageCounts, slot]] of counts.entries()) this.countOutput(stageCounts, slot, relay.sources[index] as RelaySource);
     }
-    // The reader of a pipe has gone for good once its feed is cut: the pipe's writers learn it at once.
     for (const [feed, inputKey] of feeds) feed.whenCut(() => this.readerGone(inputKey));
   }
 
@@ -190,26 +187,12 @@ export class StageMeter {
   }
 
   /**
-   * The file a started stage appends a stream to, opened for it: from now on its tap is relayed there, and the
-   * relay owns the descriptor. False if the stream has no tap (the caller keeps the descriptor).
+   * A file the daemon opened for a started stage's redirection: kept open until the stage is counted, when its
+   * position, less `base` (for >>, its size when opened, taken before the command started), is what the command read
+   * or wrote. Returns false for what is not counted by position (the caller closes it): a device, or the second name
+   * of a file already kept (2>&1).
    */
-  appendTo(stage: number, slot: OutputSlot, fd: number): boolean {
-    const counts = this.counts.get(stage);
-    const source = this.appendTaps.get(`${stage}:${slot}`);
-    if (counts === undefined || source === undefined) return false;
-    this.appendTaps.delete(`${stage}:${slot}`);
-    const relay = new CountingRelay([source], { file: fd });
-    this.relays.push(relay);
-    this.countOutput(counts, slot, relay.sources[0] as RelaySource);
-    return true;
-  }
-
-  /**
-   * A file the daemon opened for a started stage's redirection (< or >): kept open until the stage is counted,
-   * when its position is what the command read or wrote. Returns false for what is not counted by position (the
-   * caller closes it): a device, or the second name of a file already kept (2>&1).
-   */
-  keepFile(stage: number, stream: 'stdin' | OutputSlot, fd: number): boolean {
+  keepFile(stage: number, stream: 'stdin' | OutputSlot, fd: number, base: number): boolean {
     const counts = this.counts.get(stage);
     if (counts === undefined || counts.told) return false;
     const stat = fstatSync(fd);
@@ -221,20 +204,33 @@ export class StageMeter {
       return true;
     }
     if (!stat.isFile() || counts.outputs.has(stream)) return false;
-    counts.outputs.set(stream, { kind: 'file', fd });
+    counts.outputs.set(stream, { kind: 'file', fd, base });
     return true;
   }
 
-  /**
-   * The stage's command has exited. With nothing of its process group left, nothing reads its tap any more: the
-   * writers into what it read learn it at once. Its counts go once its output taps are done.
-   */
-  exited(stage: number, groupLeft: boolean): void {
+  /** The stage's command has exited: its counts go once its output taps are done. */
+  exited(stage: number): void {
     const counts = this.counts.get(stage);
     if (counts === undefined) return;
     counts.exited = true;
-    if (!groupLeft && counts.input?.kind === 'tap') counts.input.feed.cut();
+    if (counts.input?.kind === 'tap') void this.cutWhenUnread(counts.input.feed, counts.input.pipe);
     this.tellWhenDone(counts);
+  }
+
+  /**
+   * Cuts the feed of an exited command's tap once no process holds the tap: at once if none does, else after
+   * growing waits (what holds it may read on, or end). Stops when the feed is done or the run is over.
+   */
+  private async cutWhenUnread(feed: CountingRelay, pipe: { dev: number; ino: number }): Promise<void> {
+    for (let waitMs = FIRST_HOLDER_WAIT_MS; ; waitMs = Math.min(waitMs * 2, LAST_HOLDER_WAIT_MS)) {
+      if (this.closed || feed.finished) return;
+      if (!(await pipeHeldElsewhere(pipe))) {
+        if (!this.closed) feed.cut();
+        return;
+      }
+      // Unreferenced: a run that is over never waits for this.
+      await delay(waitMs, undefined, { ref: false });
+    }
   }
 
   /** The stage could not start: nothing will ever read its tap. */
@@ -250,9 +246,8 @@ export class StageMeter {
       else closeKept(counts);
     }
     this.counts.clear();
+    this.closed = true;
     for (const relay of this.relays.splice(0)) relay.cut();
-    for (const fd of this.appendTaps.values()) closeSync(fd);
-    this.appendTaps.clear();
     this.closeTaps();
   }
 
@@ -275,7 +270,7 @@ export class StageMeter {
     const taken = input === undefined ? undefined : input.kind === 'none' ? 0 : input.kind === 'tap' ? input.feed.written : filePosition(input.fd);
     if (taken !== undefined) bytes.bytesIn = taken;
     for (const [slot, output] of counts.outputs) {
-      const given = output.kind === 'tap' ? output.source.bytes : filePosition(output.fd);
+      const given = output.kind === 'tap' ? output.source.bytes : subtract(filePosition(output.fd), output.base);
       if (given === undefined) continue;
       if (slot === 'stdout') bytes.bytesOut = given;
       else bytes.bytesErr = given;
@@ -283,6 +278,10 @@ export class StageMeter {
     closeKept(counts);
     this.tell(bytes);
   }
+}
+
+function subtract(position: number | undefined, base: number): number | undefined {
+  return position === undefined ? undefined : Math.max(0, position - base);
 }
 
 /** Closes the files kept for a stage's count (once, however often called). */

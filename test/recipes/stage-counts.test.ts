@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync, type PathLike } from 'node:fs'
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { StageBytes, StageEnd } from '../../protocol/session.js';
 import { deterministicBytes, deterministicSha256, deterministicStream } from '../helpers/payloads.js';
 import { processesWithMarker, uniqueMarker, waitUntil } from '../helpers/processes.js';
@@ -99,31 +99,59 @@ test('counted, a pipe keeps its promises: the writer whose reader has gone gets 
   assert.deepEqual(countsByStage(late.outcome.bytes).get(0), { stage: 0, bytesIn: 13, bytesOut: 13, bytesErr: 0 });
 });
 
+/** Runs a recipe without counting and with it, in fresh spools: the statuses, outputs and named files must agree. */
+async function sameCountedOrNot(t: TestContext, text: string, files: readonly string[] = []): Promise<StageBytes[]> {
+  const seen: unknown[] = [];
+  let counts: StageBytes[] = [];
+  for (const countBytes of [false, true]) {
+    const spool = tempDir(t);
+    const result = await executeText(text, spool, { countBytes });
+    const statuses = [...result.ends].sort((a, b) => a.stage - b.stage).map((end) => end.status);
+    const contents = files.map((name) => (existsSync(join(spool, name)) ? readFileSync(join(spool, name), 'utf8') : null));
+    seen.push({ statuses, status: result.outcome.status, stdout: result.stdout.toString(), stderr: result.stderr.toString(), contents });
+    if (countBytes) counts = result.outcome.bytes ?? [];
+  }
+  assert.deepEqual(seen[1], seen[0], `counted and not: ${text}`);
+  return counts;
+}
+
 test('counted, a writer whose reader has ended gets SIGPIPE at its next write, as it would without the relays', { timeout: TIMEOUT_MS }, async (t) => {
-  const spool = tempDir(t);
-  for (const text of ["sh -c 'sleep 0.3; echo x' |\ntrue\n", 'r: true &\nsleep 0.3\necho x >%r\n', "sh -c 'sleep 0.3; echo x' |\nno-such-command-np-test\n"]) {
-    const plain = await executeText(text, spool);
-    const counted = await executeText(text, spool, { countBytes: true });
-    const statuses = (ends: readonly StageEnd[]): StageEnd['status'][] => [...ends].sort((a, b) => a.stage - b.stage).map((end) => end.status);
-    assert.deepEqual(statuses(counted.ends), statuses(plain.ends), text);
-    assert.deepEqual(counted.outcome.status, plain.outcome.status, text);
-    assert.ok(statuses(counted.ends).some((status) => 'signal' in status && status.signal === 'SIGPIPE'), JSON.stringify(counted.ends));
+  for (const text of [
+    "sh -c 'sleep 0.3; echo x' |\ntrue\n",
+    'r: true &\nsleep 0.3\necho x >%r\n',
+    "sh -c 'sleep 0.3; echo x' |\nno-such-command-np-test\n",
+    // The reader's leader ends at once; what it left in the background reads on, then ends: then, and only then, the
+    // writer's next write fails.
+    // writer's writes fail (it writes more than the relays hold, so however late they learn it, it does).
+    "sh -c 'sleep 0.8; head -c 1000000 /dev/zero; echo st=$? >&2' |\nsh -c 'exec 3<&0; (sleep 0.3; head -c 1 <&3 >/dev/null) &'\n",
+  ]) {
+    await sameCountedOrNot(t, text);
   }
 });
 
-test('counted, each command appending to one file is counted for its own bytes, as they are written', { timeout: TIMEOUT_MS }, async (t) => {
+test('counted, a reader outside its command\'s process group still gets every byte (it left with setsid)', { timeout: TIMEOUT_MS }, async (t) => {
+  await sameCountedOrNot(t, "head -c 1000000 /dev/zero |\nsetsid sh -c 'sleep 0.5; wc -c >out'\n", ['out']);
+});
+
+test('counted, a file is whole when its command ends, and an appended file counts only what its command added', { timeout: TIMEOUT_MS }, async (t) => {
+  // md5sum reads its stdin to the end (wc -c would only ask a file's size, and leave its position at 0).
+  const counts = await sameCountedOrNot(t, 'head -c 1000000 /dev/zero >>f\nmd5sum <f\n', ['f']);
+  assert.deepEqual(
+    counts.sort((a, b) => a.stage - b.stage),
+    [
+      { stage: 0, bytesIn: 0, bytesOut: 1_000_000, bytesErr: 0 },
+      { stage: 1, bytesIn: 1_000_000, bytesOut: 32 + '  -\n'.length, bytesErr: 0 },
+    ],
+  );
+  // Each command's size before it is taken before it can write: 40 quick appends, each 6 bytes of its own.
   const spool = tempDir(t);
   writeFileSync(join(spool, 'log'), '0123456789');
-  const text = ["sh -c 'sleep 0.1; echo aaaa' >>log &", "sh -c 'echo bb; sleep 0.2; echo cccccc >&2' >>log 2>>log", '/bin/echo hello >>log', ''].join('\n');
-  const result = await executeText(text, spool, { countBytes: true });
-  assert.deepEqual(result.outcome.status, { code: 0 });
-  const counts = countsByStage(result.outcome.bytes);
-  assert.deepEqual(counts.get(0), { stage: 0, bytesIn: 0, bytesOut: 5, bytesErr: 0 });
-  assert.deepEqual(counts.get(1), { stage: 1, bytesIn: 0, bytesOut: 3, bytesErr: 7 });
-  assert.deepEqual(counts.get(2), { stage: 2, bytesIn: 0, bytesOut: 6, bytesErr: 0 });
-  const log = readFileSync(join(spool, 'log'), 'utf8');
-  assert.equal(log.length, 10 + 5 + 3 + 7 + 6);
-  assert.ok(log.startsWith('0123456789') && ['aaaa\n', 'bb\n', 'cccccc\n', 'hello\n'].every((line) => log.includes(line)), JSON.stringify(log));
+  const appends = await executeText('/bin/echo hello >>log\n'.repeat(40), spool, { countBytes: true });
+  assert.deepEqual(appends.outcome.status, { code: 0 });
+  assert.deepEqual(new Set(appends.outcome.bytes?.map((bytes) => bytes.bytesOut)), new Set([6]));
+  // stdout and stderr appended to one file, each its own open: still in the order written (each stream's position is
+  // the file's end, so there each count takes in the other's bytes too, as plumb(1) says).
+  await sameCountedOrNot(t, "sh -c 'echo o1; echo e1 >&2; echo o2; echo e2 >&2' >>h 2>>h\n", ['h']);
 });
 
 test('counted, writes of up to PIPE_BUF that several commands make into one label pipe arrive unbroken', { timeout: TIMEOUT_MS }, async (t) => {
