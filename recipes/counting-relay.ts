@@ -54,17 +54,13 @@ export interface RelayOptions {
   exactWritten?: boolean;
 }
 
-/** Writes one piece; calls back with the bytes taken, or the error. */
-type WritePiece = (piece: Buffer, done: (error: Error | null, taken: number) => void) => void;
-
 /** Reads every source into one sink, counting what each source gave and what the sink took. */
 export class CountingRelay {
   readonly sources: readonly RelaySource[];
   /** Bytes the sink has taken; for a tap a command reads, what was delivered into its stdin. */
   written = 0;
-  private readonly writePiece: WritePiece | undefined;
-  private readonly endSink: () => void;
-  private readonly destroySink: () => void;
+  /** Undefined for /dev/null. */
+  private readonly sink: Socket | undefined;
   private readonly pieceBytes: number;
   /** Read from the sources, not yet written; one write is in flight at a time. */
   private readonly held: Buffer[] = [];
@@ -76,18 +72,9 @@ export class CountingRelay {
 
   constructor(sourceFds: readonly number[], sink: RelaySink, options: RelayOptions = {}) {
     this.pieceBytes = options.exactWritten === true ? PIPE_BUF_BYTES : Number.MAX_SAFE_INTEGER;
-    if (sink === 'discard') {
-      this.writePiece = undefined;
-      this.endSink = () => undefined;
-      this.destroySink = () => undefined;
-    } else {
-      const socket = new Socket({ fd: sink.pipe, readable: false, writable: true });
-      // The reader has gone: the writers must learn it as they would from the pipe itself.
-      socket.on('error', () => this.cut());
-      this.writePiece = (piece, done) => socket.write(piece, (error) => done(error ?? null, piece.length));
-      this.endSink = () => socket.end();
-      this.destroySink = () => socket.destroy();
-    }
+    this.sink = sink === 'discard' ? undefined : new Socket({ fd: sink.pipe, readable: false, writable: true });
+    // The reader has gone: the writers must learn it as they would from the pipe itself.
+    this.sink?.on('error', () => this.cut());
     this.sources = sourceFds.map((fd) => new RelaySource(fd));
     this.live = this.sources.length;
     for (const source of this.sources) {
@@ -114,7 +101,7 @@ export class CountingRelay {
 
   private take(source: RelaySource, chunk: Buffer): void {
     source.bytes += chunk.length;
-    if (this.writePiece === undefined || this.done) return;
+    if (this.sink === undefined || this.done) return;
     this.held.push(chunk);
     this.heldBytes += chunk.length;
     if (this.heldBytes >= HELD_BYTES_LIMIT) for (const each of this.sources) each.socket.pause();
@@ -123,29 +110,29 @@ export class CountingRelay {
 
   /** Writes the next piece of what is held, if no write is in flight; ends the sink once all is written. */
   private writeNext(): void {
-    const { writePiece } = this;
-    if (writePiece === undefined || this.done || this.writing) return;
+    const { sink } = this;
+    if (sink === undefined || this.done || this.writing) return;
     const next = this.held[0];
     if (next === undefined) {
       if (this.live === 0) {
         // Every source is done and all they gave is written: the sink's reader sees EOF once it has read it.
         this.done = true;
-        this.endSink();
+        sink.end();
       }
       return;
     }
     const piece = next.length <= this.pieceBytes ? next : next.subarray(0, this.pieceBytes);
     this.writing = true;
-    writePiece(piece, (error, taken) => {
+    sink.write(piece, (error) => {
       this.writing = false;
-      if (error !== null) {
+      if (error !== undefined && error !== null) {
         this.cut();
         return;
       }
-      this.written += taken;
+      this.written += piece.length;
       // Cut meanwhile: what was held is dropped already.
       if (this.done) return;
-      this.consume(taken);
+      this.consume(piece.length);
       if (this.heldBytes < HELD_BYTES_LIMIT) for (const source of this.sources) source.socket.resume();
       this.writeNext();
     });
@@ -176,7 +163,7 @@ export class CountingRelay {
     this.held.length = 0;
     this.heldBytes = 0;
     this.done = true;
-    this.destroySink();
+    this.sink?.destroy();
     for (const callback of this.onCut.splice(0)) callback();
   }
 }

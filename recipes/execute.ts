@@ -8,6 +8,9 @@
 // for each edge its commands read from (edges.ts), and keeps the recipe's one order: before a command that follows
 // another machine's foreground command it waits until foreignStageEnded() says that command has ended.
 //
+// Asked to count (countBytes, for plumb -json), it gives each command taps in place of its pipes, through the
+// counting relays of stage-meter.ts, and tells each command's bytes in and out as they are known.
+//
 //   prepareRecipe ──> Prepared ──start()──> Running ──every stage ended, outputs read──> Finished
 //                                              └──abort()──> Aborting ──every process gone──> Finished
 
@@ -319,7 +322,7 @@ export class RecipeRun {
   /** Spawns one command with its redirections; a command that cannot start is reported like a shell would. */
   private startStage(stage: RecipeStage): ChildProcess | undefined {
     const opened: number[] = [];
-    // The file each redirection opened, by stream: counted (by position, or through a relay) once the stage runs.
+    // With counting, the file each redirection opened, by stream: kept, to be counted by its position, once it runs.
     const files: RedirectionFiles = {};
     let child: ChildProcess | undefined;
     try {
@@ -381,7 +384,7 @@ export class RecipeRun {
     if (input.kind === 'null') return 'ignore';
     if (input.kind === 'file') {
       const fd = this.openRedirection(input.path, fs.O_RDONLY, opened);
-      files.stdin = { fd, base: 0 };
+      if (this.meter !== undefined) files.stdin = { fd, base: 0 };
       return fd;
     }
     return this.heldFd(this.inputPipe(stage)?.readFd);
