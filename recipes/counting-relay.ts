@@ -21,7 +21,7 @@ import { Socket } from 'node:net';
  * what its sink took writes pieces of this size: a piece is then either wholly in the pipe, its write done, or not
  * at all, even when the reader stops reading for good.
  */
-export const PIPE_BUF_BYTES = 4096;
+const PIPE_BUF_BYTES = 4096;
 
 /** Bytes a relay holds for its sink before it stops reading its sources: a pipe's worth. */
 const HELD_BYTES_LIMIT = 64 * 1024;
@@ -129,9 +129,10 @@ export class CountingRelay {
         this.cut();
         return;
       }
-      this.written += piece.length;
-      // Cut meanwhile: what was held is dropped already.
+      // Cut meanwhile: the socket was destroyed under the write, which Node then reports as done: it may never have
+      // reached the pipe, so it is not counted, and what was held is dropped already.
       if (this.done) return;
+      this.written += piece.length;
       this.consume(piece.length);
       if (this.heldBytes < HELD_BYTES_LIMIT) for (const source of this.sources) source.socket.resume();
       this.writeNext();

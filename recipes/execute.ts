@@ -362,7 +362,10 @@ export class RecipeRun {
         this.report(stage, spawnFailure(program, error));
       });
       if (started.pid === undefined) return started;
-      if (this.meter !== undefined) this.countFiles(stage, files, opened);
+      if (this.meter !== undefined) {
+        this.meter.started(stage.index, started.pid);
+        this.countFiles(stage, files, opened);
+      }
       this.live.set(stage.index, started);
       this.startedAt.set(stage.index, Date.now());
       this.groups.push(started.pid);

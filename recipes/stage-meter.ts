@@ -15,11 +15,12 @@
 // output taps has reached EOF (so what it wrote last is in), or when the run ends.
 
 import { closeSync, constants as fs, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { InternalError } from '../protocol/errors.js';
 import type { StageBytes } from '../protocol/session.js';
 import { CountingRelay, type RelaySink, type RelaySource } from './counting-relay.js';
-import { pipeHeldElsewhere } from './pipe-holders.js';
+import { pipeHolder, processStartTicks, type HeldPipe } from './pipe-holders.js';
 import type { RecipeStage, StageOutput } from './plan.js';
 import type { StockedPipe } from './pipe-stock.js';
 import { RecipePipe } from './run-pipes.js';
@@ -30,13 +31,13 @@ const FIRST_HOLDER_WAIT_MS = 250;
 const LAST_HOLDER_WAIT_MS = 4000;
 
 /** The one device whose output is relayed (and dropped) rather than left uncounted. */
-export const DEV_NULL = '/dev/null';
+const DEV_NULL = '/dev/null';
 
 /** A command's output streams as counted: stdout (with stderr where both go to one place), and stderr alone. */
 export type OutputSlot = 'stdout' | 'stderr';
 
-/** A tap a command reads: its feed, and the tap's device and inode, to find who still holds it. */
-type InputCount = { kind: 'none' } | { kind: 'tap'; feed: CountingRelay; pipe: { dev: number; ino: number } } | { kind: 'file'; fd: number };
+/** A tap a command reads: its feed, and the tap as the feed holds it, to find who else still does. */
+type InputCount = { kind: 'none' } | { kind: 'tap'; feed: CountingRelay; pipe: HeldPipe } | { kind: 'file'; fd: number };
 /** A file's count is its position less `base`: for >>, the file's size when it was opened. */
 type OutputCount = { kind: 'tap'; source: RelaySource } | { kind: 'file'; fd: number; base: number };
 
@@ -45,6 +46,8 @@ interface StageCounts {
   stage: number;
   input: InputCount | undefined;
   outputs: Map<OutputSlot, OutputCount>;
+  /** When its command started, in clock ticks since boot: no older process can hold its taps. */
+  startTicks: number;
   exited: boolean;
   told: boolean;
 }
@@ -63,7 +66,10 @@ interface OutputPlan {
 export type OutputKey = (stage: RecipeStage, output: StageOutput) => PipeKey | undefined;
 
 function outputPlan(stage: RecipeStage, outputKey: OutputKey): OutputPlan {
-  const target = (output: StageOutput): RelayTarget | undefined => (output.kind !== 'file' ? outputKey(stage, output) : output.path === DEV_NULL ? DEV_NULL : undefined);
+  const target = (output: StageOutput): RelayTarget | undefined => {
+    if (output.kind !== 'file') return outputKey(stage, output);
+    return posix.normalize(output.path) === DEV_NULL ? DEV_NULL : undefined;
+  };
   const stdout = target(stage.stdout);
   if (stage.stderr === stage.stdout) return { stdout };
   const stderr = target(stage.stderr);
@@ -116,7 +122,7 @@ export class StageMeter {
     const bound = new Map<PipeKey | typeof DEV_NULL, { taps: RecipePipe[]; counts: [StageCounts, OutputSlot][] }>();
     const feeds: [CountingRelay, PipeKey][] = [];
     for (const stage of stages) {
-      const counts: StageCounts = { stage: stage.index, input: undefined, outputs: new Map(), exited: false, told: false };
+      const counts: StageCounts = { stage: stage.index, input: undefined, outputs: new Map(), startTicks: 0, exited: false, told: false };
       this.counts.set(stage.index, counts);
       const plan = outputPlan(stage, outputKey);
       for (const slot of ['stdout', 'stderr'] as const) {
@@ -145,9 +151,9 @@ export class StageMeter {
       // Written in pieces that are wholly in the tap or not at all: what the command was given is known exactly.
       const { dev, ino } = fstatSync(tap.writeFd);
       const feed = new CountingRelay([source], { pipe: tap.writeFd }, { exactWritten: true });
+      counts.input = { kind: 'tap', feed, pipe: { fd: tap.writeFd, dev, ino } };
       pipe.writeFd = undefined;
       this.relays.push(feed);
-      counts.input = { kind: 'tap', feed, pipe: { dev, ino } };
       // The reader of a label or | pipe is this command alone: once its feed is cut, the pipe's writers learn at once.
       if (inputKey.startsWith('label:') || inputKey.startsWith('stage:')) feeds.push([feed, inputKey]);
     }
@@ -186,11 +192,16 @@ export class StageMeter {
     this.merges.get(key)?.cut();
   }
 
+  /** The stage's command has started, as process `pid`: what started before it cannot hold its taps. */
+  started(stage: number, pid: number): void {
+    const counts = this.counts.get(stage);
+    if (counts !== undefined) counts.startTicks = processStartTicks(pid) ?? 0;
+  }
+
   /**
    * A file the daemon opened for a started stage's redirection: kept open until the stage is counted, when its
    * position, less `base` (for >>, its size when opened, taken before the command started), is what the command read
-   * or wrote. Returns false for what is not counted by position (the caller closes it): a device, or the second name
-   * of a file already kept (2>&1).
+   * or wrote. Returns false for what is not counted by position, a device (the caller closes it).
    */
   keepFile(stage: number, stream: 'stdin' | OutputSlot, fd: number, base: number): boolean {
     const counts = this.counts.get(stage);
@@ -203,7 +214,7 @@ export class StageMeter {
       counts.input = { kind: 'file', fd };
       return true;
     }
-    if (!stat.isFile() || counts.outputs.has(stream)) return false;
+    if (!stat.isFile()) return false;
     counts.outputs.set(stream, { kind: 'file', fd, base });
     return true;
   }
@@ -213,7 +224,7 @@ export class StageMeter {
     const counts = this.counts.get(stage);
     if (counts === undefined) return;
     counts.exited = true;
-    if (counts.input?.kind === 'tap') void this.cutWhenUnread(counts.input.feed, counts.input.pipe);
+    if (counts.input?.kind === 'tap') void this.cutWhenUnread(counts.input.feed, counts.input.pipe, counts.startTicks);
     this.tellWhenDone(counts);
   }
 
@@ -221,11 +232,15 @@ export class StageMeter {
    * Cuts the feed of an exited command's tap once no process holds the tap: at once if none does, else after
    * growing waits (what holds it may read on, or end). Stops when the feed is done or the run is over.
    */
-  private async cutWhenUnread(feed: CountingRelay, pipe: { dev: number; ino: number }): Promise<void> {
+  private async cutWhenUnread(feed: CountingRelay, pipe: HeldPipe, startedSince: number): Promise<void> {
+    const over = (): boolean => this.closed || feed.finished;
+    let lastHolder: string | undefined;
     for (let waitMs = FIRST_HOLDER_WAIT_MS; ; waitMs = Math.min(waitMs * 2, LAST_HOLDER_WAIT_MS)) {
-      if (this.closed || feed.finished) return;
-      if (!(await pipeHeldElsewhere(pipe))) {
-        if (!this.closed) feed.cut();
+      if (over()) return;
+      lastHolder = await pipeHolder(pipe, { startedSince, stop: over, ...(lastHolder === undefined ? {} : { lastHolder }) });
+      if (over()) return;
+      if (lastHolder === undefined) {
+        feed.cut();
         return;
       }
       // Unreferenced: a run that is over never waits for this.
@@ -311,7 +326,7 @@ function isDevNull(rdev: number): boolean {
 }
 
 /** The position of an open file, from /proc/self/fdinfo; undefined where it cannot be read. */
-export function filePosition(fd: number): number | undefined {
+function filePosition(fd: number): number | undefined {
   try {
     const match = /^pos:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
     return match === null ? undefined : Number(match[1]);

@@ -192,6 +192,9 @@ test('counted, a file is counted by the position the command left: a reader that
   assert.equal(counts.get(0)?.bytesOut, 777);
   // dd of= opens its own file: the stdin it read 5 bytes of is what is counted; its stdout got nothing.
   assert.deepEqual(counts.get(1), { stage: 1, bytesIn: 5, bytesOut: 0, bytesErr: 0 });
+  // /dev/null however it is spelled.
+  const dropped = await executeText('head -c 100 /dev/zero >/dev//null 2>/dev/./null\n', spool, { countBytes: true });
+  assert.deepEqual(dropped.outcome.bytes, [{ stage: 0, bytesIn: 0, bytesOut: 100, bytesErr: 0 }]);
 });
 
 test('counted, a run cut short tells what each command had moved and leaves no process, pipe or descriptor', { timeout: TIMEOUT_MS }, async (t) => {
