@@ -117,8 +117,8 @@ async function sameCountedOrNot(t: TestContext, text: string, files: readonly st
 
 test('counted, a writer whose reader has ended gets SIGPIPE at its next write, as it would without the relays', { timeout: TIMEOUT_MS }, async (t) => {
   for (const text of [
-    "sh -c 'sleep 0.3; echo x' |\ntrue\n",
-    'r: true &\nsleep 0.3\necho x >%r\n',
+    "sh -c 'sleep 1; echo x' |\ntrue\n",
+    'r: true &\nsleep 1\necho x >%r\n',
     "sh -c 'sleep 0.3; echo x' |\nno-such-command-np-test\n",
     // The reader's leader ends at once; what it left in the background reads on, then ends: then, and only then, the
     // writer's next write fails.
