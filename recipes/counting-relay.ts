@@ -65,7 +65,8 @@ export class CountingRelay {
   /** Read from the sources, not yet written; one write is in flight at a time. */
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
-  private writing = false;
+  /** The piece being written, while a write is in flight. */
+  private writing: Buffer | undefined;
   private live: number;
   private done = false;
   private readonly onCut: (() => void)[] = [];
@@ -111,7 +112,7 @@ export class CountingRelay {
   /** Writes the next piece of what is held, if no write is in flight; ends the sink once all is written. */
   private writeNext(): void {
     const { sink } = this;
-    if (sink === undefined || this.done || this.writing) return;
+    if (sink === undefined || this.done || this.writing !== undefined) return;
     const next = this.held[0];
     if (next === undefined) {
       if (this.live === 0) {
@@ -122,15 +123,15 @@ export class CountingRelay {
       return;
     }
     const piece = next.length <= this.pieceBytes ? next : next.subarray(0, this.pieceBytes);
-    this.writing = true;
+    this.writing = piece;
     sink.write(piece, (error) => {
-      this.writing = false;
+      this.writing = undefined;
       if (error !== undefined && error !== null) {
         this.cut();
         return;
       }
-      // Cut meanwhile: the socket was destroyed under the write, which Node then reports as done: it may never have
-      // reached the pipe, so it is not counted, and what was held is dropped already.
+      // Cut meanwhile: Node reports a write the socket was destroyed under as done, whether or not it had reached
+      // the pipe; cut() counted it if it had. What was held is dropped already.
       if (this.done) return;
       this.written += piece.length;
       this.consume(piece.length);
@@ -160,6 +161,10 @@ export class CountingRelay {
    * whoever waits on the cut is told.
    */
   cut(): void {
+    // A write in flight that libuv has wholly written (nothing left in its queue) is in the pipe: it counts. Node
+    // keeps that queue's size on the socket's handle, as its own timeouts use it; without it, the write is not counted.
+    if (this.writing !== undefined && !this.done && queuedBytes(this.sink) === 0) this.written += this.writing.length;
+    this.writing = undefined;
     for (const source of this.sources) source.socket.destroy();
     this.held.length = 0;
     this.heldBytes = 0;
@@ -167,4 +172,10 @@ export class CountingRelay {
     this.sink?.destroy();
     for (const callback of this.onCut.splice(0)) callback();
   }
+}
+
+/** Bytes the socket's libuv handle has yet to write, or undefined where Node does not say. */
+function queuedBytes(socket: Socket | undefined): number | undefined {
+  const queued = (socket as unknown as { _handle?: { writeQueueSize?: unknown } } | undefined)?._handle?.writeQueueSize;
+  return typeof queued === 'number' ? queued : undefined;
 }

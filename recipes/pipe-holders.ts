@@ -4,9 +4,9 @@
 // process group is no proof: a process that called setsid() may still be reading.
 
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { opendir } from 'node:fs/promises';
 
-/** Descriptors looked at in one turn of the event loop, so a process with very many never stalls the daemon. */
+/** Descriptors read from a process's fd directory at a time, between turns of the event loop. */
 const FDS_PER_TURN = 256;
 
 /** A pipe as this process holds it: its descriptor here, and its device and inode (as fstat gives them). */
@@ -29,15 +29,19 @@ export interface HolderSearch {
  * The pid of a process other than this one that holds the pipe, or undefined when none does. Each descriptor's link
  * is compared as text with this process's own link to the pipe (readlink never touches the file it names, so a hung
  * network mount cannot block it), and a match is confirmed by device and inode. A process whose descriptors cannot
- * be read (another account's, or one that made itself undumpable) is taken to hold the pipe if it started after the
- * command did: it may have inherited it. Without /proc nothing can be known: the pipe is taken as held.
+ * be read is taken to hold the pipe if it runs as this process's account (one of the commands' that made itself
+ * undumpable, or a setuid program it ran) and started after the command did: it may have inherited it. Another
+ * account's, or a kernel thread, cannot have, and is passed over. Each process's descriptors are read a batch at a
+ * time, off the event loop. Without /proc nothing can be known: the pipe is taken as held.
  */
 export async function pipeHolder(pipe: HeldPipe, search: HolderSearch): Promise<string | undefined> {
   let own: string;
   let pids: string[];
   try {
     own = readlinkSync(`/proc/self/fd/${pipe.fd}`);
-    pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid);
+    // This process as /proc numbers it, which is not process.pid when /proc is another pid namespace's.
+    const self = readlinkSync('/proc/self');
+    pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry) && entry !== self);
   } catch {
     return 'unknown';
   }
@@ -45,18 +49,21 @@ export async function pipeHolder(pipe: HeldPipe, search: HolderSearch): Promise<
   if (lastHolder !== undefined && pids.includes(lastHolder)) pids = [lastHolder, ...pids.filter((pid) => pid !== lastHolder)];
   for (const pid of pids) {
     if (search.stop()) return undefined;
-    let fds: string[];
+    let fds: AsyncIterable<{ name: string }>;
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      // Read as it is walked, never whole at once: a process may have a million descriptors.
+      fds = await opendir(`/proc/${pid}/fd`, { bufferSize: FDS_PER_TURN });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && startedAtOrAfter(pid, search.startedSince)) return pid;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && mayHaveInherited(pid, search.startedSince)) return pid;
       continue;
     }
-    for (const [index, fd] of fds.entries()) {
-      if (index > 0 && index % FDS_PER_TURN === 0) await nextTurn();
-      if (sameOpenFile(`/proc/${pid}/fd/${fd}`, own, pipe)) return pid;
+    try {
+      for await (const fd of fds) {
+        if (sameOpenFile(`/proc/${pid}/fd/${fd.name}`, own, pipe)) return pid;
+      }
+    } catch {
+      // The process ended while it was read.
     }
-    await nextTurn();
   }
   return undefined;
 }
@@ -85,7 +92,15 @@ export function processStartTicks(pid: number | string): number | undefined {
   }
 }
 
-function startedAtOrAfter(pid: string, since: number): boolean {
+/** Whether a process whose descriptors cannot be read may hold a command's pipe: this account's, started since. */
+function mayHaveInherited(pid: string, since: number): boolean {
   const ticks = processStartTicks(pid);
-  return ticks !== undefined && ticks >= since;
+  if (ticks === undefined || ticks < since) return false;
+  try {
+    // Real, effective, saved and filesystem uid: any of them this process's.
+    const uids = /^Uid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1]?.split(/\s+/) ?? [];
+    return uids.includes(String(process.getuid?.() ?? -1));
+  } catch {
+    return false;
+  }
 }

@@ -224,7 +224,8 @@ export class StageMeter {
     const counts = this.counts.get(stage);
     if (counts === undefined) return;
     counts.exited = true;
-    if (counts.input?.kind === 'tap') void this.cutWhenUnread(counts.input.feed, counts.input.pipe, counts.startTicks);
+    // A search that fails leaves the feed to learn by writing, as a relay does anyway: never a daemon's crash.
+    if (counts.input?.kind === 'tap') this.cutWhenUnread(counts.input.feed, counts.input.pipe, counts.startTicks).catch(() => undefined);
     this.tellWhenDone(counts);
   }
 
