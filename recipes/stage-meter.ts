@@ -148,8 +148,8 @@ export class StageMeter {
       this.inputTaps.set(stage.index, pipe);
       // An end of its own to read the pipe by: the run's end closes once no command is to take it.
       const source = openSync(`/proc/self/fd/${heldEnd(pipes.get(inputKey)?.readFd, inputKey)}`, fs.O_RDONLY | fs.O_NONBLOCK);
-      // Written in pieces that are wholly in the tap or not at all: what the command was given is known exactly.
       const { dev, ino } = fstatSync(tap.writeFd);
+      // Written in pieces that are wholly in the tap or not at all: what the command was given is known exactly.
       const feed = new CountingRelay([source], { pipe: tap.writeFd }, { exactWritten: true });
       counts.input = { kind: 'tap', feed, pipe: { fd: tap.writeFd, dev, ino } };
       pipe.writeFd = undefined;
