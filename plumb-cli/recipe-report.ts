@@ -126,9 +126,9 @@ export class RecipeReport {
   }
 }
 
-/** A command's counts as the report gives them: the three counts, each where it was known. */
+/** A command's counts as the report gives them: those its daemon told (StageBytes holds only counts it knew). */
 function counted(bytes: StageBytes | undefined): Pick<StageReportEntry, 'bytesIn' | 'bytesOut' | 'bytesErr'> {
   if (bytes === undefined) return {};
-  const { bytesIn, bytesOut, bytesErr } = bytes;
-  return { ...(bytesIn === undefined ? {} : { bytesIn }), ...(bytesOut === undefined ? {} : { bytesOut }), ...(bytesErr === undefined ? {} : { bytesErr }) };
+  const { stage: _stage, ...counts } = bytes;
+  return counts;
 }

@@ -134,26 +134,13 @@ export class CountingRelay {
       // the pipe; cut() counted it if it had. What was held is dropped already.
       if (this.done) return;
       this.written += piece.length;
-      this.consume(piece.length);
+      // The piece was the start of the first chunk held.
+      if (piece === next) this.held.shift();
+      else this.held[0] = next.subarray(piece.length);
+      this.heldBytes -= piece.length;
       if (this.heldBytes < HELD_BYTES_LIMIT) for (const source of this.sources) source.socket.resume();
       this.writeNext();
     });
-  }
-
-  /** Drops the first `bytes` of what is held: they are written. */
-  private consume(bytes: number): void {
-    let left = bytes;
-    while (left > 0) {
-      const first = this.held[0] as Buffer;
-      if (first.length <= left) {
-        this.held.shift();
-        left -= first.length;
-      } else {
-        this.held[0] = first.subarray(left);
-        left = 0;
-      }
-    }
-    this.heldBytes -= bytes;
   }
 
   /**
