@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants as fs, fstatSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, constants as fs, fstatSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -65,7 +65,10 @@ test('searching as an account that is not root: an undumpable holder of that acc
   const dir = mkdtempSync(join(tmpdir(), 'np-holders-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   execFileSync('chmod', ['755', dir]);
-  const module = fileURLToPath(new URL('../../recipes/pipe-holders.js', import.meta.url));
+  // The module is copied where nobody can read it: the checkout may be in a directory only root can enter. It
+  // imports nothing but Node's own modules.
+  const module = join(dir, 'pipe-holders.mjs');
+  copyFileSync(fileURLToPath(new URL('../../recipes/pipe-holders.js', import.meta.url)), module);
   const script = join(dir, 'search.mjs');
   // As nobody: a pipe, a holder that makes itself undumpable and sleeps, a search; the holder ends; a search again.
   writeFileSync(
@@ -91,6 +94,7 @@ process.stdout.write(JSON.stringify({ during, holder: String(holder.pid), after 
   execFileSync('chown', ['nobody', dir]);
   const search = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, script, dir, 'holder-ended'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => search.kill('SIGKILL'));
+  const exited = new Promise((resolve) => search.once('exit', resolve));
   let stdout = '';
   let stderr = '';
   search.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -99,7 +103,7 @@ process.stdout.write(JSON.stringify({ during, holder: String(holder.pid), after 
   await new Promise((resolve) => setTimeout(resolve, 200));
   const rootSleep = spawn('sleep', ['10'], { stdio: 'ignore' });
   t.after(() => rootSleep.kill('SIGKILL'));
-  const code = await new Promise((resolve) => search.once('exit', resolve));
+  const code = await exited;
   assert.equal(code, 0, stderr);
   const lines = stdout.trim().split('\n');
   assert.equal(lines[0], 'holder-ended');
